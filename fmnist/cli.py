@@ -1,0 +1,155 @@
+"""fmnist-job: the command line. Parses options, then hands over to sweep or score.
+
+TensorFlow and Ray are imported inside the commands, never at module level, so that
+`fmnist-job --help` (and a typo in an option) answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Train Fashion-MNIST dense classifiers in parallel on Ray and score images "
+         "with the best one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Exit codes (documented in the README).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print a one-line error on stderr and return the Exit to raise."""
+    typer.echo(f"fmnist-job: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) is noise for a CLI user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@app.command()
+def train(
+    workers: Annotated[int, typer.Option(
+        min=1, help="Variants trained at once (one Ray task each).")] = 4,
+    sweep: Annotated[Path, typer.Option(
+        help="Sweep file (TOML) listing the variants.")] = Path("jobs/default.toml"),
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Override every variant's epochs (quick runs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS",
+        help="Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'). "
+             "Default: start an embedded local Ray.")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option(
+        min=0.01, help="CPUs each task asks Ray for (and TensorFlow threads). "
+                       "Default: the cluster's CPUs shared among --workers.")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(
+        min=0.0, help="GPUs each task asks Ray for, fractional allowed. "
+                      "Default: a share of the GPUs when the cluster has any, else 0.")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(
+        help="Run directory for results.json and plots. "
+             "Default: runs/<timestamp>-<id>/.")] = None,
+    export_dir: Annotated[Path, typer.Option(
+        help="Export base; the best model goes to <export-dir>/<next version>/.")]
+        = Path("models/fmnist"),
+    data_dir: Annotated[Optional[Path], typer.Option(
+        envvar="FMNIST_DATA_DIR",
+        help="Directory with the four Fashion-MNIST .gz files. "
+             "Default: the copy bundled with the package.")] = None,
+    val_size: Annotated[int, typer.Option(
+        min=100, help="Validation images carved (stratified) from the training set.")] = 5000,
+    limit: Annotated[Optional[int], typer.Option(
+        min=200, help="Use only this many training images (stratified; quick runs).")] = None,
+) -> None:
+    """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
+    from fmnist import variants as variants_mod
+
+    try:
+        chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
+    except variants_mod.SweepError as e:
+        raise fail(str(e))
+    if limit is not None and val_size >= limit:
+        raise fail(f"--val-size {val_size} must be smaller than --limit {limit}")
+    if export_dir.exists() and not export_dir.is_dir():
+        raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
+
+    _quiet_tensorflow()
+    from fmnist import sweep as sweep_mod
+
+    code = sweep_mod.run(
+        chosen, sweep_file=sweep, workers=workers, address=address,
+        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+        runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
+        val_size=val_size, limit=limit,
+    )
+    raise typer.Exit(code)
+
+
+class Invert(str, Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+@app.command()
+def score(
+    directory: Annotated[Path, typer.Argument(
+        help="Directory of images, scanned recursively.")],
+    model: Annotated[Path, typer.Option(
+        help="SavedModel version dir, or the export base (newest version is used).")]
+        = Path("models/fmnist"),
+    out: Annotated[Path, typer.Option(
+        help="Output file; .csv or .jsonl decides the format.")] = Path("predictions.csv"),
+    invert: Annotated[Invert, typer.Option(
+        help="Invert dark-on-light images: auto decides per image from its border.")]
+        = Invert.auto,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 1024,
+    decoders: Annotated[Optional[int], typer.Option(
+        min=1, help="Parallel decoding threads. Default: one per CPU.")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Score on a Ray cluster with Ray Data.")] = False,
+    address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS", help="Ray cluster to join with --ray. "
+                                   "Default: an embedded local Ray.")] = None,
+) -> None:
+    """Score every image under DIRECTORY with the exported SavedModel."""
+    _quiet_tensorflow()
+    from fmnist import score as score_mod
+
+    code = score_mod.run(directory, model=model, out=out, invert=invert.value,
+                         batch_size=batch_size, decoders=decoders,
+                         use_ray=ray, address=address)
+    raise typer.Exit(code)
+
+
+def main() -> int:
+    """Entry point: Click's usage errors become one line and exit code 2."""
+    # Typer 0.29 vendors Click; its UsageError is the one to catch (version pinned).
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        code = app(prog_name="fmnist-job", standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
+        return EXIT_USAGE
+    except UsageError as e:
+        hint = f" (see 'fmnist-job {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else \
+            " (see 'fmnist-job --help')"
+        typer.echo(f"fmnist-job: error: {e.format_message()}{hint}", err=True)
+        return EXIT_USAGE
+    except typer.Abort:  # Ctrl-C while Click was prompting or parsing
+        return 130
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
