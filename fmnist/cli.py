@@ -65,8 +65,9 @@ def train(
         envvar="FMNIST_DATA_DIR",
         help="Directory with the four Fashion-MNIST .gz files. "
              "Default: the copy bundled with the package.")] = None,
-    val_size: Annotated[int, typer.Option(
-        min=100, help="Validation images carved (stratified) from the training set.")] = 5000,
+    val_size: Annotated[Optional[int], typer.Option(
+        min=100, help="Validation images carved (stratified) from the training set. "
+                      "Default: 5000, or a tenth of --limit.")] = None,
     limit: Annotated[Optional[int], typer.Option(
         min=200, help="Use only this many training images (stratified; quick runs).")] = None,
 ) -> None:
@@ -77,21 +78,26 @@ def train(
         chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
     except variants_mod.SweepError as e:
         raise fail(str(e))
+    if val_size is None:
+        val_size = 5000 if limit is None else max(100, limit // 10)
     if limit is not None and val_size >= limit:
         raise fail(f"--val-size {val_size} must be smaller than --limit {limit}")
     if export_dir.exists() and not export_dir.is_dir():
         raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
 
     _quiet_tensorflow()
-    from fmnist import sweep as sweep_mod
+    from fmnist import data, sweep as sweep_mod
 
-    code = sweep_mod.run(
-        chosen, sweep_file=sweep, workers=workers, address=address,
-        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-        runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
-        val_size=val_size, limit=limit,
-    )
-    raise typer.Exit(code)
+    try:
+        results = sweep_mod.run(
+            chosen, sweep_file=sweep, workers=workers, address=address,
+            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+            runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
+            val_size=val_size, limit=limit,
+        )
+    except (data.DataError, sweep_mod.ConnectError) as e:
+        raise fail(str(e))
+    raise typer.Exit(EXIT_OK if results["best"] else EXIT_FAILED)
 
 
 class Invert(str, Enum):

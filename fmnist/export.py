@@ -1,0 +1,91 @@
+"""Export the winning variant as a TensorFlow SavedModel, in TF Serving's layout.
+
+    <export-dir>/<version>/saved_model.pb, variables/, fmnist.json
+
+The version is written under a hidden temporary name in the same directory and
+renamed into place, so TF Serving, `fmnist-job score` or a concurrent sweep never sees
+a half-written version. If another exporter took the version number first, the
+rename fails and we take the next one.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+METADATA = "fmnist.json"
+SIGNATURE = "serving_default"
+INPUT_KEY, OUTPUT_KEY = "images", "probabilities"
+
+
+def versions(base: Path) -> list[int]:
+    """Integer version directories under an export base, ascending."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON beside the target, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(variant, weights, directory: Path) -> None:
+    """The serving SavedModel: uint8 images [N, 28, 28] in, probabilities [N, 10] out."""
+    import keras
+    import tensorflow as tf
+
+    from fmnist.model import build
+
+    net = build(variant)
+    net.set_weights(weights)
+    archive = keras.export.ExportArchive()
+    archive.track(net)
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=lambda images: {OUTPUT_KEY: tf.nn.softmax(net(images, training=False))},
+        input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_KEY)],
+    )
+    archive.write_out(str(directory), verbose=False)
+
+
+def export(variant, weights, metadata: dict, base: Path) -> Path:
+    """Write a new version under `base`; returns its path."""
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
+    try:
+        save_model(variant, weights, staging)
+        write_json_atomic(staging / METADATA, metadata)
+        version = (versions(base) or [0])[-1] + 1
+        while True:
+            target = base / str(version)
+            try:
+                # mkdir-then-rename would race; renaming onto a missing name is atomic,
+                # and fails if a concurrent exporter already created that version.
+                if target.exists():
+                    raise FileExistsError(target)
+                os.rename(staging, target)
+                return target
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) and \
+                        not isinstance(e, FileExistsError):
+                    raise
+                version += 1
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,174 @@
+"""Dense Fashion-MNIST models built from a Variant, and the fast training step.
+
+Speed comes from one idea: a tiny dense net spends far more time in per-step overhead
+(Python, op dispatch, launching an XLA program) than in arithmetic. So the input
+pipeline hands `fit` a *chunk* of K minibatches at a time and `ChunkedSequential`
+runs them in a tf.while_loop inside one XLA-compiled program, calling Keras's own
+train_step for each minibatch. Same optimizer, same batch size, same updates as plain
+`fit`, about a quarter of the wall time on CPU; callbacks, history and checkpoints work
+because it is still `fit`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from fmnist.variants import Variant
+
+NUM_CLASSES = 10
+DEFAULT_CHUNK = 256  # minibatches per XLA program; measured: 64 and 256 within noise
+
+
+class ChunkedSequential(keras.Sequential):
+    """A Sequential whose train_step takes [K, batch, ...] and runs K optimizer steps."""
+
+    def train_step(self, data):
+        xs, ys = data
+        step = super().train_step
+
+        def body(i):
+            step((xs[i], ys[i]))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < tf.shape(xs)[0], body, (tf.constant(0),))
+        return self.get_metrics_result()
+
+
+@keras.saving.register_keras_serializable("fmnist")
+class Dropout(keras.layers.Dropout):
+    """Keras Dropout with its mask drawn by ThreeFry instead of the default Philox.
+
+    Under XLA on CPU, Philox costs ~1.1 ms per [128, 512] mask, ThreeFry ~0.1 ms
+    (measured here), which made a 512-256 net with dropout 6x slower than without.
+    TensorFlow's non-XLA kernels have no ThreeFry, so `xla=False` keeps the default."""
+
+    def __init__(self, rate, xla: bool = True, **kwargs):
+        super().__init__(rate, **kwargs)
+        self.alg = "threefry" if xla else "auto_select"
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        keep = tf.random.stateless_uniform(tf.shape(inputs), seed, alg=self.alg) >= self.rate
+        return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
+
+
+def build(variant: Variant, jit: bool = True) -> ChunkedSequential:
+    """uint8 [N, 28, 28] in (0 = background), logits [N, 10] out; scaling is inside.
+    `jit`: the model will be trained XLA-compiled (picks the dropout RNG)."""
+    layers: list = [keras.Input((28, 28), dtype="uint8", name="images"),
+                    keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten()]
+    for units in variant.hidden:
+        if variant.normalization == "none":
+            layers.append(keras.layers.Dense(units, activation=variant.activation))
+        else:
+            # Normalize the pre-activation; the norm's shift makes a Dense bias redundant.
+            layers.append(keras.layers.Dense(units, use_bias=False))
+            layers.append(keras.layers.BatchNormalization() if variant.normalization == "batch"
+                          else keras.layers.LayerNormalization())
+            layers.append(keras.layers.Activation(variant.activation))
+        if variant.dropout:
+            layers.append(Dropout(variant.dropout, xla=jit))
+    layers.append(keras.layers.Dense(NUM_CLASSES, name="logits"))
+    return ChunkedSequential(layers, name=variant.name)
+
+
+def optimizer(variant: Variant, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = variant.learning_rate
+    if variant.schedule == "cosine":
+        warmup = variant.warmup_epochs * steps_per_epoch
+        decay = max(1, variant.epochs * steps_per_epoch - warmup)
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else lr, decay, warmup_target=lr if warmup else None,
+            warmup_steps=warmup)
+    if variant.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=variant.weight_decay)
+    if variant.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.Adam(lr)
+
+
+def compile_for_training(model: keras.Model, variant: Variant, steps_per_epoch: int,
+                         jit: bool = True) -> None:
+    model.compile(
+        optimizer=optimizer(variant, steps_per_epoch),
+        loss=SmoothedSparseCE(variant.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=jit,
+    )
+
+
+@keras.saving.register_keras_serializable("fmnist")
+class SmoothedSparseCE(keras.losses.Loss):
+    """Sparse categorical cross-entropy on logits, with optional label smoothing
+    (Keras's sparse loss has no label_smoothing argument)."""
+
+    def __init__(self, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(name="sparse_ce", **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"),
+                                   NUM_CLASSES)
+        return keras.losses.categorical_crossentropy(
+            onehot, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {"label_smoothing": self.label_smoothing}
+
+
+def training_dataset(x: np.ndarray, y: np.ndarray, variant: Variant,
+                     chunk: int = DEFAULT_CHUNK) -> tuple[tf.data.Dataset, int]:
+    """An endless dataset of [K, batch, 28, 28] chunks, reshuffled every epoch, and the
+    number of chunks per epoch. Augmentation happens here, on the host, in parallel
+    with training."""
+    n, b = len(y), variant.batch_size
+    batches = n // b  # the last partial batch is dropped; the next epoch reshuffles
+    if batches == 0:
+        raise ValueError(f"{variant.name}: batch_size {b} is larger than the "
+                         f"{n} training images")
+    images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
+
+    def gather(idx, seed):
+        xs = tf.gather(images, idx)
+        if variant.augment_flip:
+            xs = _random_flip(xs, seed)
+        if variant.augment_shift:
+            xs = _random_shift(xs, variant.augment_shift, seed + 1)
+        return xs, tf.gather(labels, idx)
+
+    ds = (tf.data.Dataset.range(n)
+          .shuffle(n, seed=variant.seed, reshuffle_each_iteration=True)
+          .batch(b, drop_remainder=True)
+          .batch(chunk)
+          .repeat()
+          .enumerate()
+          .map(lambda i, idx: gather(idx, tf.stack([tf.cast(variant.seed, tf.int64), i])),
+               num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(2))
+    return ds, -(-batches // chunk)
+
+
+def _random_flip(xs, seed):
+    """Mirror a random half of the images left-right."""
+    flip = tf.random.stateless_uniform(tf.shape(xs)[:-2], seed) < 0.5
+    return tf.where(flip[..., None, None], tf.reverse(xs, axis=[-1]), xs)
+
+
+def _random_shift(xs, max_shift: int, seed):
+    """Shift each image by up to max_shift pixels in x and y, filling with background."""
+    shape = tf.shape(xs)
+    flat = tf.reshape(xs, [-1, 28, 28])
+    n = tf.shape(flat)[0]
+    padded = tf.pad(flat, [[0, 0], [max_shift, max_shift], [max_shift, max_shift]])
+    offsets = tf.random.stateless_uniform([n, 2], seed, 0, 2 * max_shift + 1, dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(28)[None, :]
+    cols = offsets[:, 1:] + tf.range(28)[None, :]
+    out = tf.gather(padded, rows, axis=1, batch_dims=1)
+    out = tf.gather(out, cols, axis=2, batch_dims=1)
+    return tf.reshape(out, shape)

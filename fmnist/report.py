@@ -1,0 +1,136 @@
+"""What a sweep shows and leaves behind: the live table, the leaderboard, the plot.
+
+A terminal gets a rich Live table; anything else (a pipe, a Kubernetes log) gets one
+plain line per event, because a redrawn table is garbage in a log file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
+
+
+class Progress:
+    """Per-variant state fed by task events: queued → running → done / failed."""
+
+    def __init__(self, names: list[str], epochs: dict[str, int], console: Console | None = None):
+        self.console = console or Console(stderr=False)
+        self.rows = {n: {"state": "queued", "epoch": 0, "epochs": epochs[n],
+                         "val_accuracy": None, "host": "", "device": "", "since": None}
+                     for n in names}
+        self.live_mode = self.console.is_terminal
+        self._live: Live | None = None
+
+    def __enter__(self):
+        if self.live_mode:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=4,
+                              transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._live:
+            self._live.update(self._table())
+            self._live.__exit__(*exc)
+
+    def _log(self, text: str) -> None:
+        if not self.live_mode:
+            print(text, flush=True)
+
+    def update(self, name: str, **fields) -> None:
+        row = self.rows[name]
+        if fields.get("state") == "running" and row["since"] is None:
+            row["since"] = time.monotonic()
+        row.update(fields)
+        if self._live:
+            self._live.update(self._table())
+
+    def event(self, ev: dict) -> None:
+        """An event from a task: {'variant', 'kind': 'start'|'epoch', ...}."""
+        name = ev["variant"]
+        if ev["kind"] == "start":
+            self.update(name, state="running", host=ev.get("host", ""),
+                        device=ev.get("device", ""), epoch=ev.get("epoch", 0))
+            self._log(f"[{name}] started on {ev.get('host')} ({ev.get('device')})")
+        elif ev["kind"] == "epoch":
+            self.update(name, state="running", epoch=ev["epoch"],
+                        val_accuracy=ev.get("val_accuracy"))
+            self._log(f"[{name}] epoch {ev['epoch']}/{self.rows[name]['epochs']} "
+                      f"val_acc {_pct(ev.get('val_accuracy'))}% loss {ev.get('loss', 0):.4f}")
+
+    def finished(self, result: dict) -> None:
+        name = result["name"]
+        if result["status"] == "ok":
+            self.update(name, state="done", val_accuracy=result["val_accuracy"],
+                        epoch=result["epochs_run"])
+            self._log(f"[{name}] done: val_acc {_pct(result['val_accuracy'])}% "
+                      f"in {result['train_seconds']:.1f}s")
+        else:
+            self.update(name, state="failed")
+            self._log(f"[{name}] FAILED: {result.get('error')}")
+
+    def _table(self) -> Table:
+        t = Table(title="fmnist-job train", expand=False)
+        for col in ("variant", "state", "epoch", "val acc %", "where", "seconds"):
+            t.add_column(col, justify="right" if col in ("epoch", "val acc %", "seconds")
+                         else "left")
+        style = {"queued": "dim", "running": "yellow", "done": "green", "failed": "red"}
+        for name, r in self.rows.items():
+            secs = f"{time.monotonic() - r['since']:.0f}" if r["since"] else "-"
+            t.add_row(name, f"[{style[r['state']]}]{r['state']}[/]",
+                      f"{r['epoch']}/{r['epochs']}", _pct(r["val_accuracy"]),
+                      f"{r['host']} {r['device']}".strip() or "-", secs)
+        return t
+
+
+def leaderboard(results: list[dict], best: str | None) -> Table:
+    """Ranked by validation accuracy (what selection uses); failures last."""
+    t = Table(title="leaderboard (ranked by validation accuracy)")
+    for col in ("#", "variant", "val acc %", "test acc %", "epochs", "seconds", "status"):
+        t.add_column(col, justify="left" if col in ("variant", "status") else "right")
+    ok = sorted((r for r in results if r["status"] == "ok"),
+                key=lambda r: r["val_accuracy"], reverse=True)
+    bad = [r for r in results if r["status"] != "ok"]
+    for i, r in enumerate(ok + bad, 1):
+        epochs = f"{r.get('epochs_run', '-')}/{r['config']['epochs']}"
+        mark = " *" if r["name"] == best else ""
+        t.add_row(str(i) if r["status"] == "ok" else "-", r["name"] + mark,
+                  _pct(r.get("val_accuracy")), _pct(r.get("test_accuracy")), epochs,
+                  f"{r['train_seconds']:.1f}" if r.get("train_seconds") else "-",
+                  r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"[:80])
+    return t
+
+
+def plot_curves(results: list[dict], path: Path) -> Path | None:
+    """Validation accuracy per epoch, one line per variant (PNG)."""
+    curves = [(r["name"], r["history"]["val_accuracy"]) for r in results
+              if r.get("history", {}).get("val_accuracy")]
+    if not curves:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, ys in curves:
+        ax.plot(range(1, len(ys) + 1), [100 * y for y in ys], marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Fashion-MNIST sweep: validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+

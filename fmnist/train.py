@@ -1,0 +1,122 @@
+"""Train one variant: what a Ray task runs, and nothing Ray-specific.
+
+The same code path runs on CPU and GPU. Before TensorFlow's runtime starts, the task
+pins TensorFlow's thread pools to the CPUs it asked Ray for (otherwise every task
+spawns one thread per core and they fight), and turns on GPU memory growth (otherwise
+the first task on a GPU grabs all of its memory and a second, fractional task fails).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from typing import Callable
+
+import numpy as np
+
+from fmnist.data import Splits
+from fmnist.variants import Variant
+
+EVAL_BATCH = 1000  # evaluation has no optimizer step: big batches are just faster
+
+
+def threads_for(cpus: float) -> int:
+    """TensorFlow threads for a task holding `cpus` CPUs (fractions round, at least 1)."""
+    return max(1, math.floor(cpus + 0.5))
+
+
+def pick_device(gpus: list[str]) -> str:
+    """The device for the model: the first GPU TensorFlow sees, else the CPU.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the GPU(s) it assigned the task, so TensorFlow
+    numbers them from 0: the first visible GPU *is* the one Ray gave us.
+    `gpus` are TensorFlow's physical GPU device names, e.g.
+    ['/physical_device:GPU:0']."""
+    if not gpus:
+        return "/CPU:0"
+    return "/GPU:" + gpus[0].rsplit(":", 1)[-1]
+
+
+def configure_tensorflow(cpus: float) -> str:
+    """Threads and GPU memory growth; returns the device to place the model on.
+
+    Both settings only take before TensorFlow initializes its runtime. A Ray worker
+    process that is reused for a second task (same resource shape) already has them,
+    so 'already initialized' is fine here."""
+    import tensorflow as tf
+
+    n = threads_for(cpus)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    return pick_device([g.name for g in gpus])
+
+
+def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
+                on_epoch: Callable[[int, dict], None] | None = None,
+                chunk: int | None = None, jit: bool = True) -> tuple[dict, list[np.ndarray]]:
+    """Train, then evaluate on validation and test. Returns (result, weights)."""
+    import keras
+    import tensorflow as tf
+
+    from fmnist import model as model_mod
+
+    keras.utils.set_random_seed(variant.seed)
+    started = time.monotonic()
+    ds, steps = model_mod.training_dataset(
+        splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK)
+    # Steps the optimizer takes per epoch, for the learning-rate schedule.
+    batches_per_epoch = len(splits.y_train) // variant.batch_size
+
+    callbacks: list = [keras.callbacks.TerminateOnNaN()]
+    if variant.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=variant.early_stopping,
+            restore_best_weights=True))
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, dict(logs or {}))))
+
+    with tf.device(device):
+        net = model_mod.build(variant, jit=jit)
+        model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
+        history = net.fit(ds, epochs=variant.epochs, steps_per_epoch=steps,
+                          validation_data=(splits.x_val, splits.y_val),
+                          validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
+        train_seconds = time.monotonic() - started
+        hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        if any(not math.isfinite(v) for v in hist.get("loss", [])):
+            raise FloatingPointError(
+                f"loss became NaN/inf at epoch {len(hist['loss'])}; "
+                f"lower learning_rate or add normalization")
+        val_loss, val_acc = net.evaluate(splits.x_val, splits.y_val,
+                                         batch_size=EVAL_BATCH, verbose=0)
+        test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test,
+                                           batch_size=EVAL_BATCH, verbose=0)
+
+    val_curve = hist.get("val_accuracy", [])
+    result = {
+        "name": variant.name,
+        "config": variant.to_dict(),
+        "status": "ok",
+        "val_accuracy": float(val_acc), "val_loss": float(val_loss),
+        "test_accuracy": float(test_acc), "test_loss": float(test_loss),
+        "epochs_run": len(val_curve),
+        "best_epoch": int(np.argmax(val_curve)) + 1 if val_curve else None,
+        "history": hist,
+        "train_seconds": round(train_seconds, 2),
+        "samples_per_second": round(len(val_curve) * batches_per_epoch * variant.batch_size
+                                    / train_seconds, 1),
+        "host": socket.gethostname(),
+        "device": device,
+    }
+    return result, net.get_weights()
