@@ -33,6 +33,8 @@ def connect(address: str | None) -> None:
     """Join the cluster at `address`, or start an embedded Ray bound to loopback with
     no dashboard (nothing listens beyond this machine)."""
     runtime_env = {"env_vars": WORKER_ENV}
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
@@ -44,6 +46,19 @@ def connect(address: str | None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
                            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a host:port nobody listens on; ray.init would retry for minutes."""
+    hostport = address.removeprefix("ray://")
+    if hostport == "auto" or ":" not in hostport:
+        return  # 'auto' is resolved by Ray itself, from this node's running cluster
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConnectError(f"cannot connect to Ray at '{address}': {e}; check --address / "
+                           f"RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
 
 
 def plan_resources(workers: int, cpus: float | None, gpus: float | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import socket
 import time
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -86,7 +87,9 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, dict(logs or {}))))
 
-    with tf.device(device):
+    with tf.device(device), warnings.catch_warnings():
+        # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         net = model_mod.build(variant, jit=jit)
         model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
         history = net.fit(ds, epochs=variant.epochs, steps_per_epoch=steps,
@@ -111,6 +114,7 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         "val_accuracy": float(val_acc), "val_loss": float(val_loss),
         "test_accuracy": float(test_acc), "test_loss": float(test_loss),
         "epochs_run": len(val_curve),
+        "optimizer_steps": int(net.optimizer.iterations.numpy()),
         "best_epoch": int(np.argmax(val_curve)) + 1 if val_curve else None,
         "history": hist,
         "train_seconds": round(train_seconds, 2),

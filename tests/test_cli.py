@@ -1,0 +1,82 @@
+"""The command line: fast help, one-line errors, exit code 2 for bad arguments."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+
+def test_help_imports_neither_tensorflow_nor_ray():
+    code = ("import sys\nfrom fmnist.cli import main\nsys.argv = ['fmnist-job', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
+            "assert not heavy, heavy\nprint('light')")
+    for args in (["--help"], ["train", "--help"], ["score", "--help"]):
+        proc = subprocess.run([sys.executable, "-c", code.replace("'--help'", repr(args)[1:-1])],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0 and "light" in proc.stdout, proc.stderr
+
+
+def test_every_train_option_has_help_text():
+    proc = run_cli("train", "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0
+    for option in ("--workers", "--sweep", "--epochs", "--address", "--cpus-per-worker",
+                   "--gpus-per-worker", "--runs-dir", "--export-dir", "--data-dir",
+                   "--val-size", "--limit"):
+        line = next(l for l in proc.stdout.splitlines() if l.strip("│ ").startswith(option))
+        assert len(line.split(option, 1)[1].strip(" │")) > 20, line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "--workers", "0"], "'--workers'"),
+    (["train", "--workers", "many"], "'--workers'"),
+    (["train", "--epochs", "-1"], "'--epochs'"),
+    (["train", "--frobnicate"], "No such option: --frobnicate"),
+    (["train", "--sweep", "missing.toml"], "missing.toml: sweep file not found"),
+    (["train", "--limit", "1000", "--val-size", "2000"], "--val-size 2000 must be smaller"),
+    (["nonsense"], "No such command"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, expected):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_sweep_file_is_refused_before_anything_starts(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[variant]]\nname = "x"\nhidden = [64]\ndropuot = 0.2\n')
+    proc = run_cli("train", "--sweep", bad)
+    assert proc.returncode == 2
+    assert f"{bad}: variant 'x': unknown key 'dropuot'" in proc.stderr
+
+
+def test_export_dir_that_is_a_file(tmp_path):
+    f = tmp_path / "models"
+    f.write_text("not a dir")
+    proc = run_cli("train", "--export-dir", f)
+    assert proc.returncode == 2 and "is a file" in proc.stderr
+
+
+def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
+    import shutil
+    from fmnist import data
+    d = tmp_path / "fm"
+    shutil.copytree(data.BUNDLED_DIR, d)
+    (d / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    proc = run_cli("train", "--data-dir", d, "--limit", "1000")
+    assert proc.returncode == 2
+    assert "train-labels-idx1-ubyte.gz: sha256" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()[-1:]) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_unknown_ray_address_exits_2(tmp_path):
+    proc = run_cli("train", "--address", "127.0.0.1:1", "--limit", "1000",
+                   "--runs-dir", tmp_path / "run", timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot connect to Ray at '127.0.0.1:1'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,62 @@
+"""Export: TF Serving layout, increasing versions, nothing half-written."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fmnist import export, model
+from fmnist.variants import Variant
+
+
+@pytest.fixture(scope="module")
+def weights():
+    return model.build(Variant("w", (16,))).get_weights()
+
+
+def test_versions_increase_and_staging_is_cleaned(tmp_path, weights):
+    v = Variant("w", (16,))
+    a = export.export(v, weights, {"n": 1}, tmp_path)
+    b = export.export(v, weights, {"n": 2}, tmp_path)
+    assert (a.name, b.name) == ("1", "2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+    assert json.loads((b / export.METADATA).read_text()) == {"n": 2}
+    serve = tf.saved_model.load(str(b)).signatures[export.SIGNATURE]
+    out = serve(images=tf.zeros([3, 28, 28], tf.uint8))[export.OUTPUT_KEY].numpy()
+    assert out.shape == (3, 10) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_concurrent_exports_get_distinct_versions(tmp_path, weights):
+    v = Variant("w", (16,))
+    paths, errors = [], []
+
+    def one():
+        try:
+            paths.append(export.export(v, weights, {}, tmp_path))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(p.name for p in paths) == ["1", "2", "3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2", "3"]
+
+
+def test_failed_export_leaves_no_version(tmp_path):
+    bad = [np.zeros((3, 3))]  # wrong weights: set_weights raises mid-export
+    with pytest.raises(ValueError):
+        export.export(Variant("w", (16,)), bad, {}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_versions_ignores_non_integer_entries(tmp_path):
+    for name in ("3", "10", ".staging-x", "latest"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "7").write_text("a file, not a version")
+    assert export.versions(tmp_path) == [3, 10]

@@ -1,0 +1,115 @@
+"""`fmnist-job train` end to end through the CLI: a real embedded Ray, real TensorFlow,
+small slices of the data. The exported SavedModel is loaded back and scored."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fmnist import data, export
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+TWO_VARIANTS = """
+[defaults]
+epochs = 3
+batch_size = 32
+
+[[variant]]
+name = "small"
+hidden = [64]
+
+[[variant]]
+name = "wider"
+hidden = [128, 64]
+dropout = 0.1
+"""
+
+
+def train_args(tmp_path, sweep, *extra, limit=4000):
+    return ["train", "--sweep", sweep, "--workers", "2", "--limit", limit,
+            "--runs-dir", tmp_path / "run", "--export-dir", tmp_path / "models", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    sweep = tmp / "two.toml"
+    sweep.write_text(TWO_VARIANTS)
+    proc = run_cli(*train_args(tmp, sweep, limit=15000))
+    return tmp, proc
+
+
+def test_train_exits_zero_and_writes_the_run_directory(trained):
+    tmp, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp / "run" / "results.json").read_text())
+    assert {v["name"] for v in results["variants"]} == {"small", "wider"}
+    for v in results["variants"]:
+        assert v["status"] == "ok"
+        assert len(v["history"]["val_accuracy"]) == v["epochs_run"] == 3
+        assert v["host"] and v["device"] == "/CPU:0" and v["train_seconds"] > 0
+        assert 0.5 < v["val_accuracy"] <= 1 and 0.5 < v["test_accuracy"] <= 1
+    best = max(results["variants"], key=lambda v: v["val_accuracy"])
+    assert results["best"] == best["name"]          # chosen on validation, not test
+    assert (tmp / "run" / "val_accuracy.png").stat().st_size > 5000
+    assert "leaderboard" in proc.stdout and best["name"] in proc.stdout
+
+
+def test_exported_savedmodel_scores_the_test_set(trained):
+    import tensorflow as tf
+    tmp, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version = tmp / "models" / "1"
+    meta = json.loads((version / export.METADATA).read_text())
+    assert meta["class_names"] == list(data.CLASS_NAMES)
+    assert meta["dataset_sha256"] == data.SHA256 and meta["libraries"]["tensorflow"]
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    _, _, x_test, y_test, _ = data.load_arrays()
+    probs = serve(images=tf.constant(x_test))["probabilities"].numpy()
+    assert probs.shape == (10000, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    accuracy = float((probs.argmax(axis=1) == y_test).mean())
+    assert accuracy > 0.80
+    assert abs(accuracy - meta["test_accuracy"]) < 1e-3  # the same model that was measured
+    # No staging leftovers beside the version.
+    assert sorted(p.name for p in (tmp / "models").iterdir()) == ["1"]
+
+
+def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
+    sweep = sweep_file("""
+        [[variant]]
+        name = "fine"
+        hidden = [32]
+        epochs = 1
+        [[variant]]
+        name = "broken"
+        hidden = [32]
+        epochs = 1
+        batch_size = 60000   # valid in the file, larger than the training slice
+    """)
+    proc = run_cli(*train_args(tmp_path, sweep))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    status = {v["name"]: v for v in results["variants"]}
+    assert status["fine"]["status"] == "ok" and results["best"] == "fine"
+    assert status["broken"]["status"] == "failed"
+    assert "batch_size 60000 is larger than" in status["broken"]["error"]
+    assert (tmp_path / "models" / "1" / "saved_model.pb").exists()
+
+
+def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_file):
+    sweep = sweep_file("""
+        [[variant]]
+        name = "broken"
+        hidden = [32]
+        epochs = 1
+        batch_size = 60000
+    """)
+    proc = run_cli(*train_args(tmp_path, sweep))
+    assert proc.returncode == 1
+    assert "every variant failed" in proc.stdout
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["best"] is None and results["variants"][0]["status"] == "failed"
+    assert not (tmp_path / "models").exists() or not export.versions(tmp_path / "models")

@@ -1,0 +1,99 @@
+"""The training building blocks, in-process: device choice, resources, the chunked
+train step, augmentation. Real TensorFlow on small slices."""
+
+import numpy as np
+import pytest
+
+from fmnist import data, model, sweep, train
+from fmnist.variants import Variant
+
+
+@pytest.mark.parametrize("gpus, expected", [
+    ([], "/CPU:0"),
+    (["/physical_device:GPU:0"], "/GPU:0"),
+    (["/physical_device:GPU:0", "/physical_device:GPU:1"], "/GPU:0"),
+])
+def test_pick_device_uses_the_first_visible_gpu_else_cpu(gpus, expected):
+    # Ray narrows CUDA_VISIBLE_DEVICES to the task's GPUs, so index 0 is ours.
+    assert train.pick_device(gpus) == expected
+
+
+@pytest.mark.parametrize("cpus, threads", [(0.25, 1), (0.5, 1), (1, 1), (1.5, 2), (2, 2), (8, 8)])
+def test_threads_follow_the_task_cpus(cpus, threads):
+    assert train.threads_for(cpus) == threads
+
+
+def test_plan_resources_defaults_share_cpus_and_gpus():
+    # 2-core machine, 4 workers: half a CPU each, no GPUs.
+    assert sweep.plan_resources(4, None, None, {"CPU": 2.0}, [2.0]) == (0.5, 0.0)
+    # A cluster with 2 GPUs and 4 workers: half a GPU each; never more than one node's CPUs.
+    assert sweep.plan_resources(4, None, None, {"CPU": 64.0, "GPU": 2.0}, [8.0] * 8) == (8.0, 0.5)
+    assert sweep.plan_resources(2, None, None, {"CPU": 8.0, "GPU": 8.0}, [8.0]) == (4.0, 1.0)
+    # Explicit values win.
+    assert sweep.plan_resources(4, 1.0, 0.25, {"CPU": 2.0}, [2.0]) == (1.0, 0.25)
+
+
+def test_configure_tensorflow_on_this_machine_picks_the_cpu():
+    # No GPU here: the same code path that would pick /GPU:0 picks the CPU.
+    assert train.configure_tensorflow(1) == "/CPU:0"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.load(limit=3000, val_size=300)
+
+
+def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
+    v = Variant("t", (32,), epochs=2, batch_size=50)
+    result, weights = train.fit_variant(v, small, chunk=16)
+    batches = len(small.y_train) // 50          # 2700 // 50 = 54, in chunks of 16,16,16,6
+    assert result["status"] == "ok" and result["epochs_run"] == 2
+    assert len(result["history"]["val_accuracy"]) == 2
+    net = model.build(v)
+    net.set_weights(weights)
+    assert result["val_accuracy"] > 0.6          # it learned; chance is 0.1
+    # Same count as plain fit: the loop inside the XLA program runs every minibatch.
+    assert result["optimizer_steps"] == 2 * batches
+
+
+def test_chunked_fit_matches_plain_fit_accuracy(small):
+    """The fast path trains the same model as plain fit (not a different one)."""
+    import keras
+    v = Variant("t", (64,), epochs=3, batch_size=32)
+    fast, _ = train.fit_variant(v, small)
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+    plain.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    plain.fit(small.x_train / 255.0, small.y_train, epochs=3, batch_size=32, verbose=0)
+    _, plain_acc = plain.evaluate(small.x_test / 255.0, small.y_test, verbose=0)
+    assert abs(fast["test_accuracy"] - plain_acc) < 0.03
+
+
+def test_dropout_normalization_schedule_and_smoothing_train(small):
+    v = Variant("t", (64, 32), dropout=0.3, normalization="batch", optimizer="adamw",
+                weight_decay=1e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
+                epochs=4, batch_size=64, early_stopping=2, augment_flip=True, augment_shift=2)
+    result, _ = train.fit_variant(v, small)
+    assert result["val_accuracy"] > 0.6 and 3 <= result["epochs_run"] <= 4
+
+
+def test_nan_loss_fails_the_variant(small):
+    v = Variant("t", (512, 512, 512), optimizer="sgd", learning_rate=1.0, epochs=2, batch_size=32)
+    # SGD at lr 1.0 with momentum diverges; the variant must fail, not export garbage.
+    with pytest.raises(FloatingPointError, match="NaN"):
+        train.fit_variant(v, small)
+
+
+def test_random_flip_and_shift_move_pixels_not_content():
+    import tensorflow as tf
+    x = np.zeros((4, 28, 28), np.uint8)
+    x[:, 10:14, 3:6] = 200
+    flipped = model._random_flip(tf.constant(x), tf.constant([1, 2], tf.int64)).numpy()
+    shifted = model._random_shift(tf.constant(x), 3, tf.constant([3, 4], tf.int64)).numpy()
+    for out in (flipped, shifted):
+        assert out.shape == x.shape
+        assert (out.sum(axis=(1, 2)) == x.sum(axis=(1, 2))).all()   # nothing cut off
+    assert any((f[:, 22:25] == 200).any() for f in flipped)          # some got mirrored
+    assert not all((s == x[0]).all() for s in shifted)                # some moved
