@@ -24,7 +24,7 @@ FROM ${BASE_IMAGE} AS builder
 #      the node only needs the NVIDIA driver and device plugin.
 ARG FLAVOUR=cpu
 # Must equal the ray pin in pyproject.toml (tests/test_deploy.py checks). pyproject.toml
-# asks for ray[data]; the image adds the [default] extra at the same version because the
+# asks for ray[data,default]; naming the [default] extra here too keeps the image honest: the
 # Ray dashboard (job API, KubeRay's health checks) and `ray job submit` need it.
 ARG RAY_VERSION=2.60.0
 

@@ -123,15 +123,22 @@ class SmoothedSparseCE(keras.losses.Loss):
 
 
 def training_dataset(x: np.ndarray, y: np.ndarray, variant: Variant,
-                     chunk: int = DEFAULT_CHUNK) -> tuple[tf.data.Dataset, int]:
-    """An endless dataset of [K, batch, 28, 28] chunks, reshuffled every epoch, and the
-    number of chunks per epoch. Augmentation happens here, on the host, in parallel
-    with training."""
+                     chunk: int = DEFAULT_CHUNK) -> tuple[tf.data.Dataset, int, int]:
+    """An endless dataset of [K, batch, 28, 28] chunks, reshuffled every epoch; returns
+    (dataset, chunks per epoch, K). Augmentation happens here, on the host, in parallel
+    with training.
+
+    Every chunk has the same K, so XLA compiles the training program once (a smaller
+    last chunk would cost a second compile, ~2 s). K is chosen so that at most a few
+    minibatches per epoch are left over; those images, like the last partial batch,
+    sit out one epoch, and a different random few sit out the next."""
     n, b = len(y), variant.batch_size
-    batches = n // b  # the last partial batch is dropped; the next epoch reshuffles
+    batches = n // b
     if batches == 0:
         raise ValueError(f"{variant.name}: batch_size {b} is larger than the "
                          f"{n} training images")
+    chunks = -(-batches // chunk)
+    k = batches // chunks
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
 
     def gather(idx, seed):
@@ -145,13 +152,13 @@ def training_dataset(x: np.ndarray, y: np.ndarray, variant: Variant,
     ds = (tf.data.Dataset.range(n)
           .shuffle(n, seed=variant.seed, reshuffle_each_iteration=True)
           .batch(b, drop_remainder=True)
-          .batch(chunk)
+          .batch(k, drop_remainder=True)
           .repeat()
           .enumerate()
           .map(lambda i, idx: gather(idx, tf.stack([tf.cast(variant.seed, tf.int64), i])),
                num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(2))
-    return ds, -(-batches // chunk)
+    return ds, chunks, k
 
 
 def _random_flip(xs, seed):

@@ -73,10 +73,9 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
 
     keras.utils.set_random_seed(variant.seed)
     started = time.monotonic()
-    ds, steps = model_mod.training_dataset(
+    ds, steps, k = model_mod.training_dataset(
         splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK)
-    # Steps the optimizer takes per epoch, for the learning-rate schedule.
-    batches_per_epoch = len(splits.y_train) // variant.batch_size
+    batches_per_epoch = steps * k  # optimizer steps per epoch (for the LR schedule)
 
     callbacks: list = [keras.callbacks.TerminateOnNaN()]
     if variant.early_stopping:

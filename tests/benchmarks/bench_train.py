@@ -1,0 +1,152 @@
+"""Training speed, ours vs. the Keras tutorial's plain `fit`, measured in one run.
+
+    .venv/bin/python tests/benchmarks/bench_train.py            # both parts, ~6-8 min here
+    .venv/bin/python tests/benchmarks/bench_train.py --part a   # training loop only
+
+(a) samples/s training the tutorial model (Dense 128, Adam, batch 32, 5 epochs) with
+    fmnist's training loop vs. plain `model.fit` as the tutorial writes it; test accuracy
+    of both. Target: >= 3x, accuracy within 0.5 points.
+(b) wall seconds of `fmnist-job train --workers 4` on the default sweep (a fresh process:
+    Ray start-up, data, training, export, all included) vs. the same variants trained one
+    after another with plain `fit` in one process. Target: <= 0.35x.
+
+Not collected by pytest (no test_ prefix). Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def plain_model(v):
+    """The variant as the tutorial would write it: stock layers, softmax output."""
+    import keras
+    layers = [keras.Input((28, 28)), keras.layers.Flatten()]
+    for units in v.hidden:
+        if v.normalization == "none":
+            layers.append(keras.layers.Dense(units, activation=v.activation))
+        else:
+            layers += [keras.layers.Dense(units, use_bias=False),
+                       keras.layers.BatchNormalization() if v.normalization == "batch"
+                       else keras.layers.LayerNormalization(),
+                       keras.layers.Activation(v.activation)]
+        if v.dropout:
+            layers.append(keras.layers.Dropout(v.dropout))
+    layers.append(keras.layers.Dense(10, activation="softmax"))
+    return keras.Sequential(layers)
+
+
+def plain_fit(v, x_train, y_train, x_test, y_test):
+    """Seconds and test accuracy of `model.fit(x / 255.0, y)` for one variant."""
+    import keras
+    from fmnist.model import optimizer
+    keras.utils.set_random_seed(v.seed)
+    m = plain_model(v)
+    m.compile(optimizer=optimizer(v, -(-len(y_train) // v.batch_size)),
+              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    t = time.perf_counter()
+    m.fit(x_train / 255.0, y_train, epochs=v.epochs, batch_size=v.batch_size, verbose=0)
+    seconds = time.perf_counter() - t
+    return seconds, m.evaluate(x_test / 255.0, y_test, verbose=0)[1]
+
+
+def _a_ours():
+    """The code path a Ray task runs, with the threads a 1-CPU task gets."""
+    from fmnist import data, train, variants
+    tutorial = next(v for v in variants.load(ROOT / "jobs/default.toml") if v.name == "tutorial")
+    device = train.configure_tensorflow(1)
+    r, _ = train.fit_variant(tutorial, data.load(), device=device)
+    return {"sps": r["samples_per_second"], "seconds": r["train_seconds"],
+            "test": r["test_accuracy"]}
+
+
+def _a_plain():
+    """The tutorial: plain fit on all 60,000 images, TensorFlow's default threads."""
+    from fmnist import data, variants
+    tutorial = next(v for v in variants.load(ROOT / "jobs/default.toml") if v.name == "tutorial")
+    x_train, y_train, x_test, y_test, _ = data.load_arrays()
+    seconds, acc = plain_fit(tutorial, x_train, y_train, x_test, y_test)
+    return {"sps": tutorial.epochs * len(y_train) / seconds, "seconds": seconds, "test": acc}
+
+
+def _in_fresh_process(part: str) -> dict:
+    # Each side in its own process: TensorFlow's thread pools are fixed at start-up.
+    out = subprocess.run([sys.executable, __file__, "--part", part], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def part_a():
+    plain, ours = _in_fresh_process("a-plain"), _in_fresh_process("a-ours")
+    print("(a) tutorial model, batch 32, 5 epochs")
+    print(f"    plain fit : {plain['sps']:9.0f} samples/s  {plain['seconds']:6.1f} s  "
+          f"test {100 * plain['test']:.2f}%  (60,000 train images, default threads)")
+    print(f"    fmnist    : {ours['sps']:9.0f} samples/s  {ours['seconds']:6.1f} s  "
+          f"test {100 * ours['test']:.2f}%  (55,000 train images, 5,000 held out; 1 thread)")
+    print(f"    speed-up  : {ours['sps'] / plain['sps']:.2f}x (target >= 3x); accuracy "
+          f"difference {100 * (ours['test'] - plain['test']):+.2f} points (target within 0.5)")
+
+
+def part_b():
+    from fmnist import data, variants
+    sweep = ROOT / "jobs/default.toml"
+    vs = variants.load(sweep)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "fmnist.cli", "train", "--workers", "4",
+                               "--sweep", str(sweep), "--runs-dir", f"{tmp}/run",
+                               "--export-dir", f"{tmp}/models"],
+                              capture_output=True, text=True, cwd=ROOT)
+        ours = time.perf_counter() - t
+        if proc.returncode != 0:
+            sys.exit(f"fmnist-job train failed:\n{proc.stderr[-3000:]}")
+        results = json.loads(Path(f"{tmp}/run/results.json").read_text())
+    # Baseline in a fresh process too, so neither side inherits the other's warm state.
+    code = ("import sys, time; sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
+            "from bench_train import plain_fit\nfrom fmnist import data, variants\n"
+            "x, y, xt, yt, _ = data.load_arrays()\n"
+            "for v in variants.load(%r):\n"
+            "    s, a = plain_fit(v, x, y, xt, yt)\n"
+            "    print(v.name, round(s, 1), round(a, 4), flush=True)\n"
+            % (str(ROOT), str(Path(__file__).parent), str(sweep)))
+    t = time.perf_counter()
+    base = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    baseline = time.perf_counter() - t
+    if base.returncode != 0:
+        sys.exit(f"baseline failed:\n{base.stderr[-3000:]}")
+    print(f"(b) default sweep, {len(vs)} variants ({', '.join(v.name for v in vs)})")
+    print("    sequential plain fit, one process (seconds, test acc per variant):")
+    for line in base.stdout.split("\n"):
+        if line.strip():
+            print("      " + line)
+    print(f"    sequential plain fit : {baseline:6.1f} s wall (process start included)")
+    print(f"    fmnist-job train -w 4: {ours:6.1f} s wall (process start, Ray start, export "
+          f"included)")
+    for r in results["variants"]:
+        print(f"      {r['name']:<14} {r['train_seconds']:6.1f} s  val "
+              f"{100 * r['val_accuracy']:.2f}%  test {100 * r['test_accuracy']:.2f}%")
+    print(f"    ratio                : {ours / baseline:.2f}x (target <= 0.35x)")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--part", choices=["a", "b", "all", "a-ours", "a-plain"], default="all")
+    part = p.parse_args().part
+    if part in ("a-ours", "a-plain"):
+        print(json.dumps(_a_ours() if part == "a-ours" else _a_plain()))
+        sys.exit(0)
+    if part in ("b", "all"):
+        part_b()   # first: it needs the machine to itself more than (a) does
+    if part in ("a", "all"):
+        part_a()
