@@ -70,14 +70,34 @@ def train(
                       "Default: 5000, or a tenth of --limit.")] = None,
     limit: Annotated[Optional[int], typer.Option(
         min=200, help="Use only this many training images (stratified; quick runs).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Finish an interrupted run: its directory. Finished variants are kept, "
+             "the others continue from their checkpoints; the run's own sweep and data "
+             "settings are used.")] = None,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
     from fmnist import variants as variants_mod
 
-    try:
-        chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
-    except variants_mod.SweepError as e:
-        raise fail(str(e))
+    state = None
+    if resume is not None:
+        _quiet_tensorflow()
+        from fmnist.sweep import ResumeError, read_resume_state
+        try:
+            state = read_resume_state(resume)
+        except ResumeError as e:
+            raise fail(str(e))
+        chosen = [variants_mod.Variant(**{**c, "hidden": tuple(c["hidden"])})
+                  for c in state["sweep"]]
+        sweep = Path(state["sweep_file"]) if state.get("sweep_file") else None
+        runs_dir, val_size, limit = resume, state["settings"]["val_size"], \
+            state["settings"]["limit"]
+        data_dir = data_dir or (Path(state["settings"]["data_dir"])
+                                if state["settings"]["data_dir"] else None)
+    else:
+        try:
+            chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
+        except variants_mod.SweepError as e:
+            raise fail(str(e))
     if val_size is None:
         val_size = 5000 if limit is None else max(100, limit // 10)
     if limit is not None and val_size >= limit:
@@ -93,10 +113,14 @@ def train(
             chosen, sweep_file=sweep, workers=workers, address=address,
             cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
             runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
-            val_size=val_size, limit=limit,
+            val_size=val_size, limit=limit, resume=state,
         )
     except (data.DataError, sweep_mod.ConnectError) as e:
         raise fail(str(e))
+    except sweep_mod.Interrupted as stop:
+        typer.echo(f"fmnist-job: interrupted ({stop}); what finished is saved. "
+                   f"Resume with: fmnist-job train --resume {stop.run_dir}", err=True)
+        raise typer.Exit(stop.code)
     raise typer.Exit(EXIT_OK if results["best"] else EXIT_FAILED)
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 METADATA = "fmnist.json"
@@ -71,6 +72,10 @@ def export(variant, weights, metadata: dict, base: Path) -> Path:
     try:
         save_model(variant, weights, staging)
         write_json_atomic(staging / METADATA, metadata)
+        # Fault injection for the tests: hold the finished staging dir, so a test can
+        # kill the process at the last moment before the rename.
+        if os.environ.get("FMNIST_TEST_EXPORT_PAUSE"):
+            time.sleep(float(os.environ["FMNIST_TEST_EXPORT_PAUSE"]))
         version = (versions(base) or [0])[-1] + 1
         while True:
             target = base / str(version)

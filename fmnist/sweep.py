@@ -9,8 +9,11 @@ variant with the best *validation* accuracy. The test set never chooses anything
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import platform
 import secrets
+import signal
 import socket
 import time
 from pathlib import Path
@@ -40,12 +43,26 @@ def connect(address: str | None) -> None:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
                      logging_level="ERROR")
         else:
+            _loopback_only()
             ray.init(include_dashboard=False, _node_ip_address="127.0.0.1",
                      runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
                            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
+
+
+def _loopback_only() -> None:
+    """Make the embedded Ray listen on 127.0.0.1 only.
+
+    Ray binds its servers to the node IP, and resolves even an explicit 127.0.0.1 to the
+    machine's external address, except in its single-machine mode (the default on macOS
+    and Windows), switched on by this documented variable. Set in the environment for
+    the processes ray.init starts, and in the constant this process read at import."""
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -76,9 +93,11 @@ def plan_resources(workers: int, cpus: float | None, gpus: float | None,
 
 
 @ray.remote(max_retries=3, retry_exceptions=False)
-def train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float):
+def train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float,
+               checkpoint_dir: str):
     """One variant. Failures of the variant itself come back as a failed result (the
-    sweep goes on); Ray retries the task only when its process or node is lost."""
+    sweep goes on); Ray retries the task only when its process or node is lost, and the
+    retry resumes from the variant's last finished epoch in `checkpoint_dir`."""
     device = train.configure_tensorflow(cpus)
     host = socket.gethostname()
 
@@ -91,16 +110,20 @@ def train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float
     emit({"kind": "start", "host": host, "device": device})
     try:
         result, weights = train.fit_variant(
-            variant, splits, device=device,
+            variant, splits, device=device, checkpoint_dir=checkpoint_dir,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
-        return failed(variant, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-                      host=host, device=device), None
+        return failed(variant, one_line(e), host=host, device=device), None
     return result, weights
 
 
-def failed(variant: Variant, error: str, **extra) -> dict:
-    return {"name": variant.name, "config": variant.to_dict(), "status": "failed",
+def one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def failed(variant: Variant, error: str, status: str = "failed", **extra) -> dict:
+    return {"name": variant.name, "config": variant.to_dict(), "status": status,
             "error": error, **extra}
 
 
@@ -119,36 +142,116 @@ def library_versions() -> dict:
             "keras": keras.__version__, "ray": ray.__version__, "numpy": numpy.__version__}
 
 
-def run(variants: list[Variant], *, sweep_file: Path, workers: int, address: str | None,
-        cpus_per_worker: float | None, gpus_per_worker: float | None, runs_dir: Path | None,
-        export_dir: Path, data_dir: Path | None, val_size: int, limit: int | None) -> dict:
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; `code` is the exit code (128 + signal)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.code = 128 + signum
+        self.run_dir: Path | None = None
+
+
+class RunDir:
+    """The run directory: results.json, per-variant checkpoints and final weights.
+
+    Everything a resumed or inspected sweep needs is here, so it must live on storage
+    every Ray node sees (a ReadWriteMany PVC on Kubernetes)."""
+
+    def __init__(self, path: Path):
+        self.path = path.resolve()
+        self.results = self.path / "results.json"
+
+    def checkpoint(self, name: str) -> str:
+        return str(self.path / "checkpoints" / name)
+
+    def save_weights(self, name: str, weights) -> None:
+        import numpy as np
+        target = self.path / "weights" / f"{name}.npz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, *weights)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+
+    def load_weights(self, name: str) -> list:
+        import numpy as np
+        with np.load(self.path / "weights" / f"{name}.npz") as z:
+            return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+    def has_weights(self, name: str) -> bool:
+        return (self.path / "weights" / f"{name}.npz").exists()
+
+
+def read_resume_state(run_dir: Path) -> dict:
+    """The settings and finished variants of an interrupted run (its results.json)."""
+    path = run_dir / "results.json"
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResumeError(f"{path}: not found; --resume takes a run directory that "
+                          f"fmnist-job train created") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResumeError(f"{path}: unreadable ({e}); cannot resume from it") from None
+    if "sweep" not in saved:
+        raise ResumeError(f"{path}: has no sweep definition; cannot resume from it")
+    return saved
+
+
+class ResumeError(Exception):
+    """--resume names something that is not a resumable run directory."""
+
+
+def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
+        address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
+        runs_dir: Path | None, export_dir: Path, data_dir: Path | None, val_size: int,
+        limit: int | None, resume: dict | None = None) -> dict:
     """Returns the results (as written to results.json); `best` is None when every
-    variant failed. Raises DataError / ConnectError before any training starts."""
+    variant failed. Raises DataError / ConnectError before any training starts, and
+    Interrupted (after writing what is known) on SIGINT / SIGTERM.
+
+    `resume`: the results.json of an interrupted run in `runs_dir`; its finished
+    variants are kept, the others run (from their checkpoints where they have some)."""
     console = report.Console()
     splits = data.load(data_dir, val_size=val_size, limit=limit)
-    run_dir = new_run_dir(runs_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = run_dir.name
+    run_dir = RunDir(new_run_dir(runs_dir))
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    run_id = run_dir.path.name
     started = time.monotonic()
+    header = {"run_id": run_id, "sweep_file": str(sweep_file) if sweep_file else None,
+              "sweep": [v.to_dict() for v in variants],
+              "settings": {"val_size": val_size, "limit": limit,
+                           "data_dir": str(data_dir) if data_dir else None},
+              "dataset_sha256": splits.sha256, "address": address or "embedded",
+              "train_size": len(splits.y_train), "val_size": len(splits.y_val),
+              "test_size": len(splits.y_test)}
+    done = {r["name"]: r for r in (resume or {}).get("variants", [])
+            if r["status"] == "ok" and run_dir.has_weights(r["name"])}
 
     connect(address)
+    # After ray.init, which installs handlers of its own. The handler only takes note:
+    # raising inside Ray's C++ wait corrupts it, so the loop checks between waits.
+    stop_signal: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker,
                                     ray.cluster_resources(),
                                     [n["Resources"].get("CPU", 0) for n in nodes])
-        console.print(f"run {run_id}: {len(variants)} variants from {sweep_file}, "
-                      f"{workers} at once, {cpus:g} CPU + {gpus:g} GPU each, "
-                      f"on {len(nodes)} Ray node(s); run dir {run_dir}")
-        results = _execute(variants, splits, workers, cpus, gpus, run_dir,
-                           header={"run_id": run_id, "sweep_file": str(sweep_file),
-                                   "address": address or "embedded",
-                                   "cpus_per_worker": cpus, "gpus_per_worker": gpus,
-                                   "train_size": len(splits.y_train),
-                                   "val_size": len(splits.y_val),
-                                   "test_size": len(splits.y_test)},
-                           console=console)
+        header.update(cpus_per_worker=cpus, gpus_per_worker=gpus)
+        todo = [v for v in variants if v.name not in done]
+        console.print(f"run {run_id}: {len(variants)} variants"
+                      + (f" from {sweep_file}" if sweep_file else "")
+                      + (f" ({len(done)} already finished, resuming)" if done else "")
+                      + f", {workers} at once, {cpus:g} CPU + {gpus:g} GPU each, "
+                      f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
+        results = _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir,
+                           header, console, stop_signal)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         ray.shutdown()
 
     ok = [r for r in results["variants"] if r["status"] == "ok"]
@@ -166,40 +269,42 @@ def run(variants: list[Variant], *, sweep_file: Path, workers: int, address: str
                 "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
                 "libraries": library_versions(),
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        path = export.export(variant, results.pop("_weights")[best["name"]], meta, export_dir)
+        path = export.export(variant, run_dir.load_weights(best["name"]), meta, export_dir)
         results["export"] = str(path)
-    results.pop("_weights", None)
-    export.write_json_atomic(run_dir / "results.json", results)
-    report.plot_curves(results["variants"], run_dir / "val_accuracy.png")
+    export.write_json_atomic(run_dir.results, results)
+    report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
     console.print(report.leaderboard(results["variants"], results["best"]))
     if not best:
-        console.print(f"[red]every variant failed[/]; details in {run_dir / 'results.json'}")
+        console.print(f"[red]every variant failed[/]; details in {run_dir.results}")
         return results
     console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
                   f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
-    console.print(f"results: {run_dir / 'results.json'}  ({results['wall_seconds']:.1f}s wall)")
+    console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
     return results
 
 
-def _execute(variants, splits, workers, cpus, gpus, run_dir, header, console) -> dict:
+def _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir: RunDir, header,
+             console, stop_signal: list[int]) -> dict:
     splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
     events = Queue(actor_options={"num_cpus": 0})
     options = {"num_cpus": cpus, "num_gpus": gpus}
     if gpus:
         options["max_calls"] = 1  # the worker exits after its task: GPU memory is freed
-    results = {**header, "variants": [], "_weights": {}}
-    by_name = {}
-    best_val = -1.0
+    by_name = dict(done)
+    results = {**header, "variants": []}
 
-    def record(result):
-        nonlocal best_val
-        by_name[result["name"]] = result
+    def save():
+        # Keep what is known on disk after every change: a killed sweep loses nothing.
         results["variants"] = [by_name[v.name] for v in variants if v.name in by_name]
+        export.write_json_atomic(run_dir.results, results)
+
+    def record(result, weights):
+        if weights is not None:
+            run_dir.save_weights(result["name"], weights)  # before results.json says "ok"
+        by_name[result["name"]] = result
         progress.finished(result)
-        # Keep what is known on disk after every variant: a killed sweep loses nothing.
-        export.write_json_atomic(run_dir / "results.json",
-                                 {k: v for k, v in results.items() if k != "_weights"})
+        save()
 
     def drain():
         while True:
@@ -208,28 +313,41 @@ def _execute(variants, splits, workers, cpus, gpus, run_dir, header, console) ->
             except Empty:
                 return
 
-    queued = list(variants)
+    queued = list(todo)
     running: dict = {}
+    save()
     with report.Progress([v.name for v in variants], {v.name: v.epochs for v in variants},
                          console) as progress:
-        while queued or running:
-            while queued and len(running) < workers:
-                v = queued.pop(0)
-                running[train_task.options(**options).remote(v, splits_ref, events, cpus)] = v
-            done, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+        for r in done.values():
+            progress.finished(r)
+        try:
+            while queued or running:
+                while queued and len(running) < workers:
+                    v = queued.pop(0)
+                    ref = train_task.options(**options).remote(
+                        v, splits_ref, events, cpus, run_dir.checkpoint(v.name))
+                    running[ref] = v
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+                if stop_signal:
+                    raise Interrupted(stop_signal[0])
+                drain()
+                for ref in ready:
+                    v = running.pop(ref)
+                    try:
+                        result, weights = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # retries exhausted: lost again
+                        result, weights = failed(v, one_line(e)), None
+                    record(result, weights)
             drain()
-            for ref in done:
-                v = running.pop(ref)
-                try:
-                    result, weights = ray.get(ref)
-                except ray.exceptions.RayError as e:  # retries exhausted: worker/node lost
-                    result, weights = failed(v, f"{type(e).__name__}: "
-                                                f"{str(e).strip().splitlines()[0]}"), None
-                if weights is not None and result["val_accuracy"] > best_val:
-                    # Only the leader's weights are kept: memory stays flat with sweep size.
-                    best_val = result["val_accuracy"]
-                    results["_weights"] = {result["name"]: weights}
-                record(result)
-        drain()
+        except Interrupted as stop:
+            for ref, v in running.items():
+                ray.cancel(ref, force=True)
+                by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
+            for v in queued:
+                by_name[v.name] = failed(v, f"not started: interrupted by {stop}",
+                                         status="interrupted")
+            results["interrupted"] = str(stop)
+            save()
+            stop.run_dir = run_dir.path
+            raise
     return results
-

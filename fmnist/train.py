@@ -8,10 +8,13 @@ the first task on a GPU grabs all of its memory and a second, fractional task fa
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import socket
 import time
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -62,40 +65,81 @@ def configure_tensorflow(cpus: float) -> str:
     return pick_device([g.name for g in gpus])
 
 
+class EpochLog:
+    """The per-epoch history and the attempt count of one variant, kept in its
+    checkpoint directory. A retried task (its process or node was lost) continues both:
+    Keras's BackupAndRestore brings back the weights and optimizer, this brings back
+    the curve, so the result shows every epoch once and how many attempts it took."""
+
+    def __init__(self, directory: str | None):
+        self.path = Path(directory) / "history.json" if directory else None
+        saved = json.loads(self.path.read_text()) if self.path and self.path.exists() else {}
+        self.epochs: dict[str, dict] = saved.get("epochs", {})
+        self.attempts = saved.get("attempts", 0) + 1
+        self.resumed_from = len(self.epochs)
+        self._save()
+
+    def record(self, epoch: int, logs: dict) -> None:
+        self.epochs[str(epoch)] = {k: float(v) for k, v in logs.items()}
+        self._save()
+
+    def history(self) -> dict[str, list[float]]:
+        rows = [self.epochs[k] for k in sorted(self.epochs, key=int)]
+        return {key: [r[key] for r in rows if key in r] for key in (rows[0] if rows else {})}
+
+    def _save(self) -> None:
+        if self.path:
+            from fmnist.export import write_json_atomic
+            write_json_atomic(self.path, {"attempts": self.attempts, "pid": os.getpid(),
+                                          "epochs": self.epochs})
+
+
 def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                 on_epoch: Callable[[int, dict], None] | None = None,
+                checkpoint_dir: str | None = None,
                 chunk: int | None = None, jit: bool = True) -> tuple[dict, list[np.ndarray]]:
-    """Train, then evaluate on validation and test. Returns (result, weights)."""
+    """Train, then evaluate on validation and test. Returns (result, weights).
+
+    With `checkpoint_dir`, the state after every epoch is kept there and a second call
+    (a Ray retry after the first process died) resumes from the last finished epoch."""
     import keras
     import tensorflow as tf
 
     from fmnist import model as model_mod
 
     keras.utils.set_random_seed(variant.seed)
+    log = EpochLog(checkpoint_dir)
     started = time.monotonic()
     ds, steps, k = model_mod.training_dataset(
         splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK)
     batches_per_epoch = steps * k  # optimizer steps per epoch (for the LR schedule)
 
-    callbacks: list = [keras.callbacks.TerminateOnNaN()]
+    def epoch_end(epoch, logs):
+        log.record(epoch + 1, logs or {})
+        if on_epoch is not None:
+            on_epoch(epoch + 1, dict(logs or {}))
+
+    callbacks: list = [keras.callbacks.TerminateOnNaN(),
+                       keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)]
+    if checkpoint_dir:
+        # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
+        callbacks.append(keras.callbacks.BackupAndRestore(
+            str(Path(checkpoint_dir) / "backup"), double_checkpoint=True))
     if variant.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=variant.early_stopping,
             restore_best_weights=True))
-    if on_epoch is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, dict(logs or {}))))
 
     with tf.device(device), warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         net = model_mod.build(variant, jit=jit)
         model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
-        history = net.fit(ds, epochs=variant.epochs, steps_per_epoch=steps,
-                          validation_data=(splits.x_val, splits.y_val),
-                          validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
+        net.fit(ds, epochs=variant.epochs, steps_per_epoch=steps,
+                validation_data=(splits.x_val, splits.y_val),
+                validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
         train_seconds = time.monotonic() - started
-        hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        hist = log.history()  # every epoch, this attempt's and any earlier one's
         if any(not math.isfinite(v) for v in hist.get("loss", [])):
             raise FloatingPointError(
                 f"loss became NaN/inf at epoch {len(hist['loss'])}; "
@@ -114,11 +158,13 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         "test_accuracy": float(test_acc), "test_loss": float(test_loss),
         "epochs_run": len(val_curve),
         "optimizer_steps": int(net.optimizer.iterations.numpy()),
+        "attempts": log.attempts,
+        "resumed_from_epoch": log.resumed_from,
         "best_epoch": int(np.argmax(val_curve)) + 1 if val_curve else None,
         "history": hist,
         "train_seconds": round(train_seconds, 2),
-        "samples_per_second": round(len(val_curve) * batches_per_epoch * variant.batch_size
-                                    / train_seconds, 1),
+        "samples_per_second": round((len(val_curve) - log.resumed_from) * batches_per_epoch
+                                    * variant.batch_size / train_seconds, 1),
         "host": socket.gethostname(),
         "device": device,
     }

@@ -1,0 +1,185 @@
+"""Fault tolerance: interrupted sweeps resume, killed workers and lost nodes are
+retried from their last epoch, exports are never half-written, embedded Ray listens on
+loopback only. Real processes, real signals, a real local Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import procnet
+from conftest import FMNIST_JOB, ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([*FMNIST_JOB, *map(str, args)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(predicate, proc=None, timeout=240, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended ({proc.returncode}) before {what}: "
+                                 f"{proc.stderr.read()[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_logged(run_dir: Path, name: str) -> int:
+    path = run_dir / "checkpoints" / name / "history.json"
+    try:
+        return len(json.loads(path.read_text())["epochs"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def backed_up(run_dir: Path, name: str) -> bool:
+    return (run_dir / "checkpoints" / name / "backup" / "training_metadata.json").exists()
+
+
+SWEEP = """
+[defaults]
+batch_size = 64
+
+[[variant]]
+name = "quick"
+hidden = [32]
+epochs = 1
+
+[[variant]]
+name = "slow"
+hidden = [256, 256]
+epochs = 12
+"""
+
+
+def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file):
+    run_dir, models = tmp_path / "run", tmp_path / "models"
+    proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "1", "--limit", "6000",
+                 "--runs-dir", run_dir, "--export-dir", models)
+    wait_for(lambda: epochs_logged(run_dir, "slow") >= 2 and backed_up(run_dir, "slow"),
+             proc, what="two epochs of 'slow'")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"Resume with: fmnist-job train --resume {run_dir.resolve()}" in err
+    saved = json.loads((run_dir / "results.json").read_text())
+    status = {v["name"]: v for v in saved["variants"]}
+    assert status["quick"]["status"] == "ok" and status["slow"]["status"] == "interrupted"
+    assert saved["interrupted"] == "SIGINT" and not models.exists()
+
+    resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = {v["name"]: v for v in json.loads((run_dir / "results.json").read_text())["variants"]}
+    assert final["quick"] == status["quick"]                  # kept as it was, not re-run
+    slow = final["slow"]
+    assert slow["status"] == "ok" and slow["resumed_from_epoch"] >= 2
+    assert len(slow["history"]["val_accuracy"]) == slow["epochs_run"] == 12
+    assert (models / "1" / "saved_model.pb").exists()
+
+
+def test_sigterm_exits_143_and_embedded_ray_listens_on_loopback_only(tmp_path, sweep_file):
+    run_dir = tmp_path / "run"
+    proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
+                 "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
+    wait_for(lambda: epochs_logged(run_dir, "slow") >= 1, proc, what="training to start")
+    sockets = procnet.listening(procnet.descendants(proc.pid))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert len(sockets) >= 3, sockets                        # GCS, raylet, workers at least
+    exposed = [s for s in sockets if not procnet.is_loopback(s[1])]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert proc.returncode == 143, err[-2000:]
+    assert json.loads((run_dir / "results.json").read_text())["interrupted"] == "SIGTERM"
+
+
+def test_killed_worker_is_retried_from_its_last_epoch(tmp_path, sweep_file):
+    run_dir = tmp_path / "run"
+    sweep = sweep_file("""
+        [[variant]]
+        name = "victim"
+        hidden = [256, 256]
+        epochs = 8
+        batch_size = 64
+    """)
+    proc = start("train", "--sweep", sweep, "--workers", "1", "--limit", "6000",
+                 "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
+    wait_for(lambda: epochs_logged(run_dir, "victim") >= 1 and backed_up(run_dir, "victim"),
+             proc, what="the first epoch's checkpoint")
+    pid = json.loads((run_dir / "checkpoints/victim/history.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)                              # as the OOM killer would
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    victim = json.loads((run_dir / "results.json").read_text())["variants"][0]
+    assert victim["status"] == "ok" and victim["attempts"] == 2
+    assert victim["resumed_from_epoch"] >= 1
+    assert len(victim["history"]["val_accuracy"]) == victim["epochs_run"] == 8
+
+
+def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
+    """A real two-node Ray cluster on this machine; the worker node goes away."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=2)
+    run_dir = tmp_path / "run"
+    try:
+        sweep = sweep_file("""
+            [defaults]
+            hidden = [256, 256]
+            epochs = 6
+            batch_size = 64
+            [[variant]]
+            name = "a"
+            [[variant]]
+            name = "b"
+            [[variant]]
+            name = "c"
+        """)
+        proc = start("train", "--sweep", sweep, "--workers", "3", "--cpus-per-worker", "1",
+                     "--limit", "5000", "--address", cluster.address,
+                     "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
+        wait_for(lambda: sum(epochs_logged(run_dir, n) >= 1 for n in "abc") >= 3, proc,
+                 what="all three variants training (two on the worker node)")
+        cluster.remove_node(worker)                           # the node is gone
+        _, err = proc.communicate(timeout=600)
+    finally:
+        cluster.shutdown()
+    assert proc.returncode == 0, err[-2000:]
+    results = json.loads((run_dir / "results.json").read_text())["variants"]
+    assert [v["status"] for v in results] == ["ok"] * 3
+    retried = [v for v in results if v["attempts"] > 1]
+    assert len(retried) == 2, [(v["name"], v["attempts"]) for v in results]
+    for v in retried:
+        assert v["resumed_from_epoch"] >= 1 and len(v["history"]["val_accuracy"]) == 6
+
+
+def test_export_killed_before_rename_leaves_no_version(tmp_path):
+    base = tmp_path / "models"
+    code = ("from fmnist import export, model\nfrom fmnist.variants import Variant\n"
+            "v = Variant('w', (16,))\n"
+            f"export.export(v, model.build(v).get_weights(), {{}}, __import__('pathlib').Path({str(base)!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
+                            env={**os.environ, "FMNIST_TEST_EXPORT_PAUSE": "60"})
+    wait_for(lambda: any((p / "fmnist.json").exists() for p in base.glob(".staging-*")),
+             proc, what="a fully written staging directory")
+    proc.kill()
+    proc.wait()
+    from fmnist import export
+    assert export.versions(base) == []                        # nothing that looks like one
+    assert all(p.name.startswith(".staging-") for p in base.iterdir())
+    # The next export is unaffected and takes version 1.
+    from fmnist import model
+    from fmnist.variants import Variant
+    v = Variant("w", (16,))
+    assert export.export(v, model.build(v).get_weights(), {}, base).name == "1"
