@@ -20,6 +20,7 @@ from pathlib import Path
 
 import ray
 from ray.util.queue import Empty, Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fmnist import data, export, report, train
 from fmnist.variants import Variant
@@ -287,7 +288,9 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 def _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir: RunDir, header,
              console, stop_signal: list[int]) -> dict:
     splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
-    events = Queue(actor_options={"num_cpus": 0})
+    # The event queue lives on the driver's node, so losing a worker node does not lose it.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
     options = {"num_cpus": cpus, "num_gpus": gpus}
     if gpus:
         options["max_calls"] = 1  # the worker exits after its task: GPU memory is freed
@@ -311,6 +314,8 @@ def _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir: RunDir,
             try:
                 progress.event(events.get_nowait())
             except Empty:
+                return
+            except ray.exceptions.RayError:  # queue lost: only the live view suffers
                 return
 
     queued = list(todo)
