@@ -94,7 +94,8 @@ class Progress:
 def leaderboard(results: list[dict], best: str | None) -> Table:
     """Ranked by validation accuracy (what selection uses); failures last."""
     t = Table(title="leaderboard (ranked by validation accuracy)")
-    for col in ("#", "variant", "val acc %", "test acc %", "epochs", "seconds", "status"):
+    for col in ("#", "variant", "val acc %", "test acc %", "epochs", "best ep", "seconds",
+                "status"):
         t.add_column(col, justify="left" if col in ("variant", "status") else "right")
     ok = sorted((r for r in results if r["status"] == "ok"),
                 key=lambda r: r["val_accuracy"], reverse=True)
@@ -104,6 +105,7 @@ def leaderboard(results: list[dict], best: str | None) -> Table:
         mark = " *" if r["name"] == best else ""
         t.add_row(str(i) if r["status"] == "ok" else "-", r["name"] + mark,
                   _pct(r.get("val_accuracy")), _pct(r.get("test_accuracy")), epochs,
+                  str(r.get("best_epoch") or "-"),
                   f"{r['train_seconds']:.1f}" if r.get("train_seconds") else "-",
                   r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"[:80])
     return t
@@ -134,3 +136,40 @@ def plot_curves(results: list[dict], path: Path) -> Path | None:
     tmp.replace(path)
     return path
 
+
+
+def confusion(y_true, y_pred, n: int = 10):
+    """Confusion matrix [true, predicted] and per-class accuracy (recall)."""
+    import numpy as np
+    m = np.zeros((n, n), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return m, m.diagonal() / np.maximum(m.sum(axis=1), 1)
+
+
+def plot_confusion(matrix, class_names, title: str, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_class = matrix.diagonal() / matrix.sum(axis=1).clip(min=1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, [f"{c} ({100 * a:.1f}%)" for c, a in zip(class_names, per_class)],
+                  fontsize=8)
+    high = matrix.max() / 2
+    for i in ticks:
+        for j in ticks:
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if matrix[i, j] > high else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (per-class accuracy)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -272,6 +272,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                 "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
         path = export.export(variant, run_dir.load_weights(best["name"]), meta, export_dir)
         results["export"] = str(path)
+        results["exported_model_test"] = evaluate_export(path, splits, run_dir.path)
     export.write_json_atomic(run_dir.results, results)
     report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
@@ -281,8 +282,28 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         return results
     console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
                   f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
+    per_class = results["exported_model_test"]["per_class_accuracy"]
+    console.print("exported model, test accuracy per class: " + ", ".join(
+        f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
     console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
     return results
+
+
+def evaluate_export(version: Path, splits: data.Splits, out_dir: Path) -> dict:
+    """Score the test set with the exported SavedModel itself (not the in-memory net):
+    the confusion matrix and per-class accuracy describe exactly what was shipped."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
+    probs = serve(**{export.INPUT_KEY: tf.constant(splits.x_test)})[export.OUTPUT_KEY]
+    pred = probs.numpy().argmax(axis=1)
+    matrix, per_class = report.confusion(splits.y_test, pred)
+    accuracy = float((pred == splits.y_test).mean())
+    report.plot_confusion(matrix, data.CLASS_NAMES,
+                          f"exported model {version}: test accuracy {100 * accuracy:.2f}%",
+                          out_dir / "confusion_matrix.png")
+    return {"accuracy": accuracy, "confusion_matrix": matrix.tolist(),
+            "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class)))}
 
 
 def _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir: RunDir, header,

@@ -55,6 +55,12 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
     best = max(results["variants"], key=lambda v: v["val_accuracy"])
     assert results["best"] == best["name"]          # chosen on validation, not test
     assert (tmp / "run" / "val_accuracy.png").stat().st_size > 5000
+    # The exported model, scored on the test set after selection.
+    exported = results["exported_model_test"]
+    assert abs(exported["accuracy"] - best["test_accuracy"]) < 1e-3
+    assert sum(map(sum, exported["confusion_matrix"])) == 10000
+    assert set(exported["per_class_accuracy"]) == set(data.CLASS_NAMES)
+    assert (tmp / "run" / "confusion_matrix.png").stat().st_size > 5000
     assert "leaderboard" in proc.stdout and best["name"] in proc.stdout
 
 
