@@ -14,6 +14,14 @@ from rich.live import Live
 from rich.table import Table
 
 
+def make_console() -> Console:
+    """A console for stdout; logs (not a terminal) get lines wide enough for the tables."""
+    console = Console()
+    if not console.is_terminal:
+        console.width = 140
+    return console
+
+
 def _pct(x) -> str:
     return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
 

@@ -214,7 +214,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 
     `resume`: the results.json of an interrupted run in `runs_dir`; its finished
     variants are kept, the others run (from their checkpoints where they have some)."""
-    console = report.Console()
+    console = report.make_console()
     splits = data.load(data_dir, val_size=val_size, limit=limit)
     run_dir = RunDir(new_run_dir(runs_dir))
     run_dir.path.mkdir(parents=True, exist_ok=True)

@@ -183,3 +183,10 @@ def test_export_killed_before_rename_leaves_no_version(tmp_path):
     from fmnist.variants import Variant
     v = Variant("w", (16,))
     assert export.export(v, model.build(v).get_weights(), {}, base).name == "1"
+
+
+def test_resume_of_a_directory_without_results(tmp_path):
+    proc = run_cli("train", "--resume", tmp_path)
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'results.json'}: not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
