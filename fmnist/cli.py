@@ -55,6 +55,11 @@ def train(
     gpus_per_worker: Annotated[Optional[float], typer.Option(
         min=0.0, help="GPUs each task asks Ray for, fractional allowed. "
                       "Default: a share of the GPUs when the cluster has any, else 0.")] = None,
+    threads_per_worker: Annotated[Optional[int], typer.Option(
+        min=1, help="TensorFlow threads per task. Default: the task's CPUs, rounded (at least 1). "
+                    "More than that lets a sweep's last task use cores the finished "
+                    "ones left idle, at the price of oversubscription while all run.")]
+        = None,
     runs_dir: Annotated[Optional[Path], typer.Option(
         help="Run directory for results.json and plots. "
              "Default: runs/<timestamp>-<id>/.")] = None,
@@ -114,6 +119,7 @@ def train(
             cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
             runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
             val_size=val_size, limit=limit, resume=state,
+            threads_per_worker=threads_per_worker,
         )
     except (data.DataError, sweep_mod.ConnectError) as e:
         raise fail(str(e))

@@ -162,7 +162,8 @@ def read_metadata(version: Path) -> dict:
         raise ScoreError(f"--model {version}: cannot read {export.METADATA}: "
                          f"{images.describe(e)}") from None
     names = meta.get("class_names") if isinstance(meta, dict) else None
-    if not (isinstance(names, list) and len(names) == 10 and all(isinstance(n, str) for n in names)):
+    if not (isinstance(names, list) and len(names) == 10
+            and all(isinstance(n, str) for n in names)):
         raise ScoreError(f"--model {version}: {export.METADATA} must list 10 class_names")
     return meta
 

@@ -66,6 +66,11 @@ def _loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def task_for(cpus: float, gpus: float):
+    """The remote function for one variant's task, and its resource request."""
+    return (train_task_gpu if gpus else train_task), {"num_cpus": cpus, "num_gpus": gpus}
+
+
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast on a host:port nobody listens on; ray.init would retry for minutes."""
     hostport = address.removeprefix("ray://")
@@ -93,13 +98,12 @@ def plan_resources(workers: int, cpus: float | None, gpus: float | None,
     return cpus, gpus
 
 
-@ray.remote(max_retries=3, retry_exceptions=False)
-def train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float,
-               checkpoint_dir: str):
+def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float,
+               checkpoint_dir: str, threads: int | None = None):
     """One variant. Failures of the variant itself come back as a failed result (the
     sweep goes on); Ray retries the task only when its process or node is lost, and the
     retry resumes from the variant's last finished epoch in `checkpoint_dir`."""
-    device = train.configure_tensorflow(cpus)
+    device = train.configure_tensorflow(cpus, threads)
     host = socket.gethostname()
 
     def emit(ev):
@@ -116,6 +120,13 @@ def train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), host=host, device=device), None
     return result, weights
+
+
+# Ray retries a task (3 times) only when its process or node is lost. The GPU flavour's
+# worker process exits after each task (max_calls=1, which .options() cannot set), so
+# TensorFlow's hold on GPU memory (it never gives memory back) ends with the variant.
+train_task = ray.remote(max_retries=3, retry_exceptions=False)(_train_task)
+train_task_gpu = ray.remote(max_retries=3, retry_exceptions=False, max_calls=1)(_train_task)
 
 
 def one_line(e: BaseException) -> str:
@@ -207,7 +218,8 @@ class ResumeError(Exception):
 def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
         runs_dir: Path | None, export_dir: Path, data_dir: Path | None, val_size: int,
-        limit: int | None, resume: dict | None = None) -> dict:
+        limit: int | None, resume: dict | None = None,
+        threads_per_worker: int | None = None) -> dict:
     """Returns the results (as written to results.json); `best` is None when every
     variant failed. Raises DataError / ConnectError before any training starts, and
     Interrupted (after writing what is known) on SIGINT / SIGTERM.
@@ -241,15 +253,17 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker,
                                     ray.cluster_resources(),
                                     [n["Resources"].get("CPU", 0) for n in nodes])
-        header.update(cpus_per_worker=cpus, gpus_per_worker=gpus)
+        threads = threads_per_worker or train.threads_for(cpus)
+        header.update(cpus_per_worker=cpus, gpus_per_worker=gpus, threads_per_worker=threads)
         todo = [v for v in variants if v.name not in done]
         console.print(f"run {run_id}: {len(variants)} variants"
                       + (f" from {sweep_file}" if sweep_file else "")
                       + (f" ({len(done)} already finished, resuming)" if done else "")
-                      + f", {workers} at once, {cpus:g} CPU + {gpus:g} GPU each, "
+                      + f", {workers} at once, {cpus:g} CPU + {gpus:g} GPU "
+                      f"({threads} TensorFlow thread{'s' * (threads > 1)}) each, "
                       f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
-        results = _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir,
-                           header, console, stop_signal)
+        results = _execute(variants, todo, done, splits, workers, cpus, gpus, threads,
+                           run_dir, header, console, stop_signal)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -306,15 +320,14 @@ def evaluate_export(version: Path, splits: data.Splits, out_dir: Path) -> dict:
             "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class)))}
 
 
-def _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir: RunDir, header,
-             console, stop_signal: list[int]) -> dict:
+def _execute(variants, todo, done, splits, workers, cpus, gpus, threads, run_dir: RunDir,
+             header, console, stop_signal: list[int]) -> dict:
     splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
     # The event queue lives on the driver's node, so losing a worker node does not lose it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
-    options = {"num_cpus": cpus, "num_gpus": gpus}
-    if gpus:
-        options["max_calls"] = 1  # the worker exits after its task: GPU memory is freed
+    fn, resources = task_for(cpus, gpus)
+    task = fn.options(**resources)
     by_name = dict(done)
     results = {**header, "variants": []}
 
@@ -350,8 +363,8 @@ def _execute(variants, todo, done, splits, workers, cpus, gpus, run_dir: RunDir,
             while queued or running:
                 while queued and len(running) < workers:
                     v = queued.pop(0)
-                    ref = train_task.options(**options).remote(
-                        v, splits_ref, events, cpus, run_dir.checkpoint(v.name))
+                    ref = task.remote(
+                        v, splits_ref, events, cpus, run_dir.checkpoint(v.name), threads)
                     running[ref] = v
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
                 if stop_signal:

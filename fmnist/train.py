@@ -42,15 +42,16 @@ def pick_device(gpus: list[str]) -> str:
     return "/GPU:" + gpus[0].rsplit(":", 1)[-1]
 
 
-def configure_tensorflow(cpus: float) -> str:
+def configure_tensorflow(cpus: float, threads: int | None = None) -> str:
     """Threads and GPU memory growth; returns the device to place the model on.
+    `threads` overrides the thread count derived from the task's CPUs.
 
     Both settings only take before TensorFlow initializes its runtime. A Ray worker
     process that is reused for a second task (same resource shape) already has them,
     so 'already initialized' is fine here."""
     import tensorflow as tf
 
-    n = threads_for(cpus)
+    n = threads or threads_for(cpus)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(n)

@@ -99,3 +99,14 @@ def test_random_flip_and_shift_move_pixels_not_content():
         assert (out.sum(axis=(1, 2)) == x.sum(axis=(1, 2))).all()   # nothing cut off
     assert any((f[:, 22:25] == 200).any() for f in flipped)          # some got mirrored
     assert not all((s == x[0]).all() for s in shifted)                # some moved
+
+
+def test_gpu_tasks_run_in_workers_that_exit_after_each_task():
+    # max_calls=1 frees TensorFlow's GPU memory with the process; CPU workers are reused.
+    fn, resources = sweep.task_for(4.0, 0.5)
+    assert fn is sweep.train_task_gpu and resources == {"num_cpus": 4.0, "num_gpus": 0.5}
+    assert sweep.train_task_gpu._default_options["max_calls"] == 1
+    fn, resources = sweep.task_for(0.5, 0.0)
+    assert fn is sweep.train_task and resources == {"num_cpus": 0.5, "num_gpus": 0.0}
+    assert sweep.train_task._default_options.get("max_calls", 0) == 0
+    fn.options(**resources)                       # Ray accepts the request
