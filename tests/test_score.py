@@ -1,0 +1,501 @@
+"""`fmnist-job score`: real files, real Pillow, a real SavedModel, a real local Ray.
+
+A small model is trained in-process (no Ray) once per session. Fashion-MNIST test images
+are written out as files in several formats, modes, sizes and polarities; scoring them
+must reproduce the model's accuracy on the same images straight from the IDX arrays.
+Every kind of bad input becomes one error row while the rest is scored; fatal problems
+exit 2 with one line on stderr and leave an existing output file alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist import data, export, images, score
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+N_PER_KIND = 25  # images per format/mode/size variant in the correctness set
+
+
+# -----------------------------------------------------------------------------
+# Fixtures: a model, the test arrays, directories of image files
+
+@pytest.fixture(scope="session")
+def scoring_model(tmp_path_factory) -> Path:
+    """An export base with one version: the tutorial net, 2 epochs on 7,000 images."""
+    from fmnist import train, variants
+
+    variant = variants.Variant(name="t", hidden=(128,), epochs=2, batch_size=64)
+    splits = data.load(limit=8000, val_size=1000)
+    result, weights = train.fit_variant(variant, splits)
+    base = tmp_path_factory.mktemp("models") / "fmnist"
+    export.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
+                                     "variant": variant.to_dict(),
+                                     "val_accuracy": result["val_accuracy"],
+                                     "test_accuracy": result["test_accuracy"],
+                                     "run_id": "test"}, base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def serve(scoring_model):
+    """The model's signature, called directly on uint8 arrays."""
+    import tensorflow as tf
+    signature = tf.saved_model.load(str(scoring_model / "1")).signatures[export.SIGNATURE]
+    return lambda x: signature(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
+
+
+@pytest.fixture(scope="session")
+def test_set():
+    _, _, x_test, y_test, _ = data.load_arrays()
+    return x_test, y_test
+
+
+# (kind, extension, Pillow format, make image from a light-on-black uint8 array)
+VARIANTS = [
+    ("gray", "png", "PNG", lambda a: Image.fromarray(a)),
+    ("rgb", "png", "PNG", lambda a: Image.fromarray(a).convert("RGB")),
+    ("jpeg", "jpg", "JPEG", lambda a: Image.fromarray(a).convert("RGB")),        # lossy
+    ("inverted", "png", "PNG", lambda a: Image.fromarray(255 - a)),             # dark on white
+    ("big", "png", "PNG", lambda a: Image.fromarray(a).resize((56, 56), Image.Resampling.NEAREST)),
+    ("nonsquare", "png", "PNG", lambda a: _nonsquare(a)),                        # e.g. 60x84
+    ("cutout", "png", "PNG", lambda a: Image.merge(                              # black object,
+        "RGBA", [Image.new("L", (28, 28), 0)] * 3 + [Image.fromarray(a)])),     # shape in alpha
+    ("palette", "gif", "GIF", lambda a: Image.fromarray(a).convert("P")),
+    ("bmp", "bmp", "BMP", lambda a: Image.fromarray(a)),
+    ("webp", "webp", "WEBP", lambda a: Image.fromarray(a).convert("RGB")),       # lossless
+    ("16bit", "tiff", "TIFF", lambda a: Image.fromarray(a.astype(np.uint16) * 257)),
+]
+EXACT = {"gray", "rgb", "inverted", "cutout", "bmp", "webp", "16bit"}  # same pixels back
+
+
+def _nonsquare(a: np.ndarray) -> Image.Image:
+    """Crop equal all-black column margins (padding back to square restores the image),
+    then enlarge 3x: a taller-than-wide photo of the same thing."""
+    cols = np.flatnonzero(a.max(axis=0))
+    m = min(cols[0], 27 - cols[-1]) if cols.size else 0
+    c = a[:, m:28 - m]
+    return Image.fromarray(c).resize((3 * c.shape[1], 84), Image.Resampling.NEAREST)
+
+
+def _write_variants(root: Path, x: np.ndarray, y: np.ndarray) -> dict[str, int]:
+    """Test image i goes to <label>/<i>-<kind>.<ext>, the kind cycling every N_PER_KIND
+    images; returns {relative path: index into x}."""
+    paths = {}
+    for i, (a, label) in enumerate(zip(x, y)):
+        kind, ext, fmt, make = VARIANTS[(i // N_PER_KIND) % len(VARIANTS)]
+        rel = f"{label}/{i:04d}-{kind}.{ext}"
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        options = {"WEBP": {"lossless": True}, "JPEG": {"quality": 95}}.get(fmt, {})
+        make(a).save(root / rel, fmt, **options)
+        paths[rel] = i
+    return paths
+
+
+@pytest.fixture(scope="module")
+def good_dir(tmp_path_factory, test_set):
+    x, y = test_set
+    n = N_PER_KIND * len(VARIANTS) * 2  # every variant twice: 550 images
+    root = tmp_path_factory.mktemp("good") / "images"
+    return root, _write_variants(root, x[:n], y[:n])
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (with a valid CRC)."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    png[16:24] = struct.pack(">II", width, height)   # IHDR data starts at byte 16
+    png[29:33] = struct.pack(">I", zlib.crc32(png[12:29]))
+    return bytes(png)
+
+
+BAD = {  # relative path -> expected text in its error
+    "bad/corrupt.png": "not a PNG, JPEG",
+    "bad/truncated.jpg": "truncated",
+    "bad/empty.png": "empty file",
+    "bad/text.jpeg": "not a PNG, JPEG",
+    "bad/bomb.png": "decompression bomb",
+    "bad/bomb-warning.png": "decompression bomb",
+    "bad/broken-link.png": "broken symlink",
+    "bad/outside-link.png": "outside the scored directory",
+    "bad/pipe.png": "not a regular file",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_dir(tmp_path_factory, test_set):
+    """Good images mixed with every kind of bad input."""
+    x, y = test_set
+    base = tmp_path_factory.mktemp("bad")
+    root = base / "images"
+    (root / "bad").mkdir(parents=True)
+    (root / "good").mkdir()
+    for i in range(40):
+        Image.fromarray(x[i]).save(root / f"good/{y[i]}-{i:02d}.png")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)).save(
+        buf, "JPEG")
+    (root / "bad/truncated.jpg").write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    (root / "bad/corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    (root / "bad/empty.png").write_bytes(b"")
+    (root / "bad/text.jpeg").write_text("this is not an image\n")
+    (root / "bad/bomb.png").write_bytes(_png_declaring(20000, 20000))      # 400 MP: error
+    (root / "bad/bomb-warning.png").write_bytes(_png_declaring(8000, 8000))  # 64 MP: warning
+    (root / "bad/broken-link.png").symlink_to(root / "bad/does-not-exist.png")
+    outside = base / "outside"
+    outside.mkdir()
+    Image.fromarray(x[0]).save(outside / "secret.png")
+    (root / "bad/outside-link.png").symlink_to(outside / "secret.png")
+    (root / "linked-dir").symlink_to(outside, target_is_directory=True)   # not descended
+    (root / "good/inside-link.png").symlink_to(root / f"good/{y[0]}-00.png")  # scored
+    os.mkfifo(root / "bad/pipe.png")  # unreadable even for root: would block a reader
+    (root / "notes.txt").write_text("ignored\n")
+    (root / "good/array.npy").write_bytes(b"\x93NUMPY")
+    (root / "good/dir.png").mkdir()  # a directory with an image name is a directory
+    Image.fromarray(x[1]).save(root / "good/dir.png/inner.png")
+    return root
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a CSV or JSONL output, as dicts of strings/None for easy comparison."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return [{k: (v if v != "" else None) for k, v in row.items()}
+                    for row in csv.DictReader(f)]
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rows.append({k: (None if v is None else str(v)) for k, v in json.loads(line).items()})
+    return rows
+
+
+def cli(argv: list, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The real entry point (fmnist.cli.main) in this process: exit code, stdout, stderr."""
+    from fmnist import cli as cli_mod
+    monkeypatch.setattr(sys, "argv", ["fmnist-job", *map(str, argv)])
+    code = cli_mod.main()
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -----------------------------------------------------------------------------
+# Decoding (no model): modes, sizes, polarity
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr",
+                                  "I;16", "I", "F"])
+def test_every_mode_decodes_to_the_same_grayscale(mode, test_set):
+    x, _ = test_set
+    a = next(a for a in x if a.min() == 0 and a.max() == 255)  # full range: I, F exact
+    if mode == "1":
+        a = np.where(a > 127, 255, 0).astype(np.uint8)
+    if mode == "I;16":
+        im = Image.fromarray(a.astype(np.uint16) * 257)          # 16 bits, full scale
+    elif mode == "I":
+        im = Image.fromarray(a.astype(np.int32) * 1000 - 5)     # no fixed range: stretched
+    elif mode == "F":
+        im = Image.fromarray(a.astype(np.float32) / 255)        # likewise
+    else:
+        im = Image.fromarray(a).convert(mode)                   # LA, RGBA: alpha 255
+    assert im.mode == mode
+    got = images.to_model_input(im, invert="never")
+    assert got.dtype == np.uint8 and got.shape == (28, 28)
+    tolerance = 2 if mode in ("CMYK", "YCbCr", "P") else 1
+    assert np.abs(got.astype(int) - a).max() <= tolerance, mode
+
+
+def test_transparency_becomes_background_whatever_the_object_colour():
+    alpha = np.zeros((28, 28), np.uint8)
+    alpha[6:22, 8:20] = 255
+    for rgb, invert in [((0, 0, 0), "auto"), ((255, 255, 255), "auto"),
+                        ((255, 255, 255), "never"), ((0, 0, 0), "always")]:
+        im = Image.new("RGBA", (28, 28), rgb + (0,))
+        im.putalpha(Image.fromarray(alpha))
+        got = images.to_model_input(im, invert)
+        assert (got == alpha).all(), (rgb, invert)  # light object on black, every time
+
+
+def test_auto_invert_follows_the_border(test_set):
+    x, _ = test_set
+    for a in x[:200]:
+        assert (images.to_model_input(Image.fromarray(a), "auto") == a).all()
+        assert (images.to_model_input(Image.fromarray(255 - a), "auto") == a).all()
+        assert (images.to_model_input(Image.fromarray(a), "always") == 255 - a).all()
+        assert (images.to_model_input(Image.fromarray(255 - a), "never") == 255 - a).all()
+
+
+def test_aspect_ratio_is_kept_and_padded_with_the_background():
+    im = Image.new("L", (100, 50), 0)      # 2:1, a white bar on black
+    im.paste(255, (10, 10, 90, 40))
+    got = images.to_model_input(im, "never")  # 28x14, centred: 7 black rows each side
+    assert (got[:7] == 0).all() and (got[21:] == 0).all() and (got[13, 5:23] > 200).all()
+    dark = Image.new("L", (50, 100), 30)   # dark object, white margins: pad is white, inverted
+    canvas = Image.new("L", (60, 100), 255)
+    canvas.paste(dark, (5, 0))
+    got = images.to_model_input(canvas, "auto")
+    assert got[:, :3].max() == 0 and got[:, 12].min() > 200
+
+
+def test_walk_order_symlinks_and_ignored_files(bad_dir):
+    stats = score.WalkStats()
+    entries = list(score.walk(bad_dir, stats))
+    rels = [r for r, _ in entries]
+    assert rels == sorted(rels, key=lambda r: r.split("/"))
+    assert "good/dir.png/inner.png" in rels and "good/inside-link.png" in rels
+    assert not any(r.startswith("linked-dir") for r in rels)
+    assert stats.ignored == 2 and stats.linked_dirs == 1
+    assert dict(entries)["good/inside-link.png"] is None
+
+
+# -----------------------------------------------------------------------------
+# Correctness: files score like the arrays
+
+@pytest.fixture(scope="module")
+def scored_good(good_dir, scoring_model, tmp_path_factory):
+    root, _ = good_dir
+    out = tmp_path_factory.mktemp("out") / "preds.csv"
+    summary = score.score(root, model=scoring_model, out=out, show=False)
+    return summary, out
+
+
+def test_accuracy_from_files_matches_accuracy_from_arrays(good_dir, scored_good, serve,
+                                                          test_set):
+    root, index = good_dir
+    summary, out = scored_good
+    x, y = test_set
+    rows = read_rows(out)
+    assert summary.failed == 0 and summary.files == len(rows) == len(index)
+    assert [r["path"] for r in rows] == sorted(index, key=lambda p: p.split("/"))
+    from_files = np.mean([int(r["label"]) == int(r["path"].split("/")[0]) for r in rows])
+    idx = np.array([index[r["path"]] for r in rows])
+    probs = serve(x[idx])
+    from_arrays = np.mean(probs.argmax(axis=1) == y[idx])
+    assert from_arrays > 0.75
+    assert abs(from_files - from_arrays) <= 0.01, (from_files, from_arrays)
+    # The lossless, same-size encodings are the very same pixels: same probabilities.
+    exact = 0
+    for row, p in zip(rows, probs):
+        if row["path"].rsplit("-", 1)[1].split(".")[0] in EXACT:
+            assert int(row["label"]) == p.argmax(), row["path"]
+            assert abs(float(row["confidence"]) - p.max()) < 2e-6, row["path"]
+            exact += 1
+    assert exact == len(EXACT) * 2 * N_PER_KIND
+    # Lossy or resampled encodings (JPEG, 56x56, non-square, palette) still agree with the
+    # arrays on nearly every image: a broken resize or padding would not.
+    for kind, *_ in VARIANTS:
+        same = [int(r["label"]) == p.argmax() for r, p in zip(rows, probs)
+                if r["path"].rsplit("-", 1)[1].split(".")[0] == kind]
+        assert len(same) == 2 * N_PER_KIND and np.mean(same) >= 0.9, kind
+
+
+def test_rows_have_the_documented_columns(scored_good):
+    _, out = scored_good
+    with out.open(newline="") as f:
+        reader = csv.reader(f)
+        assert next(reader) == list(score.COLUMNS)
+        row = dict(zip(score.COLUMNS, next(reader)))
+    assert row["class_name"] == data.CLASS_NAMES[int(row["label"])] == row["top1_class"]
+    assert row["confidence"] == row["top1_prob"]
+    probs = [float(row[f"top{k}_prob"]) for k in (1, 2, 3)]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-5
+    assert row["error"] == ""
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_csv_and_jsonl_hold_the_same_rows(good_dir, scored_good, scoring_model, tmp_path):
+    root, _ = good_dir
+    _, csv_out = scored_good
+    jsonl_out = tmp_path / "preds.jsonl"
+    score.score(root, model=scoring_model, out=jsonl_out, show=False)
+    first = json.loads(jsonl_out.read_text().splitlines()[0])
+    assert list(first) == list(score.COLUMNS)
+    assert isinstance(first["label"], int) and isinstance(first["confidence"], float)
+    assert first["error"] is None
+    assert read_rows(jsonl_out) == [{k: (v if k not in ("confidence", "top1_prob", "top2_prob",
+                                                         "top3_prob") or v is None
+                                         else str(float(v))) for k, v in r.items()}
+                                    for r in read_rows(csv_out)]
+
+
+# -----------------------------------------------------------------------------
+# Bad input: one error row each, the rest scored, exit code 3
+
+@pytest.fixture(scope="module")
+def scored_bad(bad_dir, scoring_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "bad.csv"
+    summary = score.score(bad_dir, model=scoring_model, out=out, show=False)
+    return summary, {r["path"]: r for r in read_rows(out)}, out
+
+
+@pytest.mark.parametrize("rel, expected", sorted(BAD.items()))
+def test_bad_file_becomes_one_error_row(scored_bad, rel, expected):
+    _, rows, _ = scored_bad
+    row = rows[rel]
+    assert expected in row["error"], row
+    assert row["label"] is None and row["class_name"] is None and row["confidence"] is None
+    assert "\n" not in row["error"] and "/" not in row["error"]  # short, no file paths
+
+
+def test_unreadable_file_becomes_an_error_row(tmp_path, scoring_model, test_set):
+    if os.geteuid() == 0:
+        pytest.skip("root reads chmod-000 files; the FIFO case covers unreadable input")
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.fromarray(test_set[0][0]).save(root / "locked.png")
+    (root / "locked.png").chmod(0)
+    summary = score.score(root, model=scoring_model, out=tmp_path / "o.csv", show=False)
+    assert summary.failed == 1
+    assert "Permission denied" in read_rows(tmp_path / "o.csv")[0]["error"]
+
+
+def test_everything_else_is_scored(scored_bad, test_set):
+    summary, rows, _ = scored_bad
+    scored = {p for p, r in rows.items() if r["error"] is None}
+    assert scored == {p for p in rows if p.startswith("good/")}
+    assert len(scored) == 40 + 2  # the 40 images, the inside symlink, dir.png/inner.png
+    assert summary.failed == len(BAD) and summary.files == len(BAD) + 42
+    assert summary.ignored == 2 and summary.linked_dirs == 1
+    assert sum(summary.per_class.values()) == 42
+    assert not any("secret" in p or p.startswith("linked-dir") for p in rows)
+
+
+def test_exit_codes_through_the_cli(bad_dir, good_dir, scoring_model, tmp_path,
+                                    monkeypatch, capsys):
+    code, out, err = cli(["score", good_dir[0], "--model", scoring_model,
+                          "--out", tmp_path / "good.csv"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "images/s" in out and "Ankle boot" in out and "0 failed" in out
+    code, out, err = cli(["score", bad_dir, "--model", scoring_model,
+                          "--out", tmp_path / "bad.jsonl"], monkeypatch, capsys)
+    assert code == 3, err
+    assert f"{len(BAD)} failed" in out and "ignored 2 files" in out
+
+
+def _wrong_signature_model(path: Path) -> Path:
+    import tensorflow as tf
+
+    class Flat(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32, name="images")])
+        def serve(self, images):
+            return {"probabilities": tf.nn.softmax(images[:, :10])}
+
+    m = Flat()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    (path / export.METADATA).write_text(json.dumps({"class_names": list(data.CLASS_NAMES)}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fatal_cases(tmp_path_factory, scoring_model, good_dir):
+    tmp = tmp_path_factory.mktemp("fatal")
+    (tmp / "not-a-model").mkdir()
+    (tmp / "not-a-model" / "weights.pkl").write_bytes(b"never unpickled")
+    (tmp / "a-file").write_text("x")
+    images_dir = good_dir[0]
+    return {
+        "missing directory": ([tmp / "nope", "--model", scoring_model], "no such directory"),
+        "not a SavedModel": ([images_dir, "--model", tmp / "not-a-model"], "not a SavedModel"),
+        "wrong signature": ([images_dir, "--model", _wrong_signature_model(tmp / "flat")],
+                            "must take only 'images': uint8 [N, 28, 28]"),
+        "missing model": ([images_dir, "--model", tmp / "no-model"], "no such directory"),
+        "no metadata": ([images_dir, "--model", _copy_without_metadata(scoring_model, tmp)],
+                        "no fmnist.json"),
+        "unknown extension": ([images_dir, "--model", scoring_model, "--out", tmp / "p.txt"],
+                              "use .csv or .jsonl"),
+        "output dir missing": ([images_dir, "--model", scoring_model,
+                                "--out", tmp / "a-file" / "p.csv"], "does not exist"),
+        "output not writable": ([images_dir, "--model", scoring_model,
+                                 "--out", "/proc/fmnist-preds.csv"], "cannot write in /proc"),
+        "output is a directory": ([images_dir, "--model", scoring_model,
+                                   "--out", _mkdir(tmp / "dir.csv")], "is a directory"),
+    }
+
+
+def _copy_without_metadata(base: Path, tmp: Path) -> Path:
+    import shutil
+    target = tmp / "nometa" / "1"
+    shutil.copytree(base / "1", target)
+    (target / export.METADATA).unlink()
+    return target.parent
+
+
+@pytest.mark.parametrize("case", ["missing directory", "not a SavedModel", "wrong signature",
+                                  "missing model", "no metadata", "unknown extension",
+                                  "output dir missing", "output not writable",
+                                  "output is a directory"])
+def test_fatal_problems_exit_2_with_one_line_and_keep_the_old_output(
+        case, fatal_cases, tmp_path, monkeypatch, capsys):
+    args, expected = fatal_cases[case]
+    if "--out" not in args:
+        old = tmp_path / "preds.csv"
+        old.write_text("previous results\n")
+        args = [*args, "--out", old]
+    code, out, err = cli(["score", *args], monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("fmnist-job: error: ") and err.count("\n") == 1, err
+    assert expected in err, err
+    if "--out" in fatal_cases[case][0]:
+        return
+    assert old.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]  # no temp left
+
+
+def test_fatal_model_error_is_one_line_on_the_real_stderr(fatal_cases, tmp_path):
+    """In a fresh process TensorFlow prints its start-up chatter to fd 2; none of it
+    may surround the error."""
+    args, expected = fatal_cases["wrong signature"]
+    proc = run_cli("score", *args, "--out", tmp_path / "p.csv")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
+
+
+def test_a_previous_output_is_replaced_only_on_success(good_dir, scoring_model, tmp_path):
+    out = tmp_path / "preds.csv"
+    out.write_text("previous results\n")
+    with pytest.raises(score.ScoreError):
+        score.score(good_dir[0], model=tmp_path / "nothing", out=out, show=False)
+    assert out.read_text() == "previous results\n"
+    score.score(good_dir[0], model=scoring_model, out=out, show=False)
+    assert out.read_text().startswith("path,label,")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]
+
+
+# -----------------------------------------------------------------------------
+# Cluster mode: the same rows from Ray Data
+
+def test_ray_mode_writes_the_same_rows_as_local_mode(bad_dir, scored_bad, scoring_model,
+                                                     tmp_path):
+    local_summary, local_rows, local_out = scored_bad
+    out = tmp_path / "ray.csv"
+    summary = score.score(bad_dir, model=scoring_model, out=out, use_ray=True,
+                          batch_size=16, show=False)
+    ray_rows = read_rows(out)
+    local = read_rows(local_out)
+    assert [r["path"] for r in ray_rows] == [r["path"] for r in local]
+    for a, b in zip(ray_rows, local):
+        assert a["error"] == b["error"] and a["label"] == b["label"], (a, b)
+        for k in ("confidence", "top1_prob", "top2_prob", "top3_prob"):
+            if a[k] is not None:
+                assert abs(float(a[k]) - float(b[k])) <= 1e-5, (k, a, b)
+    assert (summary.files, summary.failed, summary.ignored, summary.per_class) == \
+        (local_summary.files, local_summary.failed, local_summary.ignored,
+         local_summary.per_class)
