@@ -499,3 +499,50 @@ def test_ray_mode_writes_the_same_rows_as_local_mode(bad_dir, scored_bad, scorin
     assert (summary.files, summary.failed, summary.ignored, summary.per_class) == \
         (local_summary.files, local_summary.failed, local_summary.ignored,
          local_summary.per_class)
+
+
+# -----------------------------------------------------------------------------
+# Directory edge cases: nothing to score, a flood of empty files, undecodable names
+
+def test_a_directory_with_no_images_writes_a_header_and_exits_0(scoring_model, tmp_path,
+                                                                monkeypatch, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    out_file = tmp_path / "p.csv"
+    code, out, err = cli(["score", tmp_path / "empty", "--model", scoring_model,
+                          "--out", out_file], monkeypatch, capsys)
+    assert code == 0, err
+    assert "0 of 0" in out and "ignored 1 file" in out
+    assert out_file.read_text().splitlines() == [",".join(score.COLUMNS)]
+
+
+def test_a_hundred_thousand_empty_files_are_a_hundred_thousand_error_rows(
+        scoring_model, tmp_path, monkeypatch, capsys):
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(100_000):
+        (d / f"{i:06d}.png").touch()
+    out_file = tmp_path / "p.csv"
+    code, out, err = cli(["score", d, "--model", scoring_model, "--out", out_file],
+                         monkeypatch, capsys)
+    assert code == 3, err
+    rows = read_rows(out_file)
+    assert len(rows) == 100_000 and all(r["error"] == "empty file" for r in rows)
+    assert rows[0]["path"] == "000000.png" and rows[-1]["path"] == "099999.png"
+
+
+def test_file_names_that_are_not_utf8_are_scored(scoring_model, test_set, tmp_path,
+                                                 monkeypatch, capsys):
+    x, _ = test_set
+    d = tmp_path / "names"
+    d.mkdir()
+    odd = os.fsdecode(b"caf\xe9-\xff.png")          # Latin-1 bytes, not valid UTF-8
+    Image.fromarray(x[0]).save(d / odd, format="PNG")
+    Image.fromarray(x[1]).save(d / "plain.png")
+    out_file = tmp_path / "p.jsonl"
+    code, out, err = cli(["score", d, "--model", scoring_model, "--out", out_file],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    rows = read_rows(out_file)
+    assert len(rows) == 2 and all(r["error"] is None for r in rows)
+    assert "plain.png" in [r["path"] for r in rows]
