@@ -137,13 +137,19 @@ def plot_curves(results: list[dict], path: Path) -> Path | None:
     ax.set_title("Fashion-MNIST sweep: validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure beside its target, then rename it into place."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(path)
     return path
-
 
 
 def confusion(y_true, y_pred, n: int = 10):
@@ -175,9 +181,4 @@ def plot_confusion(matrix, class_names, title: str, path: Path) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (per-class accuracy)")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)

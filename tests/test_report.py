@@ -1,0 +1,30 @@
+"""The run directory's pictures and tables, on hand-made numbers."""
+
+from fmnist import data, report
+
+
+def test_confusion_counts_and_per_class_accuracy(tmp_path):
+    matrix, per_class = report.confusion([0, 1, 2, 2, 9], [0, 1, 2, 1, 9])
+    assert matrix.sum() == 5 and matrix[2, 1] == 1 and matrix[2, 2] == 1
+    assert per_class[2] == 0.5 and per_class[9] == 1.0 and per_class[5] == 0.0  # no samples
+    out = report.plot_confusion(matrix, data.CLASS_NAMES, "t", tmp_path / "cm.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]      # no temp file left
+
+
+def test_leaderboard_ranks_by_validation_not_test():
+    rows = [{"name": "a", "status": "ok", "val_accuracy": 0.90, "test_accuracy": 0.95,
+             "config": {"epochs": 5}, "epochs_run": 5, "train_seconds": 1.0},
+            {"name": "b", "status": "ok", "val_accuracy": 0.92, "test_accuracy": 0.80,
+             "config": {"epochs": 5}, "epochs_run": 5, "train_seconds": 1.0},
+            {"name": "c", "status": "failed", "error": "boom", "config": {"epochs": 5}}]
+    table = report.leaderboard(rows, "b")
+    names = table.columns[1]._cells
+    assert names == ["b *", "a", "c"]
+
+
+def test_curves_plot_skips_variants_without_history(tmp_path):
+    assert report.plot_curves([{"name": "x", "status": "failed"}], tmp_path / "v.png") is None
+    path = report.plot_curves([{"name": "x", "history": {"val_accuracy": [0.5, 0.7]}}],
+                              tmp_path / "v.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 1000
