@@ -33,8 +33,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) is noise for a CLI user.
+    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA stubs) silenced:
+    noise for a CLI user, and it ignores TF_CPP_MIN_LOG_LEVEL before absl starts."""
+    from fmnist import quiet_native_stderr
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_native_stderr():
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")  # the CUDA probe prints its lines here
 
 
 @app.command()
@@ -150,7 +156,7 @@ def score(
         = Invert.auto,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 1024,
     decoders: Annotated[Optional[int], typer.Option(
-        min=1, help="Parallel decoding threads. Default: one per CPU.")] = None,
+        min=1, help="Parallel decoding processes. Default: one per CPU.")] = None,
     ray: Annotated[bool, typer.Option(
         "--ray", help="Score on a Ray cluster with Ray Data.")] = False,
     address: Annotated[Optional[str], typer.Option(

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from fmnist import export, images
+from fmnist import export, images, quiet_native_stderr
 
 COLUMNS = ("path", "label", "class_name", "confidence", "top1_class", "top1_prob",
            "top2_class", "top2_prob", "top3_class", "top3_prob", "error")
@@ -171,7 +171,7 @@ def read_metadata(version: Path) -> dict:
 def load_model(version: Path, metadata: dict, threads: int | None = None) -> Model:
     """Load with tf.saved_model.load (a graph and variables: nothing is unpickled) and
     check the serving signature is the one fmnist-job exports."""
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         # TensorFlow prints start-up lines (oneDNN, CUDA) straight to file descriptor 2,
         # before any logging setting applies; a scoring run's stderr is for its errors.
         import tensorflow as tf
@@ -213,22 +213,6 @@ def _check_signature(loaded, version: Path):
         raise ScoreError(f"--model {version}: signature '{export.SIGNATURE}' must return "
                          f"'{export.OUTPUT_KEY}': float32 [N, 10]")
     return signature
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Point file descriptor 2 at /dev/null for the duration (Python's own exceptions
-    still propagate and are reported after it is restored)."""
-    import sys
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 # -----------------------------------------------------------------------------
