@@ -157,7 +157,7 @@ def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
         cluster.shutdown()
     assert proc.returncode == 0, err[-2000:]
     results = json.loads((run_dir / "results.json").read_text())["variants"]
-    assert [v["status"] for v in results] == ["ok"] * 3
+    assert [v["status"] for v in results] == ["ok"] * 3, [v.get("error") for v in results]
     retried = [v for v in results if v["attempts"] > 1]
     assert len(retried) == 2, [(v["name"], v["attempts"]) for v in results]
     for v in retried:

@@ -110,3 +110,25 @@ def test_gpu_tasks_run_in_workers_that_exit_after_each_task():
     assert fn is sweep.train_task and resources == {"num_cpus": 0.5, "num_gpus": 0.0}
     assert sweep.train_task._default_options.get("max_calls", 0) == 0
     fn.options(**resources)                       # Ray accepts the request
+
+
+def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path):
+    """A second fit_variant on the same checkpoint dir continues where the first ended,
+    and no temporary checkpoint files are left behind."""
+    v = Variant("t", (32,), epochs=2, batch_size=100)
+    first, _ = train.fit_variant(v, small, checkpoint_dir=str(tmp_path))
+    # Keras deletes its backup at the end of a finished fit; simulate a kill after
+    # epoch 1 by training 1 epoch with the backup kept, then resuming for 2.
+    ckpt = tmp_path / "k"
+    cb = train.atomic_backup(str(ckpt / "backup"))
+    cb.delete_checkpoint = False
+    net = model.build(v)
+    model.compile_for_training(net, v, 27)
+    ds, steps, _ = model.training_dataset(small.x_train, small.y_train, v)
+    net.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[cb], verbose=0)
+    files = sorted(p.name for p in (ckpt / "backup").iterdir())
+    assert files == ["latest.weights.h5", "training_metadata.json"]
+    resumed, _ = train.fit_variant(v, small, checkpoint_dir=str(ckpt))
+    assert resumed["optimizer_steps"] == first["optimizer_steps"]   # 2 epochs' worth in all
+    assert first["attempts"] == 1 and resumed["attempts"] == 1
+    assert not (ckpt / "backup").exists()                            # cleaned after success
