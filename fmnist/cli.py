@@ -91,14 +91,13 @@ def train(
 
     state = None
     if resume is not None:
-        _quiet_tensorflow()
         from fmnist.sweep import ResumeError, read_resume_state
         try:
             state = read_resume_state(resume)
-        except ResumeError as e:
+            chosen = [variants_mod.from_dict(c, f"{resume / 'results.json'}: sweep")
+                      for c in state["sweep"]]
+        except (ResumeError, variants_mod.SweepError) as e:
             raise fail(str(e))
-        chosen = [variants_mod.Variant(**{**c, "hidden": tuple(c["hidden"])})
-                  for c in state["sweep"]]
         sweep = Path(state["sweep_file"]) if state.get("sweep_file") else None
         runs_dir, val_size, limit = resume, state["settings"]["val_size"], \
             state["settings"]["limit"]

@@ -196,6 +196,10 @@ class RunDir:
         return (self.path / "weights" / f"{name}.npz").exists()
 
 
+class ResumeError(Exception):
+    """--resume names something that is not a resumable run directory."""
+
+
 def read_resume_state(run_dir: Path) -> dict:
     """The settings and finished variants of an interrupted run (its results.json)."""
     path = run_dir / "results.json"
@@ -209,10 +213,6 @@ def read_resume_state(run_dir: Path) -> dict:
     if "sweep" not in saved:
         raise ResumeError(f"{path}: has no sweep definition; cannot resume from it")
     return saved
-
-
-class ResumeError(Exception):
-    """--resume names something that is not a resumable run directory."""
 
 
 def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
@@ -275,16 +275,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     results["wall_seconds"] = round(time.monotonic() - started, 2)
     if best:
         variant = next(v for v in variants if v.name == best["name"])
-        meta = {"class_names": list(data.CLASS_NAMES), "run_id": run_id,
-                "variant": best["config"], "val_accuracy": best["val_accuracy"],
-                "test_accuracy": best["test_accuracy"], "dataset_sha256": splits.sha256,
-                "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
-                          "dtype": "uint8", "shape": [None, 28, 28],
-                          "background": 0},
-                "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
-                "libraries": library_versions(),
-                "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        path = export.export(variant, run_dir.load_weights(best["name"]), meta, export_dir)
+        path = _export_best(variant, best, run_dir, splits, export_dir)
         results["export"] = str(path)
         results["exported_model_test"] = evaluate_export(path, splits, run_dir.path)
     export.write_json_atomic(run_dir.results, results)
@@ -301,6 +292,20 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
     console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
     return results
+
+
+def _export_best(variant: Variant, best: dict, run_dir: RunDir, splits: data.Splits,
+                 export_dir: Path) -> Path:
+    """Export the winner's saved weights with the metadata that travels beside them."""
+    meta = {"class_names": list(data.CLASS_NAMES), "run_id": run_dir.path.name,
+            "variant": best["config"], "val_accuracy": best["val_accuracy"],
+            "test_accuracy": best["test_accuracy"], "dataset_sha256": splits.sha256,
+            "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
+                      "dtype": "uint8", "shape": [None, 28, 28], "background": 0},
+            "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
+            "libraries": library_versions(),
+            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    return export.export(variant, run_dir.load_weights(best["name"]), meta, export_dir)
 
 
 def evaluate_export(version: Path, splits: data.Splits, out_dir: Path) -> dict:

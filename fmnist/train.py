@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist.data import Splits
+from fmnist.export import write_json_atomic
 from fmnist.variants import Variant
 
 EVAL_BATCH = 1000  # evaluation has no optimizer step: big batches are just faster
@@ -90,7 +91,6 @@ class EpochLog:
 
     def _save(self) -> None:
         if self.path:
-            from fmnist.export import write_json_atomic
             write_json_atomic(self.path, {"attempts": self.attempts, "pid": os.getpid(),
                                           "epochs": self.epochs})
 

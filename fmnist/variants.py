@@ -119,14 +119,19 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
             raise SweepError(f"{source}: variant #{i} must be a table ([[variant]])")
         label = f"variant '{entry['name']}'" if isinstance(entry.get("name"), str) \
             else f"variant #{i}"
-        merged = {**defaults, **entry}
-        _check(merged, VARIANT_SCHEMA, f"{source}: {label}")
-        if merged["name"] in seen:
+        variant = from_dict({**defaults, **entry}, f"{source}: {label}")
+        if variant.name in seen:
             raise SweepError(f"{source}: {label}: duplicate name; variant names must be unique")
-        seen.add(merged["name"])
-        merged["hidden"] = tuple(merged["hidden"])
-        variants.append(Variant(**merged))
+        seen.add(variant.name)
+        variants.append(variant)
     return variants
+
+
+def from_dict(config: dict, where: str) -> Variant:
+    """A Variant from a full config (a merged sweep entry, or one saved in a run's
+    results.json), checked against the same schema."""
+    _check(config, VARIANT_SCHEMA, where)
+    return Variant(**{**config, "hidden": tuple(config["hidden"])})
 
 
 def load(path: str | Path) -> list[Variant]:
