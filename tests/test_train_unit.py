@@ -1,6 +1,9 @@
 """The training building blocks, in-process: device choice, resources, the chunked
 train step, augmentation. Real TensorFlow on small slices."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -86,6 +89,35 @@ def test_nan_loss_fails_the_variant(small):
     # SGD at lr 1.0 with momentum diverges; the variant must fail, not export garbage.
     with pytest.raises(FloatingPointError, match="NaN"):
         train.fit_variant(v, small)
+
+
+def test_training_input_pipeline_does_not_autotune(small):
+    # tf.data's autotuner made deleting the iterator at the end of `fit` wait up to
+    # tens of seconds in 1-thread tasks; the pipeline's parallelism is fixed instead.
+    ds, _, _ = model.training_dataset(small.x_train, small.y_train, Variant("t", (8,)))
+    assert ds.options().autotune.enabled is False
+
+
+def test_optional_imports_are_skipped_in_a_training_process():
+    code = ("import sys\nfrom fmnist import train\ntrain.skip_optional_imports()\n"
+            "import tensorflow, keras\n"
+            "assert sys.modules['pandas'] is None and sys.modules['matplotlib'] is None\n"
+            "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
+            "train.skip_optional_imports()  # after TensorFlow: no effect, no error\n"
+            "print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_batch_scheduling_covers_threads_started_afterwards():
+    code = ("import os, threading\nfrom fmnist import train\n"
+            "assert train.batch_scheduling()\npolicy = []\n"
+            "t = threading.Thread(target=lambda: policy.append(os.sched_getscheduler(0)))\n"
+            "t.start(); t.join()\n"
+            "assert os.sched_getscheduler(0) == policy[0] == os.SCHED_BATCH, policy\n"
+            "print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_random_flip_and_shift_move_pixels_not_content():
