@@ -115,7 +115,7 @@ def train(
     if export_dir.exists() and not export_dir.is_dir():
         raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
 
-    _quiet_tensorflow()
+    # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
     from fmnist import data, sweep as sweep_mod
 
     try:

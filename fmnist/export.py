@@ -11,12 +11,15 @@ rename fails and we take the next one.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 METADATA = "fmnist.json"
 SIGNATURE = "serving_default"
@@ -40,6 +43,7 @@ def write_json_atomic(path: Path, obj) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp made it private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -66,12 +70,33 @@ def save_model(variant, weights, directory: Path) -> None:
 
 
 def export(variant, weights, metadata: dict, base: Path) -> Path:
-    """Write a new version under `base`; returns its path."""
+    """Build the model from `weights` and publish it as a new version under `base`."""
+    return publish(lambda staging: save_model(variant, weights, staging), metadata, base)
+
+
+def pack(directory: Path) -> bytes:
+    """A SavedModel directory as one tar archive, to carry it between machines."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(directory, arcname=".")
+    return buf.getvalue()
+
+
+def unpack(archive: bytes, directory: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")  # refuses absolute paths and links out
+
+
+def publish(write: Callable[[Path], None], metadata: dict, base: Path) -> Path:
+    """Write a new version under `base` (`write` fills the SavedModel into the staging
+    directory it is given), then rename it into place; returns its path."""
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
     try:
-        save_model(variant, weights, staging)
+        write(staging)
         write_json_atomic(staging / METADATA, metadata)
+        # mkdtemp made it private; a model server may run as another user.
+        os.chmod(staging, 0o755)
         # Fault injection for the tests: hold the finished staging dir, so a test can
         # kill the process at the last moment before the rename.
         if os.environ.get("FMNIST_TEST_EXPORT_PAUSE"):

@@ -15,6 +15,7 @@ import platform
 import secrets
 import signal
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,17 +37,21 @@ class ConnectError(Exception):
 def connect(address: str | None) -> None:
     """Join the cluster at `address`, or start an embedded Ray bound to loopback with
     no dashboard (nothing listens beyond this machine)."""
-    runtime_env = {"env_vars": WORKER_ENV}
     if address:
         _check_reachable(address)
     try:
         if address:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
-                     logging_level="ERROR")
+            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV},
+                     log_to_driver=False, logging_level="ERROR")
         else:
+            # The embedded Ray's processes inherit this environment. A runtime_env
+            # would do the same but keep the workers Ray prestarts at ray.init from
+            # being used (they have no runtime_env): measured, four tasks started in
+            # 2.0 s with it, 1.0 s without.
+            os.environ.update(WORKER_ENV)
             _loopback_only()
             ray.init(include_dashboard=False, _node_ip_address="127.0.0.1",
-                     runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR")
+                     log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
@@ -103,6 +108,8 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
     """One variant. Failures of the variant itself come back as a failed result (the
     sweep goes on); Ray retries the task only when its process or node is lost, and the
     retry resumes from the variant's last finished epoch in `checkpoint_dir`."""
+    train.skip_optional_imports()
+    train.batch_scheduling()
     device = train.configure_tensorflow(cpus, threads)
     host = socket.gethostname()
 
@@ -262,22 +269,29 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                       + f", {workers} at once, {cpus:g} CPU + {gpus:g} GPU "
                       f"({threads} TensorFlow thread{'s' * (threads > 1)}) each, "
                       f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
-        results = _execute(variants, todo, done, splits, workers, cpus, gpus, threads,
+        splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
+        results = _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads,
                            run_dir, header, console, stop_signal)
+        ok = [r for r in results["variants"] if r["status"] == "ok"]
+        best = max(ok, key=lambda r: r["val_accuracy"]) if ok else None
+        if best:
+            variant = next(v for v in variants if v.name == best["name"])
+            built = _build_export(variant, run_dir.load_weights(best["name"]), splits_ref,
+                                  cpus, stop_signal)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         ray.shutdown()
 
-    ok = [r for r in results["variants"] if r["status"] == "ok"]
-    best = max(ok, key=lambda r: r["val_accuracy"]) if ok else None
     results["best"] = best["name"] if best else None
     results["wall_seconds"] = round(time.monotonic() - started, 2)
     if best:
-        variant = next(v for v in variants if v.name == best["name"])
-        path = _export_best(variant, best, run_dir, splits, export_dir)
+        path = export.publish(lambda staging: export.unpack(built["archive"], staging),
+                              export_metadata(best, run_dir, splits, built["libraries"]),
+                              export_dir)
         results["export"] = str(path)
-        results["exported_model_test"] = evaluate_export(path, splits, run_dir.path)
+        results["exported_model_test"] = describe_export(
+            built["predictions"], splits, path, run_dir.path)
     export.write_json_atomic(run_dir.results, results)
     report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
@@ -294,28 +308,56 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     return results
 
 
-def _export_best(variant: Variant, best: dict, run_dir: RunDir, splits: data.Splits,
-                 export_dir: Path) -> Path:
-    """Export the winner's saved weights with the metadata that travels beside them."""
-    meta = {"class_names": list(data.CLASS_NAMES), "run_id": run_dir.path.name,
+def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
+    """Build the serving SavedModel from the winner's weights, load it back from disk
+    and score the test set with it: the confusion matrix then describes exactly the
+    files that ship, not the in-memory net.
+
+    A Ray task, so that it runs in a worker that already imported TensorFlow to train
+    and the driver never imports it (2.3 s of CPU and start-up time saved per sweep).
+    The SavedModel comes back as a tar archive, so --export-dir is written where the
+    driver runs, a ray:// client included."""
+    train.skip_optional_imports()
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp)
+        export.save_model(variant, weights, saved)
+        serve = tf.saved_model.load(tmp).signatures[export.SIGNATURE]
+        probs = serve(**{export.INPUT_KEY: tf.constant(splits.x_test)})[export.OUTPUT_KEY]
+        return {"archive": export.pack(saved), "libraries": library_versions(),
+                "predictions": probs.numpy().argmax(axis=1).astype("uint8")}
+
+
+export_task = ray.remote(max_retries=3, retry_exceptions=False)(_export_task)
+
+
+def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
+                  stop_signal: list[int]) -> dict:
+    ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref)
+    while not ray.wait([ref], timeout=0.25)[0]:
+        if stop_signal:
+            ray.cancel(ref, force=True)
+            raise Interrupted(stop_signal[0])
+    return ray.get(ref)
+
+
+def export_metadata(best: dict, run_dir: RunDir, splits: data.Splits,
+                    libraries: dict) -> dict:
+    """What travels beside the SavedModel (fmnist.json)."""
+    return {"class_names": list(data.CLASS_NAMES), "run_id": run_dir.path.name,
             "variant": best["config"], "val_accuracy": best["val_accuracy"],
             "test_accuracy": best["test_accuracy"], "dataset_sha256": splits.sha256,
             "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
                       "dtype": "uint8", "shape": [None, 28, 28], "background": 0},
             "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
-            "libraries": library_versions(),
+            "libraries": libraries,
             "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-    return export.export(variant, run_dir.load_weights(best["name"]), meta, export_dir)
 
 
-def evaluate_export(version: Path, splits: data.Splits, out_dir: Path) -> dict:
-    """Score the test set with the exported SavedModel itself (not the in-memory net):
-    the confusion matrix and per-class accuracy describe exactly what was shipped."""
-    import tensorflow as tf
-
-    serve = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
-    probs = serve(**{export.INPUT_KEY: tf.constant(splits.x_test)})[export.OUTPUT_KEY]
-    pred = probs.numpy().argmax(axis=1)
+def describe_export(pred, splits: data.Splits, version: Path, out_dir: Path) -> dict:
+    """Test accuracy, confusion matrix (and its PNG) and per-class accuracy of the
+    exported SavedModel's test-set predictions."""
     matrix, per_class = report.confusion(splits.y_test, pred)
     accuracy = float((pred == splits.y_test).mean())
     report.plot_confusion(matrix, data.CLASS_NAMES,
@@ -325,9 +367,8 @@ def evaluate_export(version: Path, splits: data.Splits, out_dir: Path) -> dict:
             "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class)))}
 
 
-def _execute(variants, todo, done, splits, workers, cpus, gpus, threads, run_dir: RunDir,
+def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run_dir: RunDir,
              header, console, stop_signal: list[int]) -> dict:
-    splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
     # The event queue lives on the driver's node, so losing a worker node does not lose it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})

@@ -60,3 +60,35 @@ def test_versions_ignores_non_integer_entries(tmp_path):
         (tmp_path / name).mkdir()
     (tmp_path / "7").write_text("a file, not a version")
     assert export.versions(tmp_path) == [3, 10]
+
+
+def test_packed_savedmodel_publishes_to_a_working_version(tmp_path, weights):
+    # How a sweep exports: a Ray task builds the SavedModel and packs it, the driver
+    # unpacks it into staging and renames it into place.
+    built = tmp_path / "built"
+    export.save_model(Variant("w", (16,)), weights, built)
+    archive = export.pack(built)
+    version = export.publish(lambda staging: export.unpack(archive, staging), {"n": 1},
+                             tmp_path / "models")
+    assert version.name == "1" and sorted(p.name for p in version.parent.iterdir()) == ["1"]
+    serve = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
+    images = tf.constant(np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256, tf.uint8)
+    original = tf.saved_model.load(str(built)).signatures[export.SIGNATURE]
+    assert np.allclose(serve(images=images)[export.OUTPUT_KEY].numpy(),
+                       original(images=images)[export.OUTPUT_KEY].numpy())
+    # Readable by a server running as another user (staging dirs start private).
+    assert version.stat().st_mode & 0o755 == 0o755
+    assert (version / export.METADATA).stat().st_mode & 0o644 == 0o644
+
+
+def test_unpack_refuses_paths_outside_the_target(tmp_path):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    with pytest.raises(tarfile.TarError):
+        export.unpack(buf.getvalue(), tmp_path / "target")
+    assert not (tmp_path / "escaped.txt").exists()
