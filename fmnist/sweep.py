@@ -3,7 +3,8 @@
 Data flows one way: the CLI hands over validated variants; this module connects to Ray,
 puts the dataset in the object store once, runs the tasks, gathers their results (and
 live events through a small queue actor), writes the run directory, and exports the
-variant with the best *validation* accuracy. The test set never chooses anything.
+variant with the best *validation* accuracy (built in one more task: this process never
+imports TensorFlow). The test set never chooses anything.
 """
 
 from __future__ import annotations
