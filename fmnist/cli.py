@@ -6,7 +6,6 @@ TensorFlow and Ray are imported inside the commands, never at module level, so t
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -30,17 +29,6 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
     typer.echo(f"fmnist-job: error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA stubs) silenced:
-    noise for a CLI user, and it ignores TF_CPP_MIN_LOG_LEVEL before absl starts."""
-    from fmnist import quiet_native_stderr
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with quiet_native_stderr():
-        import tensorflow as tf
-        tf.config.list_physical_devices("GPU")  # the CUDA probe prints its lines here
 
 
 @app.command()
@@ -163,7 +151,7 @@ def score(
                                    "Default: an embedded local Ray.")] = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
-    _quiet_tensorflow()
+    # TensorFlow is imported (quietly) by score.load_model, after the cheap checks.
     from fmnist import score as score_mod
 
     code = score_mod.run(directory, model=model, out=out, invert=invert.value,

@@ -110,15 +110,13 @@ def stratified_split(y: np.ndarray, val_size: int, seed: int = 0):
 
 
 def load(directory=None, val_size: int = 5000, limit: int | None = None,
-         test_limit: int | None = None, seed: int = 0) -> Splits:
+         seed: int = 0) -> Splits:
     """Train/val/test splits. `limit` keeps a stratified slice of the training set
     (for tests and quick runs); the validation split comes out of that slice."""
     x_train, y_train, x_test, y_test, sums = load_arrays(directory)
     if limit is not None and limit < len(y_train):
         _, keep = stratified_split(y_train, limit, seed=seed + 1)
         x_train, y_train = x_train[keep], y_train[keep]
-    if test_limit is not None:
-        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
     train, val = stratified_split(y_train, val_size, seed=seed)
     return Splits(x_train[train], y_train[train], x_train[val], y_train[val],
                   x_test, y_test, sums)

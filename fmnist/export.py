@@ -33,6 +33,15 @@ def versions(base: Path) -> list[int]:
     return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
 
 
+def default_mode(mode: int) -> int:
+    """`mode` under the process's umask: what open() or mkdir() would have given, where
+    mkstemp/mkdtemp give 0600/0700 (a model server running as another user could not
+    read the files)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def write_json_atomic(path: Path, obj) -> None:
     """Write JSON beside the target, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +52,7 @@ def write_json_atomic(path: Path, obj) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp made it private
+        os.chmod(tmp, default_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,8 +104,7 @@ def publish(write: Callable[[Path], None], metadata: dict, base: Path) -> Path:
     try:
         write(staging)
         write_json_atomic(staging / METADATA, metadata)
-        # mkdtemp made it private; a model server may run as another user.
-        os.chmod(staging, 0o755)
+        os.chmod(staging, default_mode(0o777))
         # Fault injection for the tests: hold the finished staging dir, so a test can
         # kill the process at the last moment before the rename.
         if os.environ.get("FMNIST_TEST_EXPORT_PAUSE"):

@@ -157,7 +157,12 @@ def confusion(y_true, y_pred, n: int = 10):
     import numpy as np
     m = np.zeros((n, n), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return m, m.diagonal() / np.maximum(m.sum(axis=1), 1)
+    return m, per_class_accuracy(m)
+
+
+def per_class_accuracy(matrix):
+    """Correct / total per true class (rows of a confusion matrix); 0 for empty rows."""
+    return matrix.diagonal() / matrix.sum(axis=1).clip(min=1)
 
 
 def plot_confusion(matrix, class_names, title: str, path: Path) -> Path:
@@ -165,7 +170,7 @@ def plot_confusion(matrix, class_names, title: str, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    per_class = matrix.diagonal() / matrix.sum(axis=1).clip(min=1)
+    per_class = per_class_accuracy(matrix)
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
     ax.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))

@@ -292,7 +292,7 @@ class Output:
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
-            os.fchmod(self.file.fileno(), 0o666 & ~_umask())  # mkstemp made it 0600
+            os.fchmod(self.file.fileno(), export.default_mode(0o666))
             self.file.close()
             os.replace(self.tmp, self.path)
         except OSError as e:
@@ -304,12 +304,6 @@ class Output:
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # -----------------------------------------------------------------------------

@@ -98,6 +98,13 @@ def test_training_input_pipeline_does_not_autotune(small):
     assert ds.options().autotune.enabled is False
 
 
+def python_ok(code: str) -> None:
+    """Run `code` in a fresh interpreter (process-wide settings under test); it must
+    print 'ok'."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_optional_imports_are_skipped_in_a_training_process():
     code = ("import sys\nfrom fmnist import train\ntrain.skip_optional_imports()\n"
             "import tensorflow, keras\n"
@@ -105,8 +112,7 @@ def test_optional_imports_are_skipped_in_a_training_process():
             "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
             "train.skip_optional_imports()  # after TensorFlow: no effect, no error\n"
             "print('ok')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+    python_ok(code)
 
 
 def test_batch_scheduling_covers_threads_started_afterwards():
@@ -116,8 +122,7 @@ def test_batch_scheduling_covers_threads_started_afterwards():
             "t.start(); t.join()\n"
             "assert os.sched_getscheduler(0) == policy[0] == os.SCHED_BATCH, policy\n"
             "print('ok')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+    python_ok(code)
 
 
 def test_random_flip_and_shift_move_pixels_not_content():
