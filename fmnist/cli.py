@@ -45,7 +45,8 @@ def train(
              "Default: start an embedded local Ray.")] = None,
     cpus_per_worker: Annotated[Optional[float], typer.Option(
         min=0.01, help="CPUs each task asks Ray for (and TensorFlow threads). "
-                       "Default: the cluster's CPUs shared among --workers.")] = None,
+                       "Default: the cluster's CPUs shared among --workers, at least 1 "
+                       "(fewer than --workers then run at once on a small cluster).")] = None,
     gpus_per_worker: Annotated[Optional[float], typer.Option(
         min=0.0, help="GPUs each task asks Ray for, fractional allowed. "
                       "Default: a share of the GPUs when the cluster has any, else 0.")] = None,

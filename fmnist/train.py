@@ -8,6 +8,7 @@ the first task on a GPU grabs all of its memory and a second, fractional task fa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -146,6 +147,10 @@ def atomic_backup(backup_dir: str):
     return AtomicBackupAndRestore(backup_dir)
 
 
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                 on_epoch: Callable[[int, dict], None] | None = None,
                 checkpoint_dir: str | None = None,
@@ -161,7 +166,7 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
 
     keras.utils.set_random_seed(variant.seed)
     log = EpochLog(checkpoint_dir)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), utc_now()
     ds, steps, k = model_mod.training_dataset(
         splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK)
     batches_per_epoch = steps * k  # optimizer steps per epoch (for the LR schedule)
@@ -214,6 +219,7 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         "best_epoch": int(np.argmax(val_curve)) + 1 if val_curve else None,
         "history": hist,
         "train_seconds": round(train_seconds, 2),
+        "started_at": started_at, "finished_at": utc_now(),
         "samples_per_second": round((len(val_curve) - log.resumed_from) * batches_per_epoch
                                     * variant.batch_size / train_seconds, 1),
         "host": socket.gethostname(),

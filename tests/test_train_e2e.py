@@ -138,3 +138,35 @@ def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_fil
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["best"] is None and results["variants"][0]["status"] == "failed"
     assert not (tmp_path / "models").exists() or not export.versions(tmp_path / "models")
+
+
+def test_tasks_never_share_the_cpus_they_asked_for(tmp_path, sweep_file):
+    """On a 1-CPU Ray node, two 1-CPU tasks run one after the other. (A task waiting
+    in ray.get lends its CPU back to Ray: the live events once did, and a second task
+    trained beside the first.)"""
+    from datetime import datetime
+
+    from ray.cluster_utils import Cluster
+
+    sweep = sweep_file("""
+        [defaults]
+        hidden = [512, 256]
+        epochs = 12
+        [[variant]]
+        name = "first"
+        [[variant]]
+        name = "second"
+    """)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        proc = run_cli(*train_args(tmp_path, sweep, "--cpus-per-worker", "1",
+                                   "--address", cluster.address))
+    finally:
+        cluster.shutdown()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 (of --workers 2) at once" in proc.stdout
+    a, b = json.loads((tmp_path / "run" / "results.json").read_text())["variants"]
+    span = {v["name"]: (datetime.fromisoformat(v["started_at"]),
+                        datetime.fromisoformat(v["finished_at"])) for v in (a, b)}
+    (s1, f1), (s2, f2) = sorted(span.values())
+    assert f1 <= s2, f"'{a['name']}' and '{b['name']}' trained at the same time: {span}"

@@ -27,13 +27,22 @@ def test_threads_follow_the_task_cpus(cpus, threads):
 
 
 def test_plan_resources_defaults_share_cpus_and_gpus():
-    # 2-core machine, 4 workers: half a CPU each, no GPUs.
-    assert sweep.plan_resources(4, None, None, {"CPU": 2.0}, [2.0]) == (0.5, 0.0)
+    # 2-core machine, 4 workers: a whole CPU each (two at a time), no GPUs.
+    assert sweep.plan_resources(4, None, None, {"CPU": 2.0}, [2.0]) == (1.0, 0.0)
+    assert sweep.plan_resources(2, None, None, {"CPU": 8.0}, [4.0, 4.0]) == (4.0, 0.0)
+    assert sweep.plan_resources(4, None, None, {"CPU": 0.5}, [0.5]) == (0.5, 0.0)
     # A cluster with 2 GPUs and 4 workers: half a GPU each; never more than one node's CPUs.
     assert sweep.plan_resources(4, None, None, {"CPU": 64.0, "GPU": 2.0}, [8.0] * 8) == (8.0, 0.5)
     assert sweep.plan_resources(2, None, None, {"CPU": 8.0, "GPU": 8.0}, [8.0]) == (4.0, 1.0)
     # Explicit values win.
     assert sweep.plan_resources(4, 1.0, 0.25, {"CPU": 2.0}, [2.0]) == (1.0, 0.25)
+
+
+def test_at_once_says_how_many_tasks_the_cluster_holds():
+    assert sweep.at_once(4, 1.0, 0.0, {"CPU": 8.0}) == "4"
+    assert sweep.at_once(4, 1.0, 0.0, {"CPU": 2.0}) == "2 (of --workers 4)"
+    assert sweep.at_once(4, 0.5, 0.0, {"CPU": 2.0}) == "4"
+    assert sweep.at_once(4, 1.0, 0.5, {"CPU": 16.0, "GPU": 1.0}) == "2 (of --workers 4)"
 
 
 def test_configure_tensorflow_on_this_machine_picks_the_cpu():
