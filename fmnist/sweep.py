@@ -17,6 +17,7 @@ import secrets
 import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -303,31 +304,37 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        ray.shutdown()
+        # Stopping the embedded Ray is a second of waiting for its processes to exit;
+        # wait for them while this thread writes the export and the plots. (On an
+        # error the interpreter waits for the thread before it exits.)
+        closing = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+        closing.start()
+    try:
+        results["best"] = best["name"] if best else None
+        results["wall_seconds"] = round(time.monotonic() - started, 2)
+        if best:
+            path = export.publish(lambda staging: export.unpack(built["archive"], staging),
+                                  export_metadata(best, run_dir, splits, built["libraries"]),
+                                  export_dir)
+            results["export"] = str(path)
+            results["exported_model_test"] = describe_export(
+                built["predictions"], splits, path, run_dir.path)
+        export.write_json_atomic(run_dir.results, results)
+        report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
-    results["best"] = best["name"] if best else None
-    results["wall_seconds"] = round(time.monotonic() - started, 2)
-    if best:
-        path = export.publish(lambda staging: export.unpack(built["archive"], staging),
-                              export_metadata(best, run_dir, splits, built["libraries"]),
-                              export_dir)
-        results["export"] = str(path)
-        results["exported_model_test"] = describe_export(
-            built["predictions"], splits, path, run_dir.path)
-    export.write_json_atomic(run_dir.results, results)
-    report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
-
-    console.print(report.leaderboard(results["variants"], results["best"]))
-    if not best:
-        console.print(f"[red]every variant failed[/]; details in {run_dir.results}")
+        console.print(report.leaderboard(results["variants"], results["best"]))
+        if not best:
+            console.print(f"[red]every variant failed[/]; details in {run_dir.results}")
+            return results
+        console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
+                      f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
+        per_class = results["exported_model_test"]["per_class_accuracy"]
+        console.print("exported model, test accuracy per class: " + ", ".join(
+            f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
+        console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
         return results
-    console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
-                  f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
-    per_class = results["exported_model_test"]["per_class_accuracy"]
-    console.print("exported model, test accuracy per class: " + ", ".join(
-        f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
-    console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
-    return results
+    finally:
+        closing.join()
 
 
 def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
