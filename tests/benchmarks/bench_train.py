@@ -5,7 +5,8 @@
 
 (a) samples/s training the tutorial model (Dense 128, Adam, batch 32, 5 epochs) with
     fmnist's training loop vs. plain `model.fit` as the tutorial writes it; test accuracy
-    of both, as the mean over three seeds (one run's varies by about half a point).
+    of both, as the mean over ten seeds (one run's varies by about half a point either
+    way with the seed, so a few seeds cannot resolve the 0.5-point target).
     Target: >= 3x, accuracy within 0.5 points.
 (b) wall seconds of `fmnist-job train --workers 4` on the default sweep (a fresh process:
     Ray start-up, data, training, export, all included; run before and after the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,7 @@ def plain_fit(v, x_train, y_train, x_test, y_test):
     return seconds, m.evaluate(x_test / 255.0, y_test, verbose=0)[1]
 
 
-SEEDS = (0, 1, 2)  # test accuracy of one run varies by about half a point with the seed
+SEEDS = tuple(range(10))  # one run's test accuracy varies by about half a point with the seed
 
 
 def _tutorial(seed: int):
@@ -114,9 +116,12 @@ def part_a():
         each = " / ".join(f"{100 * r['test']:.2f}" for r in runs)
         print(f"    {label:<10}: {mean(runs, 'sps'):9.0f} samples/s  {mean(runs, 'seconds'):6.1f} s"
               f"  test {100 * mean(runs, 'test'):.2f}% mean of {each}  ({note})")
+    # Standard error of the difference of the two means (seeds independent).
+    se = (statistics.variance([r["test"] for r in ours]) / len(ours)
+          + statistics.variance([r["test"] for r in plain]) / len(plain)) ** 0.5
     print(f"    speed-up  : {mean(ours, 'sps') / mean(plain, 'sps'):.2f}x (target >= 3x); "
           f"mean accuracy difference {100 * (mean(ours, 'test') - mean(plain, 'test')):+.2f} "
-          f"points (target within 0.5)")
+          f"points, standard error {100 * se:.2f} (target within 0.5)")
 
 
 def _ours(sweep: Path, *extra: str) -> tuple[float, dict]:
