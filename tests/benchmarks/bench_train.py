@@ -1,6 +1,6 @@
 """Training speed, ours vs. the Keras tutorial's plain `fit`, measured in one run.
 
-    .venv/bin/python tests/benchmarks/bench_train.py            # both parts, ~8-10 min here
+    .venv/bin/python tests/benchmarks/bench_train.py            # both parts, about 13 min here
     .venv/bin/python tests/benchmarks/bench_train.py --part a   # training loop only
 
 (a) samples/s training the tutorial model (Dense 128, Adam, batch 32, 5 epochs) with
