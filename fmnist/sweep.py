@@ -116,9 +116,10 @@ def plan_resources(workers: int, cpus: float | None, gpus: float | None,
 def at_once(workers: int, cpus: float, gpus: float, cluster: dict) -> str:
     """How many tasks run at once, for the run's first line: '4', or '2 (of --workers
     4)' when the cluster's CPUs (or GPUs) hold fewer such tasks (as it is now)."""
-    fit = [int(cluster.get("CPU", 0) // cpus) if cpus else workers,
-           int(cluster.get("GPU", 0) // gpus) if gpus else workers]
-    slots = max(1, min(workers, *fit))
+    slots = min(workers, int(cluster.get("CPU", 0) // cpus))  # cpus > 0: the CLI's minimum
+    if gpus:
+        slots = min(slots, int(cluster.get("GPU", 0) // gpus))
+    slots = max(1, slots)
     return str(workers) if slots >= workers else f"{slots} (of --workers {workers})"
 
 
@@ -279,8 +280,8 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker,
-                                    ray.cluster_resources(),
+        cluster = ray.cluster_resources()
+        cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker, cluster,
                                     [n["Resources"].get("CPU", 0) for n in nodes])
         threads = threads_per_worker or train.threads_for(cpus)
         header.update(cpus_per_worker=cpus, gpus_per_worker=gpus, threads_per_worker=threads)
@@ -288,7 +289,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         console.print(f"run {run_id}: {len(variants)} variants"
                       + (f" from {sweep_file}" if sweep_file else "")
                       + (f" ({len(done)} already finished, resuming)" if done else "")
-                      + f", {at_once(workers, cpus, gpus, ray.cluster_resources())} at once, "
+                      + f", {at_once(workers, cpus, gpus, cluster)} at once, "
                       f"{cpus:g} CPU + {gpus:g} GPU "
                       f"({threads} TensorFlow thread{'s' * (threads > 1)}) each, "
                       f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")

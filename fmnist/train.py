@@ -61,10 +61,10 @@ def skip_optional_imports() -> None:
 def batch_scheduling() -> bool:
     """Put this thread, and the threads it starts from now on (TensorFlow's pools),
     under Linux's SCHED_BATCH policy: CPU-bound and non-interactive, so the kernel
-    preempts it less eagerly when another thread wakes. Tasks that share cores (four
-    on two here) then switch less often and keep their caches warm: the default
-    sweep's training phase took 45.3 s instead of 47.8 s (means of four alternating
-    runs). An ordinary, unprivileged policy; Ray's own threads, started earlier, keep
+    preempts it less eagerly when another thread wakes. Tasks that share cores (with
+    Ray's processes, or four on two with --cpus-per-worker 0.5) then switch less often
+    and keep their caches warm: with four on two, the default sweep's training phase
+    took 45.3 s instead of 47.8 s (means of four alternating runs). An ordinary, unprivileged policy; Ray's own threads, started earlier, keep
     theirs. Returns False where the platform has no such policy."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
