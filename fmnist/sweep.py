@@ -367,8 +367,7 @@ def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
     ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref)
     while not ray.wait([ref], timeout=0.25)[0]:
         if stop_signal:
-            ray.cancel(ref, force=True)
-            raise Interrupted(stop_signal[0])
+            raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
     return ray.get(ref)
 
 
@@ -455,8 +454,11 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
                     record(result, weights)
             drain()
         except Interrupted as stop:
-            for ref, v in running.items():
-                ray.cancel(ref, force=True)
+            # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...
+            # Tried to complete task that was not pending") when it meets a task that is
+            # just returning. The ray.shutdown that follows stops the tasks anyway: Ray
+            # kills a driver's tasks when it leaves, on a cluster too.
+            for v in running.values():
                 by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
             for v in queued:
                 by_name[v.name] = failed(v, f"not started: interrupted by {stop}",
