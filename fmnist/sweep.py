@@ -300,8 +300,14 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         best = max(ok, key=lambda r: r["val_accuracy"]) if ok else None
         if best:
             variant = next(v for v in variants if v.name == best["name"])
-            built = _build_export(variant, run_dir.load_weights(best["name"]), splits_ref,
-                                  cpus, stop_signal)
+            try:
+                built = _build_export(variant, run_dir.load_weights(best["name"]),
+                                      splits_ref, cpus, stop_signal)
+            except Interrupted as stop:  # every variant finished: a resume only exports
+                results["interrupted"] = str(stop)
+                export.write_json_atomic(run_dir.results, results)
+                stop.run_dir = run_dir.path
+                raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

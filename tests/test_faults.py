@@ -222,3 +222,31 @@ def test_resume_of_a_directory_without_results(tmp_path):
     assert proc.returncode == 2
     assert f"{tmp_path / 'results.json'}: not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
+    """Interrupted after every variant finished, in the export task (a wide net, so
+    building and scoring its SavedModel takes seconds): the resume hint names the run
+    directory and the resume only exports."""
+    run_dir, models = tmp_path / "run", tmp_path / "models"
+    sweep = sweep_file('[[variant]]\nname = "wide"\nhidden = [4096, 4096]\nepochs = 1\n')
+    proc = start("train", "--sweep", sweep, "--workers", "1", "--limit", "1000",
+                 "--runs-dir", run_dir, "--export-dir", models)
+
+    def trained():
+        try:
+            return json.loads((run_dir / "results.json").read_text())["variants"][0]["status"] == "ok"
+        except (OSError, ValueError, LookupError):
+            return False
+    wait_for(trained, proc, what="the variant to finish")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, clip(err)
+    assert f"Resume with: fmnist-job train --resume {run_dir.resolve()}" in err
+    assert json.loads((run_dir / "results.json").read_text())["interrupted"] == "SIGTERM"
+    assert not models.exists()
+
+    resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
+    assert resumed.returncode == 0, clip(resumed.stderr)
+    assert "1 already finished, resuming" in resumed.stdout
+    assert (models / "1" / "saved_model.pb").exists()
