@@ -462,8 +462,9 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
         except Interrupted as stop:
             # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...
             # Tried to complete task that was not pending") when it meets a task that is
-            # just returning. The ray.shutdown that follows stops the tasks anyway: Ray
-            # kills a driver's tasks when it leaves, on a cluster too.
+            # just returning (tests/repro/ray_cancel_race.py). The ray.shutdown that follows
+            # stops the tasks anyway: Ray kills a driver's tasks when it leaves, on a
+            # cluster too.
             for v in running.values():
                 by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
             for v in queued:
