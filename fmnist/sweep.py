@@ -52,7 +52,10 @@ def connect(address: str | None) -> None:
             # 2.0 s with it, 1.0 s without.
             os.environ.update(WORKER_ENV)
             _loopback_only()
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1",
+            # "local": a new Ray of our own. Without it, ray.init joins the cluster the
+            # last `ray start` here recorded in /tmp/ray/ray_current_cluster, and waits
+            # minutes on it when that cluster is gone.
+            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -2,8 +2,11 @@
 small slices of the data. The exported SavedModel is loaded back and scored."""
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +173,21 @@ def test_tasks_never_share_the_cpus_they_asked_for(tmp_path, sweep_file):
                         datetime.fromisoformat(v["finished_at"])) for v in (a, b)}
     (s1, f1), (s2, f2) = sorted(span.values())
     assert f1 <= s2, f"'{a['name']}' and '{b['name']}' trained at the same time: {span}"
+
+
+def test_the_embedded_default_ignores_the_last_ray_start(tmp_path, sweep_file):
+    """ray.init() without an address joins the cluster that the last `ray start` on this
+    machine recorded in <ray temp dir>/ray_current_cluster, even a dead one. Without
+    --address / RAY_ADDRESS, fmnist-job starts its own Ray whatever that file says."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")  # nobody there
+        sweep = sweep_file('[[variant]]\nname = "one"\nhidden = [32]\nepochs = 1\n')
+        proc = run_cli(*train_args(tmp_path, sweep, limit=2000),
+                       env={"RAY_TMPDIR": str(ray_tmp)}, timeout=180)
+        sessions = list((ray_tmp / "ray").glob("session_2*"))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sessions, "the embedded Ray did not use RAY_TMPDIR, so the file was not read"
