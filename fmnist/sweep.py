@@ -309,8 +309,10 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 export.write_json_atomic(run_dir.results, results)
-                stop.run_dir = run_dir.path
                 raise
+    except Interrupted as stop:
+        stop.run_dir = run_dir.path  # for the resume hint
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -475,6 +477,5 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
                                          status="interrupted")
             results["interrupted"] = str(stop)
             save()
-            stop.run_dir = run_dir.path
             raise
     return results

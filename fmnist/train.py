@@ -64,8 +64,9 @@ def batch_scheduling() -> bool:
     preempts it less eagerly when another thread wakes. Tasks that share cores (with
     Ray's processes, or four on two with --cpus-per-worker 0.5) then switch less often
     and keep their caches warm: with four on two, the default sweep's training phase
-    took 45.3 s instead of 47.8 s (means of four alternating runs). An ordinary, unprivileged policy; Ray's own threads, started earlier, keep
-    theirs. Returns False where the platform has no such policy."""
+    took 45.3 s instead of 47.8 s (means of four alternating runs). An ordinary,
+    unprivileged policy; Ray's own threads, started earlier, keep theirs. Returns
+    False where the platform has no such policy."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         return True

@@ -235,7 +235,8 @@ def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
 
     def trained():
         try:
-            return json.loads((run_dir / "results.json").read_text())["variants"][0]["status"] == "ok"
+            results = json.loads((run_dir / "results.json").read_text())
+            return results["variants"][0]["status"] == "ok"
         except (OSError, ValueError, LookupError):
             return False
     wait_for(trained, proc, what="the variant to finish")
