@@ -130,6 +130,12 @@ class Invert(str, Enum):
     never = "never"
 
 
+class Fit(str, Enum):
+    auto = "auto"
+    trim = "trim"
+    whole = "whole"
+
+
 @app.command()
 def score(
     directory: Annotated[Path, typer.Argument(
@@ -142,6 +148,19 @@ def score(
     invert: Annotated[Invert, typer.Option(
         help="Invert dark-on-light images: auto decides per image from its border.")]
         = Invert.auto,
+    fit: Annotated[Fit, typer.Option(
+        help="How the item is framed in 28x28. trim: cut the margins of the corners' "
+             "colour, then the longest edge to 28 (photos; Fashion-MNIST's own "
+             "conversion). whole: the whole image. auto: trim, except 28x28 images.")]
+        = Fit.auto,
+    preview: Annotated[Optional[Path], typer.Option(
+        help="Also write a contact sheet (.png) of the first inputs as the model saw "
+             "them, with the predicted class and confidence under each.")] = None,
+    preview_count: Annotated[int, typer.Option(
+        min=1, help="How many inputs the --preview sheet shows.")] = 100,
+    save_inputs: Annotated[Optional[Path], typer.Option(
+        help="Also write every converted 28x28 input as a PNG under this directory "
+             "(<relative path>.png).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 1024,
     decoders: Annotated[Optional[int], typer.Option(
         min=1, help="Parallel decoding processes. Default: one per CPU.")] = None,
@@ -155,9 +174,10 @@ def score(
     # TensorFlow is imported (quietly) by score.load_model, after the cheap checks.
     from fmnist import score as score_mod
 
-    code = score_mod.run(directory, model=model, out=out, invert=invert.value,
+    code = score_mod.run(directory, model=model, out=out, invert=invert.value, fit=fit.value,
                          batch_size=batch_size, decoders=decoders,
-                         use_ray=ray, address=address)
+                         use_ray=ray, address=address, preview_to=preview,
+                         preview_count=preview_count, save_inputs=save_inputs)
     raise typer.Exit(code)
 
 

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from fmnist.files import atomic_file, default_mode
+
 METADATA = "fmnist.json"
 SIGNATURE = "serving_default"
 INPUT_KEY, OUTPUT_KEY = "images", "probabilities"
@@ -33,30 +35,12 @@ def versions(base: Path) -> list[int]:
     return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def default_mode(mode: int) -> int:
-    """`mode` under the process's umask: what open() or mkdir() would have given, where
-    mkstemp/mkdtemp give 0600/0700 (a model server running as another user could not
-    read the files)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return mode & ~umask
-
-
 def write_json_atomic(path: Path, obj) -> None:
     """Write JSON beside the target, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_mode(0o666))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
 
 
 def save_model(variant, weights, directory: Path) -> None:

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from fmnist import export, images, quiet_native_stderr
+from fmnist import export, files, images, preview, quiet_native_stderr
 
 COLUMNS = ("path", "label", "class_name", "confidence", "top1_class", "top1_prob",
            "top2_class", "top2_prob", "top3_class", "top3_prob", "error")
@@ -292,7 +292,7 @@ class Output:
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
-            os.fchmod(self.file.fileno(), export.default_mode(0o666))
+            os.fchmod(self.file.fileno(), files.default_mode(0o666))
             self.file.close()
             os.replace(self.tmp, self.path)
         except OSError as e:
@@ -412,8 +412,8 @@ def ordered(pool, fn, jobs: Iterable[tuple], ahead: int) -> Iterator[tuple]:
 
 
 def score_local(root: Path, model: Model, output: Output, progress: Progress, *,
-                stats: WalkStats, invert: str, batch_size: int, pool,
-                workers: int) -> np.ndarray:
+                stats: WalkStats, invert: str, fit: str, batch_size: int, pool,
+                workers: int, seen: Callable | None = None) -> np.ndarray:
     """Returns the count of images per class."""
     from concurrent.futures.process import BrokenProcessPool
 
@@ -429,15 +429,17 @@ def score_local(root: Path, model: Model, output: Output, progress: Progress, *,
             if len(x) else np.empty((0, 10), np.float32)
         labels = output.write(paths, errors, probs, model.class_names)
         counts[:] += np.bincount(labels, minlength=10)
+        if seen:
+            seen(paths, errors, x, probs)
         progress.advance(len(paths), len(paths) - len(x))
         paths.clear()
         errors.clear()
         decoded.clear()
 
-    jobs = ((str(root), chunk, invert)
+    jobs = ((str(root), chunk, invert, fit)
             for chunk in chunked(walk(root, stats), chunk_size(batch_size)))
     try:
-        for (_, chunk, _), (x, errs) in ordered(pool, images.decode_many, jobs, 4 * workers):
+        for (_, chunk, *_), (x, errs) in ordered(pool, images.decode_many, jobs, 4 * workers):
             paths.extend(rel for rel, _ in chunk)
             errors.extend(errs)
             decoded.append(x)
@@ -452,10 +454,10 @@ def score_local(root: Path, model: Model, output: Output, progress: Progress, *,
 # -----------------------------------------------------------------------------
 # 6. Cluster scoring with Ray Data
 
-def decode_batch(batch: dict, root: str, invert: str) -> dict:
+def decode_batch(batch: dict, root: str, invert: str, fit: str) -> dict:
     """Ray Data task: paths (and walk errors) -> decoded images, one row per file."""
     items = [(p, e or None) for p, e in zip(batch["path"].tolist(), batch["error"].tolist())]
-    x, errs = images.decode_many(root, items, invert)
+    x, errs = images.decode_many(root, items, invert, fit)
     full = np.zeros((len(items), images.SIZE, images.SIZE), np.uint8)
     ok = np.array([e is None for e in errs], bool)
     full[ok] = x
@@ -476,7 +478,8 @@ class Predictor:
         probs = np.zeros((len(ok), 10), np.float32)
         if ok.any():
             probs[ok] = self.model.predict(batch["image"][ok])
-        return {"path": batch["path"], "error": batch["error"], "probabilities": probs}
+        return {"path": batch["path"], "error": batch["error"], "probabilities": probs,
+                "image": batch["image"]}
 
 
 @contextlib.contextmanager
@@ -505,7 +508,7 @@ def ray_session(address: str | None):
 
 
 def ray_dataset(entries: list[tuple[str, str | None]], root: Path, model: Model, *,
-                invert: str, batch_size: int, decoders: int | None):
+                invert: str, fit: str, batch_size: int, decoders: int | None):
     """paths -> (Ray tasks) decoded images -> (a pool of model actors) probabilities.
 
     Decoding is where the time goes (~50 us an image against ~7 us to predict), so it
@@ -519,7 +522,7 @@ def ray_dataset(entries: list[tuple[str, str | None]], root: Path, model: Model,
     rows = [{"path": p, "error": e or ""} for p, e in entries]
     ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
     ds = ds.map_batches(
-        decode_batch, fn_kwargs={"root": str(root.resolve()), "invert": invert},
+        decode_batch, fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
         batch_size=chunk_size(batch_size), batch_format="numpy", num_cpus=1,
         compute=ray.data.TaskPoolStrategy(size=decoders) if decoders else None)
     return ds.map_batches(
@@ -529,7 +532,8 @@ def ray_dataset(entries: list[tuple[str, str | None]], root: Path, model: Model,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 8)))
 
 
-def score_ray(dataset, model: Model, output: Output, progress: Progress) -> np.ndarray:
+def score_ray(dataset, model: Model, output: Output, progress: Progress,
+              seen: Callable | None = None) -> np.ndarray:
     import ray
 
     counts = np.zeros(10, np.int64)
@@ -540,6 +544,9 @@ def score_ray(dataset, model: Model, output: Output, progress: Progress) -> np.n
             labels = output.write(batch["path"].tolist(), errors, batch["probabilities"][ok],
                                   model.class_names)
             counts += np.bincount(labels, minlength=10)
+            if seen:
+                seen(batch["path"].tolist(), errors, batch["image"][ok],
+                     batch["probabilities"][ok])
             progress.advance(len(errors), len(errors) - int(ok.sum()))
     except ray.exceptions.RayError as e:
         raise RunError(f"Ray Data failed: {images.describe(e)}") from None
@@ -571,9 +578,11 @@ class Summary:
         return self.files / self.seconds if self.seconds > 0 else 0.0
 
 
-def score(directory: Path, *, model: Path, out: Path, invert: str = "auto",
+def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit: str = "auto",
           batch_size: int = 1024, decoders: int | None = None, use_ray: bool = False,
-          address: str | None = None, pool: str = "process", show: bool = True) -> Summary:
+          address: str | None = None, pool: str = "process", show: bool = True,
+          preview_to: Path | None = None, preview_count: int = 100,
+          save_inputs: Path | None = None) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
     anything is scored; RunError if the run breaks later (no output is left then)."""
     directory = Path(directory)
@@ -586,8 +595,12 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto",
         raise ScoreError(f"{directory}: cannot list it ({e.strerror})") from None
     if invert not in images.INVERT_MODES:
         raise ScoreError(f"--invert must be one of {', '.join(images.INVERT_MODES)}")
+    if fit not in images.FIT_MODES:
+        raise ScoreError(f"--fit must be one of {', '.join(images.FIT_MODES)}")
     version = resolve_model(Path(model))
     metadata = read_metadata(version)
+    sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
+    inputs_dir = check_save_inputs(Path(save_inputs), directory) if save_inputs else None
     output = Output(Path(out))  # before the expensive part: fails fast if unwritable
     workers = decoders or default_decoders()
     try:
@@ -601,6 +614,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto",
                 for _ in range(workers):
                     executor.submit(int)
             net = load_model(version, metadata)
+            seen = observer(sheet, inputs_dir, net.class_names)
             stats = WalkStats()
             if use_ray:
                 entries = list(walk(directory, stats))
@@ -614,14 +628,20 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto",
                 if use_ray:
                     counts = np.zeros(10, np.int64)
                     if entries:
-                        dataset = ray_dataset(entries, directory, net, invert=invert,
+                        dataset = ray_dataset(entries, directory, net, invert=invert, fit=fit,
                                               batch_size=batch_size, decoders=decoders)
-                        counts = score_ray(dataset, net, output, progress)
+                        counts = score_ray(dataset, net, output, progress, seen)
                 else:
                     counts = score_local(directory, net, output, progress, stats=stats,
-                                     invert=invert, batch_size=batch_size,
-                                     pool=executor, workers=workers)
+                                         invert=invert, fit=fit, batch_size=batch_size,
+                                         pool=executor, workers=workers, seen=seen)
                 seconds = time.monotonic() - started
+            if sheet:
+                try:
+                    sheet.write()
+                except OSError as e:
+                    raise RunError(f"--preview {sheet.path}: writing failed "
+                                   f"({e.strerror})") from None
         output.commit()
     except BaseException:
         output.discard()
@@ -633,7 +653,63 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto",
                       first_errors=output.first_errors)
     if show:
         print_summary(summary, output.format)
+        if sheet:
+            say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model "
+                f"saw them)")
+        if inputs_dir:
+            say(f"wrote the model's inputs under {inputs_dir}")
     return summary
+
+
+def check_preview(path: Path, count: int) -> preview.ContactSheet:
+    if path.suffix.lower() != ".png":
+        raise ScoreError(f"--preview {path}: must end in .png")
+    if not path.parent.is_dir():
+        raise ScoreError(f"--preview {path}: directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or path.is_dir():
+        raise ScoreError(f"--preview {path}: cannot write there; name another .png file")
+    if count < 1:
+        raise ScoreError(f"--preview-count must be at least 1, got {count}")
+    return preview.ContactSheet(path, count)
+
+
+def check_save_inputs(path: Path, directory: Path) -> Path:
+    real, scored = os.path.realpath(path), os.path.realpath(directory)
+    if os.path.commonpath([real, scored]) == scored:
+        raise ScoreError(f"--save-inputs {path}: is inside the scored directory; "
+                         f"name a directory outside {directory}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ScoreError(f"--save-inputs {path}: cannot create it ({e.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise ScoreError(f"--save-inputs {path}: not writable; name another directory")
+    return path
+
+
+def observer(sheet: preview.ContactSheet | None, inputs_dir: Path | None,
+             class_names: list[str]) -> Callable | None:
+    """What each scored batch also feeds: the contact sheet and the saved inputs."""
+    if sheet is None and inputs_dir is None:
+        return None
+
+    def seen(paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray) -> None:
+        scored = [p for p, e in zip(paths, errors) if e is None]
+        if sheet and not sheet.full:
+            sheet.add(scored, x, class_names, probs)
+        if inputs_dir:
+            try:
+                preview.save_inputs(inputs_dir, scored, x)
+            except OSError as e:
+                raise RunError(f"--save-inputs {inputs_dir}: writing failed "
+                               f"({e.strerror})") from None
+    return seen
+
+
+def say(text: str) -> None:
+    """A plain line on stdout (the summary)."""
+    from rich.console import Console
+    Console().print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def print_summary(s: Summary, fmt: str) -> None:
@@ -642,9 +718,6 @@ def print_summary(s: Summary, fmt: str) -> None:
     from rich.table import Table
 
     console = Console()
-
-    def say(text):
-        console.print(text, highlight=False, soft_wrap=True, markup=False)
 
     say(f"scored {s.scored:,} of {s.files:,} image files in {s.seconds:.2f}s "
         f"({s.images_per_second:,.0f} images/s); {s.failed:,} failed")
@@ -666,17 +739,19 @@ def print_summary(s: Summary, fmt: str) -> None:
     say(f"wrote {s.out} ({fmt.upper()}, {s.files:,} rows) with model {s.model}")
 
 
-def run(directory: Path, *, model: Path, out: Path, invert: str = "auto",
+def run(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit: str = "auto",
         batch_size: int = 1024, decoders: int | None = None, use_ray: bool = False,
-        address: str | None = None) -> int:
+        address: str | None = None, preview_to: Path | None = None,
+        preview_count: int = 100, save_inputs: Path | None = None) -> int:
     """The CLI's entry: returns the exit code (0 all scored, 3 some failed, 2 cannot
     start, 1 broke midway), with a one-line message on stderr for the last two."""
     from fmnist.cli import EXIT_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, fail
 
     try:
-        summary = score(directory, model=model, out=out, invert=invert,
+        summary = score(directory, model=model, out=out, invert=invert, fit=fit,
                         batch_size=batch_size, decoders=decoders, use_ray=use_ray,
-                        address=address)
+                        address=address, preview_to=preview_to,
+                        preview_count=preview_count, save_inputs=save_inputs)
     except ScoreError as e:
         fail(str(e))
         return EXIT_USAGE

@@ -1,6 +1,8 @@
 """Shared test helpers. Tests use the real bundled dataset (small slices), real
 TensorFlow and a real local Ray; nothing here mocks them."""
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +23,27 @@ def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProce
                           env={**os.environ, **(env or {})})
 
 
+def cli(argv: list, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The real entry point (fmnist.cli.main) in this process: exit code, stdout, stderr."""
+    from fmnist import cli as cli_mod
+    monkeypatch.setattr(sys, "argv", ["fmnist-job", *map(str, argv)])
+    code = cli_mod.main()
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a CSV or JSONL output, as dicts of strings/None for easy comparison."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return [{k: (v if v != "" else None) for k, v in row.items()}
+                    for row in csv.DictReader(f)]
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rows.append({k: (None if v is None else str(v)) for k, v in json.loads(line).items()})
+    return rows
+
+
 @pytest.fixture
 def sweep_file(tmp_path):
     """Write a sweep file from TOML text; returns its path."""
@@ -29,3 +52,40 @@ def sweep_file(tmp_path):
         p.write_text(text)
         return p
     return write
+
+
+# -----------------------------------------------------------------------------
+# Scoring: a small exported model and the test arrays (test_score.py, test_photos.py)
+
+@pytest.fixture(scope="session")
+def scoring_model(tmp_path_factory) -> Path:
+    """An export base with one version: the tutorial net, 2 epochs on 7,000 images."""
+    from fmnist import data, export, train, variants
+
+    variant = variants.Variant(name="t", hidden=(128,), epochs=2, batch_size=64)
+    splits = data.load(limit=8000, val_size=1000)
+    result, weights = train.fit_variant(variant, splits)
+    base = tmp_path_factory.mktemp("models") / "fmnist"
+    export.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
+                                     "variant": variant.to_dict(),
+                                     "val_accuracy": result["val_accuracy"],
+                                     "test_accuracy": result["test_accuracy"],
+                                     "run_id": "test"}, base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def serve(scoring_model):
+    """The model's signature, called directly on uint8 arrays."""
+    import tensorflow as tf
+
+    from fmnist import export
+    signature = tf.saved_model.load(str(scoring_model / "1")).signatures[export.SIGNATURE]
+    return lambda x: signature(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
+
+
+@pytest.fixture(scope="session")
+def test_set():
+    from fmnist import data
+    _, _, x_test, y_test, _ = data.load_arrays()
+    return x_test, y_test

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from PIL import Image
 
 from fmnist import data, export, images, score
 
-from conftest import run_cli
+from conftest import cli, read_rows, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -32,38 +31,7 @@ N_PER_KIND = 25  # images per format/mode/size variant in the correctness set
 
 
 # -----------------------------------------------------------------------------
-# Fixtures: a model, the test arrays, directories of image files
-
-@pytest.fixture(scope="session")
-def scoring_model(tmp_path_factory) -> Path:
-    """An export base with one version: the tutorial net, 2 epochs on 7,000 images."""
-    from fmnist import train, variants
-
-    variant = variants.Variant(name="t", hidden=(128,), epochs=2, batch_size=64)
-    splits = data.load(limit=8000, val_size=1000)
-    result, weights = train.fit_variant(variant, splits)
-    base = tmp_path_factory.mktemp("models") / "fmnist"
-    export.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
-                                     "variant": variant.to_dict(),
-                                     "val_accuracy": result["val_accuracy"],
-                                     "test_accuracy": result["test_accuracy"],
-                                     "run_id": "test"}, base)
-    return base
-
-
-@pytest.fixture(scope="session")
-def serve(scoring_model):
-    """The model's signature, called directly on uint8 arrays."""
-    import tensorflow as tf
-    signature = tf.saved_model.load(str(scoring_model / "1")).signatures[export.SIGNATURE]
-    return lambda x: signature(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
-
-
-@pytest.fixture(scope="session")
-def test_set():
-    _, _, x_test, y_test, _ = data.load_arrays()
-    return x_test, y_test
-
+# Fixtures: directories of image files (the model and the test arrays: conftest.py)
 
 # (kind, extension, Pillow format, make image from a light-on-black uint8 array)
 VARIANTS = [
@@ -176,27 +144,6 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a CSV or JSONL output, as dicts of strings/None for easy comparison."""
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return [{k: (v if v != "" else None) for k, v in row.items()}
-                    for row in csv.DictReader(f)]
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rows.append({k: (None if v is None else str(v)) for k, v in json.loads(line).items()})
-    return rows
-
-
-def cli(argv: list, monkeypatch, capsys) -> tuple[int, str, str]:
-    """The real entry point (fmnist.cli.main) in this process: exit code, stdout, stderr."""
-    from fmnist import cli as cli_mod
-    monkeypatch.setattr(sys, "argv", ["fmnist-job", *map(str, argv)])
-    code = cli_mod.main()
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 # -----------------------------------------------------------------------------
 # Decoding (no model): modes, sizes, polarity
 
@@ -245,12 +192,12 @@ def test_auto_invert_follows_the_border(test_set):
 def test_aspect_ratio_is_kept_and_padded_with_the_background():
     im = Image.new("L", (100, 50), 0)      # 2:1, a white bar on black
     im.paste(255, (10, 10, 90, 40))
-    got = images.to_model_input(im, "never")  # 28x14, centred: 7 black rows each side
+    got = images.to_model_input(im, "never", "whole")  # 28x14, centred: 7 black rows each side
     assert (got[:7] == 0).all() and (got[21:] == 0).all() and (got[13, 5:23] > 200).all()
     dark = Image.new("L", (50, 100), 30)   # dark object, white margins: pad is white, inverted
     canvas = Image.new("L", (60, 100), 255)
     canvas.paste(dark, (5, 0))
-    got = images.to_model_input(canvas, "auto")
+    got = images.to_model_input(canvas, "auto", "whole")
     assert got[:, :3].max() == 0 and got[:, 12].min() > 200
 
 

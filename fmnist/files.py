@@ -1,0 +1,42 @@
+"""Writing files so that nobody ever reads half of one.
+
+Every output (results.json, exports' metadata, predictions' previews) is written to a
+temporary file beside its target, flushed to disk, then renamed over the target: a
+reader sees the old file or the new one, and a crash leaves only a hidden temporary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+
+def default_mode(mode: int) -> int:
+    """`mode` under the process's umask: what open() or mkdir() would have given, where
+    mkstemp/mkdtemp give 0600/0700 (a model server running as another user could not
+    read the files)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return mode & ~umask
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", **open_args) -> Iterator[IO]:
+    """An open temporary file beside `path`; on leaving the block without an error it
+    is fsynced, given the umask's permissions and renamed over `path`; on an error it
+    is removed and `path` is left as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_mode(0o666))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
