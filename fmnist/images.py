@@ -214,19 +214,11 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
     factor = min(gray.size) // WORK
     if factor >= 2:  # a big non-JPEG photo: area-average it down first (fast, in C)
         gray = gray.reduce(factor)
+    background, box = find_item(gray)
     pixels = np.asarray(gray)
-    smooth = np.asarray(gray.filter(ImageFilter.BoxBlur(1)))
-    corners = smooth[[0, 0, -1, -1], [0, -1, 0, -1]]
-    background = int(np.median(corners))
-    # Content: pixels whose 3x3 neighbourhood differs from the background by more than
-    # the tolerance (an isolated noise speck does not), and that differ themselves (so
-    # the neighbourhood does not widen the item by a pixel; the faint edge of an item
-    # already at 28 pixels still counts, as it did in the data set).
-    content = ((np.abs(smooth.astype(np.int16) - background) > FUZZ)
-               & (np.abs(pixels.astype(np.int16) - background) > EDGE))
-    rows, cols = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
-    if rows.size:  # else a blank image: nothing to trim
-        pixels = pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    if box:  # else a blank image: nothing to trim
+        top, bottom, left, right = box
+        pixels = pixels[top:bottom, left:right]
     item = Image.fromarray(pixels)
     if max(item.size) != SIZE:
         # BOX, BILINEAR, BICUBIC and LANCZOS gave the same accuracy on the photo sets
@@ -238,13 +230,30 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
         pixels, background = 255 - pixels, 255 - background
     # Fashion-MNIST items span the full range (99% of the test images reach 254 or 255
     # on a background of 0); a navy shirt on light grey does not until stretched.
-    top = int(pixels.max())
-    if top - background >= MIN_CONTRAST:
-        scale = 255.0 / (top - background)
+    brightest = int(pixels.max())
+    if brightest - background >= MIN_CONTRAST:
+        scale = 255.0 / (brightest - background)
         pixels = np.clip(np.rint((pixels.astype(np.float32) - background) * scale), 0, 255
                          ).astype(np.uint8)
         background = 0
     return pad(pixels, background)
+
+
+def find_item(gray: Image.Image) -> tuple[int, tuple[int, int, int, int] | None]:
+    """(background gray level, (top, bottom, left, right) of the item, or None if the
+    image is blank) of an 'L' image. The background is the corners' colour."""
+    pixels = np.asarray(gray).astype(np.int16)
+    smooth = np.asarray(gray.filter(ImageFilter.BoxBlur(1))).astype(np.int16)
+    background = int(np.median(smooth[[0, 0, -1, -1], [0, -1, 0, -1]]))
+    # Content: pixels whose 3x3 neighbourhood differs from the background by more than
+    # the tolerance (an isolated noise speck does not), and that differ themselves (so
+    # the neighbourhood does not widen the item by a pixel; the faint edge of an item
+    # already at 28 pixels still counts, as it did in the data set).
+    content = (np.abs(smooth - background) > FUZZ) & (np.abs(pixels - background) > EDGE)
+    rows, cols = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
+    if not rows.size:
+        return background, None
+    return background, (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
 
 
 def _longest_edge(size: tuple[int, int]) -> tuple[int, int]:
