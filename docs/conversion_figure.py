@@ -33,7 +33,7 @@ def main() -> None:
     gray = images.grayscale(photo)
     factor = min(gray.size) // images.WORK
     small = gray.reduce(factor) if factor >= 2 else gray
-    background, (top, bottom, left, right) = images.find_item(small)
+    background, (left, top, right, bottom) = images.find_item(small)
     crop = small.crop((left, top, right, bottom))
     resized = crop.resize(images._longest_edge(crop.size), Image.Resampling.BOX)
     seen = images.to_model_input(photo)

@@ -31,7 +31,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 SIZE = 28
 
@@ -215,11 +215,7 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
     if factor >= 2:  # a big non-JPEG photo: area-average it down first (fast, in C)
         gray = gray.reduce(factor)
     background, box = find_item(gray)
-    pixels = np.asarray(gray)
-    if box:  # else a blank image: nothing to trim
-        top, bottom, left, right = box
-        pixels = pixels[top:bottom, left:right]
-    item = Image.fromarray(pixels)
+    item = gray.crop(box) if box else gray  # no box: a blank image, nothing to trim
     if max(item.size) != SIZE:
         # BOX, BILINEAR, BICUBIC and LANCZOS gave the same accuracy on the photo sets
         # (within 0.3 points); BOX is the cheapest and never rings.
@@ -240,20 +236,22 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
 
 
 def find_item(gray: Image.Image) -> tuple[int, tuple[int, int, int, int] | None]:
-    """(background gray level, (top, bottom, left, right) of the item, or None if the
-    image is blank) of an 'L' image. The background is the corners' colour."""
-    pixels = np.asarray(gray).astype(np.int16)
-    smooth = np.asarray(gray.filter(ImageFilter.BoxBlur(1))).astype(np.int16)
-    background = int(np.median(smooth[[0, 0, -1, -1], [0, -1, 0, -1]]))
-    # Content: pixels whose 3x3 neighbourhood differs from the background by more than
-    # the tolerance (an isolated noise speck does not), and that differ themselves (so
-    # the neighbourhood does not widen the item by a pixel; the faint edge of an item
-    # already at 28 pixels still counts, as it did in the data set).
-    content = (np.abs(smooth - background) > FUZZ) & (np.abs(pixels - background) > EDGE)
-    rows, cols = np.flatnonzero(content.any(axis=1)), np.flatnonzero(content.any(axis=0))
-    if not rows.size:
-        return background, None
-    return background, (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    """(background gray level, the item's box (left, upper, right, lower), or None if
+    the image is blank) of an 'L' image. The background is the corners' colour.
+
+    Content: pixels whose 3x3 mean differs from the background by more than FUZZ (an
+    isolated noise speck does not) and that differ themselves by more than EDGE (so the
+    mean does not widen the item by a pixel; the faint edge of an item already at 28
+    pixels still counts, as it did in the data set). All in Pillow's C code: lookup
+    tables, a minimum and getbbox."""
+    smooth = gray.filter(ImageFilter.BoxBlur(1))
+    w, h = gray.size
+    corners = sorted(smooth.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)))
+    background = (corners[1] + corners[2]) // 2  # the median of the four
+    far = [255 if abs(v - background) > FUZZ else 0 for v in range(256)]
+    off = [255 if abs(v - background) > EDGE else 0 for v in range(256)]
+    content = ImageChops.darker(smooth.point(far), gray.point(off))
+    return background, content.getbbox()
 
 
 def _longest_edge(size: tuple[int, int]) -> tuple[int, int]:

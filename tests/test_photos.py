@@ -128,8 +128,8 @@ def test_auto_leaves_28x28_alone_and_trims_everything_else():
     assert (images.to_model_input(Image.fromarray(small)) == small).all()
     trimmed = images.to_model_input(Image.fromarray(small), fit="trim")
     rows, cols = np.flatnonzero(trimmed.any(axis=1)), np.flatnonzero(trimmed.any(axis=0))
-    assert (rows[0], rows[-1]) == (0, 27)                  # the long edge fills the frame
-    assert 12 <= cols[0] and 27 - cols[-1] - cols[0] in (-1, 0)  # centred (extra px left)
+    assert (rows[0], rows[-1]) == (0, 27)                  # 10 px tall -> 28
+    assert (cols[0], cols[-1]) == (7, 20)                  # 5 px wide -> 14, centred
     taller = np.zeros((29, 28), np.uint8)
     taller[2:12, 3:8] = _item(10, 5)
     assert (images.to_model_input(Image.fromarray(taller)) == trimmed).all()
