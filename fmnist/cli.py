@@ -174,11 +174,16 @@ def score(
     # TensorFlow is imported (quietly) by score.load_model, after the cheap checks.
     from fmnist import score as score_mod
 
-    code = score_mod.run(directory, model=model, out=out, invert=invert.value, fit=fit.value,
-                         batch_size=batch_size, decoders=decoders,
-                         use_ray=ray, address=address, preview_to=preview,
-                         preview_count=preview_count, save_inputs=save_inputs)
-    raise typer.Exit(code)
+    try:
+        summary = score_mod.score(directory, model=model, out=out, invert=invert.value,
+                                  fit=fit.value, batch_size=batch_size, decoders=decoders,
+                                  use_ray=ray, address=address, preview_to=preview,
+                                  preview_count=preview_count, save_inputs=save_inputs)
+    except score_mod.ScoreError as e:     # before anything was scored
+        raise fail(str(e))
+    except score_mod.RunError as e:       # broke midway; nothing was written
+        raise fail(str(e), EXIT_FAILED)
+    raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
 
 
 def main() -> int:

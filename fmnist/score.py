@@ -737,25 +737,3 @@ def print_summary(s: Summary, fmt: str) -> None:
         table.add_row(name, f"{n:,}", f"{100 * n / s.scored:.1f}" if s.scored else "-")
     console.print(table)
     say(f"wrote {s.out} ({fmt.upper()}, {s.files:,} rows) with model {s.model}")
-
-
-def run(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit: str = "auto",
-        batch_size: int = 1024, decoders: int | None = None, use_ray: bool = False,
-        address: str | None = None, preview_to: Path | None = None,
-        preview_count: int = 100, save_inputs: Path | None = None) -> int:
-    """The CLI's entry: returns the exit code (0 all scored, 3 some failed, 2 cannot
-    start, 1 broke midway), with a one-line message on stderr for the last two."""
-    from fmnist.cli import EXIT_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, fail
-
-    try:
-        summary = score(directory, model=model, out=out, invert=invert, fit=fit,
-                        batch_size=batch_size, decoders=decoders, use_ray=use_ray,
-                        address=address, preview_to=preview_to,
-                        preview_count=preview_count, save_inputs=save_inputs)
-    except ScoreError as e:
-        fail(str(e))
-        return EXIT_USAGE
-    except RunError as e:
-        fail(str(e))
-        return EXIT_FAILED
-    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
