@@ -6,6 +6,7 @@ TensorFlow and Ray are imported inside the commands, never at module level, so t
 
 from __future__ import annotations
 
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -174,6 +175,10 @@ def score(
     # TensorFlow is imported (quietly) by score.load_model, after the cheap checks.
     from fmnist import score as score_mod
 
+    # SIGTERM (an eviction, `docker stop`) must clean up as Ctrl-C does: the temporary
+    # output removed, the decoder processes or the embedded Ray stopped. Python's default
+    # would kill this process on the spot and leave both behind.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         summary = score_mod.score(directory, model=model, out=out, invert=invert.value,
                                   fit=fit.value, batch_size=batch_size, decoders=decoders,
@@ -183,7 +188,22 @@ def score(
         raise fail(str(e))
     except score_mod.RunError as e:       # broke midway; nothing was written
         raise fail(str(e), EXIT_FAILED)
+    except (KeyboardInterrupt, Terminated) as e:
+        sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+        typer.echo(f"fmnist-job: interrupted ({sig}); nothing written", err=True)
+        raise typer.Exit(143 if sig == "SIGTERM" else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt: cleanup code that
+    catches Exception must not swallow it)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def main() -> int:

@@ -390,10 +390,12 @@ def decoder_pool(kind: str, workers: int):
 
 
 def _decoder_init() -> None:
-    # Ctrl-C goes to the whole process group; the parent handles it and stops the pool,
-    # workers stay quiet instead of each printing a KeyboardInterrupt traceback.
+    # Ctrl-C goes to the whole process group (and so may a SIGTERM); the parent handles
+    # both and stops the pool, which lets the decoders finish their chunk and exit,
+    # instead of each printing a traceback or dying into a "decoder died" error.
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def ordered(pool, fn, jobs: Iterable[tuple], ahead: int) -> Iterator[tuple]:
@@ -489,10 +491,18 @@ def ray_session(address: str | None):
 
     from fmnist.sweep import ConnectError, connect
 
+    import signal
+
+    # ray.init replaces the SIGTERM handler with Ray's own, which aborts the process:
+    # keep the caller's (the CLI cleans up and exits 143).
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         connect(address)
     except ConnectError as e:
         raise ScoreError(str(e)) from None
+    finally:
+        if on_sigterm is not None:  # None: a handler not set from Python
+            signal.signal(signal.SIGTERM, on_sigterm)
     try:
         # Ray Data logs to the console at INFO (and warns that we turned its progress
         # bars off: ours is the one on screen); a scoring run's stderr is for errors.

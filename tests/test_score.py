@@ -13,7 +13,10 @@ import csv
 import io
 import json
 import os
+import signal
 import struct
+import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from PIL import Image
 
 from fmnist import data, export, images, score
 
-from conftest import cli, read_rows, run_cli
+from conftest import FMNIST_JOB, cli, read_rows, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -493,3 +496,81 @@ def test_file_names_that_are_not_utf8_are_scored(scoring_model, test_set, tmp_pa
     rows = read_rows(out_file)
     assert len(rows) == 2 and all(r["error"] is None for r in rows)
     assert "plain.png" in [r["path"] for r in rows]
+
+
+# -----------------------------------------------------------------------------
+# Interrupted: no partial output, no process left behind
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(kids - found)
+            found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory, test_set):
+    """20,000 image files (2,000 PNGs hard-linked ten times): seconds of scoring."""
+    x, _ = test_set
+    root = tmp_path_factory.mktemp("many") / "images"
+    (root / "0").mkdir(parents=True)
+    for i in range(2000):
+        Image.fromarray(x[i]).save(root / "0" / f"{i:04d}.png")
+    for c in range(1, 10):
+        (root / str(c)).mkdir()
+        for i in range(2000):
+            os.link(root / "0" / f"{i:04d}.png", root / str(c) / f"{i:04d}.png")
+    return root
+
+
+@pytest.mark.parametrize("sig, code, mode", [
+    (signal.SIGTERM, 143, "local"),     # docker stop, a Kubernetes eviction: the main process
+    (signal.SIGINT, 130, "local"),      # Ctrl-C: the whole process group
+    (signal.SIGTERM, 143, "ray"),
+])
+def test_an_interrupted_score_leaves_no_output_and_no_process(sig, code, mode, many_files,
+                                                              scoring_model, tmp_path):
+    out = tmp_path / "preds.csv"
+    args = [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out]
+    proc = subprocess.Popen([*map(str, args), *(["--ray"] if mode == "ray" else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            partial = list(tmp_path.glob(".preds.csv.*.tmp"))
+            if partial and partial[0].stat().st_size > 2000:  # rows are being written
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        children = _descendants(proc.pid)
+        assert children  # decoders (local) or Ray's processes
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.1)
+    assert not [p for p in children if _alive(p)]
