@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fmnist.files import atomic_file, default_mode
+from fmnist.files import default_mode, write_json_atomic
 
 METADATA = "fmnist.json"
 SIGNATURE = "serving_default"
@@ -33,14 +32,6 @@ def versions(base: Path) -> list[int]:
     if not base.is_dir():
         return []
     return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON beside the target, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
 
 
 def save_model(variant, weights, directory: Path) -> None:

@@ -8,6 +8,7 @@ reader sees the old file or the new one, and a crash leaves only a hidden tempor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -40,3 +41,11 @@ def atomic_file(path: Path, mode: str = "wb", **open_args) -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """JSON (indented, newline-terminated) written aside and renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")

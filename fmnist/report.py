@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from fmnist.files import atomic_file
+
 
 def make_console() -> Console:
     """A console for stdout; logs (not a terminal) get lines wide enough for the tables."""
@@ -145,10 +147,11 @@ def _save(fig, path: Path) -> Path:
     """Write a figure beside its target, then rename it into place."""
     import matplotlib.pyplot as plt
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_file(path) as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

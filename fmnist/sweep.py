@@ -26,6 +26,7 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fmnist import data, export, report, train
+from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
 
 # What every task process needs in its environment, on any node.
@@ -213,12 +214,8 @@ class RunDir:
         import numpy as np
         target = self.path / "weights" / f"{name}.npz"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_file(target) as f:
             np.savez(f, *weights)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
 
     def load_weights(self, name: str) -> list:
         import numpy as np
@@ -308,7 +305,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                                       splits_ref, cpus, stop_signal)
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
-                export.write_json_atomic(run_dir.results, results)
+                write_json_atomic(run_dir.results, results)
                 raise
     except Interrupted as stop:
         stop.run_dir = run_dir.path  # for the resume hint
@@ -331,7 +328,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
                 built["predictions"], splits, path, run_dir.path)
-        export.write_json_atomic(run_dir.results, results)
+        write_json_atomic(run_dir.results, results)
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
         console.print(report.leaderboard(results["variants"], results["best"]))
@@ -420,7 +417,7 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
     def save():
         # Keep what is known on disk after every change: a killed sweep loses nothing.
         results["variants"] = [by_name[v.name] for v in variants if v.name in by_name]
-        export.write_json_atomic(run_dir.results, results)
+        write_json_atomic(run_dir.results, results)
 
     def record(result, weights):
         if weights is not None:

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist.data import Splits
-from fmnist.export import write_json_atomic
+from fmnist.files import write_json_atomic
 from fmnist.variants import Variant
 
 EVAL_BATCH = 1000  # evaluation has no optimizer step: big batches are just faster
