@@ -1186,10 +1186,10 @@ def test_dockerfile_structure():
     workdirs = [i.args for i in final if i.keyword == "WORKDIR"]
     assert workdirs and PurePosixPath(workdirs[-1]) == IMAGE_WORKDIR
     copies = [i.args for i in final if i.keyword == "COPY"]
-    assert any(a.split()[0] == "jobs/" for a in copies), "COPY jobs/ into the WORKDIR"
-    assert any("--from=builder" in a for a in copies), "the final stage copies the built venv"
+    assert any(a.split()[0] == "fmnist/jobs/" for a in copies), "COPY fmnist/jobs/ into the WORKDIR"
+    assert any("--from=deps" in a for a in copies), "the final stage copies the built venv"
     builder = "\n".join(i.args for i in st[0])
-    assert "pip wheel" in builder and "[gpu]" in builder and "FLAVOUR" in builder
+    assert "requirements/${FLAVOUR}.lock" in builder and "--require-hashes" in builder
     assert "gpu" in pyproject()["project"]["optional-dependencies"], "the [gpu] extra the GPU flavour installs"
     assert "ARG FLAVOUR=cpu" in DOCKERFILE.read_text()
 
@@ -1234,7 +1234,7 @@ def in_build_context(rel: str) -> bool:
 
 def test_dockerignore_keeps_the_context_small():
     for keep in ("pyproject.toml", "README.md", "fmnist/cli.py", "fmnist/datasets/train-images-idx3-ubyte.gz",
-                 "fmnist/datasets/SHA256SUMS", "jobs/default.toml"):
+                 "fmnist/datasets/SHA256SUMS", "fmnist/jobs/default.toml", "requirements/cpu.lock"):
         assert in_build_context(keep), f"{keep} must reach the build"
     for drop in (".git/HEAD", ".venv/bin/python", "venv/lib/x.py", "runs/2026-01-01-abc/results.json",
                  "models/fmnist/1/saved_model.pb", "predictions.csv", "fmnist/__pycache__/cli.cpython-311.pyc",
