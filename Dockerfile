@@ -22,8 +22,9 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------
-# deps: the locked dependencies in /opt/venv (only requirements/ is copied: cached until
-# a lock changes)
+# deps: the OS part and the locked dependencies in /opt/venv. Only requirements/ is
+# copied, so these layers stay cached until a lock changes; the runtime stage builds on
+# this one (no copy of the 1.9 GB venv between stages).
 # ---------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS deps
 
@@ -37,61 +38,6 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1 \
     UV_SYSTEM_CERTS=1
-
-WORKDIR /src
-COPY requirements/tools.lock requirements/cpu.lock requirements/gpu.lock requirements/
-
-# uv (itself hash-checked by pip) installs exactly the lock, hashes required, compiled to
-# bytecode (the read-only root cannot take .pyc files later). Dropped, as nothing imports
-# them at run time: TensorFlow's C++ headers (tensorflow/include, 287 MB, for building
-# custom ops), Ray's Java jars (33 MB), the test suites of numpy, pandas, pyarrow and
-# matplotlib (63 MB).
-RUN case "${FLAVOUR}" in \
-      cpu|gpu) ;; \
-      *) echo "FLAVOUR must be cpu or gpu, not '${FLAVOUR}'" >&2; exit 2 ;; \
-    esac \
- && python3 -m venv /opt/uv \
- && /opt/uv/bin/pip install --require-hashes -r requirements/tools.lock \
- && python3 -m venv --without-pip /opt/venv \
- && /opt/uv/bin/uv pip sync --python /opt/venv/bin/python --require-hashes --compile-bytecode \
-      "requirements/${FLAVOUR}.lock" \
- && site=$(echo /opt/venv/lib/python3*/site-packages) \
- && rm -rf "$site/tensorflow/include" "$site/ray/jars" "$site/pandas/tests" "$site/pyarrow/tests" \
-      "$site/matplotlib/tests" \
- && find "$site/numpy" -type d -name tests -prune -exec rm -rf {} +
-
-# ---------------------------------------------------------------------------------------
-# app: the project itself, installed into the same venv without dependencies; only its
-# own files are carried into the runtime stage
-# ---------------------------------------------------------------------------------------
-FROM deps AS app
-
-COPY pyproject.toml README.md ./
-COPY fmnist/ fmnist/
-
-# The wheel carries fmnist/datasets/*.gz and fmnist/jobs/*.toml as package data.
-# --no-build-isolation: setuptools comes from the lock too, nothing unpinned is fetched.
-RUN /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps --no-build-isolation \
-      --compile-bytecode . \
- && mkdir /out
-
-WORKDIR /opt/venv
-RUN cp -a --parents bin/fmnist-job lib/python3*/site-packages/fmnist \
-      lib/python3*/site-packages/fmnist_job-*.dist-info /out/
-
-# ---------------------------------------------------------------------------------------
-# runtime: the venv (dependencies, then the project), a non-root user; no build tools
-# ---------------------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS runtime
-
-ARG FLAVOUR=cpu
-ARG RAY_VERSION=2.60.0
-
-LABEL org.opencontainers.image.title="fmnist-job" \
-      org.opencontainers.image.description="Distributed Fashion-MNIST training (Ray + TensorFlow) and batch scoring CLI" \
-      org.opencontainers.image.licenses="MIT" \
-      io.ray.version="${RAY_VERSION}" \
-      fmnist-job.flavour="${FLAVOUR}"
 
 # wget: KubeRay's default liveness/readiness probes and its submitter's wait loop have run
 # `wget ... | grep success` inside the Ray image; that KubeRay 1.7 no longer does could
@@ -107,7 +53,64 @@ RUN apt-get update \
  && groupadd --gid 1000 fmnist \
  && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/fmnist --shell /bin/bash fmnist
 
-COPY --from=deps /opt/venv /opt/venv
+WORKDIR /src
+COPY requirements/tools.lock requirements/cpu.lock requirements/gpu.lock requirements/
+
+# uv (itself hash-checked by pip, in a throwaway venv) installs exactly the lock, hashes
+# required, compiled to bytecode (the read-only root cannot take .pyc files later).
+# Dropped, as nothing imports them at run time: TensorFlow's C++ headers
+# (tensorflow/include, 287 MB, for building custom ops), Ray's Java jars (33 MB), the test
+# suites of numpy, pandas, pyarrow and matplotlib (63 MB).
+RUN case "${FLAVOUR}" in \
+      cpu|gpu) ;; \
+      *) echo "FLAVOUR must be cpu or gpu, not '${FLAVOUR}'" >&2; exit 2 ;; \
+    esac \
+ && python3 -m venv /tmp/uv \
+ && /tmp/uv/bin/pip install --require-hashes -r requirements/tools.lock \
+ && python3 -m venv --without-pip /opt/venv \
+ && /tmp/uv/bin/uv pip sync --python /opt/venv/bin/python --require-hashes --compile-bytecode \
+      "requirements/${FLAVOUR}.lock" \
+ && rm -rf /tmp/uv \
+ && site=$(echo /opt/venv/lib/python3*/site-packages) \
+ && rm -rf "$site/tensorflow/include" "$site/ray/jars" "$site/pandas/tests" "$site/pyarrow/tests" \
+      "$site/matplotlib/tests" \
+ && find "$site/numpy" -type d -name tests -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------------------------------
+# app: the project itself, installed into a copy of the venv without dependencies; only
+# its own files go on to the runtime stage
+# ---------------------------------------------------------------------------------------
+FROM deps AS app
+
+COPY pyproject.toml README.md ./
+COPY fmnist/ fmnist/
+
+# The wheel carries fmnist/datasets/*.gz and fmnist/jobs/*.toml as package data.
+# --no-build-isolation: setuptools comes from the lock too, nothing unpinned is fetched.
+RUN python3 -m venv /tmp/uv \
+ && /tmp/uv/bin/pip install --require-hashes -r requirements/tools.lock \
+ && /tmp/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps --no-build-isolation \
+      --compile-bytecode . \
+ && mkdir /out
+
+WORKDIR /opt/venv
+RUN cp -a --parents bin/fmnist-job lib/python3*/site-packages/fmnist \
+      lib/python3*/site-packages/fmnist_job-*.dist-info /out/
+
+# ---------------------------------------------------------------------------------------
+# runtime: the deps stage plus the project's files, a non-root user; no build tools
+# ---------------------------------------------------------------------------------------
+FROM deps AS runtime
+
+ARG FLAVOUR=cpu
+ARG RAY_VERSION=2.60.0
+
+LABEL org.opencontainers.image.title="fmnist-job" \
+      org.opencontainers.image.description="Distributed Fashion-MNIST training (Ray + TensorFlow) and batch scoring CLI" \
+      org.opencontainers.image.licenses="MIT" \
+      io.ray.version="${RAY_VERSION}" \
+      fmnist-job.flavour="${FLAVOUR}"
+
 COPY --from=app /out/ /opt/venv/
 
 # Read-only root filesystem: writable mounts are needed at /tmp and /home/fmnist, nothing
@@ -121,7 +124,6 @@ COPY --from=app /out/ /opt/venv/
 ENV PATH="/opt/venv/bin:${PATH}" \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/fmnist \
     TMPDIR=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \

@@ -1175,6 +1175,9 @@ def test_dockerfile_structure():
     assert len(st) >= 2, "multi-stage: build the wheel in one stage, run in another"
     final = st[-1]
     base = resolve_base(final[0].args)
+    named = {stage[0].args.split()[-1]: stage for stage in st if " as " in stage[0].args.lower()}
+    while base in named:  # FROM another stage: follow it to the image it starts from
+        base = resolve_base(named[base][0].args)
     assert base.startswith("python:3.11-slim"), base
     py = base.split(":")[1].split("-")[0]
     assert py == "3.11", base
@@ -1187,7 +1190,7 @@ def test_dockerfile_structure():
     assert workdirs and PurePosixPath(workdirs[-1]) == IMAGE_WORKDIR
     copies = [i.args for i in final if i.keyword == "COPY"]
     assert any(a.split()[0] == "fmnist/jobs/" for a in copies), "COPY fmnist/jobs/ into the WORKDIR"
-    assert any("--from=deps" in a for a in copies), "the final stage copies the built venv"
+    assert any("--from=app" in a for a in copies), "the final stage copies the installed project"
     builder = "\n".join(i.args for i in st[0])
     assert "requirements/${FLAVOUR}.lock" in builder and "--require-hashes" in builder
     assert "gpu" in pyproject()["project"]["optional-dependencies"], "the [gpu] extra the GPU flavour installs"

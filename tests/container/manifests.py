@@ -5,7 +5,7 @@ Reads the manifests at test time, so the containers run the way the manifests sa
 entrypoint and how the token reaches Ray), and checks the results. Every check exits 1
 with a line naming what missed.
 
-  manifests.py pod-args cronjob-NAME.yaml   docker run options for that CronJob's fmnist-job pod
+  manifests.py pod-args cronjob-NAME.yaml [UID:GID]  docker run options for that CronJob's pod
   manifests.py ray-args head|worker         docker run options for the RayJob's head / worker
   manifests.py ray-start head|worker        the `ray start` options (rayStartParams)
   manifests.py entrypoint                   the RayJob's entrypoint, verbatim
@@ -50,13 +50,17 @@ def quantity(q: str) -> int:
     return int(m.group(1)) * mult
 
 
-def docker_args(pod: dict, container: dict, where: str) -> list[str]:
+def docker_args(pod: dict, container: dict, where: str, as_user: str | None = None) -> list[str]:
     """docker run options equivalent to the pod's security context, emptyDirs and
-    working directory. The data PVC becomes the test's volume (added by the caller)."""
+    working directory. The data PVC becomes the test's volume (added by the caller).
+    as_user ("uid:gid") runs it as another user than the manifest's."""
     psc, csc = pod.get("securityContext", {}), container.get("securityContext", {})
     user, group = csc.get("runAsUser", psc.get("runAsUser")), csc.get("runAsGroup", psc.get("runAsGroup"))
     if user is None or group is None:
         fail(f"{where}: no runAsUser/runAsGroup")
+    if as_user:
+        user, group = as_user.split(":")
+    fs_group = group if as_user else psc.get("fsGroup", group)
     args = ["--user", f"{user}:{group}"]
     if csc.get("readOnlyRootFilesystem"):
         args.append("--read-only")
@@ -74,8 +78,12 @@ def docker_args(pod: dict, container: dict, where: str) -> list[str]:
         size = quantity(v["emptyDir"].get("sizeLimit", "1Gi"))
         if m["mountPath"] == "/dev/shm":
             args += ["--shm-size", str(size)]
-        else:  # an emptyDir: writable, executable, fsGroup-writable (here: mode 1777)
-            args += ["--tmpfs", f"{m['mountPath']}:rw,exec,nosuid,size={size},mode=1777"]
+        else:
+            # An emptyDir: writable by the pod's user. Docker gives a tmpfs over a directory
+            # of the image that directory's mode (/home/fmnist: 0755, root) whatever mode=
+            # says, so the tmpfs is owned by the user and fsGroup instead.
+            args += ["--tmpfs", f"{m['mountPath']}:rw,exec,nosuid,size={size},mode=1777,"
+                                f"uid={user},gid={fs_group}"]
     if container.get("workingDir"):
         args += ["--workdir", container["workingDir"]]
     return args
@@ -114,9 +122,9 @@ def token_env(container: dict, where: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def cmd_pod_args(name: str) -> None:
+def cmd_pod_args(name: str, as_user: str | None = None) -> None:
     pod, container = cronjob_pod(name)
-    print("\n".join(docker_args(pod, container, name)))
+    print("\n".join(docker_args(pod, container, name, as_user)))
 
 
 def cmd_ray_args(role: str) -> None:
