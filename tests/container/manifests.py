@@ -12,7 +12,7 @@ with a line naming what missed.
   manifests.py token-env                    the env names that carry the token, NAME=secret|value
   manifests.py check-train DATA                  a training run on the volume: results, export, modes
   manifests.py check-score OUT N            predictions file: N rows, no errors
-  manifests.py check-cluster DATA NODES     a run on the cluster: tasks on every node of NODES
+  manifests.py check-cluster DATA NODES HOSTS  a run on the cluster: tasks on both nodes
 """
 
 from __future__ import annotations
@@ -229,32 +229,37 @@ def cmd_check_score(out: str, n: str) -> None:
           f"predicted as the class they were drawn from")
 
 
-def cmd_check_cluster(data: str, nodes: str) -> None:
-    """NODES: the cluster's node ids (from `ray list nodes` on the head), comma-separated.
-    Every variant must report a node id of this cluster, and together they must cover
-    every node: tasks ran on both containers."""
+def cmd_check_cluster(data: str, nodes: str, hosts: str) -> None:
+    """NODES: the cluster's node ids (from ray.nodes() on the head), HOSTS: the head's and
+    the worker's hostnames, comma-separated. Every variant must have run on one of the
+    two containers and report a node id of this cluster, and together they must cover
+    both: tasks ran on both nodes."""
     path, results = results_of(Path(data))
-    cluster = set(nodes.split(","))
-    if len(cluster) < 2:
-        fail(f"the cluster has {len(cluster)} node(s), expected a head and a worker")
-    where = {}
+    cluster, containers = set(nodes.split(",")), set(hosts.split(","))
+    if len(cluster) < 2 or len(containers) < 2:
+        fail(f"the cluster has {len(cluster)} node(s) on {len(containers)} host(s), expected a head and a worker")
     for v in results["variants"]:
         if v["status"] != "ok":
             fail(f"{path}: {v['name']}: {v['status']} {v.get('error') or ''}")
-        if "node_id" not in v:
-            fail(f"{path}: {v['name']} has no node_id (results.json must record each "
-                 f"variant's Ray node id)")
-        if v["node_id"] not in cluster:
-            fail(f"{path}: {v['name']} ran on node {v['node_id']}, not one of {sorted(cluster)}")
-        where[v["name"]] = (v["node_id"], v.get("host"))
-    used = {n for n, _ in where.values()}
-    if used != cluster:
-        fail(f"{path}: tasks ran on {len(used)} of {len(cluster)} nodes: {where}")
+    where = {v["name"]: v.get("host") for v in results["variants"]}
+    for v in results["variants"]:
+        print(f"  {v['name']}: host {v.get('host')}, node {v.get('node_id', '(no node_id)')}")
+    if set(where.values()) != containers:
+        fail(f"{path}: tasks ran on hosts {sorted(set(where.values()))}, not on both {sorted(containers)}")
     if not results.get("export", "").startswith("/data/models/fmnist/"):
         fail(f"{path}: no export under /data/models/fmnist: {results.get('export')!r}")
-    for name, (node, host) in where.items():
-        print(f"  {name}: node {node[:12]}... host {host}")
-    print(f"{path.name}: {len(where)} variants on {len(used)} nodes, exported {results['export']}")
+    missing = [v["name"] for v in results["variants"] if "node_id" not in v]
+    if missing:
+        fail(f"{path}: no node_id for {missing} (results.json must record each variant's Ray "
+             f"node id)")
+    ids = {v["name"]: v["node_id"] for v in results["variants"]}
+    stray = {n: i for n, i in ids.items() if i not in cluster}
+    if stray:
+        fail(f"{path}: node ids not of this cluster: {stray} (cluster: {sorted(cluster)})")
+    if set(ids.values()) != cluster:
+        fail(f"{path}: tasks ran on {len(set(ids.values()))} of {len(cluster)} nodes: {ids}")
+    print(f"{path.name}: {len(ids)} variants on both nodes (node ids and hosts), exported "
+          f"{results['export']}")
 
 
 def main() -> None:
