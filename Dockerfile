@@ -114,7 +114,7 @@ LABEL org.opencontainers.image.title="fmnist-job" \
 COPY --from=app /out/ /opt/venv/
 
 # Read-only root filesystem: writable mounts are needed at /tmp and /home/fmnist, nothing
-# else (deploy/ mounts emptyDirs there; tests/test_deploy.py compares the two lists).
+# else (deploy/ mounts emptyDirs there; tests/test_packaging.py compares the two lists).
 #   /tmp: TMPDIR; Ray's sessions, logs and spilled objects (/tmp/ray), MPLCONFIGDIR,
 #         KERAS_HOME, XDG_CACHE_HOME, CUDA_CACHE_PATH.
 #   /home/fmnist ($HOME): Ray 2.60 writes its authentication token to ~/.ray/auth_token
