@@ -36,8 +36,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 def train(
     workers: Annotated[int, typer.Option(
         min=1, help="Variants trained at once (one Ray task each).")] = 4,
-    sweep: Annotated[Path, typer.Option(
-        help="Sweep file (TOML) listing the variants.")] = Path("jobs/default.toml"),
+    sweep: Annotated[Optional[Path], typer.Option(
+        help="Sweep file (TOML) listing the variants. Default: the default sweep packaged "
+             "with fmnist-job (fmnist/jobs/default.toml; jobs/default.toml in a "
+             "checkout), whatever the working directory.")] = None,
     epochs: Annotated[Optional[int], typer.Option(
         min=1, help="Override every variant's epochs (quick runs).")] = None,
     address: Annotated[Optional[str], typer.Option(
@@ -94,6 +96,7 @@ def train(
         data_dir = data_dir or (Path(state["settings"]["data_dir"])
                                 if state["settings"]["data_dir"] else None)
     else:
+        sweep = sweep if sweep is not None else variants_mod.DEFAULT_SWEEP
         try:
             chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
         except variants_mod.SweepError as e:

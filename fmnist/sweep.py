@@ -34,7 +34,7 @@ WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 class ConnectError(Exception):
-    """The Ray cluster at --address / RAY_ADDRESS could not be reached."""
+    """The Ray cluster at --address / RAY_ADDRESS could not be reached, or refused us."""
 
 
 def connect(address: str | None) -> None:
@@ -42,6 +42,8 @@ def connect(address: str | None) -> None:
     no dashboard (nothing listens beyond this machine)."""
     if address:
         _check_reachable(address)
+        _prepare_authentication(address)
+    from ray.exceptions import AuthenticationError
     try:
         if address:
             ray.init(address=address, runtime_env={"env_vars": WORKER_ENV},
@@ -58,7 +60,7 @@ def connect(address: str | None) -> None:
             # minutes on it when that cluster is gone.
             ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError, AuthenticationError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
                            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
@@ -93,6 +95,93 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     except (OSError, ValueError) as e:
         raise ConnectError(f"cannot connect to Ray at '{address}': {e}; check --address / "
                            f"RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
+
+
+AUTH_HINT = ("set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file "
+             "holding it, or put it in ~/.ray/auth_token); on Kubernetes it is in the Secret "
+             "fmnist-ray-auth (deploy/README.md)")
+
+
+def _prepare_authentication(address: str, timeout: float = 5.0) -> None:
+    """Ask the cluster whether it wants a token (Ray 2.52+ token authentication), and
+    switch this process to token mode when it does and one is found.
+
+    Ray itself turns token mode on only for a local 'auto' cluster; for an explicit
+    address it needs RAY_AUTH_MODE=token, and without it waits 20 s (host:port) or 30 s
+    (ray://) and then reports a timeout that does not mention authentication. One small
+    gRPC call without a token tells at once: the GCS (host:port) and the Ray client
+    server (ray://) both answer UNAUTHENTICATED when they want a token. A second call
+    with the token found checks that the cluster accepts it."""
+    hostport = address.removeprefix("ray://")
+    if hostport == "auto" or ":" not in hostport:
+        return  # 'auto': Ray turns token mode on itself when it finds a token
+    client = address.startswith("ray://")
+    if _accepts(hostport, client, None, timeout):
+        return  # no authentication, or a problem ray.init will name
+    mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
+    if mode not in ("", "token"):
+        raise ConnectError(f"the Ray cluster at '{address}' requires token authentication, "
+                           f"but RAY_AUTH_MODE is '{mode}': set RAY_AUTH_MODE=token (or unset "
+                           f"it) and {AUTH_HINT}")
+    token, source = _find_token()
+    if token is None:
+        raise ConnectError(f"the Ray cluster at '{address}' requires token authentication "
+                           f"and no token was found: {AUTH_HINT}")
+    if not _accepts(hostport, client, token, timeout):
+        raise ConnectError(f"the Ray cluster at '{address}' rejected the authentication "
+                           f"token from {source} (not its current token?): {AUTH_HINT}")
+    if mode != "token":
+        from ray._raylet import AuthenticationTokenLoader, Config
+        os.environ["RAY_AUTH_MODE"] = "token"  # for ray.init, and what it starts
+        Config.initialize("")  # Ray's config was read at import, without it
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _find_token() -> tuple[str | None, str]:
+    """The token Ray will use, in Ray's order: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
+    names, ~/.ray/auth_token. (An unreadable RAY_AUTH_TOKEN_PATH makes Ray abort the
+    process, so it is an error here.)"""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        try:
+            text = Path(path).expanduser().read_text().strip()
+        except OSError as e:
+            raise ConnectError(f"RAY_AUTH_TOKEN_PATH={path}: cannot read the token "
+                               f"({e.strerror or e}); name a readable file") from None
+        if not text:
+            raise ConnectError(f"RAY_AUTH_TOKEN_PATH={path}: the file is empty; it must "
+                               f"hold the cluster's token")
+        return text, f"RAY_AUTH_TOKEN_PATH={path}"
+    default = Path.home() / ".ray" / "auth_token"
+    try:
+        text = default.read_text().strip()
+    except OSError:
+        return None, ""
+    return (text, str(default)) if text else (None, "")
+
+
+def _accepts(hostport: str, client: bool, token: str | None, timeout: float) -> bool:
+    """False only when the server answers UNAUTHENTICATED to a harmless call: the Ray
+    client server's PING (ray://), the GCS's GetClusterId (host:port)."""
+    import grpc
+    from ray.core.generated import (gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2,
+                                    ray_client_pb2_grpc)
+
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(hostport) as channel:
+        try:
+            if client:
+                ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                    ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
+                    timeout=timeout, metadata=metadata)
+            else:
+                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
+        except grpc.RpcError as e:
+            return e.code() != grpc.StatusCode.UNAUTHENTICATED
+    return True
 
 
 def plan_resources(workers: int, cpus: float | None, gpus: float | None,
@@ -136,6 +225,8 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
     train.batch_scheduling()
     device = train.configure_tensorflow(cpus, threads)
     host = socket.gethostname()
+    # Containers on one machine share a host name; the Ray node id tells nodes apart.
+    node_id = ray.get_runtime_context().get_node_id()
 
     def emit(ev):
         # Fire and forget. Queue.put_nowait would wait for the actor's reply, and a task
@@ -152,8 +243,19 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
             variant, splits, device=device, checkpoint_dir=checkpoint_dir,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
-        return failed(variant, one_line(e), host=host, device=device), None
-    return result, weights
+        return failed(variant, one_line(e), host=host, node_id=node_id, device=device), None
+    return with_node_id(result, node_id), weights
+
+
+def with_node_id(result: dict, node_id: str) -> dict:
+    """The result with `node_id` right after `host` (where the task ran, read together)."""
+    out = {}
+    for key, value in result.items():
+        out[key] = value
+        if key == "host":
+            out["node_id"] = node_id
+    out.setdefault("node_id", node_id)
+    return out
 
 
 # Ray retries a task (3 times) only when its process or node is lost. The GPU flavour's

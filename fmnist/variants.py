@@ -53,6 +53,11 @@ class Variant:
 
 # One schema for a fully-merged variant. Ranges are generous but catch the typos that
 # matter (a learning rate of 10, a dropout of 1.0, a batch of 0).
+# The sweep files that ship inside the package (a checkout's jobs/ links here), so the
+# default sweep is found from any working directory and in an installed wheel.
+BUNDLED_DIR = Path(__file__).parent / "jobs"
+DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
+
 _PROPS = {
     "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
     "hidden": {"type": "array", "minItems": 1, "maxItems": 8,

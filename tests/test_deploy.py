@@ -909,6 +909,86 @@ def test_rayjob_submitter_is_ours(doc):
 
 
 # ======================================================================================
+# Tests: Ray token authentication
+# ======================================================================================
+
+AUTH_SECRET = "fmnist-ray-auth"  # created with kubectl by the deployer (deploy/README.md)
+AUTH_SECRET_KEY = "auth_token"  # the key KubeRay reads (its RAY_AUTH_TOKEN_SECRET_KEY)
+MIN_RAY_FOR_TOKEN_AUTH = (2, 52, 0)  # KubeRay rejects authOptions.mode token below this
+AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def token_auth_problems(doc: Doc) -> list[str]:
+    """Every Ray cluster has token authentication on, with the token from one Secret, and
+    every Ray container and submitter gets it the same way: RAY_AUTH_MODE=token and
+    RAY_AUTH_TOKEN from that Secret (never a literal). Pods that are not part of a Ray
+    cluster (embedded Ray in a CronJob, the PVC browser) get neither."""
+    problems = []
+    for where, cluster in raycluster_specs(doc):
+        auth = cluster.get("authOptions", {})
+        if auth.get("mode") != "token":
+            problems.append(f"{where}.authOptions.mode: token")
+        if auth.get("secretName") != AUTH_SECRET:
+            problems.append(f"{where}.authOptions.secretName: {AUTH_SECRET}")
+        if auth.get("enableK8sTokenAuth"):
+            problems.append(f"{where}.authOptions.enableK8sTokenAuth excludes secretName")
+        version = tuple(int(x) for x in re.findall(r"\d+", str(cluster.get("rayVersion", "0")))[:3])
+        if version < MIN_RAY_FOR_TOKEN_AUTH:
+            problems.append(f"{where}.rayVersion {cluster.get('rayVersion')}: token auth needs "
+                            f">= {'.'.join(map(str, MIN_RAY_FOR_TOKEN_AUTH))}")
+    for pod in pod_templates(doc):
+        for section, c in containers(pod):
+            env = env_of(c)
+            name = f"{pod.where}.{section}.{c.get('name')}"
+            token = env.get("RAY_AUTH_TOKEN", {})
+            if "value" in token:
+                problems.append(f"{name}: RAY_AUTH_TOKEN inlined; take it from the Secret")
+            ray_container = section == "containers" and c is pod.spec["containers"][0] \
+                and pod.role in ("ray-head", "ray-worker", "submitter")
+            if not ray_container:
+                if set(AUTH_ENV) & set(env):
+                    problems.append(f"{name}: not a Ray cluster container, needs no {sorted(set(AUTH_ENV) & set(env))}")
+                continue
+            if env.get("RAY_AUTH_MODE", {}).get("value") != "token":
+                problems.append(f"{name}: env RAY_AUTH_MODE=token")
+            ref = token.get("valueFrom", {}).get("secretKeyRef", {})
+            if ref != {"name": AUTH_SECRET, "key": AUTH_SECRET_KEY}:
+                problems.append(f"{name}: env RAY_AUTH_TOKEN from secretKeyRef "
+                                f"{{name: {AUTH_SECRET}, key: {AUTH_SECRET_KEY}}}, got {ref or token}")
+            if "RAY_AUTH_TOKEN_PATH" in env:
+                problems.append(f"{name}: RAY_AUTH_TOKEN_PATH would compete with RAY_AUTH_TOKEN")
+    return problems
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=ids(DOCS))
+def test_ray_token_auth_everywhere_the_same_way(doc):
+    problems = token_auth_problems(doc)
+    assert not problems, f"{doc.id}:\n  " + "\n  ".join(problems)
+
+
+def test_the_token_secret_is_never_in_a_manifest():
+    """The Secret is created with kubectl (deploy/README.md); no manifest holds it, so the
+    token never lands in git or in `kubectl apply -f deploy/` output."""
+    assert not docs_of("Secret"), "a Secret in deploy/: create it with kubectl instead"
+    for path in manifest_files():
+        text = path.read_text()
+        # stringData/data with the token key would be an inlined Secret, whatever its kind.
+        assert not re.search(rf"^\s*{AUTH_SECRET_KEY}\s*:", text, re.M), f"{path}: inlined token"
+    ray_docs = [d for d in DOCS if raycluster_specs(d)]
+    assert ray_docs, "no Ray cluster in deploy/"
+    refs = {ref["name"] for d in DOCS for p in pod_templates(d) for _, c in containers(p)
+            for e in c.get("env", []) if (ref := e.get("valueFrom", {}).get("secretKeyRef"))}
+    assert refs == {AUTH_SECRET}, f"Secrets referenced: {refs}"
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"kubectl -n {NAMESPACE} create secret generic {AUTH_SECRET}" in readme, \
+        "deploy/README.md must say how to create the Secret"
+
+
+# ======================================================================================
 # Tests: the fmnist-job command lines
 # ======================================================================================
 
@@ -1026,6 +1106,27 @@ def test_validators_catch_mistakes(clean_cli_env):
     with pytest.raises(Exception, match="No such option"):
         parse_cli(("train", "--worker", "4"))
 
+    # Token auth: a worker without the token, an inlined token, auth off, an old Ray.
+    broken_doc = Doc(rayjob.path, rayjob.index, copy.deepcopy(rayjob.body))
+    cluster = broken_doc.body["spec"]["rayClusterSpec"]
+    cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"] = [
+        e for e in cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] != "RAY_AUTH_TOKEN"]
+    submitter = broken_doc.body["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    submitter["env"] = [{"name": "RAY_AUTH_MODE", "value": "token"},
+                        {"name": "RAY_AUTH_TOKEN", "value": "0123456789abcdef"}]
+    cluster["authOptions"] = {"mode": "disabled"}
+    cluster["rayVersion"] = "2.50.0"
+    problems = token_auth_problems(broken_doc)
+    for expected in ("ray-worker: env RAY_AUTH_TOKEN from secretKeyRef", "RAY_AUTH_TOKEN inlined",
+                     "authOptions.mode: token", "rayVersion 2.50.0"):
+        assert any(expected in p for p in problems), (expected, problems)
+    cron = docs_of("CronJob")[0]
+    broken_doc = Doc(cron.path, cron.index, copy.deepcopy(cron.body))
+    pod_templates(broken_doc)[0].spec["containers"][0]["env"] = [
+        {"name": "RAY_AUTH_MODE", "value": "token"}]
+    assert any("needs no" in p for p in token_auth_problems(broken_doc))
+
 
 # ======================================================================================
 # Tests: versions and images
@@ -1074,6 +1175,9 @@ def test_dockerfile_structure():
     assert len(st) >= 2, "multi-stage: build the wheel in one stage, run in another"
     final = st[-1]
     base = resolve_base(final[0].args)
+    named = {stage[0].args.split()[-1]: stage for stage in st if " as " in stage[0].args.lower()}
+    while base in named:  # FROM another stage: follow it to the image it starts from
+        base = resolve_base(named[base][0].args)
     assert base.startswith("python:3.11-slim"), base
     py = base.split(":")[1].split("-")[0]
     assert py == "3.11", base
@@ -1085,10 +1189,10 @@ def test_dockerfile_structure():
     workdirs = [i.args for i in final if i.keyword == "WORKDIR"]
     assert workdirs and PurePosixPath(workdirs[-1]) == IMAGE_WORKDIR
     copies = [i.args for i in final if i.keyword == "COPY"]
-    assert any(a.split()[0] == "jobs/" for a in copies), "COPY jobs/ into the WORKDIR"
-    assert any("--from=builder" in a for a in copies), "the final stage copies the built venv"
+    assert any(a.split()[0] == "fmnist/jobs/" for a in copies), "COPY fmnist/jobs/ into the WORKDIR"
+    assert any("--from=app" in a for a in copies), "the final stage copies the installed project"
     builder = "\n".join(i.args for i in st[0])
-    assert "pip wheel" in builder and "[gpu]" in builder and "FLAVOUR" in builder
+    assert "requirements/${FLAVOUR}.lock" in builder and "--require-hashes" in builder
     assert "gpu" in pyproject()["project"]["optional-dependencies"], "the [gpu] extra the GPU flavour installs"
     assert "ARG FLAVOUR=cpu" in DOCKERFILE.read_text()
 
@@ -1133,7 +1237,7 @@ def in_build_context(rel: str) -> bool:
 
 def test_dockerignore_keeps_the_context_small():
     for keep in ("pyproject.toml", "README.md", "fmnist/cli.py", "fmnist/datasets/train-images-idx3-ubyte.gz",
-                 "fmnist/datasets/SHA256SUMS", "jobs/default.toml"):
+                 "fmnist/datasets/SHA256SUMS", "fmnist/jobs/default.toml", "requirements/cpu.lock"):
         assert in_build_context(keep), f"{keep} must reach the build"
     for drop in (".git/HEAD", ".venv/bin/python", "venv/lib/x.py", "runs/2026-01-01-abc/results.json",
                  "models/fmnist/1/saved_model.pb", "predictions.csv", "fmnist/__pycache__/cli.cpython-311.pyc",

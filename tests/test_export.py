@@ -92,3 +92,69 @@ def test_unpack_refuses_paths_outside_the_target(tmp_path):
     with pytest.raises(tarfile.TarError):
         export.unpack(buf.getvalue(), tmp_path / "target")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def _archive(*members):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def python_3_11_2_tarfile(monkeypatch):
+    """tarfile as Python 3.11.0-3.11.3 have it (Debian 12: 3.11.2): no extraction filters,
+    and extractall() has no filter= argument (a TypeError there, which crashed exports)."""
+    import tarfile
+    original = tarfile.TarFile.extractall
+
+    def extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+        if kwargs:
+            raise TypeError(f"TarFile.extractall() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        return original(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+
+
+@pytest.mark.usefixtures("python_3_11_2_tarfile")
+def test_unpack_works_without_extraction_filters(tmp_path, weights):
+    built = tmp_path / "built"
+    export.save_model(Variant("w", (16,)), weights, built)
+    version = export.publish(lambda staging: export.unpack(export.pack(built), staging), {"n": 1},
+                             tmp_path / "models")
+    serve = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
+    assert serve(images=tf.zeros([1, 28, 28], tf.uint8))[export.OUTPUT_KEY].shape == (1, 10)
+    for p in version.rglob("*"):
+        assert p.stat().st_mode & 0o644 == 0o644 and not p.stat().st_mode & 0o022, p
+
+
+@pytest.mark.usefixtures("python_3_11_2_tarfile")
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink", "fifo", "setuid"])
+def test_unpack_without_filters_refuses_what_the_data_filter_refuses(tmp_path, kind):
+    import tarfile
+    info = tarfile.TarInfo({"absolute": str(tmp_path / "abs.txt"), "dotdot": "a/../../dotdot.txt"}
+                           .get(kind, "x"))
+    data = b"hi"
+    if kind in ("symlink", "hardlink"):
+        info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+        info.linkname, data = str(tmp_path / "outside.txt"), None
+    elif kind == "fifo":
+        info.type, data = tarfile.FIFOTYPE, None
+    target = tmp_path / "target"
+    target.mkdir()
+    archive = _archive((info, data))
+    if kind == "setuid":  # allowed, but without the setuid and group/other write bits
+        info.mode = 0o4777
+        export.unpack(_archive((info, data)), target)
+        assert (target / "x").stat().st_mode & 0o7777 == 0o755
+        return
+    with pytest.raises(tarfile.TarError):
+        export.unpack(archive, target)
+    assert list(target.iterdir()) == [] and not (tmp_path / "abs.txt").exists() \
+        and not (tmp_path / "dotdot.txt").exists()

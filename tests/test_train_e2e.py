@@ -2,6 +2,7 @@
 small slices of the data. The exported SavedModel is loaded back and scored."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,10 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
         assert v["status"] == "ok"
         assert len(v["history"]["val_accuracy"]) == v["epochs_run"] == 3
         assert v["host"] and v["device"] == "/CPU:0" and v["train_seconds"] > 0
+        assert re.fullmatch(r"[0-9a-f]{56}", v["node_id"]), v["node_id"]  # Ray's NodeID, hex
         assert 0.5 < v["val_accuracy"] <= 1 and 0.5 < v["test_accuracy"] <= 1
+    # One embedded Ray: one node for every variant.
+    assert len({v["node_id"] for v in results["variants"]}) == 1
     best = max(results["variants"], key=lambda v: v["val_accuracy"])
     assert results["best"] == best["name"]          # chosen on validation, not test
     assert (tmp / "run" / "val_accuracy.png").stat().st_size > 5000
