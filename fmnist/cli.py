@@ -150,7 +150,8 @@ def score(
     out: Annotated[Path, typer.Option(
         help="Output file; .csv or .jsonl decides the format.")] = Path("predictions.csv"),
     invert: Annotated[Invert, typer.Option(
-        help="Invert dark-on-light images: auto decides per image from its border.")]
+        help="Invert dark-on-light images: auto decides per image, from the corners' "
+             "colour when trimming, from the border otherwise.")]
         = Invert.auto,
     fit: Annotated[Fit, typer.Option(
         help="How the item is framed in 28x28. trim: cut the margins of the corners' "
