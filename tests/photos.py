@@ -43,7 +43,8 @@ def _place(item: Image.Image, canvas: tuple[int, int], paper, rng) -> Image.Imag
 def catalogue(a, rng):
     """Dark item 200-360 px at a random place on a 360-640 px light canvas, JPEG 70-95."""
     size = int(rng.integers(200, 361))
-    canvas = (int(rng.integers(max(360, size + 20), 641)), int(rng.integers(max(360, size + 20), 641)))
+    low = max(360, size + 20)
+    canvas = (int(rng.integers(low, 641)), int(rng.integers(low, 641)))
     paper = (int(rng.choice([255, 253, 245, 235])),) * 3
     ink = DARK[int(rng.integers(len(DARK)))]
     return _place(_item(a, size, ink, paper), canvas, paper, rng), "jpg", {

@@ -226,7 +226,8 @@ def test_preview_sheet_and_saved_inputs(scored_photos, photo_sets):
 def test_preview_through_the_cli(photo_sets, scoring_model, tmp_path, monkeypatch, capsys):
     root, _ = photo_sets
     code, out, err = cli(["score", root / "tiny", "--model", scoring_model,
-                          "--out", tmp_path / "p.csv", "--fit", "trim", "--preview", tmp_path / "s.png",
+                          "--out", tmp_path / "p.csv", "--fit", "trim",
+                          "--preview", tmp_path / "s.png",
                           "--preview-count", "12"], monkeypatch, capsys)
     assert code == 0, err
     assert "wrote" in out and "s.png" in out

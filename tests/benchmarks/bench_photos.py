@@ -70,7 +70,8 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple
     idx = np.random.default_rng(seed).choice(len(x), items, replace=False)
     plain = float(np.mean(predict(x[idx]) == y[idx]))
     rows = []
-    print(f"\n{items:,} test items (seed {seed}); plain 28x28 arrays: {100 * plain:.2f}%", flush=True)
+    print(f"\n{items:,} test items (seed {seed}); plain 28x28 arrays: {100 * plain:.2f}%",
+          flush=True)
     print(f"{'group':14s} {'auto':>7s} {'Δ plain':>8s} {'whole':>7s} {'+sharpen':>9s} "
           f"{'no stretch':>10s} {'items':>6s} {'s':>5s}")
     for group in photos.GROUPS:
