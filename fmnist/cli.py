@@ -83,6 +83,14 @@ def train(
 
     state = None
     if resume is not None:
+        # A resumed run keeps its own sweep and data split (its checkpoints were made
+        # with them): an option that would change them is refused, not ignored.
+        given = [option for option, value in (
+            ("--sweep", sweep), ("--epochs", epochs), ("--limit", limit),
+            ("--val-size", val_size), ("--runs-dir", runs_dir)) if value is not None]
+        if given:
+            raise fail(f"--resume continues the run with its own settings; drop "
+                       f"{', '.join(given)} (or start a new run without --resume)")
         from fmnist.sweep import ResumeError, read_resume_state
         try:
             state = read_resume_state(resume)
@@ -107,9 +115,23 @@ def train(
         raise fail(f"--val-size {val_size} must be smaller than --limit {limit}")
     if export_dir.exists() and not export_dir.is_dir():
         raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
+    if state is None and runs_dir is not None and runs_dir.is_dir() \
+            and any(runs_dir.iterdir()):
+        # Its checkpoints and epoch logs would be taken for this run's own.
+        raise fail(f"--runs-dir {runs_dir} is not empty; name a new directory, or "
+                   f"continue that run with --resume {runs_dir}")
 
     # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
-    from fmnist import data, sweep as sweep_mod
+    from fmnist import data, files, sweep as sweep_mod
+
+    runs_dir = runs_dir or sweep_mod.new_run_dir()
+    # Found now, not as a traceback after an hour of training.
+    for option, path in (("--export-dir", export_dir), ("--runs-dir", runs_dir)):
+        try:
+            files.check_writable(path)
+        except OSError as e:
+            raise fail(f"{option} {path}: cannot write there ({e.strerror or e}); "
+                       f"name a directory this user can write to")
 
     try:
         results = sweep_mod.run(
@@ -122,8 +144,12 @@ def train(
     except (data.DataError, sweep_mod.ConnectError) as e:
         raise fail(str(e))
     except sweep_mod.Interrupted as stop:
-        typer.echo(f"fmnist-job: interrupted ({stop}); what finished is saved. "
-                   f"Resume with: fmnist-job train --resume {stop.run_dir}", err=True)
+        if stop.published:
+            typer.echo(f"fmnist-job: interrupted ({stop}) after the run finished; "
+                       f"{stop.published} is complete", err=True)
+        else:
+            typer.echo(f"fmnist-job: interrupted ({stop}); what finished is saved. "
+                       f"Resume with: fmnist-job train --resume {stop.run_dir}", err=True)
         raise typer.Exit(stop.code)
     raise typer.Exit(EXIT_OK if results["best"] else EXIT_FAILED)
 

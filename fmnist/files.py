@@ -49,3 +49,13 @@ def write_json_atomic(path: Path, obj) -> None:
     with atomic_file(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+
+
+def check_writable(directory: Path) -> None:
+    """Create `directory` if needed and prove a file can be made in it (raises OSError).
+    Tried rather than asked (os.access): one real write answers for permissions, a
+    read-only mount and a file in the path alike, for root too."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass

@@ -34,7 +34,8 @@ class Progress:
     def __init__(self, names: list[str], epochs: dict[str, int], console: Console | None = None):
         self.console = console or Console(stderr=False)
         self.rows = {n: {"state": "queued", "epoch": 0, "epochs": epochs[n],
-                         "val_accuracy": None, "host": "", "device": "", "since": None}
+                         "val_accuracy": None, "host": "", "device": "", "since": None,
+                         "seconds": None}
                      for n in names}
         self.live_mode = self.console.is_terminal
         self._live: Live | None = None
@@ -66,6 +67,8 @@ class Progress:
     def event(self, ev: dict) -> None:
         """An event from a task: {'variant', 'kind': 'start'|'epoch', ...}."""
         name = ev["variant"]
+        if self.rows[name]["state"] in ("done", "failed"):
+            return  # the queue is drained after results arrive: a late event is stale
         if ev["kind"] == "start":
             self.update(name, state="running", host=ev.get("host", ""),
                         device=ev.get("device", ""), epoch=ev.get("epoch", 0))
@@ -79,12 +82,16 @@ class Progress:
     def finished(self, result: dict) -> None:
         name = result["name"]
         if result["status"] == "ok":
+            # The task's own training time stops the clock (a resumed run's finished
+            # variants never started here).
             self.update(name, state="done", val_accuracy=result["val_accuracy"],
-                        epoch=result["epochs_run"])
+                        epoch=result["epochs_run"], seconds=result["train_seconds"])
             self._log(f"[{name}] done: val_acc {_pct(result['val_accuracy'])}% "
                       f"in {result['train_seconds']:.1f}s")
         else:
-            self.update(name, state="failed")
+            since = self.rows[name]["since"]
+            self.update(name, state="failed",
+                        seconds=time.monotonic() - since if since else None)
             self._log(f"[{name}] FAILED: {result.get('error')}")
 
     def _table(self) -> Table:
@@ -94,7 +101,9 @@ class Progress:
                          else "left")
         style = {"queued": "dim", "running": "yellow", "done": "green", "failed": "red"}
         for name, r in self.rows.items():
-            secs = f"{time.monotonic() - r['since']:.0f}" if r["since"] else "-"
+            seconds = r["seconds"] if r["state"] in ("done", "failed") else \
+                time.monotonic() - r["since"] if r["since"] else None
+            secs = f"{seconds:.0f}" if seconds is not None else "-"
             t.add_row(name, f"[{style[r['state']]}]{r['state']}[/]",
                       f"{r['epoch']}/{r['epochs']}", _pct(r["val_accuracy"]),
                       f"{r['host']} {r['device']}".strip() or "-", secs)

@@ -275,9 +275,8 @@ def failed(variant: Variant, error: str, status: str = "failed", **extra) -> dic
             "error": error, **extra}
 
 
-def new_run_dir(base: Path | None) -> Path:
-    if base is not None:
-        return base
+def new_run_dir() -> Path:
+    """runs/<timestamp>-<random id>: unique, and sorted by start time."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{secrets.token_hex(3)}"
 
@@ -293,10 +292,12 @@ def library_versions() -> dict:
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; `code` is the exit code (128 + signal)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, run_dir: Path | None = None,
+                 published: Path | None = None):
         super().__init__(signal.Signals(signum).name)
         self.code = 128 + signum
-        self.run_dir: Path | None = None
+        self.run_dir = run_dir      # for the resume hint
+        self.published = published  # the export, when the signal came after it
 
 
 class RunDir:
@@ -360,7 +361,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     variants are kept, the others run (from their checkpoints where they have some)."""
     console = report.make_console()
     splits = data.load(data_dir, val_size=val_size, limit=limit)
-    run_dir = RunDir(new_run_dir(runs_dir))
+    run_dir = RunDir(runs_dir or new_run_dir())
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.path.name
     started = time.monotonic()
@@ -409,18 +410,27 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
                 raise
-    except Interrupted as stop:
-        stop.run_dir = run_dir.path  # for the resume hint
-        raise
-    finally:
+    except BaseException as e:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if isinstance(e, Interrupted):
+            e.run_dir = run_dir.path  # for the resume hint
+        raise
+    finally:
         # Stopping the embedded Ray is a second of waiting for its processes to exit;
         # wait for them while this thread writes the export and the plots. (On an
         # error the interpreter waits for the thread before it exits.)
         closing = threading.Thread(target=ray.shutdown, name="ray-shutdown")
         closing.start()
+    # Our handlers stay until the end, so no signal is dropped: one that came after
+    # the export task's last check stops the run here, before anything is published;
+    # one that comes while publishing (a rename: the version appears whole or not at
+    # all) is reported once results.json is complete.
     try:
+        if stop_signal:
+            results["interrupted"] = signal.Signals(stop_signal[0]).name
+            write_json_atomic(run_dir.results, results)
+            raise Interrupted(stop_signal[0], run_dir.path)
         results["best"] = best["name"] if best else None
         results["wall_seconds"] = round(time.monotonic() - started, 2)
         if best:
@@ -436,15 +446,22 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         console.print(report.leaderboard(results["variants"], results["best"]))
         if not best:
             console.print(f"[red]every variant failed[/]; details in {run_dir.results}")
-            return results
-        console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
-                      f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
-        per_class = results["exported_model_test"]["per_class_accuracy"]
-        console.print("exported model, test accuracy per class: " + ", ".join(
-            f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
-        console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
+        else:
+            console.print(f"best: [bold]{best['name']}[/] val "
+                          f"{100 * best['val_accuracy']:.2f}% test "
+                          f"{100 * best['test_accuracy']:.2f}% -> exported to {path}")
+            per_class = results["exported_model_test"]["per_class_accuracy"]
+            console.print("exported model, test accuracy per class: " + ", ".join(
+                f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
+            console.print(f"results: {run_dir.results}  "
+                          f"({results['wall_seconds']:.1f}s wall)")
+        if stop_signal:
+            raise Interrupted(stop_signal[0], run_dir.path,
+                              published=path if best else None)
         return results
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         closing.join()
 
 

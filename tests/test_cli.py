@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,42 @@ def test_unknown_ray_address_exits_2(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot connect to Ray at '127.0.0.1:1'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--sweep", "jobs/best.toml"), ("--epochs", "3"), ("--limit", "2000"),
+    ("--val-size", "500"), ("--runs-dir", "elsewhere")])
+def test_resume_refuses_options_it_would_ignore(tmp_path, option, value):
+    proc = run_cli("train", "--resume", tmp_path, option, value)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"drop {option}" in lines[0], proc.stderr
+
+
+def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    proc = run_cli("train", "--runs-dir", run, "--export-dir", tmp_path / "models")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"fmnist-job: error: --runs-dir {run} is not empty; name "
+                                   f"a new directory, or continue that run with --resume {run}")
+    assert [p.name for p in run.iterdir()] == ["checkpoints"]
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("option", ["--export-dir", "--runs-dir"])
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, where):
+    """Exit 2 with one line in seconds, where it used to be a traceback and exit 1 after
+    the whole sweep. (Root passes permission bits, so: a path through a file, and a
+    directory of /proc.)"""
+    (tmp_path / "file").write_text("x")
+    bad = tmp_path / "file" / "sub" if where == "under a file" else Path("/proc/fmnist-job")
+    others = {"--export-dir": tmp_path / "models", "--runs-dir": tmp_path / "run"}
+    others[option] = bad
+    proc = run_cli("train", *[x for kv in others.items() for x in kv], "--limit", "1000")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"fmnist-job: error: {option} {bad}: cannot write there"), proc.stderr
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import procnet
+from fmnist import export
 from conftest import FMNIST_JOB, ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -82,7 +83,7 @@ def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file)
     saved = json.loads((run_dir / "results.json").read_text())
     status = {v["name"]: v for v in saved["variants"]}
     assert status["quick"]["status"] == "ok" and status["slow"]["status"] == "interrupted"
-    assert saved["interrupted"] == "SIGINT" and not models.exists()
+    assert saved["interrupted"] == "SIGINT" and export.versions(models) == []
 
     resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
     assert resumed.returncode == 0, clip(resumed.stderr)
@@ -207,7 +208,6 @@ def test_export_killed_before_rename_leaves_no_version(tmp_path):
              proc, what="a fully written staging directory")
     proc.kill()
     proc.wait()
-    from fmnist import export
     assert export.versions(base) == []                        # nothing that looks like one
     assert all(p.name.startswith(".staging-") for p in base.iterdir())
     # The next export is unaffected and takes version 1.
@@ -245,9 +245,32 @@ def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
     assert proc.returncode == 143, clip(err)
     assert f"Resume with: fmnist-job train --resume {run_dir.resolve()}" in err
     assert json.loads((run_dir / "results.json").read_text())["interrupted"] == "SIGTERM"
-    assert not models.exists()
+    assert export.versions(models) == []
 
     resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
     assert resumed.returncode == 0, clip(resumed.stderr)
     assert "1 already finished, resuming" in resumed.stdout
     assert (models / "1" / "saved_model.pb").exists()
+
+
+def test_sigterm_while_publishing_is_not_dropped(tmp_path, sweep_file):
+    """A signal that comes after the export task's last check, while the version is
+    renamed into place: the version is published whole, results.json is complete, and
+    the run still exits 143 saying so (it used to exit 0)."""
+    run_dir, models = tmp_path / "run", tmp_path / "models"
+    sweep = sweep_file('[[variant]]\nname = "small"\nhidden = [16]\nepochs = 1\n')
+    proc = subprocess.Popen(
+        [*FMNIST_JOB, "train", "--sweep", str(sweep), "--limit", "1000",
+         "--runs-dir", str(run_dir), "--export-dir", str(models)],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "FMNIST_TEST_EXPORT_PAUSE": "3"})
+    wait_for(lambda: any((p / "fmnist.json").exists() for p in models.glob(".staging-*")),
+             proc, what="the export to be publishing")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, clip(err)
+    assert f"interrupted (SIGTERM) after the run finished; {models / '1'} is complete" in err
+    assert export.versions(models) == [1]
+    assert (models / "1" / "saved_model.pb").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["export"] == str(models / "1") and "interrupted" not in results

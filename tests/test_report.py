@@ -28,3 +28,38 @@ def test_curves_plot_skips_variants_without_history(tmp_path):
     path = report.plot_curves([{"name": "x", "history": {"val_accuracy": [0.5, 0.7]}}],
                               tmp_path / "v.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 1000
+
+
+def _cells(progress, column: str) -> dict:
+    table = progress._table()
+    col = next(c for c in table.columns if c.header == column)
+    names = next(c for c in table.columns if c.header == "variant")._cells
+    return dict(zip(names, col._cells))
+
+
+def test_live_table_states_and_a_clock_that_stops(monkeypatch):
+    """queued → running → done / failed; a finished row keeps its state and its time
+    however late an epoch event comes, and its seconds stop counting."""
+    from rich.console import Console
+    now = [100.0]
+    monkeypatch.setattr(report.time, "monotonic", lambda: now[0])
+    p = report.Progress(["a", "b", "c"], {"a": 3, "b": 3, "c": 3},
+                        Console(file=open("/dev/null", "w")))
+    assert set(_cells(p, "state").values()) == {"[dim]queued[/]"}
+    p.event({"variant": "a", "kind": "start", "host": "h", "device": "/CPU:0"})
+    p.event({"variant": "b", "kind": "start", "host": "h", "device": "/CPU:0"})
+    now[0] = 110.0
+    p.event({"variant": "a", "kind": "epoch", "epoch": 1, "val_accuracy": 0.8, "loss": 0.5})
+    assert _cells(p, "state")["a"] == "[yellow]running[/]"
+    assert _cells(p, "seconds") == {"a": "10", "b": "10", "c": "-"}
+    p.finished({"name": "a", "status": "ok", "val_accuracy": 0.85, "epochs_run": 3,
+                "train_seconds": 9.6})
+    p.finished({"name": "b", "status": "failed", "error": "boom"})
+    now[0] = 500.0
+    # An epoch event drained after the result: stale, ignored.
+    p.event({"variant": "a", "kind": "epoch", "epoch": 2, "val_accuracy": 0.1, "loss": 9})
+    states, seconds = _cells(p, "state"), _cells(p, "seconds")
+    assert (states["a"], states["b"], states["c"]) == \
+        ("[green]done[/]", "[red]failed[/]", "[dim]queued[/]")
+    assert (seconds["a"], seconds["b"], seconds["c"]) == ("10", "10", "-")
+    assert _cells(p, "val acc %")["a"] == "85.00" and _cells(p, "epoch")["a"] == "3/3"
