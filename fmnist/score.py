@@ -390,12 +390,13 @@ def decoder_pool(kind: str, workers: int):
 
 
 def _decoder_init() -> None:
-    # Ctrl-C goes to the whole process group (and so may a SIGTERM); the parent handles
-    # both and stops the pool, which lets the decoders finish their chunk and exit,
-    # instead of each printing a traceback or dying into a "decoder died" error.
+    # Ctrl-C goes to the whole process group; the parent handles it and stops the pool,
+    # which lets the decoders finish their chunk and exit, instead of each printing a
+    # traceback or dying into a "decoder died" error. SIGTERM keeps its default: when
+    # one decoder dies (the OOM killer), the pool terminates the others with it, and a
+    # decoder ignoring it hung the parent forever (Python 3.11, tests/test_score.py).
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def ordered(pool, fn, jobs: Iterable[tuple], ahead: int) -> Iterator[tuple]:
@@ -449,7 +450,8 @@ def score_local(root: Path, model: Model, output: Output, progress: Progress, *,
                 flush()
         flush()
     except BrokenProcessPool as e:
-        raise RunError(f"a decoder process died ({e}); was it killed for memory?") from None
+        raise RunError("a decoder process died (killed, perhaps for memory); nothing was "
+                       "written: run again, with fewer --decoders if memory is short") from None
     return counts
 
 

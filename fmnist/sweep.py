@@ -244,6 +244,10 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), host=host, node_id=node_id, device=device), None
+    # What TensorFlow runs with, not what was asked: a reused worker process keeps the
+    # threads of its first task.
+    import tensorflow as tf
+    result["threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     return with_node_id(result, node_id), weights
 
 

@@ -120,3 +120,15 @@ def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, wher
     assert len(lines) == 1 and lines[0].startswith(
         f"fmnist-job: error: {option} {bad}: cannot write there"), proc.stderr
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"variants": []}'])
+def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content):
+    (tmp_path / "results.json").write_text(content)
+    proc = run_cli("train", "--resume", tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"fmnist-job: error: {tmp_path / 'results.json'}: "), proc.stderr
+    assert "cannot resume from it" in lines[0]
+    assert (tmp_path / "results.json").read_text() == content       # left as it was

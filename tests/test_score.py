@@ -574,3 +574,107 @@ def test_an_interrupted_score_leaves_no_output_and_no_process(sig, code, mode, m
     while time.monotonic() < deadline and any(_alive(p) for p in children):
         time.sleep(0.1)
     assert not [p for p in children if _alive(p)]
+
+
+# -----------------------------------------------------------------------------
+# Options and failures that change nothing in the rows
+
+def test_batch_size_and_decoders_change_nothing_in_the_rows(good_dir, scored_good,
+                                                            scoring_model, tmp_path):
+    root, _ = good_dir
+    _, reference = scored_good
+    out = tmp_path / "p.csv"
+    for batch_size, decoders in ((1, 1), (7, 3)):
+        score.score(root, model=scoring_model, out=out, show=False, batch_size=batch_size,
+                    decoders=decoders)
+        rows, expected = read_rows(out), read_rows(reference)
+        # The same files, order, labels and errors; probabilities to float tolerance
+        # (a batch of 1 multiplies matrices in another blocking than one of 1024).
+        assert [(r["path"], r["label"], r["error"]) for r in rows] == \
+            [(r["path"], r["label"], r["error"]) for r in expected], (batch_size, decoders)
+        got, want = ([[float(r[f"top{k}_prob"]) for k in (1, 2, 3)] for r in x]
+                     for x in (rows, expected))
+        assert np.allclose(got, want, atol=2e-6), (batch_size, decoders)
+
+
+def _decoders(pid: int) -> list[int]:
+    """The decoder processes of a local score: spawned children of `pid` (not the
+    multiprocessing resource tracker)."""
+    found = []
+    for child in _descendants(pid):
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmd and _alive(child):
+            found.append(child)
+    return found
+
+
+def _start_scoring(many_files, scoring_model, out, *extra) -> subprocess.Popen:
+    """A local score of 20,000 files, returned once it is writing rows."""
+    proc = subprocess.Popen([*map(str, [*FMNIST_JOB, "score", many_files, "--model",
+                                        scoring_model, "--out", out, *extra])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = list(out.parent.glob(f".{out.name}.*.tmp"))
+        if partial and partial[0].stat().st_size > 2000:
+            return proc
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"score ended ({proc.poll()}) before it wrote rows")
+
+
+@pytest.mark.parametrize("decoders", [1, 3])
+def test_decoders_option_sets_the_number_of_decoder_processes(decoders, many_files,
+                                                              scoring_model, tmp_path):
+    proc = _start_scoring(many_files, scoring_model, tmp_path / "p.csv",
+                          "--decoders", decoders)
+    try:
+        assert len(_decoders(proc.pid)) == decoders
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(many_files, scoring_model,
+                                                                 tmp_path):
+    """The out-of-memory killer taking a decoder: exit 1 with one line, nothing written,
+    no process left."""
+    out = tmp_path / "p.csv"
+    proc = _start_scoring(many_files, scoring_model, out, "--decoders", "2")
+    try:
+        victims = _decoders(proc.pid)
+        assert victims
+        os.kill(victims[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, stderr[-2000:]
+    assert stderr.splitlines()[-1] == (
+        "fmnist-job: error: a decoder process died (killed, perhaps for memory); nothing "
+        "was written: run again, with fewer --decoders if memory is short"), stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(p) for p in victims[1:]):
+        time.sleep(0.1)
+    assert not [p for p in victims if _alive(p)]
+
+
+@pytest.mark.parametrize("names", [["T-shirt"] * 9, "not a list", [1] * 10])
+def test_bad_class_names_in_the_metadata_exit_2(names, good_dir, scoring_model, tmp_path,
+                                                 monkeypatch, capsys):
+    import shutil
+    version = tmp_path / "models" / "1"
+    shutil.copytree(scoring_model / "1", version)
+    meta = json.loads((version / export.METADATA).read_text())
+    (version / export.METADATA).write_text(json.dumps({**meta, "class_names": names}))
+    code, _, err = cli(["score", good_dir[0], "--model", version, "--out", tmp_path / "p.csv"],
+                       monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--model {version}: fmnist.json must list 10 class_names" in err
+    assert not (tmp_path / "p.csv").exists()

@@ -46,13 +46,21 @@ DRIVER = ("import atexit, sys\n"
           "from fmnist.cli import main\nsys.exit(main())")
 
 
+def expected_device() -> str:
+    """Where a task places its model here: the first GPU when this machine has one (the
+    default then gives every task a share of the GPUs), else the CPU."""
+    import tensorflow as tf
+    return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     sweep = tmp / "two.toml"
     sweep.write_text(TWO_VARIANTS)
     proc = subprocess.run([sys.executable, "-c", DRIVER,
-                           *map(str, train_args(tmp, sweep, limit=15000))],
+                           *map(str, train_args(tmp, sweep, "--threads-per-worker", "2",
+                                                limit=15000))],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     return tmp, proc
 
@@ -73,7 +81,8 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
     for v in results["variants"]:
         assert v["status"] == "ok"
         assert len(v["history"]["val_accuracy"]) == v["epochs_run"] == 3
-        assert v["host"] and v["device"] == "/CPU:0" and v["train_seconds"] > 0
+        assert v["host"] and v["device"] == expected_device() and v["train_seconds"] > 0
+        assert v["threads"] == 2                    # --threads-per-worker, as TF ran it
         assert re.fullmatch(r"[0-9a-f]{56}", v["node_id"]), v["node_id"]  # Ray's NodeID, hex
         assert 0.5 < v["val_accuracy"] <= 1 and 0.5 < v["test_accuracy"] <= 1
     # One embedded Ray: one node for every variant.
