@@ -7,43 +7,55 @@
     name = "tutorial"
     hidden = [128]
 
-Every key is checked against one JSON schema before anything starts, so a typo in the
-tenth variant does not surface an hour into a nightly run. Errors name the file, the
-variant and the key.
+Every variant is checked (types, ranges, unknown keys, keys that would do nothing)
+before anything starts, so a typo in the tenth variant does not surface an hour into a
+nightly run. Errors name the file, the variant and the key.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
-import jsonschema
+import pydantic
+from pydantic import ConfigDict, Field
 
 
 class SweepError(Exception):
     """The sweep file is missing, unparsable or has an invalid variant."""
 
 
-@dataclass(frozen=True)
+def _between(lo, hi, *, lo_open=False, hi_open=False):
+    return Field(**{"gt" if lo_open else "ge": lo, "lt" if hi_open else "le": hi})
+
+
+# One definition: the types, the ranges and the defaults are checked by pydantic when a
+# Variant is made, from a sweep file, a run's results.json or code. Strict: TOML's
+# `augment_flip = 1` or `epochs = 2.5` is an error, not a guess. Ranges are generous
+# but catch the typos that matter (a learning rate of 10, a dropout of 1.0, a batch of 0).
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid", strict=True))
 class Variant:
-    name: str
-    hidden: tuple[int, ...]
-    activation: str = "relu"
-    dropout: float = 0.0
-    normalization: str = "none"          # none | batch | layer, after each hidden Dense
-    optimizer: str = "adam"              # adam | adamw | sgd
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0            # decoupled (AdamW); L2-free for adam/sgd
-    schedule: str = "constant"           # constant | cosine (decays to 0 over the epochs)
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    batch_size: int = 32
-    epochs: int = 5
-    early_stopping: int = 0              # patience in epochs on val accuracy; 0 = off
-    augment_flip: bool = False           # random horizontal flips
-    augment_shift: int = 0               # random shifts of up to N pixels
-    seed: int = 0
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    # strict=False only to take TOML's list for the tuple; the sizes stay strict ints.
+    hidden: Annotated[tuple[Annotated[int, _between(1, 8192)], ...],
+                      Field(min_length=1, max_length=8, strict=False)]
+    activation: Literal["relu", "gelu", "elu", "selu", "tanh", "swish", "sigmoid"] = "relu"
+    dropout: Annotated[float, _between(0, 1, hi_open=True)] = 0.0
+    normalization: Literal["none", "batch", "layer"] = "none"  # after each hidden Dense
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: Annotated[float, _between(0, 1, lo_open=True)] = 1e-3
+    weight_decay: Annotated[float, _between(0, 1)] = 0.0     # decoupled: adamw only
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 over the epochs
+    warmup_epochs: Annotated[int, _between(0, 100)] = 0     # cosine only
+    label_smoothing: Annotated[float, _between(0, 0.5, hi_open=True)] = 0.0
+    batch_size: Annotated[int, _between(1, 65536)] = 32
+    epochs: Annotated[int, _between(1, 1000)] = 5
+    early_stopping: Annotated[int, _between(0, 1000)] = 0  # patience on val accuracy; 0 = off
+    augment_flip: bool = False                             # random horizontal flips
+    augment_shift: Annotated[int, _between(0, 4)] = 0      # random shifts of up to N pixels
+    seed: Annotated[int, _between(0, 2**31 - 1)] = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,55 +63,43 @@ class Variant:
         return d
 
 
-# One schema for a fully-merged variant. Ranges are generous but catch the typos that
-# matter (a learning rate of 10, a dropout of 1.0, a batch of 0).
+KEYS = [f.name for f in fields(Variant)]
+
 # The sweep files that ship inside the package (a checkout's jobs/ links here), so the
 # default sweep is found from any working directory and in an installed wheel.
 BUNDLED_DIR = Path(__file__).parent / "jobs"
 DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
-
-_PROPS = {
-    "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-    "hidden": {"type": "array", "minItems": 1, "maxItems": 8,
-               "items": {"type": "integer", "minimum": 1, "maximum": 8192}},
-    "activation": {"enum": ["relu", "gelu", "elu", "selu", "tanh", "swish", "sigmoid"]},
-    "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-    "normalization": {"enum": ["none", "batch", "layer"]},
-    "optimizer": {"enum": ["adam", "adamw", "sgd"]},
-    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-    "weight_decay": {"type": "number", "minimum": 0, "maximum": 1},
-    "schedule": {"enum": ["constant", "cosine"]},
-    "warmup_epochs": {"type": "integer", "minimum": 0, "maximum": 100},
-    "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
-    "batch_size": {"type": "integer", "minimum": 1, "maximum": 65536},
-    "epochs": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "early_stopping": {"type": "integer", "minimum": 0, "maximum": 1000},
-    "augment_flip": {"type": "boolean"},
-    "augment_shift": {"type": "integer", "minimum": 0, "maximum": 4},
-    "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-}
-assert set(_PROPS) == {f.name for f in fields(Variant)}
-VARIANT_SCHEMA = {"type": "object", "properties": _PROPS,
-                  "required": ["name", "hidden"], "additionalProperties": False}
-DEFAULTS_SCHEMA = {"type": "object", "additionalProperties": False,
-                   "properties": {k: v for k, v in _PROPS.items() if k != "name"}}
 _TOP_KEYS = {"defaults", "variant"}
 
 
-def _check(instance: dict, schema: dict, where: str) -> None:
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(instance))
-    if error is None:
-        return
-    if error.validator == "additionalProperties":
-        extra = sorted(set(instance) - set(schema["properties"]))
-        raise SweepError(f"{where}: unknown key '{extra[0]}' "
-                         f"(known: {', '.join(schema['properties'])})")
-    key = error.absolute_path[0] if error.absolute_path else None
-    if error.validator == "required":
-        raise SweepError(f"{where}: {error.message}")
-    # bool is an int in Python but not in JSON schema, so the message is already right.
-    raise SweepError(f"{where}: key '{key}': {error.message}")
+def _make(config: dict, where: str) -> Variant:
+    """A Variant, or a SweepError naming `where` and the first bad key."""
+    try:
+        return Variant(**config)
+    except pydantic.ValidationError as e:
+        error = e.errors()[0]
+        key = error["loc"][0] if error["loc"] else None
+        if error["type"] == "unexpected_keyword_argument":
+            raise SweepError(f"{where}: unknown key '{key}' (known: {', '.join(KEYS)})") \
+                from None
+        if error["type"] == "missing" or error["type"] == "missing_argument":
+            raise SweepError(f"{where}: missing key '{key}'") from None
+        raise SweepError(f"{where}: key '{key}': {error['msg']}, "
+                         f"got {error['input']!r}") from None
+
+
+def _no_dead_keys(v: Variant, where: str) -> None:
+    """Keys that would be accepted and do nothing are mistakes: refuse them."""
+    if v.warmup_epochs and v.schedule != "cosine":
+        raise SweepError(f"{where}: key 'warmup_epochs' has no effect without "
+                         f"schedule = \"cosine\"; set the schedule or drop the warm-up")
+    if v.weight_decay and v.optimizer != "adamw":
+        raise SweepError(f"{where}: key 'weight_decay' has no effect with optimizer "
+                         f"\"{v.optimizer}\" (decoupled decay is AdamW's); use "
+                         f"optimizer = \"adamw\" or drop it")
+    if v.warmup_epochs >= v.epochs:
+        raise SweepError(f"{where}: key 'warmup_epochs' ({v.warmup_epochs}) must be "
+                         f"fewer than epochs ({v.epochs})")
 
 
 def parse(text: str, source: str = "<sweep>") -> list[Variant]:
@@ -114,7 +114,10 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SweepError(f"{source}: 'defaults' must be a table ([defaults])")
-    _check(defaults, DEFAULTS_SCHEMA, f"{source}: [defaults]")
+    if "name" in defaults:
+        raise SweepError(f"{source}: [defaults]: unknown key 'name' (names are per variant)")
+    # The defaults alone, key by key (the cross-key rules apply to whole variants).
+    _make({"name": "defaults", "hidden": [1], **defaults}, f"{source}: [defaults]")
     raw = doc.get("variant", [])
     if not isinstance(raw, list) or not raw:
         raise SweepError(f"{source}: no variants; add at least one [[variant]] table")
@@ -135,8 +138,9 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
 def from_dict(config: dict, where: str) -> Variant:
     """A Variant from a full config (a merged sweep entry, or one saved in a run's
     results.json), checked against the same schema."""
-    _check(config, VARIANT_SCHEMA, where)
-    return Variant(**{**config, "hidden": tuple(config["hidden"])})
+    variant = _make(config, where)
+    _no_dead_keys(variant, where)
+    return variant
 
 
 def load(path: str | Path) -> list[Variant]:

@@ -59,7 +59,14 @@ def test_epochs_override():
     ('name = "a"\nhidden = [64]\naugment_flip = 1', "variant 'a': key 'augment_flip'"),
     ('name = "a"\nhidden = [64]\nlearning_rate = 10', "variant 'a': key 'learning_rate'"),
     ('name = "a"\nhidden = [64]\nactivation = "relux"', "variant 'a': key 'activation'"),
-    ('hidden = [64]', "variant #1: 'name' is a required property"),
+    ('hidden = [64]', "variant #1: missing key 'name'"),
+    ('name = "a"\nhidden = [64]\nwarmup_epochs = 1',
+     "variant 'a': key 'warmup_epochs' has no effect without schedule = \"cosine\""),
+    ('name = "a"\nhidden = [64]\nweight_decay = 0.01',
+     "variant 'a': key 'weight_decay' has no effect with optimizer \"adam\""),
+    ('name = "a"\nhidden = [64]\nschedule = "cosine"\nwarmup_epochs = 5',
+     "variant 'a': key 'warmup_epochs' (5) must be fewer than epochs (5)"),
+    ('name = "a"\nhidden = [64, true]', "variant 'a': key 'hidden'"),
     ('name = "a b/c"\nhidden = [64]', "key 'name'"),
 ])
 def test_bad_variant_names_file_variant_and_key(sweep_file, body, expected):
@@ -77,11 +84,28 @@ def test_bad_variant_names_file_variant_and_key(sweep_file, body, expected):
     ("[defaults]\nname = 'x'\n[[variant]]\nname='a'\nhidden=[1]", "[defaults]: unknown key 'name'"),
     ("[default]\n[[variant]]\nname='a'\nhidden=[1]", "unknown top-level key 'default'"),
     ("[[variant]]\nname='a'\nhidden=[1]\n[[variant]]\nname='a'\nhidden=[2]", "duplicate name"),
+    ("[defaults]\ndropout = 2.0\n[[variant]]\nname='a'\nhidden=[1]", "[defaults]: key 'dropout'"),
+    ("[defaults]\nwarmup_epochs = 2\n[[variant]]\nname='a'\nhidden=[1]\nschedule='cosine'", None),
 ])
 def test_bad_sweep_files(sweep_file, text, expected):
+    if expected is None:  # a default that takes effect in the variant: accepted
+        assert variants.load(sweep_file(text))[0].warmup_epochs == 2
+        return
     with pytest.raises(SweepError, match=".*") as e:
         variants.load(sweep_file(text))
     assert expected in str(e.value)
+
+
+def test_variants_are_checked_however_they_are_made():
+    """One definition: code that makes a Variant gets the same checks as a sweep file."""
+    import dataclasses
+
+    import pydantic
+    with pytest.raises(pydantic.ValidationError):
+        Variant("a", (64,), dropout=1.5)
+    with pytest.raises(pydantic.ValidationError):
+        dataclasses.replace(Variant("a", (64,)), epochs=0)
+    assert variants.from_dict(Variant("a", (64,)).to_dict(), "x") == Variant("a", (64,))
 
 
 def test_missing_sweep_file(tmp_path):
