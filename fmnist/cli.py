@@ -238,8 +238,9 @@ def _raise_terminated(signum, frame):
 
 def main() -> int:
     """Entry point: Click's usage errors become one line and exit code 2."""
-    # Typer 0.29 vendors Click; its UsageError is the one to catch (version pinned).
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from fmnist.internals import click_usage_errors
+
+    NoArgsIsHelpError, UsageError = click_usage_errors()
 
     try:
         code = app(prog_name="fmnist-job", standalone_mode=False)

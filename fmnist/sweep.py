@@ -25,7 +25,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, export, report, train
+from fmnist import data, export, internals, report, train
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
 
@@ -54,7 +54,7 @@ def connect(address: str | None) -> None:
             # being used (they have no runtime_env): measured, four tasks started in
             # 2.0 s with it, 1.0 s without.
             os.environ.update(WORKER_ENV)
-            _loopback_only()
+            internals.ray_single_machine_mode()  # listen on 127.0.0.1 only
             # "local": a new Ray of our own. Without it, ray.init joins the cluster the
             # last `ray start` here recorded in /tmp/ray/ray_current_cluster, and waits
             # minutes on it when that cluster is gone.
@@ -64,19 +64,6 @@ def connect(address: str | None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
                            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
-
-
-def _loopback_only() -> None:
-    """Make the embedded Ray listen on 127.0.0.1 only.
-
-    Ray binds its servers to the node IP, and resolves even an explicit 127.0.0.1 to the
-    machine's external address, except in its single-machine mode (the default on macOS
-    and Windows), switched on by this documented variable. Set in the environment for
-    the processes ray.init starts, and in the constant this process read at import."""
-    import ray._private.ray_constants as ray_constants
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def task_for(cpus: float, gpus: float):
@@ -116,7 +103,7 @@ def _prepare_authentication(address: str, timeout: float = 5.0) -> None:
     if hostport == "auto" or ":" not in hostport:
         return  # 'auto': Ray turns token mode on itself when it finds a token
     client = address.startswith("ray://")
-    if _accepts(hostport, client, None, timeout):
+    if internals.ray_accepts(hostport, client, None, timeout):
         return  # no authentication, or a problem ray.init will name
     mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
     if mode not in ("", "token"):
@@ -127,14 +114,12 @@ def _prepare_authentication(address: str, timeout: float = 5.0) -> None:
     if token is None:
         raise ConnectError(f"the Ray cluster at '{address}' requires token authentication "
                            f"and no token was found: {AUTH_HINT}")
-    if not _accepts(hostport, client, token, timeout):
+    if not internals.ray_accepts(hostport, client, token, timeout):
         raise ConnectError(f"the Ray cluster at '{address}' rejected the authentication "
                            f"token from {source} (not its current token?): {AUTH_HINT}")
     if mode != "token":
-        from ray._raylet import AuthenticationTokenLoader, Config
         os.environ["RAY_AUTH_MODE"] = "token"  # for ray.init, and what it starts
-        Config.initialize("")  # Ray's config was read at import, without it
-        AuthenticationTokenLoader.instance().reset_cache()
+        internals.ray_reload_auth_config()  # Ray's config was read at import, without it
 
 
 def _find_token() -> tuple[str | None, str]:
@@ -160,28 +145,6 @@ def _find_token() -> tuple[str | None, str]:
     except OSError:
         return None, ""
     return (text, str(default)) if text else (None, "")
-
-
-def _accepts(hostport: str, client: bool, token: str | None, timeout: float) -> bool:
-    """False only when the server answers UNAUTHENTICATED to a harmless call: the Ray
-    client server's PING (ray://), the GCS's GetClusterId (host:port)."""
-    import grpc
-    from ray.core.generated import (gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2,
-                                    ray_client_pb2_grpc)
-
-    metadata = [("authorization", f"Bearer {token}")] if token else []
-    with grpc.insecure_channel(hostport) as channel:
-        try:
-            if client:
-                ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
-                    ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
-                    timeout=timeout, metadata=metadata)
-            else:
-                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
-        except grpc.RpcError as e:
-            return e.code() != grpc.StatusCode.UNAUTHENTICATED
-    return True
 
 
 def plan_resources(workers: int, cpus: float | None, gpus: float | None,

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from fmnist import internals
 from fmnist.data import Splits
 from fmnist.files import write_json_atomic
 from fmnist.variants import Variant
@@ -126,28 +127,6 @@ class EpochLog:
                                           "epochs": self.epochs})
 
 
-def atomic_backup(backup_dir: str):
-    """Keras's BackupAndRestore with every checkpoint written aside and renamed into
-    place. Keras writes `latest.weights.h5` in place, so a process killed mid-save (the
-    very case the callback exists for) left a truncated file that failed the retry.
-    Weights are renamed before the epoch counter: a kill between the two repeats an
-    epoch, never skips one. (Uses the callback's private paths; Keras is pinned.)"""
-    import keras
-
-    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-        def _save_model(self):
-            os.makedirs(self.backup_dir, exist_ok=True)
-            weights_tmp = self._weights_path.replace(".weights.h5", ".tmp.weights.h5")
-            self.model.save_weights(weights_tmp, overwrite=True)
-            meta_tmp = self._training_metadata_path + ".tmp"
-            with open(meta_tmp, "w") as f:
-                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-            os.replace(weights_tmp, self._weights_path)
-            os.replace(meta_tmp, self._training_metadata_path)
-
-    return AtomicBackupAndRestore(backup_dir)
-
-
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -181,7 +160,7 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                        keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)]
     if checkpoint_dir:
         # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
-        callbacks.append(atomic_backup(str(Path(checkpoint_dir) / "backup")))
+        callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
     if variant.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=variant.early_stopping,

@@ -67,3 +67,27 @@ def test_only_the_cli_knows_exit_codes():
     users = [p.name for p in PACKAGE.glob("*.py")
              if p.stem != "cli" and "cli" in imports_of(p)]
     assert users == []
+
+
+def private_imports(path: Path) -> set[str]:
+    """Modules of other packages with a private part (`ray._raylet`, `typer._click`) or
+    Ray's generated protocol stubs that a file imports anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module \
+            else [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            parts = name.split(".")
+            private = any(p.startswith("_") for p in parts[1:]) \
+                or name.startswith("ray.core.generated")
+            if parts[0] not in ("fmnist", "__future__") and private:
+                found.add(name)
+    return found
+
+
+def test_private_apis_are_used_only_in_internals():
+    users = {p.name: private_imports(p) for p in PACKAGE.glob("*.py")
+             if p.stem != "internals" and private_imports(p)}
+    assert users == {}
+    assert private_imports(PACKAGE / "internals.py") >= {"typer._click.exceptions",
+                                                         "ray._raylet"}

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fmnist import data, model, sweep, train
+from fmnist import data, internals, model, sweep, train
 from fmnist.variants import Variant
 
 
@@ -168,7 +168,7 @@ def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path)
     # Keras deletes its backup at the end of a finished fit; simulate a kill after
     # epoch 1 by training 1 epoch with the backup kept, then resuming for 2.
     ckpt = tmp_path / "k"
-    cb = train.atomic_backup(str(ckpt / "backup"))
+    cb = internals.keras_atomic_backup(str(ckpt / "backup"))
     cb.delete_checkpoint = False
     net = model.build(v)
     model.compile_for_training(net, v, 27)

@@ -1,0 +1,87 @@
+"""Every private API of a pinned library that fmnist-job relies on, in one place.
+
+Each is here because no public API does the job (the reason is beside it), and each has
+a test in tests/test_internals.py that fails by name when an upgrade removes or renames
+what it uses: read that test first when a lock-file bump turns CI red. Imports stay
+inside the functions, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def click_usage_errors() -> tuple[type, type]:
+    """(NoArgsIsHelpError, UsageError) of the Click that Typer vendors (typer._click):
+    catching them turns a usage error into our one line and exit code 2. Typer has no
+    public name for them."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    return NoArgsIsHelpError, UsageError
+
+
+def ray_single_machine_mode() -> None:
+    """Make an embedded Ray bind to 127.0.0.1: its single-machine mode, switched on by a
+    documented variable for the processes ray.init starts, and by the constant this
+    process already read at import (ray._private.ray_constants)."""
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def ray_reload_auth_config() -> None:
+    """After setting RAY_AUTH_MODE=token in this process: Ray read its config and cached
+    the (absent) token at import; make it read both again (ray._raylet)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def ray_accepts(hostport: str, client: bool, token: str | None, timeout: float) -> bool:
+    """Whether a Ray server takes our (lack of a) token: False only when it answers
+    UNAUTHENTICATED to a harmless call, the Ray client server's PING (ray://) or the
+    GCS's GetClusterId (host:port). Ray's own connect waits 20-30 s and then reports a
+    timeout that does not mention authentication; its gRPC stubs
+    (ray.core.generated) answer in milliseconds."""
+    import grpc
+    from ray.core.generated import (gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2,
+                                    ray_client_pb2_grpc)
+
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(hostport) as channel:
+        try:
+            if client:
+                ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                    ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
+                    timeout=timeout, metadata=metadata)
+            else:
+                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
+        except grpc.RpcError as e:
+            return e.code() != grpc.StatusCode.UNAUTHENTICATED
+    return True
+
+
+def keras_atomic_backup(backup_dir: str):
+    """Keras's BackupAndRestore with every checkpoint written aside and renamed into
+    place. Keras writes `latest.weights.h5` in place, so a process killed mid-save (the
+    very case the callback exists for) left a truncated file that failed the retry.
+    Weights are renamed before the epoch counter: a kill between the two repeats an
+    epoch, never skips one. Overrides the callback's private _save_model and uses its
+    private paths and counters."""
+    import keras
+
+    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def _save_model(self):
+            os.makedirs(self.backup_dir, exist_ok=True)
+            weights_tmp = self._weights_path.replace(".weights.h5", ".tmp.weights.h5")
+            self.model.save_weights(weights_tmp, overwrite=True)
+            meta_tmp = self._training_metadata_path + ".tmp"
+            with open(meta_tmp, "w") as f:
+                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            os.replace(weights_tmp, self._weights_path)
+            os.replace(meta_tmp, self._training_metadata_path)
+
+    return AtomicBackupAndRestore(backup_dir)

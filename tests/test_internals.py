@@ -1,0 +1,74 @@
+"""The private APIs fmnist/internals.py relies on are still there. When a lock-file bump
+breaks one, the test names it here, instead of a sweep failing somewhere far from the
+cause. Each test also exercises the function the way fmnist-job does."""
+
+import os
+import subprocess
+import sys
+
+from fmnist import internals
+
+from conftest import ROOT
+
+
+def test_click_usage_errors_are_typers_own():
+    import typer
+    no_args, usage = internals.click_usage_errors()
+    assert issubclass(no_args, usage) and issubclass(usage, Exception)
+    # What the vendored Click raises for a bad option is that UsageError.
+    app = typer.Typer()
+    app.command()(lambda count: None)
+    try:
+        app(["--nope"], standalone_mode=False)
+    except usage as e:
+        assert "No such option" in e.format_message()
+    else:
+        raise AssertionError("typer did not raise the vendored UsageError")
+
+
+def test_ray_single_machine_mode_sets_the_constant_ray_reads():
+    code = ("import os, ray._private.ray_constants as c\n"
+            "assert isinstance(c.ENABLE_RAY_CLUSTER, bool)\n"
+            "from fmnist import internals\ninternals.ray_single_machine_mode()\n"
+            "assert c.ENABLE_RAY_CLUSTER is False\n"
+            "assert os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] == '0'\nprint('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items()
+                                          if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"})
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_ray_auth_config_reload_is_callable():
+    from ray._raylet import AuthenticationTokenLoader, Config
+    assert callable(Config.initialize) and callable(AuthenticationTokenLoader.instance)
+    assert callable(AuthenticationTokenLoader.instance().reset_cache)
+    code = ("from fmnist import internals\ninternals.ray_reload_auth_config()\nprint('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_ray_grpc_stubs_for_the_authentication_probe():
+    from ray.core.generated import (gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2,
+                                    ray_client_pb2_grpc)
+    assert hasattr(gcs_service_pb2_grpc.NodeInfoGcsServiceStub, "__init__")
+    assert gcs_service_pb2.GetClusterIdRequest() is not None
+    assert ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING).type \
+        == ray_client_pb2.ClusterInfoType.PING
+    import grpc
+    with grpc.insecure_channel("127.0.0.1:1") as channel:
+        assert callable(gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId)
+        assert callable(ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo)
+    # Nothing listens on port 1: "unavailable", which is not "wants a token".
+    assert internals.ray_accepts("127.0.0.1:1", False, None, 2.0) is True
+    assert internals.ray_accepts("127.0.0.1:1", True, None, 2.0) is True
+
+
+def test_keras_backup_callback_has_what_the_override_uses(tmp_path):
+    import keras
+    assert callable(getattr(keras.callbacks.BackupAndRestore, "_save_model", None))
+    cb = internals.keras_atomic_backup(str(tmp_path / "backup"))
+    assert isinstance(cb, keras.callbacks.BackupAndRestore)
+    for name in ("backup_dir", "_weights_path", "_training_metadata_path",
+                 "_current_epoch", "_last_batch_seen"):
+        assert hasattr(cb, name), f"keras BackupAndRestore lost {name}"
+    assert cb._weights_path.endswith(".weights.h5")
