@@ -202,8 +202,9 @@ def score(
                                    "Default: an embedded local Ray.")] = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
-    # TensorFlow is imported (quietly) by score.load_model, after the cheap checks.
+    # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
     from fmnist import score as score_mod
+    from fmnist.errors import RunError, ScoreError
 
     # SIGTERM (an eviction, `docker stop`) must clean up as Ctrl-C does: the temporary
     # output removed, the decoder processes or the embedded Ray stopped. Python's default
@@ -214,9 +215,9 @@ def score(
                                   fit=fit.value, batch_size=batch_size, decoders=decoders,
                                   use_ray=ray, address=address, preview_to=preview,
                                   preview_count=preview_count, save_inputs=save_inputs)
-    except score_mod.ScoreError as e:     # before anything was scored
+    except ScoreError as e:     # before anything was scored
         raise fail(str(e))
-    except score_mod.RunError as e:       # broke midway; nothing was written
+    except RunError as e:       # broke midway; nothing was written
         raise fail(str(e), EXIT_FAILED)
     except (KeyboardInterrupt, Terminated) as e:
         sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"

@@ -25,22 +25,33 @@ def default_mode(mode: int) -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb", **open_args) -> Iterator[IO]:
-    """An open temporary file beside `path`; on leaving the block without an error it
-    is fsynced, given the umask's permissions and renamed over `path`; on an error it
-    is removed and `path` is left as it was."""
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary file name beside `path`, for writers that want a name (Keras, h5py);
+    on leaving the block without an error the file is fsynced, given the umask's
+    permissions and renamed over `path`; on an error it is removed and `path` is left
+    as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **open_args) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)  # fsync through any descriptor flushes the file
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, default_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", **open_args) -> Iterator[IO]:
+    """atomic_path's guarantee, for a writer that takes an open file."""
+    with atomic_path(path) as tmp, open(tmp, mode, **open_args) as f:
+        yield f
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -73,15 +73,15 @@ def keras_atomic_backup(backup_dir: str):
     private paths and counters."""
     import keras
 
+    from fmnist.files import atomic_file, atomic_path
+
     class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         def _save_model(self):
             os.makedirs(self.backup_dir, exist_ok=True)
-            weights_tmp = self._weights_path.replace(".weights.h5", ".tmp.weights.h5")
-            self.model.save_weights(weights_tmp, overwrite=True)
-            meta_tmp = self._training_metadata_path + ".tmp"
-            with open(meta_tmp, "w") as f:
+            # Keras wants the name to end in .weights.h5.
+            with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
+                self.model.save_weights(str(tmp), overwrite=True)
+            with atomic_file(self._training_metadata_path, "w") as f:
                 json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-            os.replace(weights_tmp, self._weights_path)
-            os.replace(meta_tmp, self._training_metadata_path)
 
     return AtomicBackupAndRestore(backup_dir)

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import data, export, images, score
+from fmnist import data, export, images, outputs, score, walk
+from fmnist.errors import ScoreError
 
 from conftest import FMNIST_JOB, cli, read_rows, run_cli
 
@@ -205,8 +206,8 @@ def test_aspect_ratio_is_kept_and_padded_with_the_background():
 
 
 def test_walk_order_symlinks_and_ignored_files(bad_dir):
-    stats = score.WalkStats()
-    entries = list(score.walk(bad_dir, stats))
+    stats = walk.WalkStats()
+    entries = list(walk.walk(bad_dir, stats))
     rels = [r for r, _ in entries]
     assert rels == sorted(rels, key=lambda r: r.split("/"))
     assert "good/dir.png/inner.png" in rels and "good/inside-link.png" in rels
@@ -260,8 +261,8 @@ def test_rows_have_the_documented_columns(scored_good):
     _, out = scored_good
     with out.open(newline="") as f:
         reader = csv.reader(f)
-        assert next(reader) == list(score.COLUMNS)
-        row = dict(zip(score.COLUMNS, next(reader)))
+        assert next(reader) == list(outputs.COLUMNS)
+        row = dict(zip(outputs.COLUMNS, next(reader)))
     assert row["class_name"] == data.CLASS_NAMES[int(row["label"])] == row["top1_class"]
     assert row["confidence"] == row["top1_prob"]
     probs = [float(row[f"top{k}_prob"]) for k in (1, 2, 3)]
@@ -276,7 +277,7 @@ def test_csv_and_jsonl_hold_the_same_rows(good_dir, scored_good, scoring_model, 
     jsonl_out = tmp_path / "preds.jsonl"
     score.score(root, model=scoring_model, out=jsonl_out, show=False)
     first = json.loads(jsonl_out.read_text().splitlines()[0])
-    assert list(first) == list(score.COLUMNS)
+    assert list(first) == list(outputs.COLUMNS)
     assert isinstance(first["label"], int) and isinstance(first["confidence"], float)
     assert first["error"] is None
     assert read_rows(jsonl_out) == [{k: (v if k not in ("confidence", "top1_prob", "top2_prob",
@@ -421,7 +422,7 @@ def test_fatal_model_error_is_one_line_on_the_real_stderr(fatal_cases, tmp_path)
 def test_a_previous_output_is_replaced_only_on_success(good_dir, scoring_model, tmp_path):
     out = tmp_path / "preds.csv"
     out.write_text("previous results\n")
-    with pytest.raises(score.ScoreError):
+    with pytest.raises(ScoreError):
         score.score(good_dir[0], model=tmp_path / "nothing", out=out, show=False)
     assert out.read_text() == "previous results\n"
     score.score(good_dir[0], model=scoring_model, out=out, show=False)
@@ -463,7 +464,7 @@ def test_a_directory_with_no_images_writes_a_header_and_exits_0(scoring_model, t
                           "--out", out_file], monkeypatch, capsys)
     assert code == 0, err
     assert "0 of 0" in out and "ignored 1 file" in out
-    assert out_file.read_text().splitlines() == [",".join(score.COLUMNS)]
+    assert out_file.read_text().splitlines() == [",".join(outputs.COLUMNS)]
 
 
 def test_a_hundred_thousand_empty_files_are_a_hundred_thousand_error_rows(

@@ -46,9 +46,9 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple
     import tensorflow as tf
     from PIL import Image, ImageFilter
 
-    from fmnist import data, export, images, score
+    from fmnist import data, export, images, serving
 
-    version = score.resolve_model(model)
+    version = serving.resolve_model(model)
     signature = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
 
     def predict(x):

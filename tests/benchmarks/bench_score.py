@@ -201,9 +201,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:
         print(f"machine: {os.cpu_count()} CPUs; {load()}", flush=True)
-        from fmnist import score
+        from fmnist import serving
         model = args.model or quick_model(tmp / "models")
-        version = score.resolve_model(model)
+        version = serving.resolve_model(model)
         print(f"model: {version}", flush=True)
 
         paths = write_pngs(tmp / "png10k")

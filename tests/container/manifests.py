@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shlex
 import stat
 import sys
 from pathlib import Path

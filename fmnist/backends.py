@@ -1,0 +1,252 @@
+"""How `score` turns files into predictions: on this machine or on a Ray cluster.
+
+Both backends take the walked entries and yield the same batches,
+
+    (paths, errors, images, probabilities)
+
+in path order, where `images` and `probabilities` have a row per path without an error;
+score.py writes them. A new way to run is one class here with `batches`, entered as a
+context manager (it owns its processes or its Ray session).
+
+Locally, decoding runs in a pool of processes (measured faster than threads: decoding a
+28x28 PNG is mostly Python code in Pillow, which holds the GIL) while this process runs
+the model. With Ray, Ray Data does the same on a cluster: tasks read and decode, a pool
+of actors holding the model predicts, and the rows come back in order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from fmnist import images
+from fmnist.errors import RunError, ScoreError
+from fmnist.serving import Model, load_model
+from fmnist.walk import chunked
+
+MAX_CHUNK = 256          # files per decoder job: big enough to amortise the IPC
+
+Batch = tuple[list[str], list, np.ndarray, np.ndarray]
+Entries = list[tuple[str, "str | None"]]
+
+
+def chunk_size(batch_size: int) -> int:
+    # A divisor-friendly chunk: four chunks make one full batch of 1024.
+    return max(1, min(MAX_CHUNK, batch_size // 4))
+
+
+# -----------------------------------------------------------------------------
+# On this machine: a pool of decoders feeding this process's model
+
+def default_decoders() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may use (containers)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class Local:
+    """A pool of `workers` decoder processes (or threads), started at once: they boot
+    while TensorFlow imports in this process."""
+
+    def __init__(self, workers: int | None = None, kind: str = "process"):
+        self.workers = workers or default_decoders()
+        self.pool = decoder_pool(kind, self.workers)
+        for _ in range(self.workers):
+            self.pool.submit(int)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def batches(self, root: Path, entries: Entries, model: Model, *, invert: str, fit: str,
+                batch_size: int) -> Iterator[Batch]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        paths: list[str] = []
+        errors: list[str | None] = []
+        decoded: list[np.ndarray] = []
+
+        def batch() -> Batch:
+            x = np.concatenate(decoded) if decoded else np.empty((0, 28, 28), np.uint8)
+            probs = np.concatenate([model.predict(x[i:i + batch_size])
+                                    for i in range(0, len(x), batch_size)]) \
+                if len(x) else np.empty((0, 10), np.float32)
+            out = (list(paths), list(errors), x, probs)
+            paths.clear()
+            errors.clear()
+            decoded.clear()
+            return out
+
+        jobs = ((str(root), chunk, invert, fit)
+                for chunk in chunked(entries, chunk_size(batch_size)))
+        try:
+            for (_, chunk, *_), (x, errs) in ordered(self.pool, images.decode_many, jobs,
+                                                     4 * self.workers):
+                paths.extend(rel for rel, _ in chunk)
+                errors.extend(errs)
+                decoded.append(x)
+                if len(paths) >= batch_size:
+                    yield batch()
+            if paths:
+                yield batch()
+        except BrokenProcessPool:
+            raise RunError("a decoder process died (killed, perhaps for memory); nothing "
+                           "was written: run again, with fewer --decoders if memory is "
+                           "short") from None
+
+
+def decoder_pool(kind: str, workers: int):
+    """A process pool (default) or a thread pool of `workers` decoders."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    if kind == "thread":
+        return cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
+    if kind != "process":
+        raise ValueError(f"decoder pool kind must be 'process' or 'thread', got {kind!r}")
+    # spawn, not fork: this process has (or will have) TensorFlow's threads, and forking
+    # a threaded process can deadlock the child.
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_decoder_init)
+
+
+def _decoder_init() -> None:
+    # Ctrl-C goes to the whole process group; the parent handles it and stops the pool,
+    # which lets the decoders finish their chunk and exit, instead of each printing a
+    # traceback or dying into a "decoder died" error. SIGTERM keeps its default: when
+    # one decoder dies (the OOM killer), the pool terminates the others with it, and a
+    # decoder ignoring it hung the parent forever (Python 3.11, tests/test_score.py).
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def ordered(pool, fn, jobs: Iterable[tuple], ahead: int) -> Iterator[tuple]:
+    """(job, fn(*job)) in job order, with at most `ahead` jobs submitted and not yet
+    consumed. (Executor.map submits every job up front: memory would grow with the
+    size of the directory.)"""
+    window: deque = deque()
+    for job in jobs:
+        window.append((job, pool.submit(fn, *job)))
+        if len(window) >= ahead:
+            job0, future = window.popleft()
+            yield job0, future.result()
+    while window:
+        job0, future = window.popleft()
+        yield job0, future.result()
+
+
+# -----------------------------------------------------------------------------
+# On a Ray cluster, with Ray Data
+
+class OnRay:
+    """Connected to the cluster at `address` (or an embedded local Ray) while entered."""
+
+    def __init__(self, address: str | None, decoders: int | None = None):
+        self.address, self.decoders = address, decoders
+
+    def __enter__(self):
+        import signal
+
+        import ray
+
+        from fmnist.sweep import ConnectError, connect
+
+        # ray.init replaces the SIGTERM handler with Ray's own, which aborts the process:
+        # keep the caller's (the CLI cleans up and exits 143).
+        on_sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            connect(self.address)
+        except ConnectError as e:
+            raise ScoreError(str(e)) from None
+        finally:
+            if on_sigterm is not None:  # None: a handler not set from Python
+                signal.signal(signal.SIGTERM, on_sigterm)
+        # Ray Data logs to the console at INFO (and warns that we turned its progress
+        # bars off: ours is the one on screen); a scoring run's stderr is for errors.
+        # Ray Data reads this each time it sets up its loggers; set it to see them.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # rows come back in path order
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        return self
+
+    def __exit__(self, *exc):
+        import ray
+        ray.shutdown()
+
+    def batches(self, root: Path, entries: Entries, model: Model, *, invert: str, fit: str,
+                batch_size: int) -> Iterator[Batch]:
+        import ray
+
+        if not entries:
+            return
+        dataset = self.dataset(entries, root, model, invert=invert, fit=fit,
+                               batch_size=batch_size)
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                ok = batch["error"] == ""
+                yield (batch["path"].tolist(), [e or None for e in batch["error"].tolist()],
+                       batch["image"][ok], batch["probabilities"][ok])
+        except ray.exceptions.RayError as e:
+            raise RunError(f"Ray Data failed: {images.describe(e)}") from None
+
+    def dataset(self, entries: Entries, root: Path, model: Model, *, invert: str, fit: str,
+                batch_size: int):
+        """paths -> (Ray tasks) decoded images -> (a pool of model actors) probabilities.
+
+        Decoding is where the time goes (~50 us an image against ~7 us to predict), so
+        it fans out as tasks over every CPU while a few actors, each loading the
+        SavedModel once, predict. The actors ask for half a CPU: they mostly wait for
+        decoded batches, and resources different from the tasks' also keep Ray Data from
+        fusing decoding into the actors (which would put a TensorFlow runtime on every
+        CPU)."""
+        import ray
+
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        rows = [{"path": p, "error": e or ""} for p, e in entries]
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
+        ds = ds.map_batches(
+            decode_batch, fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
+            batch_size=chunk_size(batch_size), batch_format="numpy", num_cpus=1,
+            compute=ray.data.TaskPoolStrategy(size=self.decoders) if self.decoders else None)
+        return ds.map_batches(
+            Predictor, fn_constructor_kwargs={"version": str(model.directory.resolve()),
+                                              "metadata": model.metadata},
+            batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 8)))
+
+
+def decode_batch(batch: dict, root: str, invert: str, fit: str) -> dict:
+    """Ray Data task: paths (and walk errors) -> decoded images, one row per file."""
+    items = [(p, e or None) for p, e in zip(batch["path"].tolist(), batch["error"].tolist())]
+    x, errs = images.decode_many(root, items, invert, fit)
+    full = np.zeros((len(items), images.SIZE, images.SIZE), np.uint8)
+    ok = np.array([e is None for e in errs], bool)
+    full[ok] = x
+    return {"path": batch["path"], "error": np.array([e or "" for e in errs], dtype=object),
+            "image": full}
+
+
+class Predictor:
+    """Ray Data actor: loads the SavedModel once, then predicts batch after batch."""
+
+    def __init__(self, version: str, metadata: dict):
+        from fmnist import train
+        train.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
+        self.model = load_model(Path(version), metadata)
+
+    def __call__(self, batch: dict) -> dict:
+        ok = batch["error"] == ""
+        probs = np.zeros((len(ok), 10), np.float32)
+        if ok.any():
+            probs[ok] = self.model.predict(batch["image"][ok])
+        return {"path": batch["path"], "error": batch["error"], "probabilities": probs,
+                "image": batch["image"]}

@@ -1,0 +1,10 @@
+"""The two ways a scoring run fails, shared by the modules that score. The CLI turns
+each into one line and its exit code; nothing below it knows the codes."""
+
+
+class ScoreError(Exception):
+    """The run cannot start: missing directory, unusable model or output (exit 2)."""
+
+
+class RunError(Exception):
+    """The run broke after it started (output disk full, decoder or Ray failure; exit 1)."""

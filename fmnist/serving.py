@@ -1,0 +1,114 @@
+"""The exported model as `score` uses it: find the version, read its metadata, load the
+SavedModel and check its signature is the one fmnist-job exports.
+
+Reads only the export (TF Serving's layout, fmnist/export.py's names); never the run
+directory or the sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fmnist import export, images, quiet_native_stderr
+from fmnist.errors import ScoreError
+
+
+@dataclass
+class Model:
+    directory: Path
+    metadata: dict
+    predict: Callable[[np.ndarray], np.ndarray]  # uint8 [N, 28, 28] -> float32 [N, 10]
+    keepalive: object = field(default=None, repr=False)  # the loaded SavedModel object
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata["class_names"]
+
+
+def resolve_model(path: Path) -> Path:
+    """--model is a version directory, or the export base (its newest integer version)."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    if not path.exists():
+        raise ScoreError(f"--model {path}: no such directory; train and export a model "
+                         f"first (fmnist-job train) or point --model at one")
+    found = export.versions(path)
+    if not found:
+        raise ScoreError(f"--model {path}: not a SavedModel (no saved_model.pb) and no "
+                         f"integer version directories under it")
+    version = path / str(found[-1])
+    if not (version / "saved_model.pb").is_file():
+        raise ScoreError(f"--model {path}: newest version {version} has no saved_model.pb")
+    return version
+
+
+def read_metadata(version: Path) -> dict:
+    """fmnist.json written by the export: the class names are the model's own."""
+    try:
+        meta = json.loads((version / export.METADATA).read_text())
+    except FileNotFoundError:
+        raise ScoreError(f"--model {version}: no {export.METADATA} (class names); "
+                         f"not exported by fmnist-job train") from None
+    except (OSError, ValueError) as e:
+        raise ScoreError(f"--model {version}: cannot read {export.METADATA}: "
+                         f"{images.describe(e)}") from None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    if not (isinstance(names, list) and len(names) == 10
+            and all(isinstance(n, str) for n in names)):
+        raise ScoreError(f"--model {version}: {export.METADATA} must list 10 class_names")
+    return meta
+
+
+def load_model(version: Path, metadata: dict, threads: int | None = None) -> Model:
+    """Load with tf.saved_model.load (a graph and variables: nothing is unpickled) and
+    check the serving signature is the one fmnist-job exports."""
+    with quiet_native_stderr():
+        # TensorFlow prints start-up lines (oneDNN, CUDA) straight to file descriptor 2,
+        # before any logging setting applies; a scoring run's stderr is for its errors.
+        import tensorflow as tf
+        if threads:
+            with contextlib.suppress(RuntimeError):  # already initialized in this process
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+        try:
+            loaded = tf.saved_model.load(str(version))
+        except Exception as e:  # noqa: BLE001 - any load failure means "not a usable model"
+            raise ScoreError(f"--model {version}: cannot load the SavedModel: "
+                             f"{images.describe(e)}") from None
+        signature = _check_signature(loaded, version)
+        # The first call initializes the runtime (and prints more); do it here.
+        signature(**{export.INPUT_KEY: tf.zeros([1, 28, 28], tf.uint8)})
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        out = signature(**{export.INPUT_KEY: tf.convert_to_tensor(x, tf.uint8)})
+        return out[export.OUTPUT_KEY].numpy()
+
+    # The signature reads the loaded object's variables: keep that object alive with it.
+    return Model(version, metadata, predict, keepalive=loaded)
+
+
+def _check_signature(loaded, version: Path):
+    import tensorflow as tf
+
+    signature = getattr(loaded, "signatures", {}).get(export.SIGNATURE)
+    if signature is None:
+        raise ScoreError(f"--model {version}: no '{export.SIGNATURE}' signature")
+    _, inputs = signature.structured_input_signature
+    spec = inputs.get(export.INPUT_KEY)
+    if (len(inputs) != 1 or spec is None or spec.dtype != tf.uint8
+            or spec.shape.rank != 3 or spec.shape[1:] != [28, 28]):
+        raise ScoreError(f"--model {version}: signature '{export.SIGNATURE}' must take only "
+                         f"'{export.INPUT_KEY}': uint8 [N, 28, 28]; it takes {inputs}")
+    out = signature.structured_outputs.get(export.OUTPUT_KEY)
+    if out is None or out.dtype != tf.float32 or out.shape.rank != 2 or out.shape[1] != 10:
+        raise ScoreError(f"--model {version}: signature '{export.SIGNATURE}' must return "
+                         f"'{export.OUTPUT_KEY}': float32 [N, 10]")
+    return signature
+
+

@@ -1,0 +1,58 @@
+"""fmnist/files.py: the one way outputs are written (aside, fsync, rename)."""
+
+import json
+import os
+
+import pytest
+
+from fmnist import files
+
+
+def test_atomic_file_replaces_the_target_whole_with_the_umask_mode(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with files.atomic_file(target, "w") as f:
+        f.write("new")
+        assert target.read_text() == "old"          # nobody sees the new file half-written
+    assert target.read_text() == "new"
+    assert oct(target.stat().st_mode & 0o777) == oct(files.default_mode(0o666))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+@pytest.mark.parametrize("helper", ["atomic_file", "atomic_path"])
+def test_an_error_leaves_the_target_and_no_temporary(tmp_path, helper):
+    target = tmp_path / "weights.h5"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with getattr(files, helper)(target) as handle:
+            if helper == "atomic_path":
+                handle.write_bytes(b"half")
+            else:
+                handle.write(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.h5"]
+
+
+def test_atomic_path_gives_a_name_with_the_suffix_a_writer_needs(tmp_path):
+    target = tmp_path / "latest.weights.h5"
+    with files.atomic_path(target, suffix=".weights.h5") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".weights.h5")
+        assert tmp.name.startswith(".")             # hidden while it is written
+        tmp.write_bytes(b"w")
+    assert target.read_bytes() == b"w" and not tmp.exists()
+
+
+def test_write_json_atomic_creates_the_directory(tmp_path):
+    target = tmp_path / "a" / "b" / "results.json"
+    files.write_json_atomic(target, {"x": [1, 2]})
+    assert json.loads(target.read_text()) == {"x": [1, 2]}
+    assert target.read_text().endswith("\n")
+
+
+def test_check_writable(tmp_path):
+    files.check_writable(tmp_path / "new" / "dir")
+    assert (tmp_path / "new" / "dir").is_dir() and not os.listdir(tmp_path / "new" / "dir")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError):
+        files.check_writable(tmp_path / "file" / "sub")
