@@ -156,7 +156,7 @@ class OnRay:
 
         import ray
 
-        from fmnist.sweep import ConnectError, connect
+        from fmnist.cluster import ConnectError, connect
 
         # ray.init replaces the SIGTERM handler with Ray's own, which aborts the process:
         # keep the caller's (the CLI cleans up and exits 143).

@@ -122,7 +122,7 @@ def train(
                    f"continue that run with --resume {runs_dir}")
 
     # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
-    from fmnist import data, files, sweep as sweep_mod
+    from fmnist import cluster, data, files, sweep as sweep_mod
 
     runs_dir = runs_dir or sweep_mod.new_run_dir()
     # Found now, not as a traceback after an hour of training.
@@ -141,7 +141,7 @@ def train(
             val_size=val_size, limit=limit, resume=state,
             threads_per_worker=threads_per_worker,
         )
-    except (data.DataError, sweep_mod.ConnectError) as e:
+    except (data.DataError, cluster.ConnectError) as e:
         raise fail(str(e))
     except sweep_mod.Interrupted as stop:
         if stop.published:

@@ -249,7 +249,7 @@ def images(directory: Path, n: int = 5) -> Path:
 @pytest.mark.parametrize("form", ["host:port", "ray://"])
 def test_score_ray_without_a_token_fails_fast_naming_authentication(trained, cluster, tmp_path,
                                                                     form):
-    """score --ray connects through the same fmnist.sweep.connect, after loading the model."""
+    """score --ray connects through the same fmnist.cluster.connect, after loading the model."""
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     address = cluster.gcs if form == "host:port" else cluster.client
