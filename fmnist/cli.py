@@ -73,6 +73,9 @@ def train(
                       "Default: 5000, or a tenth of --limit.")] = None,
     limit: Annotated[Optional[int], typer.Option(
         min=200, help="Use only this many training images (stratified; quick runs).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the sweep's variants (grids and random samples expanded) "
+                          "and exit, without starting anything.")] = False,
     resume: Annotated[Optional[Path], typer.Option(
         help="Finish an interrupted run: its directory. Finished variants are kept, "
              "the others continue from their checkpoints; the run's own sweep and data "
@@ -87,7 +90,8 @@ def train(
         # with them): an option that would change them is refused, not ignored.
         given = [option for option, value in (
             ("--sweep", sweep), ("--epochs", epochs), ("--limit", limit),
-            ("--val-size", val_size), ("--runs-dir", runs_dir)) if value is not None]
+            ("--val-size", val_size), ("--runs-dir", runs_dir),
+            ("--dry-run", dry_run or None)) if value is not None]
         if given:
             raise fail(f"--resume continues the run with its own settings; drop "
                        f"{', '.join(given)} (or start a new run without --resume)")
@@ -109,6 +113,10 @@ def train(
             chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
         except variants_mod.SweepError as e:
             raise fail(str(e))
+        if dry_run:
+            from fmnist import report
+            report.make_console().print(report.sweep_table(chosen, sweep))
+            raise typer.Exit(EXIT_OK)
     if val_size is None:
         val_size = 5000 if limit is None else max(100, limit // 10)
     if limit is not None and val_size >= limit:

@@ -110,6 +110,21 @@ class Progress:
         return t
 
 
+def sweep_table(variants: list, source) -> Table:
+    """`train --dry-run`: each variant with what sets it apart from the defaults."""
+    from fmnist.variants import Variant
+    defaults = Variant("x", (1,)).to_dict()
+    t = Table(title=f"{len(variants)} variants in {source}")
+    for col in ("variant", "hidden", "epochs", "other settings"):
+        t.add_column(col, justify="right" if col == "epochs" else "left")
+    for v in variants:
+        d = v.to_dict()
+        other = " ".join(f"{k}={d[k]}" for k in d
+                         if k not in ("name", "hidden", "epochs") and d[k] != defaults[k])
+        t.add_row(v.name, "-".join(map(str, v.hidden)), str(v.epochs), other or "-")
+    return t
+
+
 def leaderboard(results: list[dict], best: str | None) -> Table:
     """Ranked by validation accuracy (what selection uses); failures last."""
     t = Table(title="leaderboard (ranked by validation accuracy)")

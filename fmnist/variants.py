@@ -1,4 +1,5 @@
-"""Sweep files: TOML with a [defaults] table and a [[variant]] array.
+"""Sweep files: TOML with a [defaults] table and [[variant]] tables, and search spaces
+([[grid]], [[random]]: fmnist/spaces.py) that expand into more variants.
 
     [defaults]
     epochs = 5
@@ -21,6 +22,8 @@ from typing import Annotated, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
+
+from fmnist import spaces
 
 
 class SweepError(Exception):
@@ -69,7 +72,7 @@ KEYS = [f.name for f in fields(Variant)]
 # default sweep is found from any working directory and in an installed wheel.
 BUNDLED_DIR = Path(__file__).parent / "jobs"
 DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
-_TOP_KEYS = {"defaults", "variant"}
+_TOP_KEYS = {"defaults", "variant", "grid", "random"}
 
 
 def _make(config: dict, where: str) -> Variant:
@@ -110,7 +113,7 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise SweepError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
-                         f"(expected [defaults] and [[variant]] tables)")
+                         f"(expected [defaults], [[variant]], [[grid]], [[random]])")
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SweepError(f"{source}: 'defaults' must be a table ([defaults])")
@@ -118,15 +121,31 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
         raise SweepError(f"{source}: [defaults]: unknown key 'name' (names are per variant)")
     # The defaults alone, key by key (the cross-key rules apply to whole variants).
     _make({"name": "defaults", "hidden": [1], **defaults}, f"{source}: [defaults]")
-    raw = doc.get("variant", [])
-    if not isinstance(raw, list) or not raw:
-        raise SweepError(f"{source}: no variants; add at least one [[variant]] table")
+    entries = []  # (label for errors, config) in file order: variants, grids, samples
+    for table, expand in (("variant", None), ("grid", spaces.grid),
+                          ("random", spaces.sample)):
+        raw = doc.get(table, [])
+        if not isinstance(raw, list):
+            raise SweepError(f"{source}: '{table}' must be an array of tables ([[{table}]])")
+        for i, entry in enumerate(raw, 1):
+            if not isinstance(entry, dict):
+                raise SweepError(f"{source}: {table} #{i} must be a table ([[{table}]])")
+            label = f"{table} '{entry['name']}'" if isinstance(entry.get("name"), str) \
+                else f"{table} #{i}"
+            if expand is None:
+                entries.append((label, entry))
+                continue
+            try:
+                generated = expand(entry)
+            except ValueError as e:
+                raise SweepError(f"{source}: {label}: {e}") from None
+            entries += [(f"{label}: variant '{name}'", {**config, "name": name})
+                        for name, config in generated]
+    if not entries:
+        raise SweepError(f"{source}: no variants; add at least one [[variant]], [[grid]] "
+                         f"or [[random]] table")
     variants, seen = [], set()
-    for i, entry in enumerate(raw, 1):
-        if not isinstance(entry, dict):
-            raise SweepError(f"{source}: variant #{i} must be a table ([[variant]])")
-        label = f"variant '{entry['name']}'" if isinstance(entry.get("name"), str) \
-            else f"variant #{i}"
+    for label, entry in entries:
         variant = from_dict({**defaults, **entry}, f"{source}: {label}")
         if variant.name in seen:
             raise SweepError(f"{source}: {label}: duplicate name; variant names must be unique")

@@ -132,3 +132,20 @@ def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content):
         f"fmnist-job: error: {tmp_path / 'results.json'}: "), proc.stderr
     assert "cannot resume from it" in lines[0]
     assert (tmp_path / "results.json").read_text() == content       # left as it was
+
+
+def test_dry_run_prints_the_expanded_sweep_and_starts_nothing(tmp_path, sweep_file):
+    sweep = sweep_file('[[variant]]\nname = "one"\nhidden = [8]\n'
+                       '[[grid]]\nname = "g"\nhidden = [[16], [32, 16]]\nseed = [0, 1]\n')
+    code = ("import sys\nfrom fmnist.cli import main\n"
+            f"sys.argv = ['fmnist-job', 'train', '--sweep', {str(sweep)!r}, '--dry-run']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, env={**__import__("os").environ, "COLUMNS": "120"})
+    assert proc.returncode == 0, proc.stderr
+    assert "5 variants in" in proc.stdout
+    for name in ("one", "g-h16-s0", "g-h16-s1", "g-h32x16-s0", "g-h32x16-s1"):
+        assert f" {name} " in proc.stdout, proc.stdout
+    assert list(tmp_path.iterdir()) == [sweep]                 # no runs/, no models/

@@ -111,3 +111,76 @@ def test_variants_are_checked_however_they_are_made():
 def test_missing_sweep_file(tmp_path):
     with pytest.raises(SweepError, match="sweep file not found"):
         variants.load(tmp_path / "nope.toml")
+
+
+def test_a_grid_is_the_product_of_its_lists_with_names_that_say_what_varies():
+    vs = variants.parse("""
+        [defaults]
+        epochs = 3
+        [[grid]]
+        name = "mlp"
+        hidden = [[256], [512, 256]]
+        dropout = [0.2, 0.3]
+        activation = ["gelu"]
+        schedule = "cosine"
+    """)
+    assert [v.name for v in vs] == ["mlp-h256-do0.2", "mlp-h256-do0.3",
+                                    "mlp-h512x256-do0.2", "mlp-h512x256-do0.3"]
+    assert {(v.hidden, v.dropout) for v in vs} == {((256,), 0.2), ((256,), 0.3),
+                                                   ((512, 256), 0.2), ((512, 256), 0.3)}
+    assert {(v.activation, v.schedule, v.epochs) for v in vs} == {("gelu", "cosine", 3)}
+
+
+def test_a_single_hidden_list_in_a_grid_is_one_value():
+    vs = variants.parse('[[grid]]\nname = "g"\nhidden = [512, 256]\nseed = [0, 1, 2]\n')
+    assert [(v.name, v.hidden) for v in vs] == [(f"g-s{i}", (512, 256)) for i in range(3)]
+
+
+def test_random_samples_are_reproducible_in_range_and_named_by_their_values():
+    text = """
+        [[random]]
+        name = "rnd"
+        samples = 5
+        sample_seed = 7
+        hidden = {choice = [[128], [256, 128]]}
+        learning_rate = {loguniform = [1e-4, 1e-2]}
+        dropout = {uniform = [0.1, 0.4]}
+        epochs = {uniform = [3, 6]}
+    """
+    vs = variants.parse(text)
+    assert vs == variants.parse(text)                   # the same seed, the same variants
+    assert len(vs) == 5 and len({v.name for v in vs}) == 5
+    for i, v in enumerate(vs, 1):
+        assert 1e-4 <= v.learning_rate <= 1e-2 and 0.1 <= v.dropout <= 0.4
+        assert v.hidden in ((128,), (256, 128)) and 3 <= v.epochs <= 6
+        assert v.name == (f"rnd{i:02d}-h{'x'.join(map(str, v.hidden))}-lr{v.learning_rate:g}"
+                          f"-do{v.dropout:g}-e{v.epochs}")
+        assert len(f"{v.learning_rate:.3g}") == len(f"{v.learning_rate:g}")  # 3 digits kept
+    other = variants.parse(text.replace("sample_seed = 7", "sample_seed = 8"))
+    assert [v.name for v in other] != [v.name for v in vs]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[[grid]]\nhidden = [[1]]', "grid #1: key 'name'"),
+    ('[[grid]]\nname = "g"\nhidden = [[1]]\ndropout = []', "grid 'g': key 'dropout': an empty list"),
+    ('[[grid]]\nname = "g"\nhidden = [[1]]\ndropout = [0.1, 1.5]',
+     "grid 'g': variant 'g-do1.5': key 'dropout'"),
+    ('[[grid]]\nname = "g"\nhidden = [[1]]\ndropuot = [0.1, 0.2]', "unknown key 'dropuot'"),
+    ('[[grid]]\nname = "g"\nhidden = [[1]]\nseed = [0, 1]\n[[variant]]\nname = "g-s1"\n'
+     'hidden = [1]', "duplicate name"),
+    ('[[grid]]\nname = "g"\nhidden = [[1]]\nseed = ' + str(list(range(40))) + '\nepochs = '
+     + str(list(range(1, 30))), "1160 combinations; at most 1000"),
+    ('[[random]]\nname = "r"\nhidden = [8]\ndropout = {uniform = [0.1, 0.2]}',
+     "random 'r': key 'samples'"),
+    ('[[random]]\nname = "r"\nsamples = 2\nhidden = [8]', "no key to sample"),
+    ('[[random]]\nname = "r"\nsamples = 2\nhidden = [8]\ndropout = {normal = [0, 1]}',
+     "key 'dropout': one of"),
+    ('[[random]]\nname = "r"\nsamples = 2\nhidden = [8]\nlearning_rate = {loguniform = [0, 1]}',
+     "loguniform needs low > 0"),
+    ('[[random]]\nname = "r"\nsamples = 2\nhidden = [8]\ndropout = {uniform = [0.4, 0.1]}',
+     "uniform needs [low, high] with low < high"),
+])
+def test_bad_search_spaces(sweep_file, text, expected):
+    with pytest.raises(SweepError) as e:
+        variants.load(sweep_file(text))
+    assert expected in str(e.value), str(e.value)
