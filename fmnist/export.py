@@ -36,18 +36,33 @@ def versions(base: Path) -> list[int]:
 
 def save_model(variant, weights, directory: Path) -> None:
     """The serving SavedModel: uint8 images [N, 28, 28] in, probabilities [N, 10] out."""
+    save_ensemble([(variant, weights, 1.0)], directory)
+
+
+def save_ensemble(members: list[tuple], directory: Path) -> None:
+    """One SavedModel, the same signature, computing the weighted mean of its members'
+    probabilities in the graph: [(variant, weights, member weight)], weights summing to
+    1. A single member with weight 1 is exactly that model (x * 1.0 is x in floats)."""
     import keras
     import tensorflow as tf
 
     from fmnist.model import build
 
-    net = build(variant)
-    net.set_weights(weights)
+    nets = []
+    for variant, arrays, share in members:
+        net = build(variant)
+        net.set_weights(arrays)
+        nets.append((net, float(share)))
     archive = keras.export.ExportArchive()
-    archive.track(net)
+    for net, _ in nets:
+        archive.track(net)
+
+    def serve(images):
+        return {OUTPUT_KEY: tf.add_n([share * tf.nn.softmax(net(images, training=False))
+                                     for net, share in nets])}
+
     archive.add_endpoint(
-        name=SIGNATURE,
-        fn=lambda images: {OUTPUT_KEY: tf.nn.softmax(net(images, training=False))},
+        name=SIGNATURE, fn=serve,
         input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_KEY)],
     )
     archive.write_out(str(directory), verbose=False)

@@ -158,3 +158,41 @@ def test_unpack_without_filters_refuses_what_the_data_filter_refuses(tmp_path, k
         export.unpack(archive, target)
     assert list(target.iterdir()) == [] and not (tmp_path / "abs.txt").exists() \
         and not (tmp_path / "dotdot.txt").exists()
+
+
+def test_an_ensemble_is_one_savedmodel_with_the_weighted_mean_of_its_members(tmp_path):
+    """Members of different shapes and weights: the exported signature (the one score and
+    TF Serving call) returns the weighted mean of the members' own probabilities."""
+    rng = np.random.default_rng(0)
+    members = []
+    for i, (hidden, share) in enumerate((((32,), 0.5), ((16, 8), 0.3), ((8,), 0.2))):
+        v = Variant(f"m{i}", hidden, normalization="batch" if i == 1 else "none", seed=i)
+        net = model.build(v, jit=False)
+        # Random weights of the right shapes: members that disagree.
+        arrays = [rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in net.get_weights()]
+        arrays = [np.abs(a) + 0.5 if "variance" in w.path else a
+                  for a, w in zip(arrays, net.weights)]
+        net.set_weights(arrays)
+        members.append((v, arrays, share, net))
+    x = rng.integers(0, 256, (64, 28, 28)).astype(np.uint8)
+    expected = sum(share * tf.nn.softmax(net(x, training=False)).numpy()
+                   for _, _, share, net in members)
+    export.save_ensemble([(v, a, s) for v, a, s, _ in members], tmp_path / "e")
+    serve = tf.saved_model.load(str(tmp_path / "e")).signatures[export.SIGNATURE]
+    got = serve(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
+    assert np.allclose(got, expected, atol=1e-6)
+    assert np.allclose(got.sum(axis=1), 1, atol=1e-5)
+    # The members disagree, so the mean is not any one of them.
+    singles = [tf.nn.softmax(net(x, training=False)).numpy() for *_, net in members]
+    assert all(not np.allclose(got, p, atol=1e-3) for p in singles)
+
+
+def test_a_one_member_ensemble_is_that_model(tmp_path, weights):
+    v = Variant("w", (16,))
+    net = model.build(v)
+    net.set_weights(weights)
+    x = np.arange(5 * 784).reshape(5, 28, 28) % 256
+    export.save_ensemble([(v, weights, 1.0)], tmp_path / "one")
+    got = tf.saved_model.load(str(tmp_path / "one")).signatures[export.SIGNATURE](
+        images=tf.constant(x, tf.uint8))[export.OUTPUT_KEY].numpy()
+    assert np.allclose(got, tf.nn.softmax(net(x.astype(np.uint8))).numpy(), atol=1e-6)
