@@ -239,8 +239,8 @@ class Predictor:
     """Ray Data actor: loads the SavedModel once, then predicts batch after batch."""
 
     def __init__(self, version: str, metadata: dict):
-        from fmnist import train
-        train.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
+        from fmnist import runtime
+        runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
         self.model = load_model(Path(version), metadata)
 
     def __call__(self, batch: dict) -> dict:

@@ -24,7 +24,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, export, report, train
+from fmnist import data, export, report, runtime, train
 from fmnist.cluster import connect
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
@@ -71,9 +71,9 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
     """One variant. Failures of the variant itself come back as a failed result (the
     sweep goes on); Ray retries the task only when its process or node is lost, and the
     retry resumes from the variant's last finished epoch in `checkpoint_dir`."""
-    train.skip_optional_imports()
-    train.batch_scheduling()
-    device = train.configure_tensorflow(cpus, threads)
+    runtime.skip_optional_imports()
+    runtime.batch_scheduling()
+    device = runtime.configure_tensorflow(cpus, threads)
     host = socket.gethostname()
     # Containers on one machine share a host name; the Ray node id tells nodes apart.
     node_id = ray.get_runtime_context().get_node_id()
@@ -240,7 +240,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         cluster = ray.cluster_resources()
         cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker, cluster,
                                     [n["Resources"].get("CPU", 0) for n in nodes])
-        threads = threads_per_worker or train.threads_for(cpus)
+        threads = threads_per_worker or runtime.threads_for(cpus)
         header.update(cpus_per_worker=cpus, gpus_per_worker=gpus, threads_per_worker=threads)
         todo = [v for v in variants if v.name not in done]
         console.print(f"run {run_id}: {len(variants)} variants"
@@ -328,7 +328,7 @@ def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
     and the driver never imports it (2.3 s of CPU and start-up time saved per sweep).
     The SavedModel comes back as a tar archive, so --export-dir is written where the
     driver runs, a ray:// client included."""
-    train.skip_optional_imports()
+    runtime.skip_optional_imports()
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fmnist import data, internals, model, sweep, train
+from fmnist import data, internals, model, runtime, sweep, train
 from fmnist.variants import Variant
 
 
@@ -18,12 +18,12 @@ from fmnist.variants import Variant
 ])
 def test_pick_device_uses_the_first_visible_gpu_else_cpu(gpus, expected):
     # Ray narrows CUDA_VISIBLE_DEVICES to the task's GPUs, so index 0 is ours.
-    assert train.pick_device(gpus) == expected
+    assert runtime.pick_device(gpus) == expected
 
 
 @pytest.mark.parametrize("cpus, threads", [(0.25, 1), (0.5, 1), (1, 1), (1.5, 2), (2, 2), (8, 8)])
 def test_threads_follow_the_task_cpus(cpus, threads):
-    assert train.threads_for(cpus) == threads
+    assert runtime.threads_for(cpus) == threads
 
 
 def test_plan_resources_defaults_share_cpus_and_gpus():
@@ -49,7 +49,7 @@ def test_configure_tensorflow_places_on_what_this_machine_has():
     # The GPU when TensorFlow sees one, else the CPU: the same code path either way.
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
-    assert train.configure_tensorflow(1) == ("/GPU:0" if gpus else "/CPU:0")
+    assert runtime.configure_tensorflow(1) == ("/GPU:0" if gpus else "/CPU:0")
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +117,18 @@ def python_ok(code: str) -> None:
 
 
 def test_optional_imports_are_skipped_in_a_training_process():
-    code = ("import sys\nfrom fmnist import train\ntrain.skip_optional_imports()\n"
+    code = ("import sys\nfrom fmnist import runtime\nruntime.skip_optional_imports()\n"
             "import tensorflow, keras\n"
             "assert sys.modules['pandas'] is None and sys.modules['matplotlib'] is None\n"
             "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
-            "train.skip_optional_imports()  # after TensorFlow: no effect, no error\n"
+            "runtime.skip_optional_imports()  # after TensorFlow: no effect, no error\n"
             "print('ok')")
     python_ok(code)
 
 
 def test_batch_scheduling_covers_threads_started_afterwards():
-    code = ("import os, threading\nfrom fmnist import train\n"
-            "assert train.batch_scheduling()\npolicy = []\n"
+    code = ("import os, threading\nfrom fmnist import runtime\n"
+            "assert runtime.batch_scheduling()\npolicy = []\n"
             "t = threading.Thread(target=lambda: policy.append(os.sched_getscheduler(0)))\n"
             "t.start(); t.join()\n"
             "assert os.sched_getscheduler(0) == policy[0] == os.SCHED_BATCH, policy\n"

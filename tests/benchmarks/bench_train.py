@@ -76,8 +76,8 @@ def _tutorial(seed: int):
 
 def _a_ours():
     """The code path a Ray task runs, with the threads a 1-CPU task gets; per seed."""
-    from fmnist import data, train
-    device, splits, runs = train.configure_tensorflow(1), data.load(), []
+    from fmnist import data, runtime, train
+    device, splits, runs = runtime.configure_tensorflow(1), data.load(), []
     for seed in SEEDS:
         r, _ = train.fit_variant(_tutorial(seed), splits, device=device)
         runs.append({"sps": r["samples_per_second"], "seconds": r["train_seconds"],
