@@ -73,6 +73,11 @@ def train(
                       "Default: 5000, or a tenth of --limit.")] = None,
     limit: Annotated[Optional[int], typer.Option(
         min=200, help="Use only this many training images (stratified; quick runs).")] = None,
+    ensemble: Annotated[Optional[int], typer.Option(
+        min=1, max=50,
+        help="Export an ensemble of the finished variants, chosen greedily on validation "
+             "in up to N steps (members may repeat; weights k/N). 1: the single best. "
+             "Default: the sweep file's [ensemble] size, else 1.")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the sweep's variants (grids and random samples expanded) "
                           "and exit, without starting anything.")] = False,
@@ -91,7 +96,7 @@ def train(
         given = [option for option, value in (
             ("--sweep", sweep), ("--epochs", epochs), ("--limit", limit),
             ("--val-size", val_size), ("--runs-dir", runs_dir),
-            ("--dry-run", dry_run or None)) if value is not None]
+            ("--dry-run", dry_run or None), ("--ensemble", ensemble)) if value is not None]
         if given:
             raise fail(f"--resume continues the run with its own settings; drop "
                        f"{', '.join(given)} (or start a new run without --resume)")
@@ -105,12 +110,15 @@ def train(
         sweep = Path(state["sweep_file"]) if state.get("sweep_file") else None
         runs_dir, val_size, limit = resume, state["settings"]["val_size"], \
             state["settings"]["limit"]
+        ensemble = state["settings"].get("ensemble", 1)
         data_dir = data_dir or (Path(state["settings"]["data_dir"])
                                 if state["settings"]["data_dir"] else None)
     else:
         sweep = sweep if sweep is not None else variants_mod.DEFAULT_SWEEP
         try:
-            chosen = variants_mod.with_epochs(variants_mod.load(sweep), epochs)
+            text = variants_mod.read(sweep)
+            chosen = variants_mod.with_epochs(variants_mod.parse(text, str(sweep)), epochs)
+            ensemble = ensemble or variants_mod.ensemble_size(text, str(sweep))
         except variants_mod.SweepError as e:
             raise fail(str(e))
         if dry_run:
@@ -146,7 +154,7 @@ def train(
             chosen, sweep_file=sweep, workers=workers, address=address,
             cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
             runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
-            val_size=val_size, limit=limit, resume=state,
+            val_size=val_size, limit=limit, resume=state, ensemble_size=ensemble,
             threads_per_worker=threads_per_worker,
         )
     except (data.DataError, cluster.ConnectError) as e:

@@ -125,12 +125,19 @@ def sweep_table(variants: list, source) -> Table:
     return t
 
 
-def leaderboard(results: list[dict], best: str | None) -> Table:
-    """Ranked by validation accuracy (what selection uses); failures last."""
+def leaderboard(results: list[dict], best: str | None, ensemble: dict | None = None) -> Table:
+    """Ranked by validation accuracy (what selection uses); failures last. An ensemble
+    built from the variants comes first, on its own row, with its members."""
     t = Table(title="leaderboard (ranked by validation accuracy)")
     for col in ("#", "variant", "val acc %", "test acc %", "epochs", "best ep", "seconds",
                 "status"):
         t.add_column(col, justify="left" if col in ("variant", "status") else "right")
+    if ensemble and len(ensemble["members"]) > 1:
+        members = ", ".join(f"{m['name']} {m['weight']:.2f}" for m in ensemble["members"])
+        t.add_row("E", "ensemble *", _pct(ensemble["val_accuracy"]),
+                  _pct(ensemble.get("test_accuracy")), "-", "-", "-",
+                  f"ok: {members}"[:80])
+        best = None  # the star marks what was exported
     ok = sorted((r for r in results if r["status"] == "ok"),
                 key=lambda r: r["val_accuracy"], reverse=True)
     bad = [r for r in results if r["status"] != "ok"]

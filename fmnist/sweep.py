@@ -24,7 +24,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, export, report, runtime, train
+from fmnist import data, ensemble, export, report, runtime, train
 from fmnist.cluster import connect
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
@@ -93,12 +93,14 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
             variant, splits, device=device, checkpoint_dir=checkpoint_dir,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
-        return failed(variant, one_line(e), host=host, node_id=node_id, device=device), None
+        return failed(variant, one_line(e), host=host, node_id=node_id, device=device), \
+            None, None
     # What TensorFlow runs with, not what was asked: a reused worker process keeps the
     # threads of its first task.
     import tensorflow as tf
     result["threads"] = tf.config.threading.get_intra_op_parallelism_threads()
-    return with_node_id(result, node_id), weights
+    val_probs = result.pop("val_probabilities").astype("float32")
+    return with_node_id(result, node_id), weights, val_probs
 
 
 def with_node_id(result: dict, node_id: str) -> dict:
@@ -182,6 +184,19 @@ class RunDir:
     def has_weights(self, name: str) -> bool:
         return (self.path / "weights" / f"{name}.npz").exists()
 
+    def save_val_probs(self, name: str, probs) -> None:
+        """The variant's validation probabilities, for ensemble selection (and a resume's)."""
+        import numpy as np
+        target = self.path / "weights" / f"{name}.val.npy"
+        with atomic_file(target) as f:
+            np.save(f, probs)
+
+    def load_val_probs(self, name: str):
+        """None for a variant finished before runs kept them."""
+        import numpy as np
+        path = self.path / "weights" / f"{name}.val.npy"
+        return np.load(path) if path.exists() else None
+
 
 class ResumeError(Exception):
     """--resume names something that is not a resumable run directory."""
@@ -206,13 +221,14 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
         runs_dir: Path | None, export_dir: Path, data_dir: Path | None, val_size: int,
         limit: int | None, resume: dict | None = None,
-        threads_per_worker: int | None = None) -> dict:
+        threads_per_worker: int | None = None, ensemble_size: int = 1) -> dict:
     """Returns the results (as written to results.json); `best` is None when every
     variant failed. Raises DataError / ConnectError before any training starts, and
     Interrupted (after writing what is known) on SIGINT / SIGTERM.
 
     `resume`: the results.json of an interrupted run in `runs_dir`; its finished
-    variants are kept, the others run (from their checkpoints where they have some)."""
+    variants are kept, the others run (from their checkpoints where they have some).
+    `ensemble_size`: selection steps for an exported ensemble (1: the single best)."""
     console = report.make_console()
     splits = data.load(data_dir, val_size=val_size, limit=limit)
     run_dir = RunDir(runs_dir or new_run_dir())
@@ -221,7 +237,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     started = time.monotonic()
     header = {"run_id": run_id, "sweep_file": str(sweep_file) if sweep_file else None,
               "sweep": [v.to_dict() for v in variants],
-              "settings": {"val_size": val_size, "limit": limit,
+              "settings": {"val_size": val_size, "limit": limit, "ensemble": ensemble_size,
                            "data_dir": str(data_dir) if data_dir else None},
               "dataset_sha256": splits.sha256, "address": address or "embedded",
               "train_size": len(splits.y_train), "val_size": len(splits.y_val),
@@ -256,10 +272,13 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         ok = [r for r in results["variants"] if r["status"] == "ok"]
         best = max(ok, key=lambda r: r["val_accuracy"]) if ok else None
         if best:
-            variant = next(v for v in variants if v.name == best["name"])
+            members, results["ensemble"] = choose_members(ok, best, run_dir, splits.y_val,
+                                                          ensemble_size)
+            by_name = {v.name: v for v in variants}
             try:
-                built = _build_export(variant, run_dir.load_weights(best["name"]),
-                                      splits_ref, cpus, stop_signal)
+                built = _build_export(
+                    [(by_name[m], run_dir.load_weights(m), share) for m, share in members],
+                    splits_ref, cpus, stop_signal)
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
@@ -288,8 +307,10 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         results["best"] = best["name"] if best else None
         results["wall_seconds"] = round(time.monotonic() - started, 2)
         if best:
+            exported = exported_model(results, members, built["predictions"], splits)
             path = export.publish(lambda staging: export.unpack(built["archive"], staging),
-                                  export_metadata(best, run_dir, splits, built["libraries"]),
+                                  export_metadata(exported, run_dir, splits,
+                                                  built["libraries"]),
                                   export_dir)
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
@@ -297,13 +318,14 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         write_json_atomic(run_dir.results, results)
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
-        console.print(report.leaderboard(results["variants"], results["best"]))
+        console.print(report.leaderboard(results["variants"], results["best"],
+                                         results.get("ensemble")))
         if not best:
             console.print(f"[red]every variant failed[/]; details in {run_dir.results}")
         else:
-            console.print(f"best: [bold]{best['name']}[/] val "
-                          f"{100 * best['val_accuracy']:.2f}% test "
-                          f"{100 * best['test_accuracy']:.2f}% -> exported to {path}")
+            console.print(f"exported: [bold]{exported['config']['name']}[/] val "
+                          f"{100 * exported['val_accuracy']:.2f}% test "
+                          f"{100 * exported['test_accuracy']:.2f}% -> {path}")
             per_class = results["exported_model_test"]["per_class_accuracy"]
             console.print("exported model, test accuracy per class: " + ", ".join(
                 f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
@@ -319,10 +341,46 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         closing.join()
 
 
-def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
-    """Build the serving SavedModel from the winner's weights, load it back from disk
-    and score the test set with it: the confusion matrix then describes exactly the
-    files that ship, not the in-memory net.
+def choose_members(ok: list[dict], best: dict, run_dir: RunDir, y_val, size: int):
+    """([(variant name, weight)], the selection record or None): the single best
+    variant, or with `size` > 1 an ensemble chosen on validation predictions
+    (fmnist/ensemble.py). Variants without saved predictions (finished by an older
+    version, before a resume) cannot be members."""
+    if size <= 1 or len(ok) < 2:
+        return [(best["name"], 1.0)], None
+    probs = {r["name"]: run_dir.load_val_probs(r["name"]) for r in ok}
+    probs = {n: p for n, p in probs.items() if p is not None and len(p) == len(y_val)}
+    if len(probs) < 2:
+        return [(best["name"], 1.0)], None
+    selection = ensemble.select(probs, y_val, size)
+    members = sorted(selection.pop("weights").items(), key=lambda m: (-m[1], m[0]))
+    selection["members"] = [{"name": m, "weight": w} for m, w in members]
+    selection["size"] = size
+    return members, selection
+
+
+def exported_model(results: dict, members: list[tuple[str, float]], predictions,
+                   splits: data.Splits) -> dict:
+    """The exported model as a leaderboard row: the best variant's own, or the
+    ensemble's (its test accuracy from the exported SavedModel's predictions; fills
+    results["ensemble"]["test_accuracy"])."""
+    by_name = {r["name"]: r for r in results["variants"]}
+    if len(members) == 1:
+        return by_name[members[0][0]]
+    selection = results["ensemble"]
+    selection["test_accuracy"] = float((predictions == splits.y_test).mean())
+    return {"name": "ensemble", "val_accuracy": selection["val_accuracy"],
+            "test_accuracy": selection["test_accuracy"],
+            "config": {"name": "ensemble-" + "+".join(m for m, _ in members),
+                       "members": [{"weight": w, **by_name[m]["config"]}
+                                   for m, w in members]}}
+
+
+def _export_task(members: list[tuple], splits: data.Splits) -> dict:
+    """Build the serving SavedModel from the members' weights ([(variant, weights,
+    share)]: one member, or an ensemble), load it back from disk and score the test set
+    with it: the confusion matrix then describes exactly the files that ship, not the
+    in-memory nets.
 
     A Ray task, so that it runs in a worker that already imported TensorFlow to train
     and the driver never imports it (2.3 s of CPU and start-up time saved per sweep).
@@ -333,7 +391,7 @@ def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp)
-        export.save_model(variant, weights, saved)
+        export.save_ensemble(members, saved)
         serve = tf.saved_model.load(tmp).signatures[export.SIGNATURE]
         probs = serve(**{export.INPUT_KEY: tf.constant(splits.x_test)})[export.OUTPUT_KEY]
         return {"archive": export.pack(saved), "libraries": library_versions(),
@@ -343,21 +401,23 @@ def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
 export_task = ray.remote(max_retries=3, retry_exceptions=False)(_export_task)
 
 
-def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
+def _build_export(members: list[tuple], splits_ref, cpus: float,
                   stop_signal: list[int]) -> dict:
-    ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref)
+    ref = export_task.options(num_cpus=cpus).remote(members, splits_ref)
     while not ray.wait([ref], timeout=0.25)[0]:
         if stop_signal:
             raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
     return ray.get(ref)
 
 
-def export_metadata(best: dict, run_dir: RunDir, splits: data.Splits,
+def export_metadata(exported: dict, run_dir: RunDir, splits: data.Splits,
                     libraries: dict) -> dict:
-    """What travels beside the SavedModel (fmnist.json)."""
+    """What travels beside the SavedModel (fmnist.json). `variant` is the exported
+    variant's config; for an ensemble, its name and `members` (each a config with its
+    `weight`)."""
     return {"class_names": list(data.CLASS_NAMES), "run_id": run_dir.path.name,
-            "variant": best["config"], "val_accuracy": best["val_accuracy"],
-            "test_accuracy": best["test_accuracy"], "dataset_sha256": splits.sha256,
+            "variant": exported["config"], "val_accuracy": exported["val_accuracy"],
+            "test_accuracy": exported["test_accuracy"], "dataset_sha256": splits.sha256,
             "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
                       "dtype": "uint8", "shape": [None, 28, 28], "background": 0},
             "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
@@ -392,9 +452,10 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
         results["variants"] = [by_name[v.name] for v in variants if v.name in by_name]
         write_json_atomic(run_dir.results, results)
 
-    def record(result, weights):
-        if weights is not None:
-            run_dir.save_weights(result["name"], weights)  # before results.json says "ok"
+    def record(result, weights, val_probs):
+        if weights is not None:  # before results.json says "ok"
+            run_dir.save_weights(result["name"], weights)
+            run_dir.save_val_probs(result["name"], val_probs)
         by_name[result["name"]] = result
         progress.finished(result)
         save()
@@ -429,10 +490,10 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
                 for ref in ready:
                     v = running.pop(ref)
                     try:
-                        result, weights = ray.get(ref)
+                        result, weights, val_probs = ray.get(ref)
                     except ray.exceptions.RayError as e:  # retries exhausted: lost again
-                        result, weights = failed(v, one_line(e)), None
-                    record(result, weights)
+                        result, weights, val_probs = failed(v, one_line(e)), None, None
+                    record(result, weights, val_probs)
             drain()
         except Interrupted as stop:
             # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...

@@ -62,7 +62,9 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                 on_epoch: Callable[[int, dict], None] | None = None,
                 checkpoint_dir: str | None = None,
                 chunk: int | None = None, jit: bool = True) -> tuple[dict, list[np.ndarray]]:
-    """Train, then evaluate on validation and test. Returns (result, weights).
+    """Train, then evaluate on validation and test. Returns (result, weights); the
+    result also holds `val_probabilities`, the validation split's [N, 10] probabilities
+    (an array, for ensemble selection: taken out before the result is saved as JSON).
 
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
     (a Ray retry after the first process died) resumes from the last finished epoch."""
@@ -111,6 +113,9 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                                          batch_size=EVAL_BATCH, verbose=0)
         test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test,
                                            batch_size=EVAL_BATCH, verbose=0)
+        # For ensemble selection, which the driver runs on validation predictions only.
+        val_probs = tf.nn.softmax(net.predict(splits.x_val, batch_size=EVAL_BATCH,
+                                              verbose=0)).numpy()
 
     val_curve = hist.get("val_accuracy", [])
     result = {
@@ -131,5 +136,6 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                                     * variant.batch_size / train_seconds, 1),
         "host": socket.gethostname(),
         "device": device,
+        "val_probabilities": val_probs,  # an array: the task ships it beside the weights
     }
     return result, net.get_weights()

@@ -72,7 +72,8 @@ KEYS = [f.name for f in fields(Variant)]
 # default sweep is found from any working directory and in an installed wheel.
 BUNDLED_DIR = Path(__file__).parent / "jobs"
 DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
-_TOP_KEYS = {"defaults", "variant", "grid", "random"}
+_TOP_KEYS = {"defaults", "variant", "grid", "random", "ensemble"}
+MAX_ENSEMBLE = 50  # selection steps; members can repeat, so weights are multiples of 1/N
 
 
 def _make(config: dict, where: str) -> Variant:
@@ -113,7 +114,8 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise SweepError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
-                         f"(expected [defaults], [[variant]], [[grid]], [[random]])")
+                         f"(expected [defaults], [ensemble], [[variant]], [[grid]], "
+                         f"[[random]])")
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SweepError(f"{source}: 'defaults' must be a table ([defaults])")
@@ -154,6 +156,23 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     return variants
 
 
+def ensemble_size(text: str, source: str = "<sweep>") -> int:
+    """The sweep's [ensemble] size: selection steps for the exported ensemble; 1 (the
+    default) exports the single best variant."""
+    table = tomllib.loads(text).get("ensemble", {})
+    if not isinstance(table, dict):
+        raise SweepError(f"{source}: 'ensemble' must be a table ([ensemble])")
+    unknown = set(table) - {"size"}
+    if unknown:
+        raise SweepError(f"{source}: [ensemble]: unknown key '{sorted(unknown)[0]}' "
+                         f"(known: size)")
+    size = table.get("size", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_ENSEMBLE:
+        raise SweepError(f"{source}: [ensemble]: key 'size': an integer from 1 (off) to "
+                         f"{MAX_ENSEMBLE}, got {size!r}")
+    return size
+
+
 def from_dict(config: dict, where: str) -> Variant:
     """A Variant from a full config (a merged sweep entry, or one saved in a run's
     results.json), checked against the same schema."""
@@ -163,15 +182,19 @@ def from_dict(config: dict, where: str) -> Variant:
 
 
 def load(path: str | Path) -> list[Variant]:
+    """The variants of a sweep file (SweepError naming the file on any problem)."""
+    return parse(read(path), str(path))
+
+
+def read(path: str | Path) -> str:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SweepError(f"{p}: sweep file not found; pass --sweep with a file "
                          f"such as jobs/default.toml") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SweepError(f"{p}: cannot read sweep file ({e})") from None
-    return parse(text, str(p))
 
 
 def with_epochs(variants: list[Variant], epochs: int | None) -> list[Variant]:

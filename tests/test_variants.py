@@ -184,3 +184,19 @@ def test_bad_search_spaces(sweep_file, text, expected):
     with pytest.raises(SweepError) as e:
         variants.load(sweep_file(text))
     assert expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", 1), ("[ensemble]\nsize = 8\n", 8),
+    ("[ensemble]\nsize = 0\n", "key 'size': an integer from 1 (off) to 50, got 0"),
+    ("[ensemble]\nsize = 2.5\n", "key 'size'"),
+    ("[ensemble]\nsise = 4\n", "[ensemble]: unknown key 'sise'"),
+])
+def test_ensemble_size(text, expected):
+    if isinstance(expected, int):
+        assert variants.ensemble_size(text) == expected
+        assert variants.parse(text + '[[variant]]\nname = "a"\nhidden = [8]\n')
+    else:
+        with pytest.raises(SweepError, match=".*") as e:
+            variants.ensemble_size(text)
+        assert expected in str(e.value)
