@@ -77,6 +77,11 @@ def train(
         help="Finish an interrupted run: its directory. Finished variants are kept, "
              "the others continue from their checkpoints; the run's own sweep and data "
              "settings are used.")] = None,
+    gate_tolerance: Annotated[float, typer.Option(
+        min=0.0, help="Quality gate: the winner becomes `stable` unless its validation "
+                      "accuracy is below the stable version's (on this run's validation "
+                      "split) by more than this many points; else it is labelled "
+                      "`candidate`.")] = 0.2,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
     from fmnist import variants as variants_mod
@@ -109,7 +114,7 @@ def train(
         raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
 
     # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
-    from fmnist import data, sweep as sweep_mod
+    from fmnist import data, sweep as sweep_mod, versions
 
     try:
         results = sweep_mod.run(
@@ -117,9 +122,9 @@ def train(
             cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
             runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
             val_size=val_size, limit=limit, resume=state,
-            threads_per_worker=threads_per_worker,
+            threads_per_worker=threads_per_worker, gate_tolerance=gate_tolerance,
         )
-    except (data.DataError, sweep_mod.ConnectError) as e:
+    except (data.DataError, sweep_mod.ConnectError, versions.VersionsError) as e:
         raise fail(str(e))
     except sweep_mod.Interrupted as stop:
         typer.echo(f"fmnist-job: interrupted ({stop}); what finished is saved. "
@@ -145,7 +150,8 @@ def score(
     directory: Annotated[Path, typer.Argument(
         help="Directory of images, scanned recursively.")],
     model: Annotated[Path, typer.Option(
-        help="SavedModel version dir, or the export base (newest version is used).")]
+        help="SavedModel version dir, or the export base: its `stable` version "
+             "(models.config), the newest when nothing is labelled.")]
         = Path("models/fmnist"),
     out: Annotated[Path, typer.Option(
         help="Output file; .csv or .jsonl decides the format.")] = Path("predictions.csv"),
@@ -201,6 +207,105 @@ def score(
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
 
 
+models_app = typer.Typer(
+    help="Exported versions and their labels (models.config, TF Serving's model config): "
+         "list, promote, roll back, prune.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ExportDir = Annotated[Path, typer.Option(
+    "--export-dir", help="The export base fmnist-job train exported into.")]
+
+
+@models_app.command("list")
+def models_list(
+    export_dir: ExportDir = Path("models/fmnist"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per version.")]
+        = False,
+) -> None:
+    """Versions with their creation time, variant, val/test accuracy, labels and size."""
+    import json
+
+    from fmnist import versions
+    try:
+        rows = versions.listing(export_dir)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    typer.echo(versions.table(rows))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="The version to label stable.")],
+    export_dir: ExportDir = Path("models/fmnist"),
+) -> None:
+    """Label VERSION `stable`: score and TF Serving use it from now on."""
+    from fmnist import versions
+    try:
+        before, now = versions.promote(export_dir, version)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    typer.echo(f"stable: version {now}" + (" (already)" if before == now else
+                                          f" (was {before if before is not None else 'none'})"))
+
+
+@models_app.command("rollback")
+def models_rollback(export_dir: ExportDir = Path("models/fmnist")) -> None:
+    """Label the previous `stable` version stable again."""
+    from fmnist import versions
+    try:
+        before, now = versions.rollback(export_dir)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    typer.echo(f"stable: version {now} (rolled back from {before})")
+
+
+@models_app.command("prune")
+def models_prune(
+    keep: Annotated[int, typer.Option(
+        min=0, help="Newest versions to keep; the stable and candidate versions and the "
+                    "one rollback would return to are always kept.")],
+    export_dir: ExportDir = Path("models/fmnist"),
+) -> None:
+    """Delete old versions."""
+    from fmnist import versions
+    try:
+        gone = versions.prune(export_dir, keep)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    typer.echo(f"pruned versions {', '.join(map(str, gone))}" if gone else "nothing to prune")
+
+
+runs_app = typer.Typer(help="Training runs: what each night did.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    runs_dir: Annotated[Path, typer.Option(
+        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")]
+        = False,
+) -> None:
+    """Runs, oldest first: start, duration, status, best variant, val/test accuracy,
+    exported version and the quality gate's decision."""
+    import json
+
+    from fmnist import runs
+    try:
+        rows = runs.listing(runs_dir)
+    except runs.RunsError as e:
+        raise fail(str(e))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    typer.echo(runs.table(rows))
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (a BaseException, like KeyboardInterrupt: cleanup code that
     catches Exception must not swallow it)."""
@@ -221,7 +326,7 @@ def main() -> int:
         typer.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
         return EXIT_USAGE
     except UsageError as e:
-        hint = f" (see 'fmnist-job {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else \
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else \
             " (see 'fmnist-job --help')"
         typer.echo(f"fmnist-job: error: {e.format_message()}{hint}", err=True)
         return EXIT_USAGE

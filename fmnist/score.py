@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from fmnist import export, files, images, preview, quiet_native_stderr
+from fmnist import export, files, images, preview, quiet_native_stderr, versions
 
 COLUMNS = ("path", "label", "class_name", "confidence", "top1_class", "top1_prob",
            "top2_class", "top2_prob", "top3_class", "top3_prob", "error")
@@ -135,20 +135,19 @@ class Model:
 
 
 def resolve_model(path: Path) -> Path:
-    """--model is a version directory, or the export base (its newest integer version)."""
+    """--model is a version directory, or the export base: its `stable` version (labels
+    in models.config, as TF Serving serves them), else its newest. Says which on stderr."""
     if (path / "saved_model.pb").is_file():
         return path
     if not path.exists():
         raise ScoreError(f"--model {path}: no such directory; train and export a model "
                          f"first (fmnist-job train) or point --model at one")
-    found = export.versions(path)
-    if not found:
-        raise ScoreError(f"--model {path}: not a SavedModel (no saved_model.pb) and no "
-                         f"integer version directories under it")
-    version = path / str(found[-1])
-    if not (version / "saved_model.pb").is_file():
-        raise ScoreError(f"--model {path}: newest version {version} has no saved_model.pb")
-    return version
+    try:
+        version, why = versions.resolve(path)
+    except versions.VersionsError as e:
+        raise ScoreError(f"--model: {e}") from None
+    note(f"score: using version {version} of {path} ({why})")
+    return path / str(version)
 
 
 def read_metadata(version: Path) -> dict:

@@ -25,7 +25,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, export, report, train
+from fmnist import data, export, report, train, versions
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
 
@@ -239,8 +239,12 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
 
     emit({"kind": "start", "host": host, "device": device})
     try:
+        # runs/<run>/tensorboard/<variant>/: `tensorboard --logdir runs/` compares the
+        # variants of a run and the runs of several nights. (Beside checkpoints/<variant>.)
+        tensorboard_dir = str(Path(checkpoint_dir).parents[1] / "tensorboard" / variant.name)
         result, weights = train.fit_variant(
             variant, splits, device=device, checkpoint_dir=checkpoint_dir,
+            tensorboard_dir=tensorboard_dir,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), host=host, node_id=node_id, device=device), None
@@ -351,14 +355,19 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
         runs_dir: Path | None, export_dir: Path, data_dir: Path | None, val_size: int,
         limit: int | None, resume: dict | None = None,
-        threads_per_worker: int | None = None) -> dict:
+        threads_per_worker: int | None = None,
+        gate_tolerance: float = versions.DEFAULT_TOLERANCE) -> dict:
     """Returns the results (as written to results.json); `best` is None when every
     variant failed. Raises DataError / ConnectError before any training starts, and
     Interrupted (after writing what is known) on SIGINT / SIGTERM.
 
     `resume`: the results.json of an interrupted run in `runs_dir`; its finished
-    variants are kept, the others run (from their checkpoints where they have some)."""
+    variants are kept, the others run (from their checkpoints where they have some).
+
+    The winner is exported, then labelled `stable` or `candidate` by the quality gate
+    (versions.apply_gate; `gate_tolerance` in accuracy points)."""
     console = report.make_console()
+    versions.read_config(export_dir)  # a corrupt models.config fails now, not after training
     splits = data.load(data_dir, val_size=val_size, limit=limit)
     run_dir = RunDir(new_run_dir(runs_dir))
     run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -403,8 +412,16 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         if best:
             variant = next(v for v in variants if v.name == best["name"])
             try:
+                # Read now, as late as possible; apply_gate checks it again under its lock.
+                try:
+                    stable, stable_path, problem = *versions.stable_for_gate(export_dir), None
+                except versions.VersionsError as e:  # the gate then refuses to promote
+                    stable, stable_path, problem = None, None, str(e)
                 built = _build_export(variant, run_dir.load_weights(best["name"]),
-                                      splits_ref, cpus, stop_signal)
+                                      splits_ref, cpus, stop_signal,
+                                      export.pack(stable_path) if stable_path else None)
+                if problem:
+                    built["stable_error"] = problem
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
@@ -430,6 +447,8 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
                 built["predictions"], splits, path, run_dir.path)
+            results["gate"] = _gate(export_dir, int(path.name), built, stable,
+                                    gate_tolerance, run_id)
         write_json_atomic(run_dir.results, results)
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
@@ -439,6 +458,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             return results
         console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
                       f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
+        console.print(gate_line(results["gate"]), highlight=False)
         per_class = results["exported_model_test"]["per_class_accuracy"]
         console.print("exported model, test accuracy per class: " + ", ".join(
             f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
@@ -448,10 +468,16 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         closing.join()
 
 
-def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
+def _export_task(variant: Variant, weights: list, splits: data.Splits,
+                 stable_archive: bytes | None = None) -> dict:
     """Build the serving SavedModel from the winner's weights, load it back from disk
     and score the test set with it: the confusion matrix then describes exactly the
     files that ship, not the in-memory net.
+
+    For the quality gate, the same SavedModel and the `stable` version (packed by the
+    driver, so the task may run on any node) are scored on this run's validation split:
+    both numbers come from the same images and the same code, whatever --val-size or
+    --limit the stable version was trained with.
 
     A Ray task, so that it runs in a worker that already imported TensorFlow to train
     and the driver never imports it (2.3 s of CPU and start-up time saved per sweep).
@@ -460,25 +486,74 @@ def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
     train.skip_optional_imports()
     import tensorflow as tf
 
+    def predict(directory: str, x):
+        serve = tf.saved_model.load(directory).signatures[export.SIGNATURE]
+        return serve(**{export.INPUT_KEY: tf.constant(x)})[export.OUTPUT_KEY].numpy() \
+            .argmax(axis=1).astype("uint8")
+
+    def val_accuracy(directory: str) -> float:
+        return float((predict(directory, splits.x_val) == splits.y_val).mean())
+
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp)
         export.save_model(variant, weights, saved)
-        serve = tf.saved_model.load(tmp).signatures[export.SIGNATURE]
-        probs = serve(**{export.INPUT_KEY: tf.constant(splits.x_test)})[export.OUTPUT_KEY]
-        return {"archive": export.pack(saved), "libraries": library_versions(),
-                "predictions": probs.numpy().argmax(axis=1).astype("uint8")}
+        built = {"archive": export.pack(saved), "libraries": library_versions(),
+                 "predictions": predict(tmp, splits.x_test),
+                 "val_accuracy": val_accuracy(tmp)}
+    if stable_archive is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                export.unpack(stable_archive, Path(tmp))
+                built["stable_val_accuracy"] = val_accuracy(tmp)
+            except Exception as e:  # noqa: BLE001 - recorded; the gate then refuses
+                built["stable_error"] = one_line(e)
+    return built
 
 
 export_task = ray.remote(max_retries=3, retry_exceptions=False)(_export_task)
 
 
 def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
-                  stop_signal: list[int]) -> dict:
-    ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref)
+                  stop_signal: list[int], stable_archive: bytes | None = None) -> dict:
+    ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref,
+                                                    stable_archive)
     while not ray.wait([ref], timeout=0.25)[0]:
         if stop_signal:
             raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
     return ray.get(ref)
+
+
+def _gate(export_dir: Path, version: int, built: dict, stable: int | None,
+          tolerance: float, run_id: str) -> dict:
+    """Label the new version (versions.apply_gate) and return what results.json records.
+    A models.config broken since the start of the run leaves the version unlabelled."""
+    refuse = None
+    if "stable_error" in built:
+        refuse = (f"stable version {stable if stable is not None else '?'} could not be "
+                  f"evaluated ({built['stable_error']}); not promoted")
+    try:
+        return versions.apply_gate(export_dir, version, built["val_accuracy"], stable,
+                                   built.get("stable_val_accuracy"), tolerance, run_id,
+                                   refuse=refuse)
+    except versions.VersionsError as e:
+        return {"decision": "unlabelled", "reason": str(e), "version": version,
+                "val_accuracy": built["val_accuracy"], "compared_with": stable,
+                "stable_val_accuracy": built.get("stable_val_accuracy"),
+                "tolerance_points": tolerance}
+
+
+def gate_line(gate: dict) -> str:
+    """The gate's decision in one line."""
+    val = f"val {100 * gate['val_accuracy']:.2f}%"
+    if gate.get("stable_val_accuracy") is not None:
+        val += f" vs stable v{gate['compared_with']} {100 * gate['stable_val_accuracy']:.2f}%"
+    if gate["decision"] == "promote":
+        return f"gate: version {gate['version']} promoted to stable ({val}; {gate['reason']})"
+    if gate["decision"] == "candidate":
+        kept = gate.get("stable_before")
+        return (f"gate: version {gate['version']} NOT promoted, labelled candidate; stable "
+                f"stays version {kept} ({val}; {gate['reason']})")
+    return f"gate: version {gate['version']} left unlabelled: {gate['reason']}"
 
 
 def export_metadata(best: dict, run_dir: RunDir, splits: data.Splits,
