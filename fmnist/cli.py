@@ -306,6 +306,42 @@ def runs_list(
     typer.echo(runs.table(rows))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def guard(
+    ctx: typer.Context,
+    lease: Annotated[Path, typer.Option(
+        help="Lease file on the volume every run shares (its .lock beside it).")],
+    scheduled: Annotated[Optional[str], typer.Option(
+        envvar="FMNIST_SCHEDULED",
+        help="When this run was scheduled: an RFC 3339 time, or the RayJob's name when it "
+             "ends in -<minutes since the epoch>. Empty: lateness is not checked.")] = None,
+    max_lateness_hours: Annotated[float, typer.Option(
+        min=0.0, help="Skip the run when it starts more than this long after its "
+                      "scheduled time.")] = 6.0,
+) -> None:
+    """Run COMMAND (after --) unless another guarded run holds the lease or this one is
+    too late; a skip prints one line and exits 0. For the nightly job: deploy/README.md."""
+    import os
+
+    from fmnist import nightly
+    command = list(ctx.args)
+    if not command:
+        raise fail("no command to run: fmnist-job guard --lease FILE -- COMMAND ARGS...")
+    try:
+        fd, message = nightly.acquire(lease, nightly.scheduled_time(scheduled),
+                                      max_lateness_hours)
+    except nightly.GuardError as e:
+        raise fail(str(e))
+    typer.echo(f"fmnist-job guard: {message}", err=True)
+    if fd is None:
+        raise typer.Exit(EXIT_OK)
+    os.set_inheritable(fd, True)  # the command holds the lock until it exits
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        raise fail(f"cannot run {command[0]!r}: {e.strerror or e}")
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (a BaseException, like KeyboardInterrupt: cleanup code that
     catches Exception must not swallow it)."""
