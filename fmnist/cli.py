@@ -315,6 +315,12 @@ def guard(
         envvar="FMNIST_SCHEDULED",
         help="When this run was scheduled: an RFC 3339 time, or the RayJob's name when it "
              "ends in -<minutes since the epoch>. Empty: lateness is not checked.")] = None,
+    rayjob_name: Annotated[Optional[str], typer.Option(
+        envvar="FMNIST_RAYJOB_NAME",
+        help="The RayJob's name (deploy/: from the head pod's label "
+             "ray.io/originated-from-cr-name). Its scheduled time is read from it when it "
+             "ends in -<minutes since the epoch>; otherwise lateness is not checked, with "
+             "a warning, and the lease still applies.")] = None,
     max_lateness_hours: Annotated[float, typer.Option(
         min=0.0, help="Skip the run when it starts more than this long after its "
                       "scheduled time.")] = 6.0,
@@ -328,10 +334,15 @@ def guard(
     if not command:
         raise fail("no command to run: fmnist-job guard --lease FILE -- COMMAND ARGS...")
     try:
-        fd, message = nightly.acquire(lease, nightly.scheduled_time(scheduled),
-                                      max_lateness_hours)
+        when = nightly.scheduled_time(scheduled)
     except nightly.GuardError as e:
         raise fail(str(e))
+    if when is None and rayjob_name:
+        when = nightly.time_in_name(rayjob_name)
+        if when is None:
+            typer.echo(f"fmnist-job guard: warning: RayJob name {rayjob_name!r} carries no "
+                       f"scheduled time; lateness not checked", err=True)
+    fd, message = nightly.acquire(lease, when, max_lateness_hours)
     typer.echo(f"fmnist-job guard: {message}", err=True)
     if fd is None:
         raise typer.Exit(EXIT_OK)

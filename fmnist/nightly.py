@@ -47,15 +47,21 @@ def scheduled_time(value: str | None) -> dt.datetime | None:
     value = (value or "").strip()
     if not value:
         return None
-    match = MINUTES_SUFFIX.search(value)
-    if match:
-        return dt.datetime.fromtimestamp(int(match.group(1)) * 60, dt.timezone.utc)
+    if (when := time_in_name(value)) is not None:
+        return when
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise GuardError(f"--scheduled {value!r}: neither an RFC 3339 time (2026-11-27T02:00:00Z) "
                          f"nor a RayJob name ending in -<minutes since the epoch>") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def time_in_name(name: str) -> dt.datetime | None:
+    """The scheduled time a RayJob's name ends with, or None."""
+    match = MINUTES_SUFFIX.search(name.strip())
+    return dt.datetime.fromtimestamp(int(match.group(1)) * 60, dt.timezone.utc) \
+        if match else None
 
 
 def now() -> dt.datetime:
