@@ -180,10 +180,18 @@ def score(
     address: Annotated[Optional[str], typer.Option(
         envvar="RAY_ADDRESS", help="Ray cluster to join with --ray. "
                                    "Default: an embedded local Ray.")] = None,
+    done: Annotated[Optional[Path], typer.Option(
+        help="After writing --out, move every file it has a row for from DIRECTORY to "
+             "DONE/<--out's name>/ (same volume), so the next run scores only new files.")]
+        = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by score.load_model, after the cheap checks.
     from fmnist import score as score_mod
+
+    if done is not None and directory.resolve() in (done.resolve(), *done.resolve().parents):
+        raise fail(f"--done {done} is inside {directory}: the next run would score it again; "
+                   f"put it beside the inbox")
 
     # SIGTERM (an eviction, `docker stop`) must clean up as Ctrl-C does: the temporary
     # output removed, the decoder processes or the embedded Ray stopped. Python's default
@@ -204,6 +212,15 @@ def score(
         raise typer.Exit(143 if sig == "SIGTERM" else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if done is not None:
+        from fmnist import inbox
+        try:
+            moved, left = inbox.archive(out, directory, done)
+        except OSError as e:
+            raise fail(f"--done {done}: cannot move the scored files ({e.strerror or e}); "
+                       f"{out} is written, the inbox is as it was", EXIT_FAILED)
+        typer.echo(f"score: moved {moved:,} scored file(s) to {done}"
+                   + (f"; {left:,} row(s) had no file to move" if left else ""), err=True)
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
 
 
@@ -315,12 +332,12 @@ def guard(
         envvar="FMNIST_SCHEDULED",
         help="When this run was scheduled: an RFC 3339 time, or the RayJob's name when it "
              "ends in -<minutes since the epoch>. Empty: lateness is not checked.")] = None,
-    rayjob_name: Annotated[Optional[str], typer.Option(
-        envvar="FMNIST_RAYJOB_NAME",
-        help="The RayJob's name (deploy/: from the head pod's label "
-             "ray.io/originated-from-cr-name). Its scheduled time is read from it when it "
-             "ends in -<minutes since the epoch>; otherwise lateness is not checked, with "
-             "a warning, and the lease still applies.")] = None,
+    job_name: Annotated[Optional[str], typer.Option(
+        envvar="FMNIST_JOB_NAME",
+        help="The name of the Job or RayJob this run is (deploy/ passes it from a pod "
+             "label). When it ends in -<minutes since the epoch>, as a CronJob's Jobs do, "
+             "that is the scheduled time; otherwise lateness is not checked, with a "
+             "warning, and the lease still applies.")] = None,
     max_lateness_hours: Annotated[float, typer.Option(
         min=0.0, help="Skip the run when it starts more than this long after its "
                       "scheduled time.")] = 6.0,
@@ -337,10 +354,10 @@ def guard(
         when = nightly.scheduled_time(scheduled)
     except nightly.GuardError as e:
         raise fail(str(e))
-    if when is None and rayjob_name:
-        when = nightly.time_in_name(rayjob_name)
+    if when is None and job_name:
+        when = nightly.time_in_name(job_name)
         if when is None:
-            typer.echo(f"fmnist-job guard: warning: RayJob name {rayjob_name!r} carries no "
+            typer.echo(f"fmnist-job guard: warning: job name {job_name!r} carries no "
                        f"scheduled time; lateness not checked", err=True)
     fd, message = nightly.acquire(lease, when, max_lateness_hours)
     typer.echo(f"fmnist-job guard: {message}", err=True)
@@ -351,6 +368,22 @@ def guard(
         os.execvp(command[0], command)
     except OSError as e:
         raise fail(f"cannot run {command[0]!r}: {e.strerror or e}")
+
+
+@runs_app.command("prune")
+def runs_prune(
+    keep_days: Annotated[float, typer.Option(
+        min=0.0, help="Delete run directories nothing was written to for this many days.")],
+    runs_dir: Annotated[Path, typer.Option(
+        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+) -> None:
+    """Retention for run directories (results, checkpoints, TensorBoard files)."""
+    from fmnist import runs
+    try:
+        gone = runs.prune(runs_dir, keep_days)
+    except runs.RunsError as e:
+        raise fail(str(e))
+    typer.echo(f"pruned {len(gone)} run(s)" + (f": {', '.join(gone)}" if gone else ""))
 
 
 class Terminated(BaseException):

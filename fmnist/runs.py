@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 
@@ -92,3 +93,29 @@ def table(rows: list[dict]) -> str:
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
                      for line in lines)
+
+
+def prune(runs_dir: Path, keep_days: float, now: float | None = None) -> list[str]:
+    """Delete run directories last written more than `keep_days` ago (their newest
+    file's time: a run still writing is never old). Each is renamed to a hidden name
+    first, so `runs list` never shows half a run. Returns the run ids removed."""
+    import shutil
+    import time
+
+    if not runs_dir.is_dir():
+        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
+                        f"run directories (runs/ by default)")
+    cutoff = (now if now is not None else time.time()) - keep_days * 86400
+    removed = []
+    for run in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        newest = max((p.stat().st_mtime for p in run.rglob("*")), default=run.stat().st_mtime)
+        if max(newest, run.stat().st_mtime) >= cutoff:
+            continue
+        hidden = runs_dir / f".pruned-{run.name}"
+        try:
+            os.rename(run, hidden)
+        except OSError:
+            continue  # another pruner took it
+        shutil.rmtree(hidden, ignore_errors=True)
+        removed.append(run.name)
+    return removed

@@ -121,13 +121,13 @@ def test_bad_input_is_one_line_and_exit_two(tmp_path):
 def test_a_rayjob_name_without_a_time_warns_and_keeps_the_lease(tmp_path):
     """KubeRay versions that name RayJobs <cronjob>-<random> give no time to check:
     the run goes ahead (a night is not lost to a naming change), the lease still holds."""
-    env = {**os.environ, "FMNIST_RAYJOB_NAME": "fmnist-nightly-x7k9q"}
+    env = {**os.environ, "FMNIST_JOB_NAME": "fmnist-nightly-x7k9q"}
     proc = subprocess.run([*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--",
                            sys.executable, "-c", "print('ran')"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "ran\n"
-    assert "RayJob name 'fmnist-nightly-x7k9q' carries no scheduled time" in proc.stderr
-    env["FMNIST_RAYJOB_NAME"] = rayjob_name(NIGHT - dt.timedelta(days=1))
+    assert "job name 'fmnist-nightly-x7k9q' carries no scheduled time" in proc.stderr
+    env["FMNIST_JOB_NAME"] = rayjob_name(NIGHT - dt.timedelta(days=1))
     env["FMNIST_TEST_NOW"] = NIGHT.isoformat()
     proc = subprocess.run([*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--",
                            sys.executable, "-c", "print('ran')"], cwd=ROOT, env=env,
