@@ -35,7 +35,9 @@ from fmnist.files import write_json_atomic
 # another version names them <cronjob>-<5 random characters> and puts the time in the
 # annotation ray.io/cronjob-scheduled-timestamp instead. Both are accepted: a name whose
 # last part is a minute count, or an RFC 3339 timestamp.
-MINUTES_SUFFIX = re.compile(r"-(\d{8,})$")
+# The RayCluster a RayJob creates is named <RayJob name>-<5 random characters>, and its
+# pods carry that in their ray.io/cluster label: the minute count may be followed by it.
+MINUTES_SUFFIX = re.compile(r"-(\d{8,})(?:-[a-z0-9]{5})?$")
 
 
 class GuardError(Exception):

@@ -98,6 +98,8 @@ def test_a_killed_run_releases_the_lease(tmp_path):
 
 @pytest.mark.parametrize("value, expected", [
     (rayjob_name(NIGHT), NIGHT),
+    (rayjob_name(NIGHT) + "-x7k9q", NIGHT),  # the RayCluster's name, ray.io/cluster
+    ("fmnist-train-nightly-" + str(int(NIGHT.timestamp()) // 60), NIGHT),  # a CronJob's Job
     ("2026-11-27T02:00:00Z", NIGHT),
     ("2026-11-27T03:00:00+01:00", NIGHT),
     ("2026-11-27T02:00:00", NIGHT),  # no zone: UTC, as the schedule's Etc/UTC
