@@ -136,18 +136,19 @@ class Model:
 
 def resolve_model(path: Path) -> Path:
     """--model is a version directory, or the export base: its `stable` version (labels
-    in models.config, as TF Serving serves them), else its newest. Says which on stderr."""
+    in models.config, as TF Serving serves them), else its newest."""
     if (path / "saved_model.pb").is_file():
         return path
     if not path.exists():
         raise ScoreError(f"--model {path}: no such directory; train and export a model "
                          f"first (fmnist-job train) or point --model at one")
+    if not versions.disk_versions(path):
+        raise ScoreError(f"--model {path}: not a SavedModel (no saved_model.pb) and no "
+                         f"integer version directories with one under it")
     try:
-        version, why = versions.resolve(path)
+        return path / str(versions.resolve(path)[0])
     except versions.VersionsError as e:
         raise ScoreError(f"--model: {e}") from None
-    note(f"score: using version {version} of {path} ({why})")
-    return path / str(version)
 
 
 def read_metadata(version: Path) -> dict:
@@ -631,7 +632,8 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
             else:
                 total = sum(1 for _ in walk(directory))  # for the bar; listing is cheap
             if show:
-                note(f"score: {total:,} image files under {directory} with model {version}")
+                note(f"score: {total:,} image files under {directory} with model {version}"
+                     f"{versions.why_used(version)}")
             with Progress(total, enabled=show) as progress:
                 started = time.monotonic()
                 if use_ray:

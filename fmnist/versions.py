@@ -297,6 +297,23 @@ def resolve(base: Path) -> tuple[int, str]:
     return found[-1], "newest; no stable label"
 
 
+def why_used(version_dir: Path) -> str:
+    """' (stable)', ' (candidate)', ' (newest; no stable label)' or '': what `score` says
+    of the version it uses. Never raises: resolve() has read the config already."""
+    try:
+        config = read_config(version_dir.parent)
+        number = int(version_dir.name)
+    except (VersionsError, ValueError):
+        return ""
+    labels = sorted(k for k, v in (config.labels if config else {}).items() if v == number)
+    if labels:
+        return f" ({', '.join(labels)})"
+    if (config is None or config.stable is None) and \
+            number == (disk_versions(version_dir.parent) or [None])[-1]:
+        return " (newest; no stable label)"
+    return ""
+
+
 def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

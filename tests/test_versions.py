@@ -242,15 +242,17 @@ def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
     def used():
         proc = run_cli("score", images, "--model", base, "--out", tmp_path / "p.csv")
         assert proc.returncode == 0, proc.stderr
-        return [line for line in proc.stderr.splitlines() if "using version" in line]
+        return [line.split(" with model ")[1] for line in proc.stderr.splitlines()
+                if " with model " in line]
 
-    assert used() == [f"score: using version 2 of {base} (newest; no stable label)"]
+    assert used() == [f"{base}/2 (newest; no stable label)"]
     assert run_cli("models", "promote", "1", "--export-dir", base).returncode == 0
-    assert used() == [f"score: using version 1 of {base} (stable)"]
+    assert used() == [f"{base}/1 (stable)"]
     assert run_cli("models", "promote", "2", "--export-dir", base).returncode == 0
+    assert used() == [f"{base}/2 (stable)"]
     proc = run_cli("models", "rollback", "--export-dir", base)
     assert proc.stdout == "stable: version 1 (rolled back from 2)\n"
-    assert used() == [f"score: using version 1 of {base} (stable)"]
+    assert used() == [f"{base}/1 (stable)"]
 
     (base / versions.CONFIG).write_text("garbage")
     proc = run_cli("score", images, "--model", base, "--out", tmp_path / "q.csv")
