@@ -240,18 +240,12 @@ def models_list(
         = False,
 ) -> None:
     """Versions with their creation time, variant, val/test accuracy, labels and size."""
-    import json
-
     from fmnist import versions
     try:
         rows = versions.listing(export_dir)
     except versions.VersionsError as e:
         raise fail(str(e))
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps(row))
-        return
-    typer.echo(versions.table(rows))
+    _echo_rows(rows, as_json, versions.table)
 
 
 @models_app.command("promote")
@@ -309,18 +303,23 @@ def runs_list(
 ) -> None:
     """Runs, oldest first: start, duration, status, best variant, val/test accuracy,
     exported version and the quality gate's decision."""
-    import json
-
     from fmnist import runs
     try:
         rows = runs.listing(runs_dir)
     except runs.RunsError as e:
         raise fail(str(e))
+    _echo_rows(rows, as_json, runs.table)
+
+
+def _echo_rows(rows: list[dict], as_json: bool, table) -> None:
+    """JSON lines (one object a row, for scripts) or the aligned table."""
+    import json
+
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
-        return
-    typer.echo(runs.table(rows))
+    else:
+        typer.echo(table(rows))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

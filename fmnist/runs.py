@@ -79,20 +79,17 @@ def listing(runs_dir: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """A plain, aligned text table."""
-    def pct(x):
-        return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
+    """A plain, aligned text table (times in UTC)."""
+    from fmnist.tables import aligned, percent
 
-    head = ["run", "started", "duration", "status", "best", "val%", "test%", "version", "gate"]
-    lines = [head] + [[
-        r["run_id"], (r["started"] or "-")[:19].replace("T", " "),
-        f"{r['duration_seconds']:.0f}s" if isinstance(r["duration_seconds"], (int, float))
-        else "-", r["status"], r["best"] or "-", pct(r["val_accuracy"]),
-        pct(r["test_accuracy"]), r["exported_version"] or "-", r["gate"] or "-"]
-        for r in rows]
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    return aligned(
+        ["run", "started (UTC)", "duration", "status", "best", "val%", "test%", "version",
+         "gate"],
+        [[r["run_id"], (r["started"] or "-")[:19].replace("T", " "),
+          f"{r['duration_seconds']:.0f}s" if isinstance(r["duration_seconds"], (int, float))
+          else "-", r["status"], r["best"] or "-", percent(r["val_accuracy"]),
+          percent(r["test_accuracy"]), r["exported_version"] or "-", r["gate"] or "-"]
+         for r in rows])
 
 
 def prune(runs_dir: Path, keep_days: float, now: float | None = None) -> list[str]:

@@ -412,16 +412,9 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         if best:
             variant = next(v for v in variants if v.name == best["name"])
             try:
-                # Read now, as late as possible; apply_gate checks it again under its lock.
-                try:
-                    stable, stable_path, problem = *versions.stable_for_gate(export_dir), None
-                except versions.VersionsError as e:  # the gate then refuses to promote
-                    stable, stable_path, problem = None, None, str(e)
+                baseline = versions.gate_baseline(export_dir)  # what the winner must match
                 built = _build_export(variant, run_dir.load_weights(best["name"]),
-                                      splits_ref, cpus, stop_signal,
-                                      export.pack(stable_path) if stable_path else None)
-                if problem:
-                    built["stable_error"] = problem
+                                      splits_ref, cpus, stop_signal, baseline["archive"])
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
@@ -447,8 +440,8 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
                 built["predictions"], splits, path, run_dir.path)
-            results["gate"] = _gate(export_dir, int(path.name), built, stable,
-                                    gate_tolerance, run_id)
+            results["gate"] = versions.gate(export_dir, int(path.name), built, baseline,
+                                            gate_tolerance, run_id)
         write_json_atomic(run_dir.results, results)
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
@@ -458,7 +451,9 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             return results
         console.print(f"best: [bold]{best['name']}[/] val {100 * best['val_accuracy']:.2f}% "
                       f"test {100 * best['test_accuracy']:.2f}% -> exported to {results['export']}")
-        console.print(gate_line(results["gate"]), highlight=False)
+        # One line, however long: a log line to grep for (rich would wrap it at 80 columns).
+        console.print(versions.gate_line(results["gate"]), highlight=False, markup=False,
+                      soft_wrap=True)
         per_class = results["exported_model_test"]["per_class_accuracy"]
         console.print("exported model, test accuracy per class: " + ", ".join(
             f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
@@ -521,39 +516,6 @@ def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
         if stop_signal:
             raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
     return ray.get(ref)
-
-
-def _gate(export_dir: Path, version: int, built: dict, stable: int | None,
-          tolerance: float, run_id: str) -> dict:
-    """Label the new version (versions.apply_gate) and return what results.json records.
-    A models.config broken since the start of the run leaves the version unlabelled."""
-    refuse = None
-    if "stable_error" in built:
-        refuse = (f"stable version {stable if stable is not None else '?'} could not be "
-                  f"evaluated ({built['stable_error']}); not promoted")
-    try:
-        return versions.apply_gate(export_dir, version, built["val_accuracy"], stable,
-                                   built.get("stable_val_accuracy"), tolerance, run_id,
-                                   refuse=refuse)
-    except versions.VersionsError as e:
-        return {"decision": "unlabelled", "reason": str(e), "version": version,
-                "val_accuracy": built["val_accuracy"], "compared_with": stable,
-                "stable_val_accuracy": built.get("stable_val_accuracy"),
-                "tolerance_points": tolerance}
-
-
-def gate_line(gate: dict) -> str:
-    """The gate's decision in one line."""
-    val = f"val {100 * gate['val_accuracy']:.2f}%"
-    if gate.get("stable_val_accuracy") is not None:
-        val += f" vs stable v{gate['compared_with']} {100 * gate['stable_val_accuracy']:.2f}%"
-    if gate["decision"] == "promote":
-        return f"gate: version {gate['version']} promoted to stable ({val}; {gate['reason']})"
-    if gate["decision"] == "candidate":
-        kept = gate.get("stable_before")
-        return (f"gate: version {gate['version']} NOT promoted, labelled candidate; stable "
-                f"stays version {kept} ({val}; {gate['reason']})")
-    return f"gate: version {gate['version']} left unlabelled: {gate['reason']}"
 
 
 def export_metadata(best: dict, run_dir: RunDir, splits: data.Splits,

@@ -1110,7 +1110,8 @@ def test_command_lines_parse_with_the_real_cli(doc):
                 assert directory not in (done, *done.parents), f"{inv.where}: --done in the inbox"
         elif name == "guard":
             on_pvc(params["lease"], writable=True)
-            assert inv.argv[inv.argv.index("--") + 1] == "fmnist-job", f"{inv.where}: guards fmnist-job"
+            assert inv.argv[inv.argv.index("--") + 1] == "fmnist-job", \
+                f"{inv.where}: guards fmnist-job"
         elif name.startswith("models "):
             on_pvc(params["export_dir"], writable=name != "models list")
         elif name == "runs prune":

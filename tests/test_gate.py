@@ -75,8 +75,10 @@ def test_a_worse_model_is_a_candidate_and_stable_stays(nights):
     assert gate["stable_val_accuracy"] == second["val_accuracy"]
     assert gate["val_accuracy"] < gate["stable_val_accuracy"] - 0.002
     [line] = gate_lines(procs["n3"])
-    assert line.startswith("gate: version 3 NOT promoted, labelled candidate; stable stays "
-                           "version 2 (val ")
+    assert line == (f"gate: version 3 NOT promoted, labelled candidate; stable stays version 2 "
+                    f"(val {100 * gate['val_accuracy']:.2f}% vs stable v2 "
+                    f"{100 * gate['stable_val_accuracy']:.2f}%; {gate['reason']})")
+    assert gate["reason"].endswith("points (tolerance 0.2)")  # one line, not wrapped
     config = versions.read_config(tmp / "models" / "fmnist")
     assert config.labels == {"stable": 2, "candidate": 3} and config.versions == [1, 2, 3]
     assert versions.resolve(tmp / "models" / "fmnist") == (2, "stable")

@@ -18,7 +18,9 @@ from conftest import FMNIST_JOB, ROOT
 from fmnist import nightly
 
 NIGHT = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.timezone.utc)
-RECORD = "import sys, time; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); time.sleep(float(sys.argv[3]))"
+# The guarded command: appends its name to a file, then takes a while.
+RECORD = ("import sys, time; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); "
+          "time.sleep(float(sys.argv[3]))")
 
 
 def rayjob_name(when: dt.datetime) -> str:

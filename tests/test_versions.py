@@ -150,7 +150,8 @@ def test_list_promote_rollback_prune(tmp_path, monkeypatch, capsys):
     base = make_versions(tmp_path / "fmnist", 1, 2, 3, 4, 5)
     d = ["--export-dir", base]
     code, out, _ = cli(["models", "list", *d], monkeypatch, capsys)
-    assert code == 0 and out.splitlines()[0].split()[:3] == ["version", "created", "variant"]
+    assert code == 0 and out.splitlines()[0].split()[:4] == ["version", "created", "(UTC)",
+                                                            "variant"]
     assert len(out.splitlines()) == 6
     assert cli(["models", "promote", "2", *d], monkeypatch, capsys)[1] == \
         "stable: version 2 (was none)\n"
