@@ -219,8 +219,8 @@ def read_history(base: Path) -> list[int]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise VersionsError(f"{base / HISTORY}: unreadable ({e}); fix or delete it "
-                            f"(only rollback needs it)")
+        raise VersionsError(f"{base / HISTORY}: unreadable ({e}); fix it, or delete it "
+                            f"(rollback then has no earlier stable versions to return to)")
 
 
 def _write(base: Path, config: Config, history: list[int] | None = None,
