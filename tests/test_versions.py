@@ -208,6 +208,13 @@ def test_bad_input_is_one_line_exit_two_and_loses_nothing(tmp_path, monkeypatch,
         assert code == 2 and "no such export directory" in err, sub
     assert list(empty.iterdir()) == []
 
+    (base / versions.HISTORY).write_text("{not json")
+    before = snapshot(base)
+    code, out, err = cli(["models", "promote", "2", *d], monkeypatch, capsys)
+    assert (code, out) == (2, "") and "models.history.json: unreadable" in err
+    assert snapshot(base) == before
+    (base / versions.HISTORY).unlink()
+
     (base / versions.CONFIG).write_text("model_config_list { config { name: 'x' ")
     before = snapshot(base)
     for sub in (["list"], ["promote", "2"], ["rollback"], ["prune", "--keep", "0"]):
