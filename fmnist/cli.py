@@ -85,6 +85,11 @@ def train(
         help="Finish an interrupted run: its directory. Finished variants are kept, "
              "the others continue from their checkpoints; the run's own sweep and data "
              "settings are used.")] = None,
+    gate_tolerance: Annotated[float, typer.Option(
+        min=0.0, help="Quality gate: the winner becomes `stable` unless its validation "
+                      "accuracy is below the stable version's (on this run's validation "
+                      "split) by more than this many points; else it is labelled "
+                      "`candidate`.")] = 0.2,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
     from fmnist import variants as variants_mod
@@ -138,7 +143,7 @@ def train(
                    f"continue that run with --resume {runs_dir}")
 
     # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
-    from fmnist import cluster, data, files, sweep as sweep_mod
+    from fmnist import cluster, data, files, sweep as sweep_mod, versions
 
     runs_dir = runs_dir or sweep_mod.new_run_dir()
     # Found now, not as a traceback after an hour of training.
@@ -155,9 +160,9 @@ def train(
             cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
             runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
             val_size=val_size, limit=limit, resume=state, ensemble_size=ensemble,
-            threads_per_worker=threads_per_worker,
+            threads_per_worker=threads_per_worker, gate_tolerance=gate_tolerance,
         )
-    except (data.DataError, cluster.ConnectError) as e:
+    except (data.DataError, cluster.ConnectError, versions.VersionsError) as e:
         raise fail(str(e))
     except sweep_mod.Interrupted as stop:
         if stop.published:
@@ -187,7 +192,8 @@ def score(
     directory: Annotated[Path, typer.Argument(
         help="Directory of images, scanned recursively.")],
     model: Annotated[Path, typer.Option(
-        help="SavedModel version dir, or the export base (newest version is used).")]
+        help="SavedModel version dir, or the export base: its `stable` version "
+             "(models.config), the newest when nothing is labelled.")]
         = Path("models/fmnist"),
     out: Annotated[Path, typer.Option(
         help="Output file; .csv or .jsonl decides the format.")] = Path("predictions.csv"),
@@ -216,11 +222,19 @@ def score(
     address: Annotated[Optional[str], typer.Option(
         envvar="RAY_ADDRESS", help="Ray cluster to join with --ray. "
                                    "Default: an embedded local Ray.")] = None,
+    done: Annotated[Optional[Path], typer.Option(
+        help="After writing --out, move every file it has a row for from DIRECTORY to "
+             "DONE/<--out's name>/ (same volume), so the next run scores only new files.")]
+        = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
     from fmnist import score as score_mod
     from fmnist.errors import RunError, ScoreError
+
+    if done is not None and directory.resolve() in (done.resolve(), *done.resolve().parents):
+        raise fail(f"--done {done} is inside {directory}: the next run would score it again; "
+                   f"put it beside the inbox")
 
     # SIGTERM (an eviction, `docker stop`) must clean up as Ctrl-C does: the temporary
     # output removed, the decoder processes or the embedded Ray stopped. Python's default
@@ -241,7 +255,177 @@ def score(
         raise typer.Exit(143 if sig == "SIGTERM" else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if done is not None:
+        from fmnist import inbox
+        try:
+            moved, left = inbox.archive(out, directory, done)
+        except OSError as e:
+            raise fail(f"--done {done}: cannot move the scored files ({e.strerror or e}); "
+                       f"{out} is written, the inbox is as it was", EXIT_FAILED)
+        typer.echo(f"score: moved {moved:,} scored file(s) to {done}"
+                   + (f"; {left:,} row(s) had no file to move" if left else ""), err=True)
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+models_app = typer.Typer(
+    help="Exported versions and their labels (models.config, TF Serving's model config): "
+         "list, promote, roll back, prune.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ExportDir = Annotated[Path, typer.Option(
+    "--export-dir", help="The export base fmnist-job train exported into.")]
+
+
+@models_app.command("list")
+def models_list(
+    export_dir: ExportDir = Path("models/fmnist"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per version.")]
+        = False,
+) -> None:
+    """Versions with their creation time, variant, val/test accuracy, labels and size."""
+    from fmnist import versions
+    try:
+        rows = versions.listing(export_dir)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    _echo_rows(rows, as_json, versions.table)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="The version to label stable.")],
+    export_dir: ExportDir = Path("models/fmnist"),
+) -> None:
+    """Label VERSION `stable`: score and TF Serving use it from now on."""
+    from fmnist import versions
+    try:
+        before, now = versions.promote(export_dir, version)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    typer.echo(f"stable: version {now}" + (" (already)" if before == now else
+                                          f" (was {before if before is not None else 'none'})"))
+
+
+@models_app.command("rollback")
+def models_rollback(export_dir: ExportDir = Path("models/fmnist")) -> None:
+    """Label the previous `stable` version stable again."""
+    from fmnist import versions
+    try:
+        before, now = versions.rollback(export_dir)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    typer.echo(f"stable: version {now} (rolled back from {before})")
+
+
+@models_app.command("prune")
+def models_prune(
+    keep: Annotated[int, typer.Option(
+        min=0, help="Newest versions to keep; the stable and candidate versions and the "
+                    "one rollback would return to are always kept.")],
+    export_dir: ExportDir = Path("models/fmnist"),
+) -> None:
+    """Delete old versions."""
+    from fmnist import versions
+    try:
+        gone = versions.prune(export_dir, keep)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    typer.echo(f"pruned versions {', '.join(map(str, gone))}" if gone else "nothing to prune")
+
+
+runs_app = typer.Typer(help="Training runs: what each night did.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    runs_dir: Annotated[Path, typer.Option(
+        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")]
+        = False,
+) -> None:
+    """Runs, oldest first: start, duration, status, best variant, val/test accuracy,
+    exported version and the quality gate's decision."""
+    from fmnist import runs
+    try:
+        rows = runs.listing(runs_dir)
+    except runs.RunsError as e:
+        raise fail(str(e))
+    _echo_rows(rows, as_json, runs.table)
+
+
+def _echo_rows(rows: list[dict], as_json: bool, table) -> None:
+    """JSON lines (one object a row, for scripts) or the aligned table."""
+    import json
+
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+    else:
+        typer.echo(table(rows))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def guard(
+    ctx: typer.Context,
+    lease: Annotated[Path, typer.Option(
+        help="Lease file on the volume every run shares (its .lock beside it).")],
+    scheduled: Annotated[Optional[str], typer.Option(
+        envvar="FMNIST_SCHEDULED",
+        help="When this run was scheduled: an RFC 3339 time, or the RayJob's name when it "
+             "ends in -<minutes since the epoch>. Empty: lateness is not checked.")] = None,
+    job_name: Annotated[Optional[str], typer.Option(
+        envvar="FMNIST_JOB_NAME",
+        help="The name of the Job or RayJob this run is (deploy/ passes it from a pod "
+             "label). When it ends in -<minutes since the epoch>, as a CronJob's Jobs do, "
+             "that is the scheduled time; otherwise lateness is not checked, with a "
+             "warning, and the lease still applies.")] = None,
+    max_lateness_hours: Annotated[float, typer.Option(
+        min=0.0, help="Skip the run when it starts more than this long after its "
+                      "scheduled time.")] = 6.0,
+) -> None:
+    """Run COMMAND (after --) unless another guarded run holds the lease or this one is
+    too late; a skip prints one line and exits 0. For the nightly job: deploy/README.md."""
+    import os
+
+    from fmnist import nightly
+    command = list(ctx.args)
+    if not command:
+        raise fail("no command to run: fmnist-job guard --lease FILE -- COMMAND ARGS...")
+    try:
+        when = nightly.scheduled_time(scheduled)
+    except nightly.GuardError as e:
+        raise fail(str(e))
+    if when is None and job_name:
+        when = nightly.time_in_name(job_name)
+        if when is None:
+            typer.echo(f"fmnist-job guard: warning: job name {job_name!r} carries no "
+                       f"scheduled time; lateness not checked", err=True)
+    fd, message = nightly.acquire(lease, when, max_lateness_hours)
+    typer.echo(f"fmnist-job guard: {message}", err=True)
+    if fd is None:
+        raise typer.Exit(EXIT_OK)
+    os.set_inheritable(fd, True)  # the command holds the lock until it exits
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        raise fail(f"cannot run {command[0]!r}: {e.strerror or e}")
+
+
+@runs_app.command("prune")
+def runs_prune(
+    keep_days: Annotated[float, typer.Option(
+        min=0.0, help="Delete run directories nothing was written to for this many days.")],
+    runs_dir: Annotated[Path, typer.Option(
+        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+) -> None:
+    """Retention for run directories (results, checkpoints, TensorBoard files)."""
+    from fmnist import runs
+    try:
+        gone = runs.prune(runs_dir, keep_days)
+    except runs.RunsError as e:
+        raise fail(str(e))
+    typer.echo(f"pruned {len(gone)} run(s)" + (f": {', '.join(gone)}" if gone else ""))
 
 
 class Terminated(BaseException):
@@ -265,7 +449,7 @@ def main() -> int:
         typer.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
         return EXIT_USAGE
     except UsageError as e:
-        hint = f" (see 'fmnist-job {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else \
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else \
             " (see 'fmnist-job --help')"
         typer.echo(f"fmnist-job: error: {e.format_message()}{hint}", err=True)
         return EXIT_USAGE

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist import backends, images, preview
+from fmnist import backends, images, preview, versions
 from fmnist.errors import RunError, ScoreError
 from fmnist.outputs import Output
 from fmnist.serving import load_model, read_metadata, resolve_model
@@ -145,7 +145,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
             entries = list(walk(directory, stats))
             if show:
                 note(f"score: {len(entries):,} image files under {directory} "
-                     f"with model {version}")
+                     f"with model {version}{versions.why_used(version)}")
             with Progress(len(entries), enabled=show) as progress:
                 started = time.monotonic()
                 for paths, errors, x, probs in backend.batches(

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist import export, images, quiet_native_stderr
+from fmnist import export, images, quiet_native_stderr, versions
 from fmnist.errors import ScoreError
 
 
@@ -32,20 +32,20 @@ class Model:
 
 
 def resolve_model(path: Path) -> Path:
-    """--model is a version directory, or the export base (its newest integer version)."""
+    """--model is a version directory, or the export base: its `stable` version (labels
+    in models.config, as TF Serving serves them), else its newest."""
     if (path / "saved_model.pb").is_file():
         return path
     if not path.exists():
         raise ScoreError(f"--model {path}: no such directory; train and export a model "
                          f"first (fmnist-job train) or point --model at one")
-    found = export.versions(path)
-    if not found:
+    if not versions.disk_versions(path):
         raise ScoreError(f"--model {path}: not a SavedModel (no saved_model.pb) and no "
-                         f"integer version directories under it")
-    version = path / str(found[-1])
-    if not (version / "saved_model.pb").is_file():
-        raise ScoreError(f"--model {path}: newest version {version} has no saved_model.pb")
-    return version
+                         f"integer version directories with one under it")
+    try:
+        return path / str(versions.resolve(path)[0])
+    except versions.VersionsError as e:
+        raise ScoreError(f"--model: {e}") from None
 
 
 def read_metadata(version: Path) -> dict:

@@ -24,7 +24,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, ensemble, export, report, runtime, train
+from fmnist import data, ensemble, export, report, runtime, train, versions
 from fmnist.cluster import connect
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
@@ -89,8 +89,12 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
 
     emit({"kind": "start", "host": host, "device": device})
     try:
+        # runs/<run>/tensorboard/<variant>/: `tensorboard --logdir runs/` compares the
+        # variants of a run and the runs of several nights. (Beside checkpoints/<variant>.)
+        tensorboard_dir = str(Path(checkpoint_dir).parents[1] / "tensorboard" / variant.name)
         result, weights = train.fit_variant(
             variant, splits, device=device, checkpoint_dir=checkpoint_dir,
+            tensorboard_dir=tensorboard_dir,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), host=host, node_id=node_id, device=device), \
@@ -221,15 +225,20 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
         runs_dir: Path | None, export_dir: Path, data_dir: Path | None, val_size: int,
         limit: int | None, resume: dict | None = None,
-        threads_per_worker: int | None = None, ensemble_size: int = 1) -> dict:
+        threads_per_worker: int | None = None, ensemble_size: int = 1,
+        gate_tolerance: float = versions.DEFAULT_TOLERANCE) -> dict:
     """Returns the results (as written to results.json); `best` is None when every
     variant failed. Raises DataError / ConnectError before any training starts, and
     Interrupted (after writing what is known) on SIGINT / SIGTERM.
 
     `resume`: the results.json of an interrupted run in `runs_dir`; its finished
     variants are kept, the others run (from their checkpoints where they have some).
-    `ensemble_size`: selection steps for an exported ensemble (1: the single best)."""
+    `ensemble_size`: selection steps for an exported ensemble (1: the single best).
+
+    The winner is exported, then labelled `stable` or `candidate` by the quality gate
+    (versions.apply_gate; `gate_tolerance` in accuracy points)."""
     console = report.make_console()
+    versions.read_config(export_dir)  # a corrupt models.config fails now, not after training
     splits = data.load(data_dir, val_size=val_size, limit=limit)
     run_dir = RunDir(runs_dir or new_run_dir())
     run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -276,9 +285,10 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                                                           ensemble_size)
             by_name = {v.name: v for v in variants}
             try:
+                baseline = versions.gate_baseline(export_dir)  # what the winner must match
                 built = _build_export(
                     [(by_name[m], run_dir.load_weights(m), share) for m, share in members],
-                    splits_ref, cpus, stop_signal)
+                    splits_ref, cpus, stop_signal, baseline["archive"])
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
@@ -315,6 +325,8 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
                 built["predictions"], splits, path, run_dir.path)
+            results["gate"] = versions.gate(export_dir, int(path.name), built, baseline,
+                                            gate_tolerance, run_id)
         write_json_atomic(run_dir.results, results)
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
 
@@ -326,6 +338,10 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             console.print(f"exported: [bold]{exported['config']['name']}[/] val "
                           f"{100 * exported['val_accuracy']:.2f}% test "
                           f"{100 * exported['test_accuracy']:.2f}% -> {path}")
+            # One line, however long: a log line to grep for (rich would wrap it at 80
+            # columns).
+            console.print(versions.gate_line(results["gate"]), highlight=False,
+                          markup=False, soft_wrap=True)
             per_class = results["exported_model_test"]["per_class_accuracy"]
             console.print("exported model, test accuracy per class: " + ", ".join(
                 f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
@@ -376,11 +392,17 @@ def exported_model(results: dict, members: list[tuple[str, float]], predictions,
                                    for m, w in members]}}
 
 
-def _export_task(members: list[tuple], splits: data.Splits) -> dict:
+def _export_task(members: list[tuple], splits: data.Splits,
+                 stable_archive: bytes | None = None) -> dict:
     """Build the serving SavedModel from the members' weights ([(variant, weights,
     share)]: one member, or an ensemble), load it back from disk and score the test set
     with it: the confusion matrix then describes exactly the files that ship, not the
     in-memory nets.
+
+    For the quality gate, the same SavedModel and the `stable` version (packed by the
+    driver, so the task may run on any node) are scored on this run's validation split:
+    both numbers come from the same images and the same code, whatever --val-size or
+    --limit the stable version was trained with.
 
     A Ray task, so that it runs in a worker that already imported TensorFlow to train
     and the driver never imports it (2.3 s of CPU and start-up time saved per sweep).
@@ -389,21 +411,36 @@ def _export_task(members: list[tuple], splits: data.Splits) -> dict:
     runtime.skip_optional_imports()
     import tensorflow as tf
 
+    def predict(directory: str, x):
+        serve = tf.saved_model.load(directory).signatures[export.SIGNATURE]
+        return serve(**{export.INPUT_KEY: tf.constant(x)})[export.OUTPUT_KEY].numpy() \
+            .argmax(axis=1).astype("uint8")
+
+    def val_accuracy(directory: str) -> float:
+        return float((predict(directory, splits.x_val) == splits.y_val).mean())
+
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp)
         export.save_ensemble(members, saved)
-        serve = tf.saved_model.load(tmp).signatures[export.SIGNATURE]
-        probs = serve(**{export.INPUT_KEY: tf.constant(splits.x_test)})[export.OUTPUT_KEY]
-        return {"archive": export.pack(saved), "libraries": library_versions(),
-                "predictions": probs.numpy().argmax(axis=1).astype("uint8")}
+        built = {"archive": export.pack(saved), "libraries": library_versions(),
+                 "predictions": predict(tmp, splits.x_test),
+                 "val_accuracy": val_accuracy(tmp)}
+    if stable_archive is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                export.unpack(stable_archive, Path(tmp))
+                built["stable_val_accuracy"] = val_accuracy(tmp)
+            except Exception as e:  # noqa: BLE001 - recorded; the gate then refuses
+                built["stable_error"] = one_line(e)
+    return built
 
 
 export_task = ray.remote(max_retries=3, retry_exceptions=False)(_export_task)
 
 
 def _build_export(members: list[tuple], splits_ref, cpus: float,
-                  stop_signal: list[int]) -> dict:
-    ref = export_task.options(num_cpus=cpus).remote(members, splits_ref)
+                  stop_signal: list[int], stable_archive: bytes | None = None) -> dict:
+    ref = export_task.options(num_cpus=cpus).remote(members, splits_ref, stable_archive)
     while not ray.wait([ref], timeout=0.25)[0]:
         if stop_signal:
             raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute

@@ -54,20 +54,67 @@ class EpochLog:
                                           "epochs": self.epochs})
 
 
+def epoch_scalars(directory: str):
+    """A callback writing TensorBoard event files, laid out as Keras's TensorBoard
+    callback lays them out (train/: epoch_loss, epoch_accuracy, epoch_learning_rate;
+    validation/: epoch_loss, epoch_accuracy), so `tensorboard --logdir runs/` overlays
+    train and validation and compares variants and runs.
+
+    Not keras.callbacks.TensorBoard: it needs the tensorboard package, which TensorFlow
+    2.21 no longer installs (the task failed with TBNotInstalledError), and so does
+    tf.summary.scalar. tf.summary.write with the scalar plugin's metadata (what
+    tensorboard's scalar() writes) is TensorFlow's own."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(data_class=summary_pb2.DATA_CLASS_SCALAR)
+    meta.plugin_data.plugin_name = "scalars"
+    writers = {}
+
+    def write(split: str, tag: str, value: float, step: int) -> None:
+        if split not in writers:
+            writers[split] = tf.summary.create_file_writer(str(Path(directory) / split))
+        with writers[split].as_default():
+            tf.summary.write(f"epoch_{tag}", tf.constant(float(value), tf.float32),
+                             step=step, metadata=meta)
+
+    class EpochScalars(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            for key in ("loss", "accuracy"):
+                if key in logs:
+                    write("train", key, logs[key], epoch)
+                if f"val_{key}" in logs:
+                    write("validation", key, logs[f"val_{key}"], epoch)
+            lr = self.model.optimizer.learning_rate  # the schedule's value at this step
+            write("train", "learning_rate", float(keras.ops.convert_to_numpy(lr)), epoch)
+            for writer in writers.values():
+                writer.flush()
+
+        def on_train_end(self, logs=None):
+            for writer in writers.values():
+                writer.close()
+
+    return EpochScalars()
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                 on_epoch: Callable[[int, dict], None] | None = None,
-                checkpoint_dir: str | None = None,
+                checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
                 chunk: int | None = None, jit: bool = True) -> tuple[dict, list[np.ndarray]]:
     """Train, then evaluate on validation and test. Returns (result, weights); the
     result also holds `val_probabilities`, the validation split's [N, 10] probabilities
     (an array, for ensemble selection: taken out before the result is saved as JSON).
 
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
-    (a Ray retry after the first process died) resumes from the last finished epoch."""
+    (a Ray retry after the first process died) resumes from the last finished epoch.
+    With `tensorboard_dir`, per-epoch scalars go there as TensorBoard event files
+    (epoch_scalars)."""
     import keras
     import tensorflow as tf
 
@@ -90,6 +137,8 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
     if checkpoint_dir:
         # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
         callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
+    if tensorboard_dir:
+        callbacks.append(epoch_scalars(tensorboard_dir))
     if variant.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=variant.early_stopping,

@@ -213,9 +213,12 @@ def pod_templates(doc: Doc) -> list[PodT]:
     spec = b.get("spec", {})
     if doc.kind == "Pod":
         return [PodT("spec", b.get("metadata", {}), spec, "pod")]
-    if doc.kind in ("Job", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+    if doc.kind == "Job":
         t = spec.get("template", {})
         return [PodT("spec.template", t.get("metadata", {}), t.get("spec", {}), "job")]
+    if doc.kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        t = spec.get("template", {})
+        return [PodT("spec.template", t.get("metadata", {}), t.get("spec", {}), "server")]
     if doc.kind == "CronJob":
         t = spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
         return [PodT("spec.jobTemplate.spec.template", t.get("metadata", {}),
@@ -330,7 +333,10 @@ def command_invocations(argv: list[str], cwd: PurePosixPath | None, where: str) 
             found += command_invocations(words, here, where)
         return found
     if PurePosixPath(argv[0]).name == "fmnist-job":
-        return [Invocation(where, tuple(argv[1:]), cwd)]
+        found = [Invocation(where, tuple(argv[1:]), cwd)]
+        if argv[1:2] == ["guard"] and "--" in argv:  # and the command it runs
+            found += command_invocations(argv[argv.index("--") + 1:], cwd, where)
+        return found
     return []
 
 
@@ -363,6 +369,11 @@ def parse_cli(argv: tuple[str, ...]) -> tuple[str, dict]:
     name, sub, rest = CLI.resolve_command(ctx, rest)
     assert sub is not None, f"no subcommand in {argv}"
     sub_ctx = sub.make_context(name, rest, parent=ctx)
+    if hasattr(sub, "resolve_command"):  # a group (models, runs): its own subcommand
+        inner = [*getattr(sub_ctx, "_protected_args", getattr(sub_ctx, "protected_args", [])),
+                 *sub_ctx.args]
+        leaf, cmd, inner = sub.resolve_command(sub_ctx, inner)
+        return f"{name} {leaf}", cmd.make_context(leaf, inner, parent=sub_ctx).params
     return name, sub_ctx.params
 
 
@@ -482,7 +493,7 @@ def test_every_scenario_is_covered():
     assert {"Namespace", "PersistentVolumeClaim", "RayCluster", "RayJob", "RayCronJob",
             "CronJob"} <= kinds
     subcommands = {parse_cli(inv.argv)[0] for d in docs_of("CronJob") for inv, _, _ in invocations(d)}
-    assert subcommands == {"train", "score"}, "plain CronJobs: one trains, one scores"
+    assert subcommands - {"guard"} == {"train", "score"}, "plain CronJobs: one trains, one scores"
     assert any(pod_gpus(p) > 0 for _, p in all_pods()), "a GPU variant"
 
 
@@ -891,6 +902,43 @@ def test_raycronjob_policies(doc):
                 f"deletion rule {policy} for {end}"
 
 
+def test_nightly_training_runs_behind_one_guard():
+    """Every scheduled training (CronJob, RayCronJob) runs `fmnist-job train` through
+    `fmnist-job guard` with the same lease on the data PVC: the RayCronJob has no
+    concurrencyPolicy or starting deadline (tests/test_nightly.py replays a backlog), and
+    scenarios applied together must not train at once either."""
+    leases = set()
+    for d in docs_of("CronJob", "RayCronJob"):
+        argvs = [inv.argv for inv, _, _ in invocations(d)]
+        if not any(parse_cli(a)[0] == "train" for a in argvs):
+            continue
+        guards = [a for a in argvs if parse_cli(a)[0] == "guard"]
+        assert len(guards) == 1, f"{d.id}: train runs behind fmnist-job guard"
+        guard = guards[0]
+        params = parse_cli(guard)[1]
+        assert params["max_lateness_hours"] <= 6
+        assert parse_cli(guard[guard.index("--") + 2:])[0] == "train"
+        leases.add(str(params["lease"]))
+        names = [e for p in pod_templates(d) for _, c in containers(p) for e in c.get("env", [])
+                 if e["name"] == "FMNIST_JOB_NAME"]
+        assert names, f"{d.id}: FMNIST_JOB_NAME (the scheduled time) for the guard"
+    assert len(leases) == 1, f"one lease for all scenarios: {leases}"
+
+
+def test_tf_serving_serves_what_score_uses_read_only():
+    (serving,) = [d for d in DOCS if d.kind == "Deployment" and d.name == "fmnist-serving"]
+    (pod,) = pod_templates(serving)
+    (c,) = pod.spec["containers"]
+    args = dict(a.split("=", 1) for a in c["args"])
+    config = PurePosixPath(args["--model_config_file"])
+    trainers = {str(parse_cli(inv.argv)[1]["export_dir"]) for d in WORKLOADS
+                for inv, _, _ in invocations(d) if parse_cli(inv.argv)[0] == "train"}
+    assert {str(config.parent)} == trainers and config.name == "models.config"
+    mount = mount_for(pod, c, config)
+    assert mount and mount[0].get("readOnly") and mount[1]["persistentVolumeClaim"]["readOnly"]
+    assert int(args["--model_config_file_poll_wait_seconds"]) > 0  # promotions reach it
+
+
 @pytest.mark.parametrize("doc", docs_of("RayJob"), ids=ids(docs_of("RayJob")))
 def test_rayjob_tears_its_cluster_down(doc):
     spec = doc.body["spec"]
@@ -1056,6 +1104,18 @@ def test_command_lines_parse_with_the_real_cli(doc):
             assert out.parent == directory.parent, f"{inv.where}: predictions go next to {directory}"
             assert DATA_MOUNT in model.parents, f"{inv.where}: the model comes from {DATA_MOUNT}"
             assert out.suffix in (".csv", ".jsonl")
+            if params["done"] is not None:  # scored files move there: writable, not inside
+                on_pvc(params["done"], writable=True)
+                done = PurePosixPath(str(params["done"]))
+                assert directory not in (done, *done.parents), f"{inv.where}: --done in the inbox"
+        elif name == "guard":
+            on_pvc(params["lease"], writable=True)
+            assert inv.argv[inv.argv.index("--") + 1] == "fmnist-job", \
+                f"{inv.where}: guards fmnist-job"
+        elif name.startswith("models "):
+            on_pvc(params["export_dir"], writable=name != "models list")
+        elif name == "runs prune":
+            on_pvc(params["runs_dir"], writable=True)
         else:
             pytest.fail(f"{inv.where}: unexpected subcommand {name}")
 
@@ -1150,6 +1210,11 @@ def test_image_tags_match_versions_and_flavours():
             where = f"{doc.id} {pod.where} {c['name']}"
             if repo.endswith("rayproject/ray"):
                 assert tag.startswith(pin), f"{where}: rayproject/ray:{tag} is not Ray {pin}"
+                continue
+            if repo == "tensorflow/serving":  # must load what our TensorFlow exports
+                tf_pin = re.search(r"^tensorflow-cpu==(\S+)$", (ROOT / "requirements" / "cpu.in")
+                                   .read_text(), re.M)[1]
+                assert tag == tf_pin, f"{where}: TF Serving {tag}, TensorFlow pinned {tf_pin}"
                 continue
             assert repo == IMAGE_REPO, f"{where}: {repo}"
             m = IMAGE_TAG.match(tag)

@@ -114,8 +114,10 @@ def test_exported_savedmodel_scores_the_test_set(trained):
     accuracy = float((probs.argmax(axis=1) == y_test).mean())
     assert accuracy > 0.80
     assert abs(accuracy - meta["test_accuracy"]) < 1e-3  # the same model that was measured
-    # No staging leftovers beside the version.
-    assert sorted(p.name for p in (tmp / "models").iterdir()) == ["1"]
+    # No staging leftovers beside the version: only the gate's labels (the first export
+    # is stable), its history and its lock.
+    assert sorted(p.name for p in (tmp / "models").iterdir()) == \
+        [".models.lock", "1", "models.config", "models.history.json"]
 
 
 def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):

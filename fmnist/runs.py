@@ -1,0 +1,118 @@
+"""`fmnist-job runs list`: one line per run directory, from its results.json.
+
+A run directory is whatever `fmnist-job train` made under --runs-dir's parent (runs/
+by default). results.json is rewritten (atomically) after every variant, so a run that
+is still going or was killed has one without `wall_seconds`: it is listed as
+`incomplete`, not skipped, and a directory with no results.json (or one that is not
+JSON, written by something else) as `unreadable`. Nothing here imports TensorFlow or Ray.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+
+class RunsError(Exception):
+    """Bad --runs-dir: one line, exit 2."""
+
+
+def summarize(run_dir: Path) -> dict:
+    """What `runs list` shows of one run directory."""
+    row = {"run_id": run_dir.name, "started": None, "duration_seconds": None,
+           "status": "unreadable", "best": None, "val_accuracy": None,
+           "test_accuracy": None, "exported_version": None, "gate": None, "problem": None}
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        if not isinstance(results, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        row["problem"] = "no results.json"
+        row["started"] = _mtime(run_dir)
+        return row
+    except (OSError, ValueError) as e:
+        row["problem"] = f"results.json: {e}"
+        row["started"] = _mtime(run_dir)
+        return row
+    variants = [v for v in results.get("variants", []) if isinstance(v, dict)]
+    starts = sorted(v["started_at"] for v in variants if isinstance(v.get("started_at"), str))
+    row["started"] = starts[0] if starts else _mtime(run_dir)
+    row["duration_seconds"] = results.get("wall_seconds")
+    if "interrupted" in results:
+        row["status"] = "interrupted"
+    elif "wall_seconds" not in results:
+        row["status"] = "incomplete"  # running, or killed without a word
+    elif not results.get("best"):
+        row["status"] = "failed"
+    else:
+        row["status"] = "ok"
+    best = next((v for v in variants if v.get("name") == results.get("best")), None)
+    if best:
+        row.update(best=best["name"], val_accuracy=best.get("val_accuracy"),
+                   test_accuracy=best.get("test_accuracy"))
+    if results.get("export"):
+        row["exported_version"] = Path(results["export"]).name
+    gate = results.get("gate")
+    if isinstance(gate, dict):
+        row["gate"] = gate.get("decision")
+    return row
+
+
+def _mtime(path: Path) -> str | None:
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return None
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def listing(runs_dir: Path) -> list[dict]:
+    """Every run directory under `runs_dir`, oldest first."""
+    if not runs_dir.is_dir():
+        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
+                        f"run directories (runs/ by default)")
+    rows = [summarize(p) for p in runs_dir.iterdir() if p.is_dir() and not
+            p.name.startswith(".")]
+    return sorted(rows, key=lambda r: (r["started"] or "", r["run_id"]))
+
+
+def table(rows: list[dict]) -> str:
+    """A plain, aligned text table (times in UTC)."""
+    from fmnist.tables import aligned, percent
+
+    return aligned(
+        ["run", "started (UTC)", "duration", "status", "best", "val%", "test%", "version",
+         "gate"],
+        [[r["run_id"], (r["started"] or "-")[:19].replace("T", " "),
+          f"{r['duration_seconds']:.0f}s" if isinstance(r["duration_seconds"], (int, float))
+          else "-", r["status"], r["best"] or "-", percent(r["val_accuracy"]),
+          percent(r["test_accuracy"]), r["exported_version"] or "-", r["gate"] or "-"]
+         for r in rows])
+
+
+def prune(runs_dir: Path, keep_days: float, now: float | None = None) -> list[str]:
+    """Delete run directories last written more than `keep_days` ago (their newest
+    file's time: a run still writing is never old). Each is renamed to a hidden name
+    first, so `runs list` never shows half a run. Returns the run ids removed."""
+    import shutil
+    import time
+
+    if not runs_dir.is_dir():
+        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
+                        f"run directories (runs/ by default)")
+    cutoff = (now if now is not None else time.time()) - keep_days * 86400
+    removed = []
+    for run in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        newest = max((p.stat().st_mtime for p in run.rglob("*")), default=run.stat().st_mtime)
+        if max(newest, run.stat().st_mtime) >= cutoff:
+            continue
+        hidden = runs_dir / f".pruned-{run.name}"
+        try:
+            os.rename(run, hidden)
+        except OSError:
+            continue  # another pruner took it
+        shutil.rmtree(hidden, ignore_errors=True)
+        removed.append(run.name)
+    return removed
