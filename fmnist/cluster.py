@@ -32,8 +32,7 @@ def connect(address: str | None) -> None:
     from ray.exceptions import AuthenticationError
     try:
         if address:
-            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV},
-                     log_to_driver=False, logging_level="ERROR")
+            _init_with_retry(address)
         else:
             # The embedded Ray's processes inherit this environment. A runtime_env
             # would do the same but keep the workers Ray prestarts at ray.init from
@@ -50,6 +49,28 @@ def connect(address: str | None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
                            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
+
+
+CLIENT_ATTEMPTS = 3  # ray:// connects; see _init_with_retry
+
+
+def _init_with_retry(address: str) -> None:
+    """ray.init on a cluster. Over ray:// the client server starts a new server process
+    for every connection, and that start failed now and then here ("Initialization
+    failure from server"; its log: "SpecificServer startup failed"), then worked on the
+    next connection (seen here in test_auth.py in two runs in a row on a loaded 2-core
+    machine, then not in the next three connections). A new attempt gets a new server
+    process, so it is worth two more tries."""
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV},
+                     log_to_driver=False, logging_level="ERROR")
+            return
+        except ConnectionError as e:
+            if not (address.startswith("ray://") and "Initialization failure" in str(e)
+                    and attempt < CLIENT_ATTEMPTS):
+                raise
+            ray.shutdown()
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
