@@ -25,7 +25,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, export, report, train
+from fmnist import data, export, report, schedule, train
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
 
@@ -206,14 +206,20 @@ def plan_resources(workers: int, cpus: float | None, gpus: float | None,
     return cpus, gpus
 
 
+def slots(workers: int, cpus: float, gpus: float, cluster: dict) -> int:
+    """How many tasks run at once: --workers, or fewer when the cluster's CPUs (or
+    GPUs) hold fewer such tasks (as it is now)."""
+    n = min(workers, int(cluster.get("CPU", 0) // cpus))  # cpus > 0: the CLI's minimum
+    if gpus:
+        n = min(n, int(cluster.get("GPU", 0) // gpus))
+    return max(1, n)
+
+
 def at_once(workers: int, cpus: float, gpus: float, cluster: dict) -> str:
     """How many tasks run at once, for the run's first line: '4', or '2 (of --workers
-    4)' when the cluster's CPUs (or GPUs) hold fewer such tasks (as it is now)."""
-    slots = min(workers, int(cluster.get("CPU", 0) // cpus))  # cpus > 0: the CLI's minimum
-    if gpus:
-        slots = min(slots, int(cluster.get("GPU", 0) // gpus))
-    slots = max(1, slots)
-    return str(workers) if slots >= workers else f"{slots} (of --workers {workers})"
+    4)'."""
+    n = slots(workers, cpus, gpus, cluster)
+    return str(workers) if n >= workers else f"{n} (of --workers {workers})"
 
 
 def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float,
@@ -244,17 +250,18 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), host=host, node_id=node_id, device=device), None
-    return with_node_id(result, node_id), weights
+    # Beside `host`: where the task ran, read together.
+    return insert_after(result, "host", "node_id", node_id), weights
 
 
-def with_node_id(result: dict, node_id: str) -> dict:
-    """The result with `node_id` right after `host` (where the task ran, read together)."""
+def insert_after(result: dict, after: str, key: str, value) -> dict:
+    """The result with `key` right after `after` (or at the end without it)."""
     out = {}
-    for key, value in result.items():
-        out[key] = value
-        if key == "host":
-            out["node_id"] = node_id
-    out.setdefault("node_id", node_id)
+    for k, v in result.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    out.setdefault(key, value)
     return out
 
 
@@ -358,13 +365,21 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 
     `resume`: the results.json of an interrupted run in `runs_dir`; its finished
     variants are kept, the others run (from their checkpoints where they have some)."""
+    started, started_at = time.monotonic(), train.utc_now()  # data loading included
+    # Seconds from `started` to each step: where the time outside training goes.
+    timeline: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timeline[step] = round(time.monotonic() - started, 2)
+
     console = report.make_console()
     splits = data.load(data_dir, val_size=val_size, limit=limit)
+    mark("data_loaded")
     run_dir = RunDir(new_run_dir(runs_dir))
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.path.name
-    started = time.monotonic()
-    header = {"run_id": run_id, "sweep_file": str(sweep_file) if sweep_file else None,
+    header = {"run_id": run_id, "started_at": started_at, "timeline": timeline,
+              "sweep_file": str(sweep_file) if sweep_file else None,
               "sweep": [v.to_dict() for v in variants],
               "settings": {"val_size": val_size, "limit": limit,
                            "data_dir": str(data_dir) if data_dir else None},
@@ -375,6 +390,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             if r["status"] == "ok" and run_dir.has_weights(r["name"])}
 
     connect(address)
+    mark("ray_ready")
     # After ray.init, which installs handlers of its own. The handler only takes note:
     # raising inside Ray's C++ wait corrupts it, so the loop checks between waits.
     stop_signal: list[int] = []
@@ -387,7 +403,11 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                                     [n["Resources"].get("CPU", 0) for n in nodes])
         threads = threads_per_worker or train.threads_for(cpus)
         header.update(cpus_per_worker=cpus, gpus_per_worker=gpus, threads_per_worker=threads)
-        todo = [v for v in variants if v.name not in done]
+        estimates = {v.name: schedule.estimate_seconds(v, len(splits.y_train))
+                     for v in variants}
+        todo = schedule.longest_first([v for v in variants if v.name not in done], estimates)
+        n_slots = slots(workers, cpus, gpus, cluster)
+        header.update(slots=n_slots, order=[v.name for v in todo])
         console.print(f"run {run_id}: {len(variants)} variants"
                       + (f" from {sweep_file}" if sweep_file else "")
                       + (f" ({len(done)} already finished, resuming)" if done else "")
@@ -396,15 +416,17 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                       f"({threads} TensorFlow thread{'s' * (threads > 1)}) each, "
                       f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
         splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
+        mark("data_put")
         results = _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads,
-                           run_dir, header, console, stop_signal)
-        ok = [r for r in results["variants"] if r["status"] == "ok"]
-        best = max(ok, key=lambda r: r["val_accuracy"]) if ok else None
+                           run_dir, header, console, stop_signal, estimates)
+        mark("training_done")
+        best = best_of(results["variants"])
         if best:
             variant = next(v for v in variants if v.name == best["name"])
             try:
                 built = _build_export(variant, run_dir.load_weights(best["name"]),
                                       splits_ref, cpus, stop_signal)
+                mark("export_built")
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
@@ -422,7 +444,6 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         closing.start()
     try:
         results["best"] = best["name"] if best else None
-        results["wall_seconds"] = round(time.monotonic() - started, 2)
         if best:
             path = export.publish(lambda staging: export.unpack(built["archive"], staging),
                                   export_metadata(best, run_dir, splits, built["libraries"]),
@@ -430,8 +451,15 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
                 built["predictions"], splits, path, run_dir.path)
-        write_json_atomic(run_dir.results, results)
+        mark("export_written")
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
+        # Everything but the wait for Ray's processes to exit (overlapped with the above).
+        results["wall_seconds"] = round(time.monotonic() - started, 2)
+        results.update(schedule.efficiency(
+            [r for r in results["variants"] if r["name"] not in done],
+            results["wall_seconds"],
+            schedule.cpus_used(len(todo), results["slots"], results["cpus_per_worker"])))
+        write_json_atomic(run_dir.results, results)
 
         console.print(report.leaderboard(results["variants"], results["best"]))
         if not best:
@@ -442,10 +470,19 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         per_class = results["exported_model_test"]["per_class_accuracy"]
         console.print("exported model, test accuracy per class: " + ", ".join(
             f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
-        console.print(f"results: {run_dir.results}  ({results['wall_seconds']:.1f}s wall)")
+        console.print(f"results: {run_dir.results}  ({wall_line(results)})")
         return results
     finally:
         closing.join()
+
+
+def wall_line(results: dict) -> str:
+    """'61.8s wall, 1.21x the floor of 51.1s (2 CPUs)': the end-of-run figure."""
+    text = f"{results['wall_seconds']:.1f}s wall"
+    if results.get("floor_seconds"):
+        text += (f", {results['wall_over_floor']:.2f}x the training floor of "
+                 f"{results['floor_seconds']:.1f}s ({results['cpus_used']:g} CPUs)")
+    return text
 
 
 def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
@@ -472,6 +509,13 @@ def _export_task(variant: Variant, weights: list, splits: data.Splits) -> dict:
 export_task = ray.remote(max_retries=3, retry_exceptions=False)(_export_task)
 
 
+def best_of(results: list[dict]) -> dict | None:
+    """The variant to export: the best validation accuracy (the first of equals, in
+    the sweep's order), among those that finished."""
+    ok = [r for r in results if r["status"] == "ok"]
+    return max(ok, key=lambda r: r["val_accuracy"]) if ok else None
+
+
 def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
                   stop_signal: list[int]) -> dict:
     ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref)
@@ -481,33 +525,10 @@ def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
     return ray.get(ref)
 
 
-def export_metadata(best: dict, run_dir: RunDir, splits: data.Splits,
-                    libraries: dict) -> dict:
-    """What travels beside the SavedModel (fmnist.json)."""
-    return {"class_names": list(data.CLASS_NAMES), "run_id": run_dir.path.name,
-            "variant": best["config"], "val_accuracy": best["val_accuracy"],
-            "test_accuracy": best["test_accuracy"], "dataset_sha256": splits.sha256,
-            "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
-                      "dtype": "uint8", "shape": [None, 28, 28], "background": 0},
-            "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
-            "libraries": libraries,
-            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-
-
-def describe_export(pred, splits: data.Splits, version: Path, out_dir: Path) -> dict:
-    """Test accuracy, confusion matrix (and its PNG) and per-class accuracy of the
-    exported SavedModel's test-set predictions."""
-    matrix, per_class = report.confusion(splits.y_test, pred)
-    accuracy = float((pred == splits.y_test).mean())
-    report.plot_confusion(matrix, data.CLASS_NAMES,
-                          f"exported model {version}: test accuracy {100 * accuracy:.2f}%",
-                          out_dir / "confusion_matrix.png")
-    return {"accuracy": accuracy, "confusion_matrix": matrix.tolist(),
-            "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class)))}
-
-
 def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run_dir: RunDir,
-             header, console, stop_signal: list[int]) -> dict:
+             header, console, stop_signal: list[int], estimates: dict) -> dict:
+    """Runs `todo` in its order, at most `workers` in flight: Ray starts them in the order
+    they were submitted, so the order of `todo` is the order in which they start."""
     # The event queue lives on the driver's node, so losing a worker node does not lose it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
@@ -524,6 +545,9 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
     def record(result, weights):
         if weights is not None:
             run_dir.save_weights(result["name"], weights)  # before results.json says "ok"
+        # The plan's figure beside the measured one (at the end on a failed variant).
+        result = insert_after(result, "train_seconds", "estimate_seconds",
+                              round(estimates[result["name"]], 2))
         by_name[result["name"]] = result
         progress.finished(result)
         save()
