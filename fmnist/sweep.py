@@ -417,15 +417,17 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                       f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
         splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
         mark("data_put")
+        exporter = EarlyExport(variants, run_dir, splits_ref, cpus,
+                               on_start=lambda: mark("export_started"))
         results = _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads,
-                           run_dir, header, console, stop_signal, estimates)
+                           run_dir, header, console, stop_signal, estimates,
+                           idle=lambda finished: exporter.start(best_of(finished)),
+                           n_slots=n_slots)
         mark("training_done")
         best = best_of(results["variants"])
         if best:
-            variant = next(v for v in variants if v.name == best["name"])
             try:
-                built = _build_export(variant, run_dir.load_weights(best["name"]),
-                                      splits_ref, cpus, stop_signal)
+                built = exporter.result(best, stop_signal)
                 mark("export_built")
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
@@ -516,19 +518,70 @@ def best_of(results: list[dict]) -> dict | None:
     return max(ok, key=lambda r: r["val_accuracy"]) if ok else None
 
 
-def _build_export(variant: Variant, weights: list, splits_ref, cpus: float,
-                  stop_signal: list[int]) -> dict:
-    ref = export_task.options(num_cpus=cpus).remote(variant, weights, splits_ref)
-    while not ray.wait([ref], timeout=0.25)[0]:
-        if stop_signal:
-            raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
-    return ray.get(ref)
+class EarlyExport:
+    """Builds the export of the best variant so far while the last variants still train.
+
+    Once the variants still training are fewer than the slots, a slot stays idle to the
+    end of training: the export task (build the SavedModel, load it back, score the test
+    set) runs there instead of after the last variant. A better variant finishing later
+    starts it again for that one; at the end, the export of the final best is used."""
+
+    def __init__(self, variants: list[Variant], run_dir: RunDir, splits_ref, cpus: float,
+                 on_start=lambda: None):
+        self.variants = {v.name: v for v in variants}
+        self.run_dir, self.splits_ref, self.cpus = run_dir, splits_ref, cpus
+        self.on_start = on_start
+        self.name: str | None = None
+        self.ref = None
+
+    def start(self, best: dict | None) -> None:
+        if best is None or best["name"] == self.name:
+            return
+        self.name = best["name"]
+        self.on_start()
+        self.ref = export_task.options(num_cpus=self.cpus).remote(
+            self.variants[self.name], self.run_dir.load_weights(self.name), self.splits_ref)
+
+    def result(self, best: dict, stop_signal: list[int]) -> dict:
+        self.start(best)
+        while not ray.wait([self.ref], timeout=0.25)[0]:
+            if stop_signal:
+                raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
+        return ray.get(self.ref)
+
+
+def export_metadata(best: dict, run_dir: RunDir, splits: data.Splits,
+                    libraries: dict) -> dict:
+    """What travels beside the SavedModel (fmnist.json)."""
+    return {"class_names": list(data.CLASS_NAMES), "run_id": run_dir.path.name,
+            "variant": best["config"], "val_accuracy": best["val_accuracy"],
+            "test_accuracy": best["test_accuracy"], "dataset_sha256": splits.sha256,
+            "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
+                      "dtype": "uint8", "shape": [None, 28, 28], "background": 0},
+            "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
+            "libraries": libraries,
+            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+
+
+def describe_export(pred, splits: data.Splits, version: Path, out_dir: Path) -> dict:
+    """Test accuracy, confusion matrix (and its PNG) and per-class accuracy of the
+    exported SavedModel's test-set predictions."""
+    matrix, per_class = report.confusion(splits.y_test, pred)
+    accuracy = float((pred == splits.y_test).mean())
+    report.plot_confusion(matrix, data.CLASS_NAMES,
+                          f"exported model {version}: test accuracy {100 * accuracy:.2f}%",
+                          out_dir / "confusion_matrix.png")
+    return {"accuracy": accuracy, "confusion_matrix": matrix.tolist(),
+            "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class)))}
 
 
 def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run_dir: RunDir,
-             header, console, stop_signal: list[int], estimates: dict) -> dict:
+             header, console, stop_signal: list[int], estimates: dict,
+             idle=lambda finished: None, n_slots: int = 1) -> dict:
     """Runs `todo` in its order, at most `workers` in flight: Ray starts them in the order
-    they were submitted, so the order of `todo` is the order in which they start."""
+    they were submitted, so the order of `todo` is the order in which they start.
+    `idle(finished results)` is called after a variant finishes whenever fewer than
+    `n_slots` variants are left training (a slot will stay idle)."""
     # The event queue lives on the driver's node, so losing a worker node does not lose it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
@@ -586,6 +639,8 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
                     except ray.exceptions.RayError as e:  # retries exhausted: lost again
                         result, weights = failed(v, one_line(e)), None
                     record(result, weights)
+                    if not queued and len(running) < n_slots:
+                        idle([by_name[v.name] for v in variants if v.name in by_name])
             drain()
         except Interrupted as stop:
             # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...

@@ -107,6 +107,8 @@ def test_results_put_the_run_beside_its_floor(trained):
     assert results["floor_seconds"] == pytest.approx(floor, abs=0.01)
     ratio = results["wall_seconds"] / results["floor_seconds"]
     assert results["wall_over_floor"] == pytest.approx(ratio, abs=0.001) and ratio > 1
+    timeline = results["timeline"]
+    assert timeline["export_started"] <= timeline["training_done"] <= timeline["export_built"]
     assert (f"{results['wall_over_floor']:.2f}x the training floor of "
             f"{results['floor_seconds']:.1f}s ({cpus:g} CPUs)") in proc.stdout
 

@@ -126,17 +126,66 @@ def ray_tune() -> float:
     return wall
 
 
+RAY_START = r"""
+import os, sys, time
+sys.path.insert(0, %(root)r)
+t = time.perf_counter()
+from fmnist import sweep
+sweep.connect(None)  # the embedded Ray exactly as `fmnist-job train` starts it
+print(f"connect {time.perf_counter() - t:.1f}", flush=True)
+time.sleep(%(settle)s)  # Ray's processes go on starting after ray.init returns
+tick, me, seen = os.sysconf("SC_CLK_TCK"), os.getpid(), {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        cmd = open(f"/proc/{pid}/cmdline").read().split("\0")
+    except OSError:
+        continue
+    fields = stat[stat.rindex(")") + 2:].split()
+    seen[int(pid)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmd)
+ours, grew = {me}, True
+while grew:  # every descendant of this process
+    new = {p for p, (parent, _, _) in seen.items() if parent in ours} - ours
+    ours |= new
+    grew = bool(new)
+for pid in sorted(ours - {me}, key=lambda p: -seen[p][1]):
+    _, cpu, cmd = seen[pid]
+    name = cmd[0] if cmd[0].startswith("ray::") else " ".join(
+        os.path.basename(c) for c in cmd[:3] if not c.startswith("-"))
+    print(f"{cpu:.2f} {name[:60]}")
+print(f"{sum(os.times()[:2]):.2f} driver")
+"""
+
+
+def ray_start(settle: float = 10.0) -> None:
+    """CPU seconds Ray's own processes take to start: a figure that the machine's load
+    does not inflate, unlike wall seconds."""
+    load = load_average()
+    out = subprocess.run([sys.executable, "-c", RAY_START % {"root": str(ROOT),
+                                                             "settle": settle}],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    rows = [line.split(" ", 1) for line in out[1:] if line.strip()]
+    total = sum(float(cpu) for cpu, _ in rows)
+    print(f"  ray start: {out[0]} s wall; CPU seconds in the first {settle:g} s: "
+          f"{total:.1f} in all, " + ", ".join(f"{name} {float(cpu):.1f}" for cpu, name in rows)
+          + f"; load {load} -> {load_average()}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--no-tune", action="store_true", help="only our two sweeps")
     p.add_argument("--sweeps", nargs="+", choices=sorted(SWEEPS), default=["default", "four"])
+    p.add_argument("--ray-start", action="store_true",
+                   help="only the CPU seconds of the embedded Ray's start, per process")
     p.add_argument("--before", type=Path, metavar="CHECKOUT",
                    help="also run this checkout's fmnist before ours, each round (e.g. "
                         "`git archive REV | tar -x -C DIR`): a before/after in one run")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
+    if args.ray_start:
+        return ray_start()
     for i in range(1, args.rounds + 1):
         print(f"round {i} of {args.rounds}, {time.strftime('%H:%M:%S')}", flush=True)
         walls = {}
