@@ -53,7 +53,11 @@ def ours(name: str, code: Path, label: str = "") -> float:
     from fmnist import schedule
     load = load_average()
     t0 = time.time()
-    wall, r = _ours(SWEEPS[name], code=code)
+    try:
+        wall, r = _ours(SWEEPS[name], code=code)
+    except SystemExit as failure:  # reported; the other runs of the round go on
+        print(f"  {name + label:<12} {str(failure)[-400:]}; load {load} -> {load_average()}")
+        return float("nan")
     runs = [v for v in r["variants"] if "train_seconds" in v]
     first = min(_t(v["started_at"]) for v in runs)
     last = max(_t(v["finished_at"]) for v in runs)
