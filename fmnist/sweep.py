@@ -227,9 +227,12 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
     """One variant. Failures of the variant itself come back as a failed result (the
     sweep goes on); Ray retries the task only when its process or node is lost, and the
     retry resumes from the variant's last finished epoch in `checkpoint_dir`."""
+    entered = time.monotonic()
     train.skip_optional_imports()
     train.batch_scheduling()
     device = train.configure_tensorflow(cpus, threads)
+    # TensorFlow's import, in a new worker process; about 0 in one that trained before.
+    setup_seconds = round(time.monotonic() - entered, 2)
     host = socket.gethostname()
     # Containers on one machine share a host name; the Ray node id tells nodes apart.
     node_id = ray.get_runtime_context().get_node_id()
@@ -250,6 +253,7 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), host=host, node_id=node_id, device=device), None
+    result = insert_after(result, "train_seconds", "setup_seconds", setup_seconds)
     # Beside `host`: where the task ran, read together.
     return insert_after(result, "host", "node_id", node_id), weights
 
@@ -479,7 +483,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 
 
 def wall_line(results: dict) -> str:
-    """'61.8s wall, 1.21x the floor of 51.1s (2 CPUs)': the end-of-run figure."""
+    """'61.8s wall, 1.21x the training floor of 51.1s (2 CPUs)': the run's last figure."""
     text = f"{results['wall_seconds']:.1f}s wall"
     if results.get("floor_seconds"):
         text += (f", {results['wall_over_floor']:.2f}x the training floor of "

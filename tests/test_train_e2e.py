@@ -100,6 +100,9 @@ def test_results_put_the_run_beside_its_floor(trained):
         keys = list(v)
         assert keys[keys.index("train_seconds") + 1] == "estimate_seconds"
         assert v["estimate_seconds"] > 0
+        assert v["setup_seconds"] >= 0 and len(v["epoch_seconds"]) == 3
+    # Each of the two tasks started in a worker of its own, which imported TensorFlow.
+    assert min(v["setup_seconds"] for v in results["variants"]) > 0.5
     # Two tasks at once (--workers 2) if the machine has the CPUs, each holding its share.
     cpus = min(2, results["slots"]) * results["cpus_per_worker"]
     assert results["cpus_used"] == cpus
