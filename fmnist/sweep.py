@@ -24,7 +24,7 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, ensemble, export, report, runtime, train, versions
+from fmnist import data, ensemble, export, report, runtime, schedule, train, versions
 from fmnist.cluster import connect
 from fmnist.files import atomic_file, write_json_atomic
 from fmnist.variants import Variant
@@ -56,14 +56,20 @@ def plan_resources(workers: int, cpus: float | None, gpus: float | None,
     return cpus, gpus
 
 
+def slots(workers: int, cpus: float, gpus: float, cluster: dict) -> int:
+    """How many tasks run at once: --workers, or fewer when the cluster's CPUs (or
+    GPUs) hold fewer such tasks (as it is now)."""
+    n = min(workers, int(cluster.get("CPU", 0) // cpus))  # cpus > 0: the CLI's minimum
+    if gpus:
+        n = min(n, int(cluster.get("GPU", 0) // gpus))
+    return max(1, n)
+
+
 def at_once(workers: int, cpus: float, gpus: float, cluster: dict) -> str:
     """How many tasks run at once, for the run's first line: '4', or '2 (of --workers
-    4)' when the cluster's CPUs (or GPUs) hold fewer such tasks (as it is now)."""
-    slots = min(workers, int(cluster.get("CPU", 0) // cpus))  # cpus > 0: the CLI's minimum
-    if gpus:
-        slots = min(slots, int(cluster.get("GPU", 0) // gpus))
-    slots = max(1, slots)
-    return str(workers) if slots >= workers else f"{slots} (of --workers {workers})"
+    4)'."""
+    n = slots(workers, cpus, gpus, cluster)
+    return str(workers) if n >= workers else f"{n} (of --workers {workers})"
 
 
 def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: float,
@@ -71,9 +77,12 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
     """One variant. Failures of the variant itself come back as a failed result (the
     sweep goes on); Ray retries the task only when its process or node is lost, and the
     retry resumes from the variant's last finished epoch in `checkpoint_dir`."""
+    entered = time.monotonic()
     runtime.skip_optional_imports()
     runtime.batch_scheduling()
     device = runtime.configure_tensorflow(cpus, threads)
+    # TensorFlow's import, in a new worker process; about 0 in one that trained before.
+    setup_seconds = round(time.monotonic() - entered, 2)
     host = socket.gethostname()
     # Containers on one machine share a host name; the Ray node id tells nodes apart.
     node_id = ray.get_runtime_context().get_node_id()
@@ -104,17 +113,19 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
     import tensorflow as tf
     result["threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     val_probs = result.pop("val_probabilities").astype("float32")
-    return with_node_id(result, node_id), weights, val_probs
+    result = insert_after(result, "train_seconds", "setup_seconds", setup_seconds)
+    # Beside `host`: where the task ran, read together.
+    return insert_after(result, "host", "node_id", node_id), weights, val_probs
 
 
-def with_node_id(result: dict, node_id: str) -> dict:
-    """The result with `node_id` right after `host` (where the task ran, read together)."""
+def insert_after(result: dict, after: str, key: str, value) -> dict:
+    """The result with `key` right after `after` (or at the end without it)."""
     out = {}
-    for key, value in result.items():
-        out[key] = value
-        if key == "host":
-            out["node_id"] = node_id
-    out.setdefault("node_id", node_id)
+    for k, v in result.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    out.setdefault(key, value)
     return out
 
 
@@ -237,14 +248,22 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 
     The winner is exported, then labelled `stable` or `candidate` by the quality gate
     (versions.apply_gate; `gate_tolerance` in accuracy points)."""
+    started, started_at = time.monotonic(), train.utc_now()  # data loading included
+    # Seconds from `started` to each step: where the time outside training goes.
+    timeline: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timeline[step] = round(time.monotonic() - started, 2)
+
     console = report.make_console()
     versions.read_config(export_dir)  # a corrupt models.config fails now, not after training
     splits = data.load(data_dir, val_size=val_size, limit=limit)
+    mark("data_loaded")
     run_dir = RunDir(runs_dir or new_run_dir())
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.path.name
-    started = time.monotonic()
-    header = {"run_id": run_id, "sweep_file": str(sweep_file) if sweep_file else None,
+    header = {"run_id": run_id, "started_at": started_at, "timeline": timeline,
+              "sweep_file": str(sweep_file) if sweep_file else None,
               "sweep": [v.to_dict() for v in variants],
               "settings": {"val_size": val_size, "limit": limit, "ensemble": ensemble_size,
                            "data_dir": str(data_dir) if data_dir else None},
@@ -255,6 +274,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             if r["status"] == "ok" and run_dir.has_weights(r["name"])}
 
     connect(address)
+    mark("ray_ready")
     # After ray.init, which installs handlers of its own. The handler only takes note:
     # raising inside Ray's C++ wait corrupts it, so the loop checks between waits.
     stop_signal: list[int] = []
@@ -267,7 +287,11 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                                     [n["Resources"].get("CPU", 0) for n in nodes])
         threads = threads_per_worker or runtime.threads_for(cpus)
         header.update(cpus_per_worker=cpus, gpus_per_worker=gpus, threads_per_worker=threads)
-        todo = [v for v in variants if v.name not in done]
+        estimates = {v.name: schedule.estimate_seconds(v, len(splits.y_train))
+                     for v in variants}
+        todo = schedule.longest_first([v for v in variants if v.name not in done], estimates)
+        n_slots = slots(workers, cpus, gpus, cluster)
+        header.update(slots=n_slots, order=[v.name for v in todo])
         console.print(f"run {run_id}: {len(variants)} variants"
                       + (f" from {sweep_file}" if sweep_file else "")
                       + (f" ({len(done)} already finished, resuming)" if done else "")
@@ -276,19 +300,29 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                       f"({threads} TensorFlow thread{'s' * (threads > 1)}) each, "
                       f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
         splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
+        mark("data_put")
+        baseline = versions.gate_baseline(export_dir)  # what the winner must match
+        exporter = EarlyExport(variants, run_dir, splits_ref, cpus, baseline["archive"],
+                               on_start=lambda: mark("export_started"))
+
+        def idle(finished: list[dict]) -> None:
+            # An ensemble's members are known only at the end: nothing to start early.
+            best_so_far = best_of(finished)
+            if best_so_far and ensemble_size <= 1:
+                exporter.start([(best_so_far["name"], 1.0)])
+
         results = _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads,
-                           run_dir, header, console, stop_signal)
+                           run_dir, header, console, stop_signal, estimates,
+                           idle=idle, n_slots=n_slots)
+        mark("training_done")
         ok = [r for r in results["variants"] if r["status"] == "ok"]
-        best = max(ok, key=lambda r: r["val_accuracy"]) if ok else None
+        best = best_of(results["variants"])
         if best:
             members, results["ensemble"] = choose_members(ok, best, run_dir, splits.y_val,
                                                           ensemble_size)
-            by_name = {v.name: v for v in variants}
             try:
-                baseline = versions.gate_baseline(export_dir)  # what the winner must match
-                built = _build_export(
-                    [(by_name[m], run_dir.load_weights(m), share) for m, share in members],
-                    splits_ref, cpus, stop_signal, baseline["archive"])
+                built = exporter.result(members, stop_signal)
+                mark("export_built")
             except Interrupted as stop:  # every variant finished: a resume only exports
                 results["interrupted"] = str(stop)
                 write_json_atomic(run_dir.results, results)
@@ -315,7 +349,6 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             write_json_atomic(run_dir.results, results)
             raise Interrupted(stop_signal[0], run_dir.path)
         results["best"] = best["name"] if best else None
-        results["wall_seconds"] = round(time.monotonic() - started, 2)
         if best:
             exported = exported_model(results, members, built["predictions"], splits)
             path = export.publish(lambda staging: export.unpack(built["archive"], staging),
@@ -327,8 +360,15 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                 built["predictions"], splits, path, run_dir.path)
             results["gate"] = versions.gate(export_dir, int(path.name), built, baseline,
                                             gate_tolerance, run_id)
-        write_json_atomic(run_dir.results, results)
+        mark("export_written")
         report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
+        # Everything but the wait for Ray's processes to exit (overlapped with the above).
+        results["wall_seconds"] = round(time.monotonic() - started, 2)
+        results.update(schedule.efficiency(
+            [r for r in results["variants"] if r["name"] not in done],
+            results["wall_seconds"],
+            schedule.cpus_used(len(todo), results["slots"], results["cpus_per_worker"])))
+        write_json_atomic(run_dir.results, results)
 
         console.print(report.leaderboard(results["variants"], results["best"],
                                          results.get("ensemble")))
@@ -345,8 +385,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             per_class = results["exported_model_test"]["per_class_accuracy"]
             console.print("exported model, test accuracy per class: " + ", ".join(
                 f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
-            console.print(f"results: {run_dir.results}  "
-                          f"({results['wall_seconds']:.1f}s wall)")
+            console.print(f"results: {run_dir.results}  ({wall_line(results)})")
         if stop_signal:
             raise Interrupted(stop_signal[0], run_dir.path,
                               published=path if best else None)
@@ -355,6 +394,15 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         closing.join()
+
+
+def wall_line(results: dict) -> str:
+    """'61.8s wall, 1.21x the training floor of 51.1s (2 CPUs)': the run's last figure."""
+    text = f"{results['wall_seconds']:.1f}s wall"
+    if results.get("floor_seconds"):
+        text += (f", {results['wall_over_floor']:.2f}x the training floor of "
+                 f"{results['floor_seconds']:.1f}s ({results['cpus_used']:g} CPUs)")
+    return text
 
 
 def choose_members(ok: list[dict], best: dict, run_dir: RunDir, y_val, size: int):
@@ -438,13 +486,47 @@ def _export_task(members: list[tuple], splits: data.Splits,
 export_task = ray.remote(max_retries=3, retry_exceptions=False)(_export_task)
 
 
-def _build_export(members: list[tuple], splits_ref, cpus: float,
-                  stop_signal: list[int], stable_archive: bytes | None = None) -> dict:
-    ref = export_task.options(num_cpus=cpus).remote(members, splits_ref, stable_archive)
-    while not ray.wait([ref], timeout=0.25)[0]:
-        if stop_signal:
-            raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
-    return ray.get(ref)
+def best_of(results: list[dict]) -> dict | None:
+    """The best variant: the best validation accuracy (the first of equals, in the
+    sweep's order), among those that finished."""
+    ok = [r for r in results if r["status"] == "ok"]
+    return max(ok, key=lambda r: r["val_accuracy"]) if ok else None
+
+
+class EarlyExport:
+    """Builds the export while the last variants still train.
+
+    Once the variants still training are fewer than the slots, a slot stays idle to the
+    end of training: the export task (build the SavedModel, load it back, score the test
+    set and, for the gate, the stable version's validation accuracy) runs there for the
+    best variant so far instead of after the last variant. A better variant finishing
+    later starts it again for that one; at the end, the export of the final members is
+    used (built then if it was not already: always so for an ensemble, whose members are
+    known only when every variant has finished)."""
+
+    def __init__(self, variants: list[Variant], run_dir: RunDir, splits_ref, cpus: float,
+                 stable_archive: bytes | None, on_start=lambda: None):
+        self.variants = {v.name: v for v in variants}
+        self.run_dir, self.splits_ref, self.cpus = run_dir, splits_ref, cpus
+        self.stable_archive, self.on_start = stable_archive, on_start
+        self.members: list | None = None
+        self.ref = None
+
+    def start(self, members: list[tuple[str, float]]) -> None:
+        if members == self.members:
+            return
+        self.members = members
+        self.on_start()
+        self.ref = export_task.options(num_cpus=self.cpus).remote(
+            [(self.variants[m], self.run_dir.load_weights(m), share) for m, share in members],
+            self.splits_ref, self.stable_archive)
+
+    def result(self, members: list[tuple[str, float]], stop_signal: list[int]) -> dict:
+        self.start(members)
+        while not ray.wait([self.ref], timeout=0.25)[0]:
+            if stop_signal:
+                raise Interrupted(stop_signal[0])  # ray.shutdown stops the task: see _execute
+        return ray.get(self.ref)
 
 
 def export_metadata(exported: dict, run_dir: RunDir, splits: data.Splits,
@@ -475,7 +557,12 @@ def describe_export(pred, splits: data.Splits, version: Path, out_dir: Path) -> 
 
 
 def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run_dir: RunDir,
-             header, console, stop_signal: list[int]) -> dict:
+             header, console, stop_signal: list[int], estimates: dict,
+             idle=lambda finished: None, n_slots: int = 1) -> dict:
+    """Runs `todo` in its order, at most `workers` in flight: Ray starts them in the order
+    they were submitted, so the order of `todo` is the order in which they start.
+    `idle(finished results)` is called after a variant finishes whenever fewer than
+    `n_slots` variants are left training (a slot will stay idle)."""
     # The event queue lives on the driver's node, so losing a worker node does not lose it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
@@ -493,6 +580,9 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
         if weights is not None:  # before results.json says "ok"
             run_dir.save_weights(result["name"], weights)
             run_dir.save_val_probs(result["name"], val_probs)
+        # The plan's figure beside the measured one (at the end on a failed variant).
+        result = insert_after(result, "train_seconds", "estimate_seconds",
+                              round(estimates[result["name"]], 2))
         by_name[result["name"]] = result
         progress.finished(result)
         save()
@@ -531,6 +621,8 @@ def _execute(variants, todo, done, splits_ref, workers, cpus, gpus, threads, run
                     except ray.exceptions.RayError as e:  # retries exhausted: lost again
                         result, weights, val_probs = failed(v, one_line(e)), None, None
                     record(result, weights, val_probs)
+                    if not queued and len(running) < n_slots:
+                        idle([by_name[v.name] for v in variants if v.name in by_name])
             drain()
         except Interrupted as stop:
             # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...

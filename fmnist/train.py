@@ -127,7 +127,10 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK)
     batches_per_epoch = steps * k  # optimizer steps per epoch (for the LR schedule)
 
+    ends: list[float] = []  # when each epoch of this attempt ended
+
     def epoch_end(epoch, logs):
+        ends.append(time.monotonic())
         log.record(epoch + 1, logs or {})
         if on_epoch is not None:
             on_epoch(epoch + 1, dict(logs or {}))
@@ -180,6 +183,8 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         "best_epoch": int(np.argmax(val_curve)) + 1 if val_curve else None,
         "history": hist,
         "train_seconds": round(train_seconds, 2),
+        # This attempt's epochs; the first also holds the XLA compile and data set-up.
+        "epoch_seconds": [round(b - a, 2) for a, b in zip([started, *ends], ends)],
         "started_at": started_at, "finished_at": utc_now(),
         "samples_per_second": round((len(val_curve) - log.resumed_from) * batches_per_epoch
                                     * variant.batch_size / train_seconds, 1),

@@ -72,7 +72,8 @@ epochs = 12
 
 def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file):
     run_dir, models = tmp_path / "run", tmp_path / "models"
-    proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "1", "--limit", "6000",
+    # Both at once (the longest starts first, so one at a time would leave 'quick' queued).
+    proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
                  "--runs-dir", run_dir, "--export-dir", models)
     wait_for(lambda: epochs_logged(run_dir, "slow") >= 2 and backed_up(run_dir, "slow"),
              proc, what="two epochs of 'slow'")

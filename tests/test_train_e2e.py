@@ -99,6 +99,32 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
     assert "leaderboard" in proc.stdout and best["name"] in proc.stdout
 
 
+def test_results_put_the_run_beside_its_floor(trained):
+    tmp, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp / "run" / "results.json").read_text())
+    assert results["order"] == ["wider", "small"]  # longest estimate first
+    times = {v["name"]: v["train_seconds"] for v in results["variants"]}
+    for v in results["variants"]:
+        keys = list(v)
+        assert keys[keys.index("train_seconds") + 1] == "estimate_seconds"
+        assert v["estimate_seconds"] > 0
+        assert v["setup_seconds"] >= 0 and len(v["epoch_seconds"]) == 3
+    # Each of the two tasks started in a worker of its own, which imported TensorFlow.
+    assert min(v["setup_seconds"] for v in results["variants"]) > 0.5
+    # Two tasks at once (--workers 2) if the machine has the CPUs, each holding its share.
+    cpus = min(2, results["slots"]) * results["cpus_per_worker"]
+    assert results["cpus_used"] == cpus
+    floor = max(sum(times.values()) / cpus, max(times.values()))
+    assert results["floor_seconds"] == pytest.approx(floor, abs=0.01)
+    ratio = results["wall_seconds"] / results["floor_seconds"]
+    assert results["wall_over_floor"] == pytest.approx(ratio, abs=0.001) and ratio > 1
+    timeline = results["timeline"]
+    assert timeline["export_started"] <= timeline["training_done"] <= timeline["export_built"]
+    assert (f"{results['wall_over_floor']:.2f}x the training floor of "
+            f"{results['floor_seconds']:.1f}s ({cpus:g} CPUs)") in proc.stdout
+
+
 def test_exported_savedmodel_scores_the_test_set(trained):
     import tensorflow as tf
     tmp, proc = trained

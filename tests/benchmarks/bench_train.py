@@ -124,14 +124,16 @@ def part_a():
           f"points, standard error {100 * se:.2f} (target within 0.5)")
 
 
-def _ours(sweep: Path, *extra: str) -> tuple[float, dict]:
-    """Wall seconds of `fmnist-job train --workers 4` in a fresh process, and its results."""
+def _ours(sweep: Path, *extra: str, code: Path = ROOT) -> tuple[float, dict]:
+    """Wall seconds of `fmnist-job train --workers 4` in a fresh process, and its results.
+    `code`: a checkout whose fmnist package to run (another version, for a before/after)."""
+    env = {**os.environ, "PYTHONPATH": str(code)}  # the embedded Ray's workers inherit it
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "fmnist.cli", "train", "--workers", "4",
                                "--sweep", str(sweep), "--runs-dir", f"{tmp}/run",
                                "--export-dir", f"{tmp}/models", *extra],
-                              capture_output=True, text=True, cwd=ROOT)
+                              capture_output=True, text=True, cwd=code, env=env)
         seconds = time.perf_counter() - t
         if proc.returncode != 0:
             sys.exit(f"fmnist-job train failed:\n{proc.stderr[-3000:]}")
