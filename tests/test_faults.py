@@ -50,6 +50,14 @@ def epochs_logged(run_dir: Path, name: str) -> int:
         return 0
 
 
+def finished(run_dir: Path, name: str) -> bool:
+    try:
+        saved = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(v["name"] == name and v["status"] == "ok" for v in saved.get("variants", []))
+
+
 def backed_up(run_dir: Path, name: str) -> bool:
     return (run_dir / "checkpoints" / name / "backup" / "training_metadata.json").exists()
 
@@ -75,8 +83,8 @@ def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file)
     # Both at once (the longest starts first, so one at a time would leave 'quick' queued).
     proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
                  "--runs-dir", run_dir, "--export-dir", models)
-    wait_for(lambda: epochs_logged(run_dir, "slow") >= 2 and backed_up(run_dir, "slow"),
-             proc, what="two epochs of 'slow'")
+    wait_for(lambda: epochs_logged(run_dir, "slow") >= 2 and backed_up(run_dir, "slow")
+             and finished(run_dir, "quick"), proc, what="'quick' and two epochs of 'slow'")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, clip(err)
