@@ -278,8 +278,11 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     # After ray.init, which installs handlers of its own. The handler only takes note:
     # raising inside Ray's C++ wait corrupts it, so the loop checks between waits.
     stop_signal: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum, frame):
+        stop_signal.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cluster = ray.cluster_resources()
@@ -334,11 +337,16 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
             e.run_dir = run_dir.path  # for the resume hint
         raise
     finally:
-        # Stopping the embedded Ray is a second of waiting for its processes to exit;
-        # wait for them while this thread writes the export and the plots. (On an
-        # error the interpreter waits for the thread before it exits.)
+        # Stopping the embedded Ray is a second of waiting for its processes to exit; on
+        # an error, the interpreter waits for this thread before it exits.
         closing = threading.Thread(target=ray.shutdown, name="ray-shutdown")
         closing.start()
+    # ray.shutdown puts SIGTERM back to the default action below Python (seen: a SIGTERM
+    # after it killed the process, exit -15, our handler notwithstanding), so wait for
+    # it and install our handlers again before publishing.
+    closing.join()
+    for sig in previous:
+        signal.signal(sig, note)
     # Our handlers stay until the end, so no signal is dropped: one that came after
     # the export task's last check stops the run here, before anything is published;
     # one that comes while publishing (a rename: the version appears whole or not at
