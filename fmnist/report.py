@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from fmnist.files import atomic_file
+from fmnist.tables import percent as _pct
 
 
 def make_console() -> Console:
@@ -22,10 +23,6 @@ def make_console() -> Console:
     if not console.is_terminal:
         console.width = 140
     return console
-
-
-def _pct(x) -> str:
-    return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
 
 
 class Progress:

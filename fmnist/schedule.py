@@ -21,12 +21,10 @@ NUM_CLASSES = 10
 # Seconds of one training epoch on one TensorFlow thread, calibrated on the project's
 # 2-core machine from the train_seconds of the default and four-variant sweeps
 # (docs/performance.md): per image and parameter (the forward and backward products,
-# which grow with both), per optimizer step and parameter (the optimizer's update, once
-# per step whatever the batch), and per variant (building, the XLA compile, evaluation).
+# which grow with both) and per optimizer step. (Terms per step and parameter, and per
+# variant, stood at 0 in the calibrated model and are left out.)
 SECONDS_PER_SAMPLE_PARAM = 7.8e-11
-SECONDS_PER_STEP_PARAM = 0.0
 SECONDS_PER_STEP = 2.9e-4
-SECONDS_PER_VARIANT = 0.0
 
 
 def parameters(v: Variant) -> int:
@@ -45,9 +43,8 @@ def estimate_seconds(v: Variant, train_size: int) -> float:
     the ratios between variants; the absolute figure drifts with the machine."""
     params = parameters(v)
     steps = train_size // v.batch_size  # per epoch; the last partial batch sits out
-    per_epoch = (SECONDS_PER_SAMPLE_PARAM * train_size * params
-                 + steps * (SECONDS_PER_STEP + SECONDS_PER_STEP_PARAM * params))
-    return SECONDS_PER_VARIANT + v.epochs * per_epoch
+    return v.epochs * (SECONDS_PER_SAMPLE_PARAM * train_size * params
+                       + steps * SECONDS_PER_STEP)
 
 
 def longest_first(variants: list[Variant], estimates: dict[str, float]) -> list[Variant]:

@@ -319,7 +319,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                            idle=idle, n_slots=n_slots)
         mark("training_done")
         ok = [r for r in results["variants"] if r["status"] == "ok"]
-        best = best_of(results["variants"])
+        best = best_of(ok)
         if best:
             members, results["ensemble"] = choose_members(ok, best, run_dir, splits.y_val,
                                                           ensemble_size)

@@ -187,10 +187,7 @@ def format_config(config: Config) -> str:
 
 def disk_versions(base: Path) -> list[int]:
     """Finished versions on disk (integer dirs with a saved_model.pb), ascending."""
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir()
-                  if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    return [v for v in export.versions(base) if (base / str(v) / "saved_model.pb").is_file()]
 
 
 def read_config(base: Path) -> Config | None:
