@@ -80,12 +80,22 @@ def _parse_idx(raw: bytes, name: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def load_arrays(directory: str | os.PathLike | None = None):
-    """(x_train, y_train, x_test, y_test, sha256s) from verified release files."""
+def check_present(directory: str | os.PathLike | None = None) -> Path:
+    """The data directory, once it holds the four release files: a cheap check (no
+    reading), so that a wrong --data-dir fails at once, before Ray starts."""
     d = data_dir(directory)
     if not d.is_dir():
         raise DataError(f"{d}: not a directory; --data-dir / FMNIST_DATA_DIR must name a "
                         f"directory holding the four Fashion-MNIST .gz files.")
+    for name in SHA256:
+        if not (d / name).exists():
+            _read_verified(d / name)  # names the missing file
+    return d
+
+
+def load_arrays(directory: str | os.PathLike | None = None):
+    """(x_train, y_train, x_test, y_test, sha256s) from verified release files."""
+    d = check_present(directory)
     arrays = {name: _parse_idx(_read_verified(d / name), name) for name in SHA256}
     return (arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"],
             arrays["t10k-images-idx3-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"],

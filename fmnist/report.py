@@ -6,6 +6,7 @@ plain line per event, because a redrawn table is garbage in a log file.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -149,15 +150,33 @@ def leaderboard(results: list[dict], best: str | None, ensemble: dict | None = N
     return t
 
 
+_warming: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Import matplotlib in a background thread (once): 0.5-1 s of CPU that the plots
+    at the end of a run would otherwise wait for. Called when a core goes idle."""
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=_pyplot, name="fmnist-plots", daemon=True)
+        _warming.start()
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def plot_curves(results: list[dict], path: Path) -> Path | None:
     """Validation accuracy per epoch, one line per variant (PNG)."""
     curves = [(r["name"], r["history"]["val_accuracy"]) for r in results
               if r.get("history", {}).get("val_accuracy")]
     if not curves:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, ys in curves:
@@ -197,9 +216,7 @@ def per_class_accuracy(matrix):
 
 
 def plot_confusion(matrix, class_names, title: str, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     per_class = per_class_accuracy(matrix)
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)

@@ -9,6 +9,7 @@ imports TensorFlow). The test set never chooses anything.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import platform
@@ -257,8 +258,24 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 
     console = report.make_console()
     versions.read_config(export_dir)  # a corrupt models.config fails now, not after training
-    splits = data.load(data_dir, val_size=val_size, limit=limit)
-    mark("data_loaded")
+    data.check_present(data_dir)  # a wrong --data-dir fails now, before Ray starts
+    # The data loads (checksums, decompression: hashlib and zlib release the GIL) while
+    # ray.init waits for Ray's processes to start.
+    loading = concurrent.futures.ThreadPoolExecutor(1, "fmnist-data")
+    splits_future = loading.submit(data.load, data_dir, val_size=val_size, limit=limit)
+    loading.shutdown(wait=False)
+    splits_future.add_done_callback(lambda _: mark("data_loaded"))
+    try:
+        connect(address)
+    except BaseException:
+        splits_future.result()  # bad data is named first: it is the first thing to fix
+        raise
+    mark("ray_ready")
+    try:
+        splits = splits_future.result()
+    except BaseException:
+        ray.shutdown()
+        raise
     run_dir = RunDir(runs_dir or new_run_dir())
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.path.name
@@ -273,8 +290,6 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
     done = {r["name"]: r for r in (resume or {}).get("variants", [])
             if r["status"] == "ok" and run_dir.has_weights(r["name"])}
 
-    connect(address)
-    mark("ray_ready")
     # After ray.init, which installs handlers of its own. The handler only takes note:
     # raising inside Ray's C++ wait corrupts it, so the loop checks between waits.
     stop_signal: list[int] = []
@@ -309,6 +324,8 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                                on_start=lambda: mark("export_started"))
 
         def idle(finished: list[dict]) -> None:
+            # A core is idle from now on: the plots' library loads there, not at the end.
+            report.warm_up()
             # An ensemble's members are known only at the end: nothing to start early.
             best_so_far = best_of(finished)
             if best_so_far and ensemble_size <= 1:
@@ -341,10 +358,18 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
         # an error, the interpreter waits for this thread before it exits.
         closing = threading.Thread(target=ray.shutdown, name="ray-shutdown")
         closing.start()
+    # While Ray's processes exit, the curves (they depend on nothing that follows; a
+    # plot that cannot be written costs a warning, never the run).
+    try:
+        report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
+    except OSError as e:
+        console.print(f"[yellow]warning:[/] {run_dir.path / 'val_accuracy.png'} not "
+                      f"written: {e}", highlight=False)
     # ray.shutdown puts SIGTERM back to the default action below Python (seen: a SIGTERM
     # after it killed the process, exit -15, our handler notwithstanding), so wait for
     # it and install our handlers again before publishing.
     closing.join()
+    mark("ray_closed")
     for sig in previous:
         signal.signal(sig, note)
     # Our handlers stay until the end, so no signal is dropped: one that came after
@@ -363,13 +388,13 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
                                   export_metadata(exported, run_dir, splits,
                                                   built["libraries"]),
                                   export_dir)
+            mark("published")
             results["export"] = str(path)
             results["exported_model_test"] = describe_export(
                 built["predictions"], splits, path, run_dir.path)
             results["gate"] = versions.gate(export_dir, int(path.name), built, baseline,
                                             gate_tolerance, run_id)
         mark("export_written")
-        report.plot_curves(results["variants"], run_dir.path / "val_accuracy.png")
         # Everything but the wait for Ray's processes to exit (overlapped with the above).
         results["wall_seconds"] = round(time.monotonic() - started, 2)
         results.update(schedule.efficiency(
