@@ -1,6 +1,7 @@
 """Benchmark `fmnist-job score` on the 10,000 Fashion-MNIST test images as 28x28 PNGs.
 
     .venv/bin/python tests/benchmarks/bench_score.py [--model DIR] [--quick]
+    .venv/bin/python tests/benchmarks/bench_score.py --model SINGLE --versus ENSEMBLE
 
 A script, not a test (pytest does not collect it). It writes the images into a temporary
 directory (and 50,000 by hard-linking them into more directories), then prints:
@@ -192,10 +193,30 @@ def in_process(directory: Path, model: Path, out: Path, pool: str, decoders: int
     return statistics.median(reported), statistics.median(around)
 
 
+def versus(tmp: Path, model: Path, other: Path, decode_rate: float, repeats: int) -> None:
+    """`fmnist-job score` on the 10,000 PNGs with two exports, taking turns (so drift of
+    the machine's speed hits both alike): each one's median reported rate, the ratio,
+    and each against the decode-only rate of two cores."""
+    from fmnist import serving
+    rates: dict[Path, list[float]] = {model: [], other: []}
+    for _ in range(repeats):
+        for m in rates:
+            rates[m].append(run_score(tmp / "png10k", m, tmp / "versus.csv")["reported"])
+    a, b = (statistics.median(rates[m]) for m in (model, other))
+    for m, rate in ((model, a), (other, b)):
+        print(f"  {serving.resolve_model(m)}: {rate:,.0f} images/s reported "
+              f"(runs: {', '.join(f'{r:,.0f}' for r in rates[m])}); "
+              f"{rate / (2 * decode_rate):.2f}x the two-core decode-only rate (target >= 0.5x)")
+    print(f"  --versus / --model: {b / a:.2f}x\n{load()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="export base or version directory")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--versus", type=Path, metavar="DIR",
+                        help="only compare --model with this export (an ensemble against a "
+                             "single model, say): score runs taking turns, then the ratio")
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
@@ -214,6 +235,8 @@ def main() -> None:
         decode_rate = max(decode_only(paths) for _ in range(repeats))
         print(f"\ndecode only (Pillow open+convert+asarray), 1 core: {decode_rate:,.0f} images/s",
               flush=True)
+        if args.versus:
+            return versus(tmp, model, args.versus, decode_rate, repeats)
 
         runs = {n: [run_score(tmp / d, model, tmp / f"out{n}.csv") for _ in range(repeats)]
                 for n, d in ((10_000, "png10k"), (50_000, "png50k"))}
