@@ -46,20 +46,20 @@ def save_ensemble(members: list[tuple], directory: Path) -> None:
     import keras
     import tensorflow as tf
 
-    from fmnist.model import build, probabilities
+    from fmnist.model import build
 
     nets = []
     for variant, arrays, share in members:
         net = build(variant)
         net.set_weights(arrays)
-        nets.append((net, float(share), variant.test_time_flip))
+        nets.append((net, float(share)))
     archive = keras.export.ExportArchive()
-    for net, *_ in nets:
+    for net, _ in nets:
         archive.track(net)
 
     def serve(images):
-        return {OUTPUT_KEY: tf.add_n([share * probabilities(net, images, flip)
-                                     for net, share, flip in nets])}
+        return {OUTPUT_KEY: tf.add_n([share * tf.nn.softmax(net(images, training=False))
+                                     for net, share in nets])}
 
     archive.add_endpoint(
         name=SIGNATURE, fn=serve,

@@ -86,18 +86,6 @@ def build(variant: Variant, jit: bool = True) -> ChunkedSequential:
     return ChunkedSequential(layers, name=variant.name)
 
 
-def probabilities(net: keras.Model, images, flip: bool = False) -> tf.Tensor:
-    """Class probabilities [N, 10] for uint8 images [N, 28, 28]; with `flip` (the
-    variant's test_time_flip), the mean of the image's and its mirror image's. The one
-    definition of what a trained variant predicts: its evaluation, the ensemble
-    selection and the exported SavedModel all use it."""
-    p = tf.nn.softmax(net(images, training=False))
-    if flip:
-        mirrored = tf.nn.softmax(net(tf.reverse(images, axis=[2]), training=False))
-        p = (p + mirrored) / 2
-    return p
-
-
 def optimizer(variant: Variant, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = variant.learning_rate
     if variant.schedule == "cosine":

@@ -103,13 +103,6 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def predict(net, x: np.ndarray, flip: bool) -> np.ndarray:
-    """model.probabilities over `x` in batches, as a float32 array."""
-    from fmnist import model as model_mod
-    return np.concatenate([model_mod.probabilities(net, x[i:i + EVAL_BATCH], flip).numpy()
-                           for i in range(0, len(x), EVAL_BATCH)])
-
-
 def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                 on_epoch: Callable[[int, dict], None] | None = None,
                 checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
@@ -168,17 +161,13 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
             raise FloatingPointError(
                 f"loss became NaN/inf at epoch {len(hist['loss'])}; "
                 f"lower learning_rate or add normalization")
-        val_loss, _ = net.evaluate(splits.x_val, splits.y_val, batch_size=EVAL_BATCH,
-                                   verbose=0)
-        test_loss, _ = net.evaluate(splits.x_test, splits.y_test, batch_size=EVAL_BATCH,
-                                    verbose=0)
-        # The accuracies of what the variant predicts (with test_time_flip: averaged with
-        # the mirror image, as the export will); the validation probabilities also go
-        # to the ensemble selection, which the driver runs on them only.
-        val_probs = predict(net, splits.x_val, variant.test_time_flip)
-        val_acc = (val_probs.argmax(axis=1) == splits.y_val).mean()
-        test_acc = (predict(net, splits.x_test, variant.test_time_flip).argmax(axis=1)
-                    == splits.y_test).mean()
+        val_loss, val_acc = net.evaluate(splits.x_val, splits.y_val,
+                                         batch_size=EVAL_BATCH, verbose=0)
+        test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test,
+                                           batch_size=EVAL_BATCH, verbose=0)
+        # For ensemble selection, which the driver runs on validation predictions only.
+        val_probs = tf.nn.softmax(net.predict(splits.x_val, batch_size=EVAL_BATCH,
+                                              verbose=0)).numpy()
 
     val_curve = hist.get("val_accuracy", [])
     result = {

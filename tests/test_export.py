@@ -162,14 +162,11 @@ def test_unpack_without_filters_refuses_what_the_data_filter_refuses(tmp_path, k
 
 def test_an_ensemble_is_one_savedmodel_with_the_weighted_mean_of_its_members(tmp_path):
     """Members of different shapes and weights: the exported signature (the one score and
-    TF Serving call) returns the weighted mean of the members' own probabilities. The
-    last member has test_time_flip: its own are the mean of the image's and the mirror
-    image's."""
+    TF Serving call) returns the weighted mean of the members' own probabilities."""
     rng = np.random.default_rng(0)
     members = []
     for i, (hidden, share) in enumerate((((32,), 0.5), ((16, 8), 0.3), ((8,), 0.2))):
-        v = Variant(f"m{i}", hidden, normalization="batch" if i == 1 else "none", seed=i,
-                    augment_flip=i == 2, test_time_flip=i == 2)
+        v = Variant(f"m{i}", hidden, normalization="batch" if i == 1 else "none", seed=i)
         net = model.build(v, jit=False)
         # Random weights of the right shapes: members that disagree.
         arrays = [rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in net.get_weights()]
@@ -178,14 +175,8 @@ def test_an_ensemble_is_one_savedmodel_with_the_weighted_mean_of_its_members(tmp
         net.set_weights(arrays)
         members.append((v, arrays, share, net))
     x = rng.integers(0, 256, (64, 28, 28)).astype(np.uint8)
-
-    def own(v, net):
-        p = tf.nn.softmax(net(x, training=False)).numpy()
-        if v.test_time_flip:
-            p = (p + tf.nn.softmax(net(x[:, :, ::-1], training=False)).numpy()) / 2
-        return p
-
-    expected = sum(share * own(v, net) for v, _, share, net in members)
+    expected = sum(share * tf.nn.softmax(net(x, training=False)).numpy()
+                   for _, _, share, net in members)
     export.save_ensemble([(v, a, s) for v, a, s, _ in members], tmp_path / "e")
     serve = tf.saved_model.load(str(tmp_path / "e")).signatures[export.SIGNATURE]
     got = serve(images=tf.constant(x))[export.OUTPUT_KEY].numpy()

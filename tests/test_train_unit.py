@@ -95,28 +95,6 @@ def test_dropout_normalization_schedule_and_smoothing_train(small):
     assert result["val_accuracy"] > 0.6 and 3 <= result["epochs_run"] <= 4
 
 
-def test_test_time_flip_scores_the_mean_of_image_and_mirror(small):
-    """With test_time_flip the variant's accuracies and validation probabilities are
-    those of the mean of its predictions on each image and on its mirror image, and
-    differ from the plain net's (the exported model does the same: test_export.py)."""
-    v = Variant("t", (32,), augment_flip=True, test_time_flip=True, epochs=2, batch_size=64)
-    result, weights = train.fit_variant(v, small)
-    net = model.build(v, jit=False)
-    net.set_weights(weights)
-    import tensorflow as tf
-
-    def softmax(x):
-        return tf.nn.softmax(net(x, training=False)).numpy()
-
-    plain = softmax(small.x_val)
-    mean = (plain + softmax(small.x_val[:, :, ::-1])) / 2
-    assert np.allclose(result["val_probabilities"], mean, atol=1e-5)
-    assert not np.allclose(mean, plain, atol=1e-3)
-    assert result["val_accuracy"] == pytest.approx((mean.argmax(1) == small.y_val).mean())
-    test_mean = (softmax(small.x_test) + softmax(small.x_test[:, :, ::-1])) / 2
-    assert result["test_accuracy"] == pytest.approx((test_mean.argmax(1) == small.y_test).mean())
-
-
 def test_nan_loss_fails_the_variant(small):
     v = Variant("t", (512, 512, 512), optimizer="sgd", learning_rate=1.0, epochs=2, batch_size=32)
     # SGD at lr 1.0 with momentum diverges; the variant must fail, not export garbage.

@@ -66,8 +66,6 @@ def test_epochs_override():
      "variant 'a': key 'weight_decay' has no effect with optimizer \"adam\""),
     ('name = "a"\nhidden = [64]\nschedule = "cosine"\nwarmup_epochs = 5',
      "variant 'a': key 'warmup_epochs' (5) must be fewer than epochs (5)"),
-    ('name = "a"\nhidden = [64]\ntest_time_flip = true',
-     "variant 'a': key 'test_time_flip' needs augment_flip = true"),
     ('name = "a"\nhidden = [64, true]', "variant 'a': key 'hidden'"),
     ('name = "a b/c"\nhidden = [64]', "key 'name'"),
 ])

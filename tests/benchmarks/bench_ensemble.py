@@ -15,7 +15,7 @@ the validation probabilities the ensemble selection used) and prints:
   variant by validation, the one a run without --ensemble exports.
 
 With --test, each variant is rebuilt from weights/<variant>.npz and predicts the test
-set as the run's own evaluation did (model.probabilities: test_time_flip included).
+set.
 Not collected by pytest; prints figures, asserts nothing.
 """
 
@@ -40,7 +40,9 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 def test_probabilities(run: Path, results: dict, names: list[str], splits) -> dict:
     from fmnist import runtime
     runtime.skip_optional_imports()
-    from fmnist import model, sweep, train
+    import tensorflow as tf
+
+    from fmnist import model, sweep
     from fmnist.variants import Variant
     configs = {r["name"]: r["config"] for r in results["variants"]}
     out = {}
@@ -48,7 +50,7 @@ def test_probabilities(run: Path, results: dict, names: list[str], splits) -> di
         variant = Variant(**{**configs[name], "hidden": tuple(configs[name]["hidden"])})
         net = model.build(variant, jit=False)
         net.set_weights(sweep.RunDir(run).load_weights(name))
-        out[name] = train.predict(net, splits.x_test, variant.test_time_flip)
+        out[name] = tf.nn.softmax(net.predict(splits.x_test, batch_size=1000, verbose=0)).numpy()
     return out
 
 
