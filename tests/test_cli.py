@@ -74,6 +74,26 @@ def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
     assert len(proc.stderr.strip().splitlines()[-1:]) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
+    """The data loads while Ray starts; when both are wrong, the data is named (a
+    missing file is found before anything connects, a corrupt one while connecting)."""
+    import shutil
+    from fmnist import data
+    d = tmp_path / "fm"
+    shutil.copytree(data.BUNDLED_DIR, d)
+    target = d / "t10k-images-idx3-ubyte.gz"
+    if damage == "missing":
+        target.unlink()
+    else:
+        target.write_bytes(b"\x1f\x8b garbage")
+    proc = run_cli("train", "--data-dir", d, "--address", "127.0.0.1:1",
+                   "--runs-dir", tmp_path / "run")
+    assert proc.returncode == 2
+    assert f"{target}: {damage if damage == 'missing' else 'sha256'}" in proc.stderr
+    assert "127.0.0.1:1" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_unknown_ray_address_exits_2(tmp_path):
     proc = run_cli("train", "--address", "127.0.0.1:1", "--limit", "1000",
