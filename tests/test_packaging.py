@@ -54,7 +54,7 @@ def test_installed_wheel_carries_the_sweeps_and_uses_its_own_default(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = dist / build.stdout.strip().splitlines()[-1]
     names = zipfile.ZipFile(wheel).namelist()
-    for sweep in ("default", "best", "best-seeds"):
+    for sweep in ("default", "best", "best-seeds", "ensemble"):
         assert f"fmnist/jobs/{sweep}.toml" in names, names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # a pure wheel: installing is unpacking
