@@ -547,9 +547,13 @@ def test_an_interrupted_score_leaves_no_output_and_no_process(sig, code, mode, m
                                                               scoring_model, tmp_path):
     out = tmp_path / "preds.csv"
     args = [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out]
+    # SIGINT at its default in the child, as under an interactive shell: a job started
+    # in the background of a script (`cmd &`, nohup) inherits it ignored, and Python then
+    # never turns it into KeyboardInterrupt (seen: the run finished, exit 0).
     proc = subprocess.Popen([*map(str, args), *(["--ray"] if mode == "ray" else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
