@@ -42,12 +42,11 @@ def test_probabilities(run: Path, results: dict, names: list[str], splits) -> di
     runtime.skip_optional_imports()
     import tensorflow as tf
 
-    from fmnist import model, sweep
-    from fmnist.variants import Variant
+    from fmnist import model, sweep, variants
     configs = {r["name"]: r["config"] for r in results["variants"]}
     out = {}
     for name in names:
-        variant = Variant(**{**configs[name], "hidden": tuple(configs[name]["hidden"])})
+        variant = variants.from_dict(configs[name], f"{run / 'results.json'}: {name}")
         net = model.build(variant, jit=False)
         net.set_weights(sweep.RunDir(run).load_weights(name))
         out[name] = tf.nn.softmax(net.predict(splits.x_test, batch_size=1000, verbose=0)).numpy()
