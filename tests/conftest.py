@@ -60,13 +60,14 @@ def sweep_file(tmp_path):
 @pytest.fixture(scope="session")
 def scoring_model(tmp_path_factory) -> Path:
     """An export base with one version: the tutorial net, 2 epochs on 7,000 images."""
-    from fmnist import data, export, train, variants
+    from fmnist.core import data
+    from fmnist.training import fit, savedmodel, variants
 
     variant = variants.Variant(name="t", hidden=(128,), epochs=2, batch_size=64)
     splits = data.load(limit=8000, val_size=1000)
-    result, weights = train.fit_variant(variant, splits)
+    result, weights = fit.fit_variant(variant, splits)
     base = tmp_path_factory.mktemp("models") / "fmnist"
-    export.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
+    savedmodel.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
                                      "variant": variant.to_dict(),
                                      "val_accuracy": result["val_accuracy"],
                                      "test_accuracy": result["test_accuracy"],
@@ -79,13 +80,13 @@ def serve(scoring_model):
     """The model's signature, called directly on uint8 arrays."""
     import tensorflow as tf
 
-    from fmnist import export
+    from fmnist.core import export
     signature = tf.saved_model.load(str(scoring_model / "1")).signatures[export.SIGNATURE]
     return lambda x: signature(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
 
 
 @pytest.fixture(scope="session")
 def test_set():
-    from fmnist import data
+    from fmnist.core import data
     _, _, x_test, y_test, _ = data.load_arrays()
     return x_test, y_test

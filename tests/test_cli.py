@@ -64,7 +64,7 @@ def test_export_dir_that_is_a_file(tmp_path):
 
 def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
     import shutil
-    from fmnist import data
+    from fmnist.core import data
     d = tmp_path / "fm"
     shutil.copytree(data.BUNDLED_DIR, d)
     (d / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
@@ -79,7 +79,7 @@ def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
     """The data loads while Ray starts; when both are wrong, the data is named (a
     missing file is found before anything connects, a corrupt one while connecting)."""
     import shutil
-    from fmnist import data
+    from fmnist.core import data
     d = tmp_path / "fm"
     shutil.copytree(data.BUNDLED_DIR, d)
     target = d / "t10k-images-idx3-ubyte.gz"

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fmnist import data
+from fmnist.core import data
 
 
 def test_bundled_files_load_with_release_shapes():

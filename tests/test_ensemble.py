@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fmnist import ensemble
+from fmnist.training import ensemble
 
 
 def _probs(y, correct: np.ndarray, rng, sharp=0.9):

@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from fmnist import data, ensemble, export, model, variants
+from fmnist.core import data, export
+from fmnist.training import ensemble, model, variants
 
 from conftest import FMNIST_JOB, ROOT, run_cli
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fmnist import export, model
-from fmnist.variants import Variant
+from fmnist.core import export
+from fmnist.training import model, savedmodel
+from fmnist.training.variants import Variant
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,8 @@ def weights():
 
 def test_versions_increase_and_staging_is_cleaned(tmp_path, weights):
     v = Variant("w", (16,))
-    a = export.export(v, weights, {"n": 1}, tmp_path)
-    b = export.export(v, weights, {"n": 2}, tmp_path)
+    a = savedmodel.export(v, weights, {"n": 1}, tmp_path)
+    b = savedmodel.export(v, weights, {"n": 2}, tmp_path)
     assert (a.name, b.name) == ("1", "2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
     assert json.loads((b / export.METADATA).read_text()) == {"n": 2}
@@ -34,7 +35,7 @@ def test_concurrent_exports_get_distinct_versions(tmp_path, weights):
 
     def one():
         try:
-            paths.append(export.export(v, weights, {}, tmp_path))
+            paths.append(savedmodel.export(v, weights, {}, tmp_path))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -51,7 +52,7 @@ def test_concurrent_exports_get_distinct_versions(tmp_path, weights):
 def test_failed_export_leaves_no_version(tmp_path):
     bad = [np.zeros((3, 3))]  # wrong weights: set_weights raises mid-export
     with pytest.raises(ValueError):
-        export.export(Variant("w", (16,)), bad, {}, tmp_path)
+        savedmodel.export(Variant("w", (16,)), bad, {}, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -66,7 +67,7 @@ def test_packed_savedmodel_publishes_to_a_working_version(tmp_path, weights):
     # How a sweep exports: a Ray task builds the SavedModel and packs it, the driver
     # unpacks it into staging and renames it into place.
     built = tmp_path / "built"
-    export.save_model(Variant("w", (16,)), weights, built)
+    savedmodel.save_model(Variant("w", (16,)), weights, built)
     archive = export.pack(built)
     version = export.publish(lambda staging: export.unpack(archive, staging), {"n": 1},
                              tmp_path / "models")
@@ -125,7 +126,7 @@ def python_3_11_2_tarfile(monkeypatch):
 @pytest.mark.usefixtures("python_3_11_2_tarfile")
 def test_unpack_works_without_extraction_filters(tmp_path, weights):
     built = tmp_path / "built"
-    export.save_model(Variant("w", (16,)), weights, built)
+    savedmodel.save_model(Variant("w", (16,)), weights, built)
     version = export.publish(lambda staging: export.unpack(export.pack(built), staging), {"n": 1},
                              tmp_path / "models")
     serve = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
@@ -177,7 +178,7 @@ def test_an_ensemble_is_one_savedmodel_with_the_weighted_mean_of_its_members(tmp
     x = rng.integers(0, 256, (64, 28, 28)).astype(np.uint8)
     expected = sum(share * tf.nn.softmax(net(x, training=False)).numpy()
                    for _, _, share, net in members)
-    export.save_ensemble([(v, a, s) for v, a, s, _ in members], tmp_path / "e")
+    savedmodel.save_ensemble([(v, a, s) for v, a, s, _ in members], tmp_path / "e")
     serve = tf.saved_model.load(str(tmp_path / "e")).signatures[export.SIGNATURE]
     got = serve(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
     assert np.allclose(got, expected, atol=1e-6)
@@ -192,7 +193,7 @@ def test_a_one_member_ensemble_is_that_model(tmp_path, weights):
     net = model.build(v)
     net.set_weights(weights)
     x = np.arange(5 * 784).reshape(5, 28, 28) % 256
-    export.save_ensemble([(v, weights, 1.0)], tmp_path / "one")
+    savedmodel.save_ensemble([(v, weights, 1.0)], tmp_path / "one")
     got = tf.saved_model.load(str(tmp_path / "one")).signatures[export.SIGNATURE](
         images=tf.constant(x, tf.uint8))[export.OUTPUT_KEY].numpy()
     assert np.allclose(got, tf.nn.softmax(net(x.astype(np.uint8))).numpy(), atol=1e-6)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import procnet
-from fmnist import export
+from fmnist.core import export
 from conftest import FMNIST_JOB, ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -208,9 +208,9 @@ def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
 
 def test_export_killed_before_rename_leaves_no_version(tmp_path):
     base = tmp_path / "models"
-    code = ("from fmnist import export, model\nfrom fmnist.variants import Variant\n"
+    code = ("from fmnist.training import model, savedmodel\nfrom fmnist.training.variants import Variant\n"
             "v = Variant('w', (16,))\n"
-            f"export.export(v, model.build(v).get_weights(), {{}}, __import__('pathlib').Path({str(base)!r}))\n")
+            f"savedmodel.export(v, model.build(v).get_weights(), {{}}, __import__('pathlib').Path({str(base)!r}))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
                             env={**os.environ, "FMNIST_TEST_EXPORT_PAUSE": "60"})
     wait_for(lambda: any((p / "fmnist.json").exists() for p in base.glob(".staging-*")),
@@ -220,10 +220,10 @@ def test_export_killed_before_rename_leaves_no_version(tmp_path):
     assert export.versions(base) == []                        # nothing that looks like one
     assert all(p.name.startswith(".staging-") for p in base.iterdir())
     # The next export is unaffected and takes version 1.
-    from fmnist import model
-    from fmnist.variants import Variant
+    from fmnist.training import model, savedmodel
+    from fmnist.training.variants import Variant
     v = Variant("w", (16,))
-    assert export.export(v, model.build(v).get_weights(), {}, base).name == "1"
+    assert savedmodel.export(v, model.build(v).get_weights(), {}, base).name == "1"
 
 
 def test_resume_of_a_directory_without_results(tmp_path):

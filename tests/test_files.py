@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from fmnist import files
+from fmnist.core import files
 
 
 def test_atomic_file_replaces_the_target_whole_with_the_umask_mode(tmp_path):

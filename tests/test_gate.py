@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, FMNIST_JOB, run_cli
-from fmnist import versions
+from fmnist.ops import versions
 
 pytestmark = pytest.mark.slow
 

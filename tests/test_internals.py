@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from fmnist import internals
+from fmnist.core import internals
 
 from conftest import ROOT
 
@@ -29,7 +29,7 @@ def test_click_usage_errors_are_typers_own():
 def test_ray_single_machine_mode_sets_the_constant_ray_reads():
     code = ("import os, ray._private.ray_constants as c\n"
             "assert isinstance(c.ENABLE_RAY_CLUSTER, bool)\n"
-            "from fmnist import internals\ninternals.ray_single_machine_mode()\n"
+            "from fmnist.core import internals\ninternals.ray_single_machine_mode()\n"
             "assert c.ENABLE_RAY_CLUSTER is False\n"
             "assert os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] == '0'\nprint('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -42,7 +42,7 @@ def test_ray_auth_config_reload_is_callable():
     from ray._raylet import AuthenticationTokenLoader, Config
     assert callable(Config.initialize) and callable(AuthenticationTokenLoader.instance)
     assert callable(AuthenticationTokenLoader.instance().reset_cache)
-    code = ("from fmnist import internals\ninternals.ray_reload_auth_config()\nprint('ok')")
+    code = ("from fmnist.core import internals\ninternals.ray_reload_auth_config()\nprint('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
 

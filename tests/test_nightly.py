@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import FMNIST_JOB, ROOT
-from fmnist import nightly
+from fmnist.ops import guard
 
 NIGHT = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.timezone.utc)
 # The guarded command: appends its name to a file, then takes a while.
@@ -108,7 +108,7 @@ def test_a_killed_run_releases_the_lease(tmp_path):
     ("", None),
 ])
 def test_scheduled_time_from_a_rayjob_name_or_a_timestamp(value, expected):
-    assert nightly.scheduled_time(value) == expected
+    assert guard.scheduled_time(value) == expected
 
 
 def test_bad_input_is_one_line_and_exit_two(tmp_path):

@@ -60,7 +60,7 @@ def test_installed_wheel_carries_the_sweeps_and_uses_its_own_default(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)  # a pure wheel: installing is unpacking
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import fmnist, sys\nfrom fmnist import variants\n"
+    code = ("import fmnist, sys\nfrom fmnist.training import variants\n"
             "assert fmnist.__file__.startswith(sys.argv[1]), fmnist.__file__\n"
             "assert str(variants.DEFAULT_SWEEP).startswith(sys.argv[1]), variants.DEFAULT_SWEEP\n"
             "print(len(variants.load(variants.DEFAULT_SWEEP)))\n"

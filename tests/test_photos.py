@@ -18,7 +18,7 @@ from PIL import Image
 
 import photos
 from conftest import cli, read_rows
-from fmnist import images, preview, score
+from fmnist.scoring import images, preview, score
 
 pytestmark = pytest.mark.slow
 

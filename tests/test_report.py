@@ -1,6 +1,7 @@
 """The run directory's pictures and tables, on hand-made numbers."""
 
-from fmnist import data, report
+from fmnist.core import data
+from fmnist.training import report
 
 
 def test_confusion_counts_and_per_class_accuracy(tmp_path):

@@ -10,7 +10,7 @@ import time
 from PIL import Image
 
 from conftest import read_rows, run_cli
-from fmnist import runs
+from fmnist.ops import runs
 
 
 def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from fmnist import schedule, variants
-from fmnist.variants import Variant
+from fmnist.training import schedule, variants
+from fmnist.training.variants import Variant
 
 from conftest import ROOT, run_cli
 
@@ -20,7 +20,7 @@ from conftest import ROOT, run_cli
     Variant("ln", (64,), normalization="layer"),
 ], ids=lambda v: v.name)
 def test_parameters_count_what_the_model_trains(v):
-    from fmnist import model
+    from fmnist.training import model
     net = model.build(v)
     assert schedule.parameters(v) == sum(int(w.shape.num_elements())
                                          for w in net.trainable_weights)

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import data, export, images, outputs, score, walk
-from fmnist.errors import ScoreError
+from fmnist.core import data, export
+from fmnist.scoring import images, outputs, score, walk
+from fmnist.core.errors import ScoreError
 
 from conftest import FMNIST_JOB, cli, read_rows, run_cli
 

@@ -1,38 +1,62 @@
-"""The package's shape: data flows one way, so no module of fmnist/ imports, at any depth
-and from inside functions too, a module that imports it back."""
+"""The package's shape: one level of packages by side, data flowing one way.
+
+    cli ──> training ──> ops ──> core
+      └───> scoring  ───┘
+
+No module imports, at any depth and from inside functions too, a module of a package to
+its left, nor one that imports it back; only the CLI knows exit codes; private APIs of
+other libraries are used only in core/internals.py."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "fmnist"
+# What each side may import besides itself.
+ALLOWED = {"cli": {"training", "scoring", "ops", "core"}, "training": {"ops", "core"},
+           "scoring": {"ops", "core"}, "ops": {"core"}, "core": set()}
 
 
-def imports_of(path: Path) -> set[str]:
-    """The fmnist modules a file imports anywhere in it ('fmnist' is the package's own
-    __init__, for names imported from it that are not modules)."""
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+def modules() -> dict[str, Path]:
+    """'training.sweep' -> its file, for every module of the package ('__init__' for the
+    package's own, 'cli' for a side's __init__)."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The fmnist modules a file imports anywhere in it, as keys of modules()."""
     found = set()
+
+    def add(dotted: str) -> None:  # 'fmnist.training.sweep' -> 'training.sweep'
+        name = dotted.removeprefix("fmnist").lstrip(".")
+        found.add(name or "__init__")
+
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            parts = node.module.split(".")
-            if parts[0] != "fmnist":
+            if node.module.split(".")[0] != "fmnist":
                 continue
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:
-                found.update(a.name if a.name in modules else "__init__" for a in node.names)
+            for a in node.names:
+                inner = f"{node.module}.{a.name}".removeprefix("fmnist.")
+                add(node.module + "." + a.name if inner in known else node.module)
         elif isinstance(node, ast.Import):
             for a in node.names:
-                parts = a.name.split(".")
-                if parts[0] == "fmnist" and len(parts) > 1:
-                    found.add(parts[1])
+                if a.name.split(".")[0] == "fmnist":
+                    add(a.name)
     return found
 
 
 def graph() -> dict[str, set[str]]:
-    return {p.stem: imports_of(p) - {p.stem} for p in PACKAGE.glob("*.py")}
+    known = set(modules())
+    return {name: imports_of(path, known) - {name} for name, path in modules().items()}
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -53,19 +77,47 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_import_cycle_inside_the_package():
+def side(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_graph_sees_function_level_imports():
     edges = graph()
-    assert "cli" in edges and "score" in edges["cli"]  # the graph sees function-level imports
-    assert cycles(edges) == []
+    assert "training.sweep" in edges["cli.train"]  # imported inside the command
+    assert "scoring.score" in edges["cli.score"]
+
+
+def test_no_import_cycle_inside_the_package():
+    assert cycles(graph()) == []
 
 
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
 
 
+def test_every_module_lives_in_a_side_package():
+    loose = [m for m in modules() if "." not in m and m not in ALLOWED and m != "__init__"]
+    assert loose == []
+
+
+@pytest.mark.parametrize("from_side", sorted(ALLOWED))
+def test_data_flows_one_way(from_side):
+    wrong = {m: sorted(t for t in targets
+                       if side(t) not in ALLOWED[from_side] | {from_side, "__init__"})
+             for m, targets in graph().items() if side(m) == from_side}
+    assert {m: t for m, t in wrong.items() if t} == {}
+
+
+def test_the_direction_check_sees_a_wrong_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from fmnist.cli.common import fail\n")
+    assert imports_of(bad, set(modules())) == {"cli.common"}
+    assert side("cli.common") not in ALLOWED["core"]
+
+
 def test_only_the_cli_knows_exit_codes():
-    users = [p.name for p in PACKAGE.glob("*.py")
-             if p.stem != "cli" and "cli" in imports_of(p)]
+    users = [m for m, targets in graph().items()
+             if side(m) != "cli" and any(side(t) == "cli" for t in targets)]
     assert users == []
 
 
@@ -86,8 +138,8 @@ def private_imports(path: Path) -> set[str]:
 
 
 def test_private_apis_are_used_only_in_internals():
-    users = {p.name: private_imports(p) for p in PACKAGE.glob("*.py")
-             if p.stem != "internals" and private_imports(p)}
+    users = {name: private_imports(p) for name, p in modules().items()
+             if name != "core.internals" and private_imports(p)}
     assert users == {}
-    assert private_imports(PACKAGE / "internals.py") >= {"typer._click.exceptions",
-                                                         "ray._raylet"}
+    assert private_imports(PACKAGE / "core" / "internals.py") >= {"typer._click.exceptions",
+                                                                  "ray._raylet"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist import data, export
+from fmnist.core import data, export
 
 from conftest import ROOT, run_cli
 

@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from fmnist import data, internals, model, runtime, sweep, train
-from fmnist.variants import Variant
+from fmnist.core import data, internals, runtime
+from fmnist.training import model, sweep, fit
+from fmnist.training.variants import Variant
 
 
 @pytest.mark.parametrize("gpus, expected", [
@@ -59,7 +60,7 @@ def small():
 
 def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
     v = Variant("t", (32,), epochs=2, batch_size=50)
-    result, weights = train.fit_variant(v, small, chunk=16)
+    result, weights = fit.fit_variant(v, small, chunk=16)
     batches = len(small.y_train) // 50          # 2700 // 50 = 54 -> 4 chunks of 13 (2 left out)
     assert result["status"] == "ok" and result["epochs_run"] == 2
     assert len(result["history"]["val_accuracy"]) == 2
@@ -76,7 +77,7 @@ def test_chunked_fit_matches_plain_fit_accuracy(small):
     """The fast path trains the same model as plain fit (not a different one)."""
     import keras
     v = Variant("t", (64,), epochs=3, batch_size=32)
-    fast, _ = train.fit_variant(v, small)
+    fast, _ = fit.fit_variant(v, small)
     keras.utils.set_random_seed(0)
     plain = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
                               keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
@@ -91,7 +92,7 @@ def test_dropout_normalization_schedule_and_smoothing_train(small):
     v = Variant("t", (64, 32), dropout=0.3, normalization="batch", optimizer="adamw",
                 weight_decay=1e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
                 epochs=4, batch_size=64, early_stopping=2, augment_flip=True, augment_shift=2)
-    result, _ = train.fit_variant(v, small)
+    result, _ = fit.fit_variant(v, small)
     assert result["val_accuracy"] > 0.6 and 3 <= result["epochs_run"] <= 4
 
 
@@ -99,7 +100,7 @@ def test_nan_loss_fails_the_variant(small):
     v = Variant("t", (512, 512, 512), optimizer="sgd", learning_rate=1.0, epochs=2, batch_size=32)
     # SGD at lr 1.0 with momentum diverges; the variant must fail, not export garbage.
     with pytest.raises(FloatingPointError, match="NaN"):
-        train.fit_variant(v, small)
+        fit.fit_variant(v, small)
 
 
 def test_training_input_pipeline_does_not_autotune(small):
@@ -117,7 +118,7 @@ def python_ok(code: str) -> None:
 
 
 def test_optional_imports_are_skipped_in_a_training_process():
-    code = ("import sys\nfrom fmnist import runtime\nruntime.skip_optional_imports()\n"
+    code = ("import sys\nfrom fmnist.core import runtime\nruntime.skip_optional_imports()\n"
             "import tensorflow, keras\n"
             "assert sys.modules['pandas'] is None and sys.modules['matplotlib'] is None\n"
             "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
@@ -127,7 +128,7 @@ def test_optional_imports_are_skipped_in_a_training_process():
 
 
 def test_batch_scheduling_covers_threads_started_afterwards():
-    code = ("import os, threading\nfrom fmnist import runtime\n"
+    code = ("import os, threading\nfrom fmnist.core import runtime\n"
             "assert runtime.batch_scheduling()\npolicy = []\n"
             "t = threading.Thread(target=lambda: policy.append(os.sched_getscheduler(0)))\n"
             "t.start(); t.join()\n"
@@ -164,7 +165,7 @@ def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path)
     """A second fit_variant on the same checkpoint dir continues where the first ended,
     and no temporary checkpoint files are left behind."""
     v = Variant("t", (32,), epochs=2, batch_size=100)
-    first, _ = train.fit_variant(v, small, checkpoint_dir=str(tmp_path))
+    first, _ = fit.fit_variant(v, small, checkpoint_dir=str(tmp_path))
     # Keras deletes its backup at the end of a finished fit; simulate a kill after
     # epoch 1 by training 1 epoch with the backup kept, then resuming for 2.
     ckpt = tmp_path / "k"
@@ -176,7 +177,7 @@ def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path)
     net.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[cb], verbose=0)
     files = sorted(p.name for p in (ckpt / "backup").iterdir())
     assert files == ["latest.weights.h5", "training_metadata.json"]
-    resumed, _ = train.fit_variant(v, small, checkpoint_dir=str(ckpt))
+    resumed, _ = fit.fit_variant(v, small, checkpoint_dir=str(ckpt))
     assert resumed["optimizer_steps"] == first["optimizer_steps"]   # 2 epochs' worth in all
     assert first["attempts"] == 1 and resumed["attempts"] == 1
     assert not (ckpt / "backup").exists()                            # cleaned after success

@@ -3,8 +3,8 @@ naming the file, the variant and the key."""
 
 import pytest
 
-from fmnist import variants
-from fmnist.variants import SweepError, Variant
+from fmnist.training import variants
+from fmnist.training.variants import SweepError, Variant
 
 from conftest import ROOT
 

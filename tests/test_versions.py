@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, cli, run_cli
-from fmnist import versions
+from fmnist.ops import versions
 
 
 def make_versions(base: Path, *numbers: int) -> Path:
@@ -112,7 +112,7 @@ def test_the_gate_promotes_only_if_stable_is_what_it_compared_with(tmp_path):
 RACER = """
 import sys, time
 from pathlib import Path
-from fmnist import versions
+from fmnist.ops import versions
 base, version, go = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 compared, _ = versions.stable_for_gate(base)     # what a run reads before training ends
 while time.time() < go:

@@ -38,11 +38,11 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_probabilities(run: Path, results: dict, names: list[str], splits) -> dict:
-    from fmnist import runtime
+    from fmnist.core import runtime
     runtime.skip_optional_imports()
     import tensorflow as tf
 
-    from fmnist import model, sweep, variants
+    from fmnist.training import model, sweep, variants
     configs = {r["name"]: r["config"] for r in results["variants"]}
     out = {}
     for name in names:
@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--test", action="store_true", help="also rebuild the variants and "
                    "measure the pairs on the test set (imports TensorFlow)")
     args = p.parse_args()
-    from fmnist import data
+    from fmnist.core import data
     results = json.loads((args.run / "results.json").read_text())
     ok = {r["name"]: r for r in results["variants"] if r["status"] == "ok"}
     val = {n: np.load(args.run / "weights" / f"{n}.val.npy") for n in ok

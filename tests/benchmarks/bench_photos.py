@@ -46,9 +46,10 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple
     import tensorflow as tf
     from PIL import Image, ImageFilter
 
-    from fmnist import data, export, images, serving
+    from fmnist.core import data, export
+    from fmnist.scoring import images, savedmodel
 
-    version = serving.resolve_model(model)
+    version = savedmodel.resolve_model(model)
     signature = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
 
     def predict(x):
@@ -99,7 +100,7 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple
 
 
 def speed(model: Path, tmp: Path) -> dict:
-    from fmnist import data
+    from fmnist.core import data
 
     pngs = bench_score.write_pngs(tmp / "png10k")
     _, _, x, y, _ = data.load_arrays()

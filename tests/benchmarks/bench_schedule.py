@@ -50,7 +50,7 @@ def _t(stamp: str) -> float:
 
 def ours(name: str, code: Path, label: str = "") -> float:
     from bench_train import _ours
-    from fmnist import schedule
+    from fmnist.training import schedule
     load = load_average()
     t0 = time.time()
     try:
@@ -91,7 +91,8 @@ t0 = time.perf_counter()
 sys.path.insert(0, %(root)r); sys.path.insert(0, %(here)r)
 import ray
 from ray import tune
-from fmnist import data, variants
+from fmnist.core import data
+from fmnist.training import variants
 
 def trainable(config, splits):
     # The Keras tutorial's code for one variant, as a user would wrap it for Tune.
@@ -139,7 +140,7 @@ RAY_START = r"""
 import os, sys, time
 sys.path.insert(0, %(root)r)
 t = time.perf_counter()
-from fmnist import sweep
+from fmnist.training import sweep
 sweep.connect(None)  # the embedded Ray exactly as `fmnist-job train` starts it
 print(f"connect {time.perf_counter() - t:.1f}", flush=True)
 time.sleep(%(settle)s)  # Ray's processes go on starting after ray.init returns

@@ -54,7 +54,7 @@ def load() -> str:
 def write_pngs(directory: Path) -> list[Path]:
     from PIL import Image
 
-    from fmnist import data
+    from fmnist.core import data
 
     _, _, x_test, y_test, _ = data.load_arrays()
     paths = []
@@ -75,11 +75,12 @@ def hard_link_copies(source: Path, target: Path, copies: int) -> None:
 
 
 def quick_model(base: Path) -> Path:
-    from fmnist import data, export, train, variants
+    from fmnist.core import data
+    from fmnist.training import fit, savedmodel, variants
 
     v = variants.Variant(name="bench", hidden=(128,), epochs=2, batch_size=64)
-    result, weights = train.fit_variant(v, data.load(limit=8000, val_size=1000))
-    export.export(v, weights, {"class_names": list(data.CLASS_NAMES), "variant": v.to_dict(),
+    result, weights = fit.fit_variant(v, data.load(limit=8000, val_size=1000))
+    savedmodel.export(v, weights, {"class_names": list(data.CLASS_NAMES), "variant": v.to_dict(),
                                "val_accuracy": result["val_accuracy"],
                                "test_accuracy": result["test_accuracy"], "run_id": "bench"},
                   base)
@@ -181,7 +182,7 @@ def run_score(directory: Path, model: Path, out: Path) -> dict:
 def in_process(directory: Path, model: Path, out: Path, pool: str, decoders: int,
                repeats: int) -> tuple[float, float]:
     """(median reported images/s, median images/s timed around score.score)."""
-    from fmnist import score
+    from fmnist.scoring import score
 
     reported, around = [], []
     for _ in range(repeats):
@@ -197,14 +198,14 @@ def versus(tmp: Path, model: Path, other: Path, decode_rate: float, repeats: int
     """`fmnist-job score` on the 10,000 PNGs with two exports, taking turns (so drift of
     the machine's speed hits both alike): each one's median reported rate, the ratio,
     and each against the decode-only rate of two cores."""
-    from fmnist import serving
+    from fmnist.scoring import savedmodel
     rates: dict[Path, list[float]] = {model: [], other: []}
     for _ in range(repeats):
         for m in rates:
             rates[m].append(run_score(tmp / "png10k", m, tmp / "versus.csv")["reported"])
     a, b = (statistics.median(rates[m]) for m in (model, other))
     for m, rate in ((model, a), (other, b)):
-        print(f"  {serving.resolve_model(m)}: {rate:,.0f} images/s reported "
+        print(f"  {savedmodel.resolve_model(m)}: {rate:,.0f} images/s reported "
               f"(runs: {', '.join(f'{r:,.0f}' for r in rates[m])}); "
               f"{rate / (2 * decode_rate):.2f}x the two-core decode-only rate (target >= 0.5x)")
     print(f"  --versus / --model: {b / a:.2f}x\n{load()}")
@@ -222,9 +223,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:
         print(f"machine: {os.cpu_count()} CPUs; {load()}", flush=True)
-        from fmnist import serving
+        from fmnist.scoring import savedmodel
         model = args.model or quick_model(tmp / "models")
-        version = serving.resolve_model(model)
+        version = savedmodel.resolve_model(model)
         print(f"model: {version}", flush=True)
 
         paths = write_pngs(tmp / "png10k")

@@ -53,7 +53,7 @@ def plain_model(v):
 def plain_fit(v, x_train, y_train, x_test, y_test):
     """Seconds and test accuracy of `model.fit(x / 255.0, y)` for one variant."""
     import keras
-    from fmnist.model import optimizer
+    from fmnist.training.model import optimizer
     keras.utils.set_random_seed(v.seed)
     m = plain_model(v)
     m.compile(optimizer=optimizer(v, -(-len(y_train) // v.batch_size)),
@@ -69,17 +69,18 @@ SEEDS = tuple(range(10))  # one run's test accuracy varies by about half a point
 
 def _tutorial(seed: int):
     import dataclasses
-    from fmnist import variants
+    from fmnist.training import variants
     tutorial = next(v for v in variants.load(ROOT / "jobs/default.toml") if v.name == "tutorial")
     return dataclasses.replace(tutorial, seed=seed)
 
 
 def _a_ours():
     """The code path a Ray task runs, with the threads a 1-CPU task gets; per seed."""
-    from fmnist import data, runtime, train
+    from fmnist.core import data, runtime
+    from fmnist.training import fit
     device, splits, runs = runtime.configure_tensorflow(1), data.load(), []
     for seed in SEEDS:
-        r, _ = train.fit_variant(_tutorial(seed), splits, device=device)
+        r, _ = fit.fit_variant(_tutorial(seed), splits, device=device)
         runs.append({"sps": r["samples_per_second"], "seconds": r["train_seconds"],
                      "test": r["test_accuracy"]})
     return runs
@@ -89,7 +90,7 @@ def _a_plain():
     """The tutorial's plain fit, TensorFlow's default threads, on the same 55,000 training
     images as ours (the tutorial uses all 60,000; fmnist holds 5,000 out for validation):
     only the training loop differs between the two sides."""
-    from fmnist import data
+    from fmnist.core import data
     s = data.load()
     runs = []
     for seed in SEEDS:
@@ -141,7 +142,7 @@ def _ours(sweep: Path, *extra: str, code: Path = ROOT) -> tuple[float, dict]:
 
 
 def part_b():
-    from fmnist import variants
+    from fmnist.training import variants
     sweep = ROOT / "jobs/default.toml"
     vs = variants.load(sweep)
     # Ours before and after the baseline, so that drift of the machine's speed over the
@@ -149,7 +150,7 @@ def part_b():
     before, results = _ours(sweep)
     # Baseline in a fresh process too, so neither side inherits the other's warm state.
     code = ("import sys, time; sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
-            "from bench_train import plain_fit\nfrom fmnist import data, variants\n"
+            "from bench_train import plain_fit\nfrom fmnist.core import data\nfrom fmnist.training import variants\n"
             "s = data.load()  # the training images `train` uses (5,000 held out)\n"
             "x, y, xt, yt = s.x_train, s.y_train, s.x_test, s.y_test\n"
             "for v in variants.load(%r):\n"

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from fmnist.files import atomic_file
-from fmnist.tables import percent as _pct
+from fmnist.core.files import atomic_file
+from fmnist.core.tables import percent as _pct
 
 
 def make_console() -> Console:
@@ -110,7 +110,7 @@ class Progress:
 
 def sweep_table(variants: list, source) -> Table:
     """`train --dry-run`: each variant with what sets it apart from the defaults."""
-    from fmnist.variants import Variant
+    from fmnist.training.variants import Variant
     defaults = Variant("x", (1,)).to_dict()
     t = Table(title=f"{len(variants)} variants in {source}")
     for col in ("variant", "hidden", "epochs", "other settings"):

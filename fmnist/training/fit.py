@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist import internals
-from fmnist.data import Splits
-from fmnist.files import write_json_atomic
-from fmnist.variants import Variant
+from fmnist.core import internals
+from fmnist.core.data import Splits
+from fmnist.core.files import write_json_atomic
+from fmnist.training.variants import Variant
 
 EVAL_BATCH = 1000  # evaluation has no optimizer step: big batches are just faster
 
@@ -118,7 +118,7 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
     import keras
     import tensorflow as tf
 
-    from fmnist import model as model_mod
+    from fmnist.training import model as model_mod
 
     keras.utils.set_random_seed(variant.seed)
     log = EpochLog(checkpoint_dir)

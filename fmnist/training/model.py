@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from fmnist.variants import Variant
+from fmnist.training.variants import Variant
 
 NUM_CLASSES = 10
 DEFAULT_CHUNK = 256  # minibatches per XLA program; measured: 64 and 256 within noise

@@ -73,7 +73,7 @@ def keras_atomic_backup(backup_dir: str):
     private paths and counters."""
     import keras
 
-    from fmnist.files import atomic_file, atomic_path
+    from fmnist.core.files import atomic_file, atomic_path
 
     class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         def _save_model(self):

@@ -1,4 +1,4 @@
-"""Export the winning variant as a TensorFlow SavedModel, in TF Serving's layout.
+"""An export in TF Serving's layout: version directories, published atomically.
 
     <export-dir>/<version>/saved_model.pb, variables/, fmnist.json
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fmnist.files import default_mode, write_json_atomic
+from fmnist.core.files import default_mode, write_json_atomic
 
 METADATA = "fmnist.json"
 SIGNATURE = "serving_default"
@@ -32,45 +32,6 @@ def versions(base: Path) -> list[int]:
     if not base.is_dir():
         return []
     return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
-
-
-def save_model(variant, weights, directory: Path) -> None:
-    """The serving SavedModel: uint8 images [N, 28, 28] in, probabilities [N, 10] out."""
-    save_ensemble([(variant, weights, 1.0)], directory)
-
-
-def save_ensemble(members: list[tuple], directory: Path) -> None:
-    """One SavedModel, the same signature, computing the weighted mean of its members'
-    probabilities in the graph: [(variant, weights, member weight)], weights summing to
-    1. A single member with weight 1 is exactly that model (x * 1.0 is x in floats)."""
-    import keras
-    import tensorflow as tf
-
-    from fmnist.model import build
-
-    nets = []
-    for variant, arrays, share in members:
-        net = build(variant)
-        net.set_weights(arrays)
-        nets.append((net, float(share)))
-    archive = keras.export.ExportArchive()
-    for net, _ in nets:
-        archive.track(net)
-
-    def serve(images):
-        return {OUTPUT_KEY: tf.add_n([share * tf.nn.softmax(net(images, training=False))
-                                     for net, share in nets])}
-
-    archive.add_endpoint(
-        name=SIGNATURE, fn=serve,
-        input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_KEY)],
-    )
-    archive.write_out(str(directory), verbose=False)
-
-
-def export(variant, weights, metadata: dict, base: Path) -> Path:
-    """Build the model from `weights` and publish it as a new version under `base`."""
-    return publish(lambda staging: save_model(variant, weights, staging), metadata, base)
 
 
 def pack(directory: Path) -> bytes:

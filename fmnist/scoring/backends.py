@@ -23,10 +23,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from fmnist import images
-from fmnist.errors import RunError, ScoreError
-from fmnist.serving import Model, load_model
-from fmnist.walk import chunked
+from fmnist.scoring import images
+from fmnist.core.errors import RunError, ScoreError
+from fmnist.scoring.savedmodel import Model, load_model
+from fmnist.scoring.walk import chunked
 
 MAX_CHUNK = 256          # files per decoder job: big enough to amortise the IPC
 
@@ -156,7 +156,7 @@ class OnRay:
 
         import ray
 
-        from fmnist.cluster import ConnectError, connect
+        from fmnist.core.cluster import ConnectError, connect
 
         # ray.init replaces the SIGTERM handler with Ray's own, which aborts the process:
         # keep the caller's (the CLI cleans up and exits 143).
@@ -239,7 +239,7 @@ class Predictor:
     """Ray Data actor: loads the SavedModel once, then predicts batch after batch."""
 
     def __init__(self, version: str, metadata: dict):
-        from fmnist import runtime
+        from fmnist.core import runtime
         runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
         self.model = load_model(Path(version), metadata)
 

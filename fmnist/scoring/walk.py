@@ -12,7 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from fmnist import images
+from fmnist.scoring import images
 
 
 @dataclass

@@ -25,10 +25,12 @@ import ray
 from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fmnist import data, ensemble, export, report, runtime, schedule, train, versions
-from fmnist.cluster import connect
-from fmnist.files import atomic_file, write_json_atomic
-from fmnist.variants import Variant
+from fmnist.core import data, export, runtime
+from fmnist.ops import versions
+from fmnist.training import ensemble, fit, report, savedmodel, schedule
+from fmnist.core.cluster import connect
+from fmnist.core.files import atomic_file, write_json_atomic
+from fmnist.training.variants import Variant
 
 def task_for(cpus: float, gpus: float):
     """The remote function for one variant's task, and its resource request."""
@@ -102,7 +104,7 @@ def _train_task(variant: Variant, splits: data.Splits, events: Queue, cpus: floa
         # runs/<run>/tensorboard/<variant>/: `tensorboard --logdir runs/` compares the
         # variants of a run and the runs of several nights. (Beside checkpoints/<variant>.)
         tensorboard_dir = str(Path(checkpoint_dir).parents[1] / "tensorboard" / variant.name)
-        result, weights = train.fit_variant(
+        result, weights = fit.fit_variant(
             variant, splits, device=device, checkpoint_dir=checkpoint_dir,
             tensorboard_dir=tensorboard_dir,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
@@ -249,7 +251,7 @@ def run(variants: list[Variant], *, sweep_file: Path | None, workers: int,
 
     The winner is exported, then labelled `stable` or `candidate` by the quality gate
     (versions.apply_gate; `gate_tolerance` in accuracy points)."""
-    started, started_at = time.monotonic(), train.utc_now()  # data loading included
+    started, started_at = time.monotonic(), fit.utc_now()  # data loading included
     # Seconds from `started` to each step: where the time outside training goes.
     timeline: dict[str, float] = {}
 
@@ -502,7 +504,7 @@ def _export_task(members: list[tuple], splits: data.Splits,
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp)
-        export.save_ensemble(members, saved)
+        savedmodel.save_ensemble(members, saved)
         built = {"archive": export.pack(saved), "libraries": library_versions(),
                  "predictions": predict(tmp, splits.x_test),
                  "val_accuracy": val_accuracy(tmp)}

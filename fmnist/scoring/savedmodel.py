@@ -15,8 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist import export, images, quiet_native_stderr, versions
-from fmnist.errors import ScoreError
+from fmnist import quiet_native_stderr
+from fmnist.core import export
+from fmnist.ops import versions
+from fmnist.scoring import images
+from fmnist.core.errors import ScoreError
 
 
 @dataclass

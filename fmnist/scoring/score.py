@@ -23,11 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist import backends, images, preview, versions
-from fmnist.errors import RunError, ScoreError
-from fmnist.outputs import Output
-from fmnist.serving import load_model, read_metadata, resolve_model
-from fmnist.walk import WalkStats, walk
+from fmnist.ops import versions
+from fmnist.scoring import backends, images, preview
+from fmnist.core.errors import RunError, ScoreError
+from fmnist.scoring.outputs import Output
+from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
+from fmnist.scoring.walk import WalkStats, walk
 
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 

@@ -14,8 +14,8 @@ from typing import IO
 
 import numpy as np
 
-from fmnist import files
-from fmnist.errors import RunError, ScoreError
+from fmnist.core import files
+from fmnist.core.errors import RunError, ScoreError
 
 COLUMNS = ("path", "label", "class_name", "confidence", "top1_class", "top1_prob",
            "top2_class", "top2_prob", "top3_class", "top3_prob", "error")

@@ -28,7 +28,7 @@ import re
 import socket
 from pathlib import Path
 
-from fmnist.files import write_json_atomic
+from fmnist.core.files import write_json_atomic
 
 # KubeRay's RayCronJob names the RayJobs it creates <prefix>-<scheduled time in minutes
 # since the epoch> in the source read for this (the CronJob controller's convention);

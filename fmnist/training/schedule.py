@@ -13,7 +13,7 @@ Starting the longest first (LPT) keeps the long tasks off the tail.
 
 from __future__ import annotations
 
-from fmnist.variants import Variant
+from fmnist.training.variants import Variant
 
 INPUT_SIZE = 28 * 28
 NUM_CLASSES = 10

@@ -28,7 +28,7 @@ SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
 }
 
-BUNDLED_DIR = Path(__file__).parent / "datasets"
+BUNDLED_DIR = Path(__file__).parents[1] / "datasets"
 
 
 class DataError(Exception):

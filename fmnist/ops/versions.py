@@ -46,8 +46,8 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from fmnist import export
-from fmnist.files import atomic_file, write_json_atomic
+from fmnist.core import export
+from fmnist.core.files import atomic_file, write_json_atomic
 
 CONFIG = "models.config"
 HISTORY = "models.history.json"
@@ -529,7 +529,7 @@ def apply_gate(base: Path, version: int, winner_val: float, compared_with: int |
 
 def table(rows: list[dict]) -> str:
     """`models list` as a plain aligned table (times in UTC)."""
-    from fmnist.tables import aligned, percent
+    from fmnist.core.tables import aligned, percent
 
     return aligned(
         ["version", "created (UTC)", "variant", "val%", "test%", "label", "served", "size"],

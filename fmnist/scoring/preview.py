@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fmnist.files import atomic_file
+from fmnist.core.files import atomic_file
 
 SCALE = 3            # each 28x28 input drawn at 84x84
 COLUMNS = 10

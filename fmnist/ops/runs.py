@@ -80,7 +80,7 @@ def listing(runs_dir: Path) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """A plain, aligned text table (times in UTC)."""
-    from fmnist.tables import aligned, percent
+    from fmnist.core.tables import aligned, percent
 
     return aligned(
         ["run", "started (UTC)", "duration", "status", "best", "val%", "test%", "version",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ray
 
-from fmnist import internals
+from fmnist.core import internals
 
 # What every task process needs in its environment, on any node.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}

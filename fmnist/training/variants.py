@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import ConfigDict, Field
 
-from fmnist import spaces
+from fmnist.training import spaces
 
 
 class SweepError(Exception):
@@ -70,7 +70,7 @@ KEYS = [f.name for f in fields(Variant)]
 
 # The sweep files that ship inside the package (a checkout's jobs/ links here), so the
 # default sweep is found from any working directory and in an installed wheel.
-BUNDLED_DIR = Path(__file__).parent / "jobs"
+BUNDLED_DIR = Path(__file__).parents[1] / "jobs"
 DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
 _TOP_KEYS = {"defaults", "variant", "grid", "random", "ensemble"}
 MAX_ENSEMBLE = 50  # selection steps; members can repeat, so weights are multiples of 1/N

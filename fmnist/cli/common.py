@@ -1,0 +1,36 @@
+"""What every command shares: exit codes, the one-line error, JSON-or-table rows."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+# Exit codes (documented in the README).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print a one-line error on stderr and return the Exit to raise."""
+    typer.echo(f"fmnist-job: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def echo_rows(rows: list[dict], as_json: bool, table) -> None:
+    """JSON lines (one object a row, for scripts) or the aligned table."""
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+    else:
+        typer.echo(table(rows))
+
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt: cleanup code that
+    catches Exception must not swallow it)."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated()
+

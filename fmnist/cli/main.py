@@ -1,0 +1,50 @@
+"""fmnist-job: the command line. One module per command or group (Typer's "one file per
+command"): each parses its options, hands over to its side's package and maps that
+side's errors to exit codes (fmnist/cli/common.py).
+
+TensorFlow and Ray are imported inside the commands, never at module level, so that
+`fmnist-job --help` (and a typo in an option) answers at once.
+"""
+
+from __future__ import annotations
+
+
+import typer
+
+from fmnist.cli import guard, models, runs, score, train
+from fmnist.cli.common import EXIT_USAGE
+
+app = typer.Typer(
+    help="Train Fashion-MNIST dense classifiers in parallel on Ray and score images "
+         "with the best one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(train.train)
+app.command()(score.score)
+app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    guard.guard)
+
+
+def main() -> int:
+    """Entry point: Click's usage errors become one line and exit code 2."""
+    from fmnist.core.internals import click_usage_errors
+
+    NoArgsIsHelpError, UsageError = click_usage_errors()
+
+    try:
+        code = app(prog_name="fmnist-job", standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
+        return EXIT_USAGE
+    except UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else \
+            " (see 'fmnist-job --help')"
+        typer.echo(f"fmnist-job: error: {e.format_message()}{hint}", err=True)
+        return EXIT_USAGE
+    except typer.Abort:  # Ctrl-C while Click was prompting or parsing
+        return 130
+    return code or 0

@@ -1,0 +1,46 @@
+"""`fmnist-job runs ...`: training runs, what each night did (fmnist/ops/runs.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fmnist.cli.common import echo_rows, fail
+
+app = typer.Typer(help="Training runs: what each night did.", no_args_is_help=True)
+
+
+@app.command("list")
+def runs_list(
+    runs_dir: Annotated[Path, typer.Option(
+        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")]
+        = False,
+) -> None:
+    """Runs, oldest first: start, duration, status, best variant, val/test accuracy,
+    exported version and the quality gate's decision."""
+    from fmnist.ops import runs
+    try:
+        rows = runs.listing(runs_dir)
+    except runs.RunsError as e:
+        raise fail(str(e))
+    echo_rows(rows, as_json, runs.table)
+
+
+@app.command("prune")
+def runs_prune(
+    keep_days: Annotated[float, typer.Option(
+        min=0.0, help="Delete run directories nothing was written to for this many days.")],
+    runs_dir: Annotated[Path, typer.Option(
+        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+) -> None:
+    """Retention for run directories (results, checkpoints, TensorBoard files)."""
+    from fmnist.ops import runs
+    try:
+        gone = runs.prune(runs_dir, keep_days)
+    except runs.RunsError as e:
+        raise fail(str(e))
+    typer.echo(f"pruned {len(gone)} run(s)" + (f": {', '.join(gone)}" if gone else ""))
+

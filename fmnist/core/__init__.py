@@ -1,0 +1,1 @@
+"""The shared base: data, files, errors, clusters, runtimes, fenced private APIs."""

@@ -1,0 +1,1 @@
+"""Scoring: a directory of images through the exported SavedModel, one row each."""

@@ -1,0 +1,1 @@
+"""Training: sweep files, Keras models, Ray tasks, selection and the export build."""
