@@ -169,3 +169,24 @@ def test_dry_run_prints_the_expanded_sweep_and_starts_nothing(tmp_path, sweep_fi
     for name in ("one", "g-h16-s0", "g-h16-s1", "g-h32x16-s0", "g-h32x16-s1"):
         assert f" {name} " in proc.stdout, proc.stdout
     assert list(tmp_path.iterdir()) == [sweep]                 # no runs/, no models/
+
+
+def test_top_level_help_gives_each_command_one_whole_sentence():
+    """Read from the help itself: each command's summary is one sentence, ending in a
+    full stop on its own line group, not a docstring cut mid-sentence."""
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    commands = proc.stdout.split("Commands")[1]
+    summaries, current = {}, None
+    for line in commands.splitlines():
+        body = line.strip("│ ").rstrip()
+        first = body.split(" ", 1)
+        if first[0] in ("train", "score", "guard", "models", "runs"):
+            current = first[0]
+            summaries[current] = first[1].strip() if len(first) > 1 else ""
+        elif current and body and not body.startswith(("─", "╰")):
+            summaries[current] += " " + body.strip()
+    assert set(summaries) == {"train", "score", "guard", "models", "runs"}
+    for name, text in summaries.items():
+        assert text.endswith("."), (name, text)
+        assert text.count(". ") == 0, (name, text)  # one sentence, not a paragraph cut short

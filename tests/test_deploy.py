@@ -1301,13 +1301,13 @@ def in_build_context(rel: str) -> bool:
 
 
 def test_dockerignore_keeps_the_context_small():
-    for keep in ("pyproject.toml", "README.md", "fmnist/cli.py", "fmnist/datasets/train-images-idx3-ubyte.gz",
+    for keep in ("pyproject.toml", "README.md", "fmnist/cli/main.py", "fmnist/datasets/train-images-idx3-ubyte.gz",
                  "fmnist/datasets/SHA256SUMS", "fmnist/jobs/default.toml", "requirements/cpu.lock"):
         assert in_build_context(keep), f"{keep} must reach the build"
     for drop in (".git/HEAD", ".venv/bin/python", "venv/lib/x.py", "runs/2026-01-01-abc/results.json",
                  "models/fmnist/1/saved_model.pb", "predictions.csv", "fmnist/__pycache__/cli.cpython-311.pyc",
                  ".pytest_cache/v/x", "tests/test_deploy.py", "deploy/raycluster.yaml", "dist/x.whl",
-                 "build/lib/fmnist/cli.py", "fmnist_job.egg-info/PKG-INFO", ".ci/run"):
+                 "build/lib/fmnist/cli/main.py", "fmnist_job.egg-info/PKG-INFO", ".ci/run"):
         assert not in_build_context(drop), f"{drop} must stay out of the build context"
 
 

@@ -1,4 +1,4 @@
-"""fmnist/files.py: the one way outputs are written (aside, fsync, rename)."""
+"""fmnist/core/files.py: the one way outputs are written (aside, fsync, rename)."""
 
 import json
 import os

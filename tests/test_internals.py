@@ -1,4 +1,4 @@
-"""The private APIs fmnist/internals.py relies on are still there. When a lock-file bump
+"""The private APIs fmnist/core/internals.py relies on are still there. When a lock-file bump
 breaks one, the test names it here, instead of a sweep failing somewhere far from the
 cause. Each test also exercises the function the way fmnist-job does."""
 

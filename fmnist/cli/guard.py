@@ -29,8 +29,10 @@ def guard(
         min=0.0, help="Skip the run when it starts more than this long after its "
                       "scheduled time.")] = 6.0,
 ) -> None:
-    """Run COMMAND (after --) unless another guarded run holds the lease or this one is
-    too late; a skip prints one line and exits 0. For the nightly job: deploy/README.md."""
+    """Run COMMAND (after --) at most once at a time, and not too late.
+
+    A skip (another guarded run holds the lease, or this one is too late) prints one
+    line and exits 0. For the nightly job: deploy/README.md."""
     import os
 
     from fmnist.ops import guard

@@ -1,7 +1,7 @@
 """The exported model as `score` uses it: find the version, read its metadata, load the
 SavedModel and check its signature is the one fmnist-job exports.
 
-Reads only the export (TF Serving's layout, fmnist/export.py's names); never the run
+Reads only the export (TF Serving's layout, fmnist/core/export.py's names); never the run
 directory or the sweep.
 """
 

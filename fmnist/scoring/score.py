@@ -1,10 +1,10 @@
 """fmnist-job score: one prediction per image file under a directory, streamed to a file.
 
-    walk the directory once (fmnist/walk.py) -> decode and predict, on this machine or
-    with Ray Data (fmnist/backends.py) -> write rows to a temporary file beside --out
-    (fmnist/outputs.py) -> rename it into place at the end
+    walk the directory once (fmnist/scoring/walk.py) -> decode and predict, on this machine or
+    with Ray Data (fmnist/scoring/backends.py) -> write rows to a temporary file beside --out
+    (fmnist/scoring/outputs.py) -> rename it into place at the end
 
-The model is the export's SavedModel (fmnist/serving.py); score reads nothing else of
+The model is the export's SavedModel (fmnist/scoring/savedmodel.py); score reads nothing else of
 a training run. Memory stays flat in the images: at most a few chunks of decoded images
 are in flight and rows are written batch by batch. The list of paths is held (about 150
 bytes a file), so the progress bar knows the total from the one walk. A bad file never

@@ -1,7 +1,7 @@
 """Train one variant: what a Ray task runs, and nothing Ray-specific.
 
 The same code path runs on CPU and GPU; the process is set up first by
-fmnist/runtime.py (threads, GPU memory growth, the device).
+fmnist/core/runtime.py (threads, GPU memory growth, the device).
 """
 
 from __future__ import annotations

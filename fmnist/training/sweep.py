@@ -443,7 +443,7 @@ def wall_line(results: dict) -> str:
 def choose_members(ok: list[dict], best: dict, run_dir: RunDir, y_val, size: int):
     """([(variant name, weight)], the selection record or None): the single best
     variant, or with `size` > 1 an ensemble chosen on validation predictions
-    (fmnist/ensemble.py). Variants without saved predictions (finished by an older
+    (fmnist/training/ensemble.py). Variants without saved predictions (finished by an older
     version, before a resume) cannot be members."""
     if size <= 1 or len(ok) < 2:
         return [(best["name"], 1.0)], None

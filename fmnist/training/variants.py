@@ -1,5 +1,5 @@
 """Sweep files: TOML with a [defaults] table and [[variant]] tables, and search spaces
-([[grid]], [[random]]: fmnist/spaces.py) that expand into more variants.
+([[grid]], [[random]]: fmnist/training/spaces.py) that expand into more variants.
 
     [defaults]
     epochs = 5
