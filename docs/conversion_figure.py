@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import photos  # noqa: E402
-from fmnist import data, images  # noqa: E402
+from fmnist.core import data  # noqa: E402
+from fmnist.scoring import images  # noqa: E402
 
 HEIGHT = 224
 
