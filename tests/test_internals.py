@@ -72,3 +72,26 @@ def test_keras_backup_callback_has_what_the_override_uses(tmp_path):
                  "_current_epoch", "_last_batch_seen"):
         assert hasattr(cb, name), f"keras BackupAndRestore lost {name}"
     assert cb._weights_path.endswith(".weights.h5")
+
+
+def test_ray_init_takes_the_node_address_keyword():
+    import inspect
+
+    import ray
+    # A keyword of **kwargs that ray.init pops by name.
+    assert 'kwargs.pop("_node_ip_address"' in inspect.getsource(ray.init).replace("'", '"')
+
+
+def test_ray_queue_put_async_reaches_the_queue():
+    # A real local Ray: the item put through the actor handle is what get() returns.
+    code = ("import ray\nfrom ray.util.queue import Queue\n"
+            "from fmnist.core import internals\ninternals.ray_single_machine_mode()\n"
+            "internals.ray_init_on_loopback(address='local', include_dashboard=False,\n"
+            "                               num_cpus=1, logging_level='ERROR')\n"
+            "assert ray.nodes()[0]['NodeManagerAddress'] == '127.0.0.1'\n"
+            "q = Queue(actor_options={'num_cpus': 0})\n"
+            "internals.ray_queue_put_async(q, {'kind': 'epoch'})\n"
+            "assert q.get(timeout=30) == {'kind': 'epoch'}\nray.shutdown()\nprint('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1:] == ["ok"], proc.stderr[-2000:]

@@ -143,3 +143,31 @@ def test_private_apis_are_used_only_in_internals():
     assert users == {}
     assert private_imports(PACKAGE / "core" / "internals.py") >= {"typer._click.exceptions",
                                                                   "ray._raylet"}
+
+
+def private_uses(source: str) -> set[str]:
+    """Private attributes read off anything but `self`/`cls` (`ray._private`,
+    `queue._actor`) and private keywords in calls (`ray.init(_node_ip_address=...)`):
+    the private APIs that no import shows. Our own modules' private names count too:
+    what another module needs is not private."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__") \
+                and ast.unparse(node.value) not in ("self", "cls"):
+            found.add(ast.unparse(node))
+        elif isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_"):
+            found.add(f"{node.arg}=")
+    return found
+
+
+def test_private_attributes_and_keywords_are_used_only_in_internals():
+    users = {name: private_uses(p.read_text()) for name, p in modules().items()
+             if name != "core.internals" and private_uses(p.read_text())}
+    assert users == {}
+    assert "_node_ip_address=" in private_uses((PACKAGE / "core" / "internals.py").read_text())
+
+
+def test_private_use_check_sees_attributes_and_keywords():
+    code = "import ray\nray.init(_node_ip_address='1')\nx = ray._private.worker\nself._ok = 1\n"
+    assert private_uses(code) == {"_node_ip_address=", "ray._private"}

@@ -43,8 +43,8 @@ def connect(address: str | None) -> None:
             # "local": a new Ray of our own. Without it, ray.init joins the cluster the
             # last `ray start` here recorded in /tmp/ray/ray_current_cluster, and waits
             # minutes on it when that cluster is gone.
-            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=False, logging_level="ERROR")
+            internals.ray_init_on_loopback(address="local", include_dashboard=False,
+                                           log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, ValueError, RuntimeError, TimeoutError, AuthenticationError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "

@@ -30,6 +30,23 @@ def ray_single_machine_mode() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def ray_init_on_loopback(**kwargs) -> None:
+    """ray.init for an embedded Ray whose node address is 127.0.0.1, through ray.init's
+    private `_node_ip_address` keyword: `ray start --node-ip-address` has no public
+    ray.init counterpart, and without it the node takes the machine's first address."""
+    import ray
+
+    ray.init(_node_ip_address="127.0.0.1", **kwargs)
+
+
+def ray_queue_put_async(queue, item) -> None:
+    """Put `item` on a ray.util.queue.Queue without waiting for the reply, through the
+    queue's actor handle (`Queue.actor`, not documented). Queue.put_nowait waits for the
+    actor, and a task blocked in ray.get lends its CPUs back to Ray, which then starts
+    another queued task in them (with 1 CPU per task, a third task on two cores)."""
+    queue.actor.put_nowait.remote(item)
+
+
 def ray_reload_auth_config() -> None:
     """After setting RAY_AUTH_MODE=token in this process: Ray read its config and cached
     the (absent) token at import; make it read both again (ray._raylet)."""
