@@ -65,12 +65,12 @@ def scoring_model(tmp_path_factory) -> Path:
 
     variant = variants.Variant(name="t", hidden=(128,), epochs=2, batch_size=64)
     splits = data.load(limit=8000, val_size=1000)
-    result, weights = fit.fit_variant(variant, splits)
+    result, weights, _ = fit.fit_variant(variant, splits)
     base = tmp_path_factory.mktemp("models") / "fmnist"
     savedmodel.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
                                      "variant": variant.to_dict(),
-                                     "val_accuracy": result["val_accuracy"],
-                                     "test_accuracy": result["test_accuracy"],
+                                     "val_accuracy": result.val_accuracy,
+                                     "test_accuracy": result.test_accuracy,
                                      "run_id": "test"}, base)
     return base
 

@@ -68,10 +68,12 @@ def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
     d = tmp_path / "fm"
     shutil.copytree(data.BUNDLED_DIR, d)
     (d / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
-    proc = run_cli("train", "--data-dir", d, "--limit", "1000")
+    proc = run_cli("train", "--data-dir", d, "--limit", "1000", cwd=tmp_path)
     assert proc.returncode == 2
     assert "train-labels-idx1-ubyte.gz: sha256" in proc.stderr
     assert len(proc.stderr.strip().splitlines()[-1:]) == 1 and "Traceback" not in proc.stderr
+    # The default runs/<id>/ was made to check it is writable, and taken back.
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
@@ -92,6 +94,7 @@ def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
     assert proc.returncode == 2
     assert f"{target}: {damage if damage == 'missing' else 'sha256'}" in proc.stderr
     assert "127.0.0.1:1" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # no empty run directory left behind
 
 
 @pytest.mark.slow
@@ -101,6 +104,7 @@ def test_unknown_ray_address_exits_2(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot connect to Ray at '127.0.0.1:1'" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("option, value", [

@@ -1,7 +1,12 @@
 """The run directory's pictures and tables, on hand-made numbers."""
 
 from fmnist.core import data
+from fmnist.ops.results import VariantResult
 from fmnist.training import report
+
+
+def result(**fields) -> VariantResult:
+    return VariantResult(**{"config": {"epochs": 5}, "status": "ok", **fields})
 
 
 def test_confusion_counts_and_per_class_accuracy(tmp_path):
@@ -14,19 +19,19 @@ def test_confusion_counts_and_per_class_accuracy(tmp_path):
 
 
 def test_leaderboard_ranks_by_validation_not_test():
-    rows = [{"name": "a", "status": "ok", "val_accuracy": 0.90, "test_accuracy": 0.95,
-             "config": {"epochs": 5}, "epochs_run": 5, "train_seconds": 1.0},
-            {"name": "b", "status": "ok", "val_accuracy": 0.92, "test_accuracy": 0.80,
-             "config": {"epochs": 5}, "epochs_run": 5, "train_seconds": 1.0},
-            {"name": "c", "status": "failed", "error": "boom", "config": {"epochs": 5}}]
+    rows = [result(name="a", val_accuracy=0.90, test_accuracy=0.95, epochs_run=5,
+                   train_seconds=1.0),
+            result(name="b", val_accuracy=0.92, test_accuracy=0.80, epochs_run=5,
+                   train_seconds=1.0),
+            result(name="c", status="failed", error="boom")]
     table = report.leaderboard(rows, "b")
     names = table.columns[1]._cells
     assert names == ["b *", "a", "c"]
 
 
 def test_curves_plot_skips_variants_without_history(tmp_path):
-    assert report.plot_curves([{"name": "x", "status": "failed"}], tmp_path / "v.png") is None
-    path = report.plot_curves([{"name": "x", "history": {"val_accuracy": [0.5, 0.7]}}],
+    assert report.plot_curves([result(name="x", status="failed")], tmp_path / "v.png") is None
+    path = report.plot_curves([result(name="x", history={"val_accuracy": [0.5, 0.7]})],
                               tmp_path / "v.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 1000
 
@@ -53,9 +58,8 @@ def test_live_table_states_and_a_clock_that_stops(monkeypatch):
     p.event({"variant": "a", "kind": "epoch", "epoch": 1, "val_accuracy": 0.8, "loss": 0.5})
     assert _cells(p, "state")["a"] == "[yellow]running[/]"
     assert _cells(p, "seconds") == {"a": "10", "b": "10", "c": "-"}
-    p.finished({"name": "a", "status": "ok", "val_accuracy": 0.85, "epochs_run": 3,
-                "train_seconds": 9.6})
-    p.finished({"name": "b", "status": "failed", "error": "boom"})
+    p.finished(result(name="a", val_accuracy=0.85, epochs_run=3, train_seconds=9.6))
+    p.finished(result(name="b", status="failed", error="boom"))
     now[0] = 500.0
     # An epoch event drained after the result: stale, ignored.
     p.event({"variant": "a", "kind": "epoch", "epoch": 2, "val_accuracy": 0.1, "loss": 9})

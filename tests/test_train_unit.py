@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fmnist.core import data, internals, runtime
-from fmnist.training import model, sweep, fit
+from fmnist.training import model, schedule, tasks, fit
 from fmnist.training.variants import Variant
 
 
@@ -29,21 +29,21 @@ def test_threads_follow_the_task_cpus(cpus, threads):
 
 def test_plan_resources_defaults_share_cpus_and_gpus():
     # 2-core machine, 4 workers: a whole CPU each (two at a time), no GPUs.
-    assert sweep.plan_resources(4, None, None, {"CPU": 2.0}, [2.0]) == (1.0, 0.0)
-    assert sweep.plan_resources(2, None, None, {"CPU": 8.0}, [4.0, 4.0]) == (4.0, 0.0)
-    assert sweep.plan_resources(4, None, None, {"CPU": 0.5}, [0.5]) == (0.5, 0.0)
+    assert schedule.plan_resources(4, None, None, {"CPU": 2.0}, [2.0]) == (1.0, 0.0)
+    assert schedule.plan_resources(2, None, None, {"CPU": 8.0}, [4.0, 4.0]) == (4.0, 0.0)
+    assert schedule.plan_resources(4, None, None, {"CPU": 0.5}, [0.5]) == (0.5, 0.0)
     # A cluster with 2 GPUs and 4 workers: half a GPU each; never more than one node's CPUs.
-    assert sweep.plan_resources(4, None, None, {"CPU": 64.0, "GPU": 2.0}, [8.0] * 8) == (8.0, 0.5)
-    assert sweep.plan_resources(2, None, None, {"CPU": 8.0, "GPU": 8.0}, [8.0]) == (4.0, 1.0)
+    assert schedule.plan_resources(4, None, None, {"CPU": 64.0, "GPU": 2.0}, [8.0] * 8) == (8.0, 0.5)
+    assert schedule.plan_resources(2, None, None, {"CPU": 8.0, "GPU": 8.0}, [8.0]) == (4.0, 1.0)
     # Explicit values win.
-    assert sweep.plan_resources(4, 1.0, 0.25, {"CPU": 2.0}, [2.0]) == (1.0, 0.25)
+    assert schedule.plan_resources(4, 1.0, 0.25, {"CPU": 2.0}, [2.0]) == (1.0, 0.25)
 
 
 def test_at_once_says_how_many_tasks_the_cluster_holds():
-    assert sweep.at_once(4, 1.0, 0.0, {"CPU": 8.0}) == "4"
-    assert sweep.at_once(4, 1.0, 0.0, {"CPU": 2.0}) == "2 (of --workers 4)"
-    assert sweep.at_once(4, 0.5, 0.0, {"CPU": 2.0}) == "4"
-    assert sweep.at_once(4, 1.0, 0.5, {"CPU": 16.0, "GPU": 1.0}) == "2 (of --workers 4)"
+    assert schedule.at_once(4, 1.0, 0.0, {"CPU": 8.0}) == "4"
+    assert schedule.at_once(4, 1.0, 0.0, {"CPU": 2.0}) == "2 (of --workers 4)"
+    assert schedule.at_once(4, 0.5, 0.0, {"CPU": 2.0}) == "4"
+    assert schedule.at_once(4, 1.0, 0.5, {"CPU": 16.0, "GPU": 1.0}) == "2 (of --workers 4)"
 
 
 def test_configure_tensorflow_places_on_what_this_machine_has():
@@ -60,24 +60,24 @@ def small():
 
 def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
     v = Variant("t", (32,), epochs=2, batch_size=50)
-    result, weights = fit.fit_variant(v, small, chunk=16)
+    result, weights, _ = fit.fit_variant(v, small, chunk=16)
     batches = len(small.y_train) // 50          # 2700 // 50 = 54 -> 4 chunks of 13 (2 left out)
-    assert result["status"] == "ok" and result["epochs_run"] == 2
-    assert len(result["history"]["val_accuracy"]) == 2
+    assert result.status == "ok" and result.epochs_run == 2
+    assert len(result.history["val_accuracy"]) == 2
     net = model.build(v)
     net.set_weights(weights)
-    assert result["val_accuracy"] > 0.6          # it learned; chance is 0.1
+    assert result.val_accuracy > 0.6          # it learned; chance is 0.1
     # One update per minibatch the pipeline delivered, inside the XLA loop; equal-size
     # chunks leave at most chunks-1 minibatches of an epoch out (reshuffled next epoch).
-    assert result["optimizer_steps"] == 2 * 4 * 13
-    assert result["optimizer_steps"] >= 2 * (batches - 3)
+    assert result.optimizer_steps == 2 * 4 * 13
+    assert result.optimizer_steps >= 2 * (batches - 3)
 
 
 def test_chunked_fit_matches_plain_fit_accuracy(small):
     """The fast path trains the same model as plain fit (not a different one)."""
     import keras
     v = Variant("t", (64,), epochs=3, batch_size=32)
-    fast, _ = fit.fit_variant(v, small)
+    fast, _, _ = fit.fit_variant(v, small)
     keras.utils.set_random_seed(0)
     plain = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
                               keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
@@ -85,15 +85,15 @@ def test_chunked_fit_matches_plain_fit_accuracy(small):
                   metrics=["accuracy"])
     plain.fit(small.x_train / 255.0, small.y_train, epochs=3, batch_size=32, verbose=0)
     _, plain_acc = plain.evaluate(small.x_test / 255.0, small.y_test, verbose=0)
-    assert abs(fast["test_accuracy"] - plain_acc) < 0.03
+    assert abs(fast.test_accuracy - plain_acc) < 0.03
 
 
 def test_dropout_normalization_schedule_and_smoothing_train(small):
     v = Variant("t", (64, 32), dropout=0.3, normalization="batch", optimizer="adamw",
                 weight_decay=1e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
                 epochs=4, batch_size=64, early_stopping=2, augment_flip=True, augment_shift=2)
-    result, _ = fit.fit_variant(v, small)
-    assert result["val_accuracy"] > 0.6 and 3 <= result["epochs_run"] <= 4
+    result, _, _ = fit.fit_variant(v, small)
+    assert result.val_accuracy > 0.6 and 3 <= result.epochs_run <= 4
 
 
 def test_nan_loss_fails_the_variant(small):
@@ -152,12 +152,12 @@ def test_random_flip_and_shift_move_pixels_not_content():
 
 def test_gpu_tasks_run_in_workers_that_exit_after_each_task():
     # max_calls=1 frees TensorFlow's GPU memory with the process; CPU workers are reused.
-    fn, resources = sweep.task_for(4.0, 0.5)
-    assert fn is sweep.train_task_gpu and resources == {"num_cpus": 4.0, "num_gpus": 0.5}
-    assert sweep.train_task_gpu._default_options["max_calls"] == 1
-    fn, resources = sweep.task_for(0.5, 0.0)
-    assert fn is sweep.train_task and resources == {"num_cpus": 0.5, "num_gpus": 0.0}
-    assert sweep.train_task._default_options.get("max_calls", 0) == 0
+    fn, resources = tasks.task_for(4.0, 0.5)
+    assert fn is tasks.train_task_gpu and resources == {"num_cpus": 4.0, "num_gpus": 0.5}
+    assert tasks.train_task_gpu._default_options["max_calls"] == 1
+    fn, resources = tasks.task_for(0.5, 0.0)
+    assert fn is tasks.train_task and resources == {"num_cpus": 0.5, "num_gpus": 0.0}
+    assert tasks.train_task._default_options.get("max_calls", 0) == 0
     fn.options(**resources)                       # Ray accepts the request
 
 
@@ -165,7 +165,7 @@ def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path)
     """A second fit_variant on the same checkpoint dir continues where the first ended,
     and no temporary checkpoint files are left behind."""
     v = Variant("t", (32,), epochs=2, batch_size=100)
-    first, _ = fit.fit_variant(v, small, checkpoint_dir=str(tmp_path))
+    first, _, _ = fit.fit_variant(v, small, checkpoint_dir=str(tmp_path))
     # Keras deletes its backup at the end of a finished fit; simulate a kill after
     # epoch 1 by training 1 epoch with the backup kept, then resuming for 2.
     ckpt = tmp_path / "k"
@@ -177,7 +177,7 @@ def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path)
     net.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[cb], verbose=0)
     files = sorted(p.name for p in (ckpt / "backup").iterdir())
     assert files == ["latest.weights.h5", "training_metadata.json"]
-    resumed, _ = fit.fit_variant(v, small, checkpoint_dir=str(ckpt))
-    assert resumed["optimizer_steps"] == first["optimizer_steps"]   # 2 epochs' worth in all
-    assert first["attempts"] == 1 and resumed["attempts"] == 1
+    resumed, _, _ = fit.fit_variant(v, small, checkpoint_dir=str(ckpt))
+    assert resumed.optimizer_steps == first.optimizer_steps   # 2 epochs' worth in all
+    assert first.attempts == 1 and resumed.attempts == 1
     assert not (ckpt / "backup").exists()                            # cleaned after success

@@ -70,9 +70,11 @@ def train(
                       "`candidate`.")] = 0.2,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
-    from fmnist.training import variants as variants_mod
-
-    state = None
+    options = dict(workers=workers, address=address, cpus_per_worker=cpus_per_worker,
+                   gpus_per_worker=gpus_per_worker, threads_per_worker=threads_per_worker,
+                   export_dir=export_dir, data_dir=data_dir, gate_tolerance=gate_tolerance)
+    if export_dir.exists() and not export_dir.is_dir():
+        raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
     if resume is not None:
         # A resumed run keeps its own sweep and data split (its checkpoints were made
         # with them): an option that would change them is refused, not ignored.
@@ -83,68 +85,71 @@ def train(
         if given:
             raise fail(f"--resume continues the run with its own settings; drop "
                        f"{', '.join(given)} (or start a new run without --resume)")
-        from fmnist.training.sweep import ResumeError, read_resume_state
-        try:
-            state = read_resume_state(resume)
-            chosen = [variants_mod.from_dict(c, f"{resume / 'results.json'}: sweep")
-                      for c in state["sweep"]]
-        except (ResumeError, variants_mod.SweepError) as e:
-            raise fail(str(e))
-        sweep = Path(state["sweep_file"]) if state.get("sweep_file") else None
-        runs_dir, val_size, limit = resume, state["settings"]["val_size"], \
-            state["settings"]["limit"]
-        ensemble = state["settings"].get("ensemble", 1)
-        data_dir = data_dir or (Path(state["settings"]["data_dir"])
-                                if state["settings"]["data_dir"] else None)
+        job = _resumed_job(resume, options)
     else:
-        sweep = sweep if sweep is not None else variants_mod.DEFAULT_SWEEP
-        try:
-            text = variants_mod.read(sweep)
-            chosen = variants_mod.with_epochs(variants_mod.parse(text, str(sweep)), epochs)
-            ensemble = ensemble or variants_mod.ensemble_size(text, str(sweep))
-        except variants_mod.SweepError as e:
-            raise fail(str(e))
-        if dry_run:
-            from fmnist.training import report
-            report.make_console().print(report.sweep_table(chosen, sweep))
-            raise typer.Exit(EXIT_OK)
+        job = _new_job(sweep, epochs, ensemble, dry_run, val_size, limit, runs_dir, options)
+    _run(job)
+
+
+def _new_job(sweep: Path | None, epochs: int | None, ensemble: int | None, dry_run: bool,
+             val_size: int | None, limit: int | None, runs_dir: Path | None, options: dict):
+    from fmnist.training import variants as variants_mod
+
+    sweep = sweep if sweep is not None else variants_mod.DEFAULT_SWEEP
+    try:
+        text = variants_mod.read(sweep)
+        chosen = variants_mod.with_epochs(variants_mod.parse(text, str(sweep)), epochs)
+        ensemble = ensemble or variants_mod.ensemble_size(text, str(sweep))
+    except variants_mod.SweepError as e:
+        raise fail(str(e))
+    if dry_run:
+        from fmnist.training import report
+        report.make_console().print(report.sweep_table(chosen, sweep))
+        raise typer.Exit(EXIT_OK)
     if val_size is None:
         val_size = 5000 if limit is None else max(100, limit // 10)
     if limit is not None and val_size >= limit:
         raise fail(f"--val-size {val_size} must be smaller than --limit {limit}")
-    if export_dir.exists() and not export_dir.is_dir():
-        raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
-    if state is None and runs_dir is not None and runs_dir.is_dir() \
-            and any(runs_dir.iterdir()):
+    if runs_dir is not None and runs_dir.is_dir() and any(runs_dir.iterdir()):
         # Its checkpoints and epoch logs would be taken for this run's own.
         raise fail(f"--runs-dir {runs_dir} is not empty; name a new directory, or "
                    f"continue that run with --resume {runs_dir}")
-
     # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
+    from fmnist.training import rundir, sweep as sweep_mod
+    return sweep_mod.SweepJob(chosen, runs_dir=runs_dir or rundir.new_run_dir(),
+                              sweep_file=sweep, val_size=val_size, limit=limit,
+                              ensemble_size=ensemble, **options)
+
+
+def _resumed_job(resume: Path, options: dict):
+    from fmnist.training import rundir, sweep as sweep_mod, variants as variants_mod
+    try:
+        return sweep_mod.SweepJob.resume(resume, **options)
+    except (rundir.ResumeError, variants_mod.SweepError) as e:
+        raise fail(str(e))
+
+
+def _run(job) -> None:
     from fmnist.core import cluster, data, files
     from fmnist.ops import versions
     from fmnist.training import sweep as sweep_mod
+    from fmnist.training.session import Interrupted
 
-    runs_dir = runs_dir or sweep_mod.new_run_dir()
-    # Found now, not as a traceback after an hour of training.
-    for option, path in (("--export-dir", export_dir), ("--runs-dir", runs_dir)):
+    # Found now, not as a traceback after an hour of training; a run that fails before
+    # it starts leaves no empty run directory behind.
+    created = files.missing_parents(job.runs_dir)
+    for option, path in (("--export-dir", job.export_dir), ("--runs-dir", job.runs_dir)):
         try:
             files.check_writable(path)
         except OSError as e:
             raise fail(f"{option} {path}: cannot write there ({e.strerror or e}); "
                        f"name a directory this user can write to")
-
     try:
-        results = sweep_mod.run(
-            chosen, sweep_file=sweep, workers=workers, address=address,
-            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-            runs_dir=runs_dir, export_dir=export_dir, data_dir=data_dir,
-            val_size=val_size, limit=limit, resume=state, ensemble_size=ensemble,
-            threads_per_worker=threads_per_worker, gate_tolerance=gate_tolerance,
-        )
+        results = sweep_mod.run(job)
     except (data.DataError, cluster.ConnectError, versions.VersionsError) as e:
+        files.remove_empty(created)
         raise fail(str(e))
-    except sweep_mod.Interrupted as stop:
+    except Interrupted as stop:
         if stop.published:
             typer.echo(f"fmnist-job: interrupted ({stop}) after the run finished; "
                        f"{stop.published} is complete", err=True)
@@ -152,5 +157,4 @@ def train(
             typer.echo(f"fmnist-job: interrupted ({stop}); what finished is saved. "
                        f"Resume with: fmnist-job train --resume {stop.run_dir}", err=True)
         raise typer.Exit(stop.code)
-    raise typer.Exit(EXIT_OK if results["best"] else EXIT_FAILED)
-
+    raise typer.Exit(EXIT_OK if results.best else EXIT_FAILED)

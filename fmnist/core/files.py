@@ -62,6 +62,25 @@ def write_json_atomic(path: Path, obj) -> None:
         f.write("\n")
 
 
+def missing_parents(directory: Path) -> list[Path]:
+    """`directory` and those of its parents that do not exist yet, deepest first: what
+    check_writable would create, for remove_empty to take back."""
+    missing, path = [], Path(directory).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove each of `directories` (deepest first) that is empty; keep any that is not."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
 def check_writable(directory: Path) -> None:
     """Create `directory` if needed and prove a file can be made in it (raises OSError).
     Tried rather than asked (os.access): one real write answers for permissions, a

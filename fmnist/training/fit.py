@@ -14,13 +14,14 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from fmnist.core import internals
 from fmnist.core.data import Splits
 from fmnist.core.files import write_json_atomic
+from fmnist.ops.results import VariantResult
 from fmnist.training.variants import Variant
 
 EVAL_BATCH = 1000  # evaluation has no optimizer step: big batches are just faster
@@ -99,17 +100,42 @@ def epoch_scalars(directory: str):
     return EpochScalars()
 
 
+class Fitted(NamedTuple):
+    """What fit_variant returns."""
+
+    result: VariantResult
+    weights: list[np.ndarray]
+    # The validation split's [N, 10] probabilities, for ensemble selection (the driver's).
+    val_probabilities: np.ndarray
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _callbacks(variant: Variant, epoch_end, checkpoint_dir: str | None,
+               tensorboard_dir: str | None) -> list:
+    import keras
+
+    callbacks: list = [keras.callbacks.TerminateOnNaN(),
+                       keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)]
+    if checkpoint_dir:
+        # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
+        callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
+    if tensorboard_dir:
+        callbacks.append(epoch_scalars(tensorboard_dir))
+    if variant.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=variant.early_stopping,
+            restore_best_weights=True))
+    return callbacks
 
 
 def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                 on_epoch: Callable[[int, dict], None] | None = None,
                 checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
-                chunk: int | None = None, jit: bool = True) -> tuple[dict, list[np.ndarray]]:
-    """Train, then evaluate on validation and test. Returns (result, weights); the
-    result also holds `val_probabilities`, the validation split's [N, 10] probabilities
-    (an array, for ensemble selection: taken out before the result is saved as JSON).
+                chunk: int | None = None, jit: bool = True) -> Fitted:
+    """Train, then evaluate on validation and test.
 
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
     (a Ray retry after the first process died) resumes from the last finished epoch.
@@ -135,17 +161,7 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         if on_epoch is not None:
             on_epoch(epoch + 1, dict(logs or {}))
 
-    callbacks: list = [keras.callbacks.TerminateOnNaN(),
-                       keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)]
-    if checkpoint_dir:
-        # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
-        callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
-    if tensorboard_dir:
-        callbacks.append(epoch_scalars(tensorboard_dir))
-    if variant.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=variant.early_stopping,
-            restore_best_weights=True))
+    callbacks = _callbacks(variant, epoch_end, checkpoint_dir, tensorboard_dir)
 
     with tf.device(device), warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.
@@ -170,26 +186,18 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
                                               verbose=0)).numpy()
 
     val_curve = hist.get("val_accuracy", [])
-    result = {
-        "name": variant.name,
-        "config": variant.to_dict(),
-        "status": "ok",
-        "val_accuracy": float(val_acc), "val_loss": float(val_loss),
-        "test_accuracy": float(test_acc), "test_loss": float(test_loss),
-        "epochs_run": len(val_curve),
-        "optimizer_steps": int(net.optimizer.iterations.numpy()),
-        "attempts": log.attempts,
-        "resumed_from_epoch": log.resumed_from,
-        "best_epoch": int(np.argmax(val_curve)) + 1 if val_curve else None,
-        "history": hist,
-        "train_seconds": round(train_seconds, 2),
+    result = VariantResult(
+        name=variant.name, config=variant.to_dict(), status="ok",
+        val_accuracy=float(val_acc), val_loss=float(val_loss),
+        test_accuracy=float(test_acc), test_loss=float(test_loss),
+        epochs_run=len(val_curve), optimizer_steps=int(net.optimizer.iterations.numpy()),
+        attempts=log.attempts, resumed_from_epoch=log.resumed_from,
+        best_epoch=int(np.argmax(val_curve)) + 1 if val_curve else None,
+        history=hist, train_seconds=round(train_seconds, 2),
         # This attempt's epochs; the first also holds the XLA compile and data set-up.
-        "epoch_seconds": [round(b - a, 2) for a, b in zip([started, *ends], ends)],
-        "started_at": started_at, "finished_at": utc_now(),
-        "samples_per_second": round((len(val_curve) - log.resumed_from) * batches_per_epoch
-                                    * variant.batch_size / train_seconds, 1),
-        "host": socket.gethostname(),
-        "device": device,
-        "val_probabilities": val_probs,  # an array: the task ships it beside the weights
-    }
-    return result, net.get_weights()
+        epoch_seconds=[round(b - a, 2) for a, b in zip([started, *ends], ends)],
+        started_at=started_at, finished_at=utc_now(),
+        samples_per_second=round((len(val_curve) - log.resumed_from) * batches_per_epoch
+                                 * variant.batch_size / train_seconds, 1),
+        host=socket.gethostname(), device=device)
+    return Fitted(result, net.get_weights(), val_probs.astype("float32"))

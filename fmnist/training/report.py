@@ -77,20 +77,21 @@ class Progress:
             self._log(f"[{name}] epoch {ev['epoch']}/{self.rows[name]['epochs']} "
                       f"val_acc {_pct(ev.get('val_accuracy'))}% loss {ev.get('loss', 0):.4f}")
 
-    def finished(self, result: dict) -> None:
-        name = result["name"]
-        if result["status"] == "ok":
+    def finished(self, result) -> None:
+        """A VariantResult (fmnist/ops/results.py) arrived."""
+        name = result.name
+        if result.ok:
             # The task's own training time stops the clock (a resumed run's finished
             # variants never started here).
-            self.update(name, state="done", val_accuracy=result["val_accuracy"],
-                        epoch=result["epochs_run"], seconds=result["train_seconds"])
-            self._log(f"[{name}] done: val_acc {_pct(result['val_accuracy'])}% "
-                      f"in {result['train_seconds']:.1f}s")
+            self.update(name, state="done", val_accuracy=result.val_accuracy,
+                        epoch=result.epochs_run, seconds=result.train_seconds)
+            self._log(f"[{name}] done: val_acc {_pct(result.val_accuracy)}% "
+                      f"in {result.train_seconds:.1f}s")
         else:
             since = self.rows[name]["since"]
             self.update(name, state="failed",
                         seconds=time.monotonic() - since if since else None)
-            self._log(f"[{name}] FAILED: {result.get('error')}")
+            self._log(f"[{name}] FAILED: {result.error}")
 
     def _table(self) -> Table:
         t = Table(title="fmnist-job train", expand=False)
@@ -123,7 +124,7 @@ def sweep_table(variants: list, source) -> Table:
     return t
 
 
-def leaderboard(results: list[dict], best: str | None, ensemble: dict | None = None) -> Table:
+def leaderboard(results: list, best: str | None, ensemble: dict | None = None) -> Table:
     """Ranked by validation accuracy (what selection uses); failures last. An ensemble
     built from the variants comes first, on its own row, with its members."""
     t = Table(title="leaderboard (ranked by validation accuracy)")
@@ -136,17 +137,16 @@ def leaderboard(results: list[dict], best: str | None, ensemble: dict | None = N
                   _pct(ensemble.get("test_accuracy")), "-", "-", "-",
                   f"ok: {members}"[:80])
         best = None  # the star marks what was exported
-    ok = sorted((r for r in results if r["status"] == "ok"),
-                key=lambda r: r["val_accuracy"], reverse=True)
-    bad = [r for r in results if r["status"] != "ok"]
+    ok = sorted((r for r in results if r.ok), key=lambda r: r.val_accuracy, reverse=True)
+    bad = [r for r in results if not r.ok]
     for i, r in enumerate(ok + bad, 1):
-        epochs = f"{r.get('epochs_run', '-')}/{r['config']['epochs']}"
-        mark = " *" if r["name"] == best else ""
-        t.add_row(str(i) if r["status"] == "ok" else "-", r["name"] + mark,
-                  _pct(r.get("val_accuracy")), _pct(r.get("test_accuracy")), epochs,
-                  str(r.get("best_epoch") or "-"),
-                  f"{r['train_seconds']:.1f}" if r.get("train_seconds") else "-",
-                  r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"[:80])
+        epochs = f"{r.epochs_run if r.epochs_run is not None else '-'}/{r.config['epochs']}"
+        mark = " *" if r.name == best else ""
+        t.add_row(str(i) if r.ok else "-", r.name + mark,
+                  _pct(r.val_accuracy), _pct(r.test_accuracy), epochs,
+                  str(r.best_epoch or "-"),
+                  f"{r.train_seconds:.1f}" if r.train_seconds else "-",
+                  r.status if r.ok else f"{r.status}: {r.error or ''}"[:80])
     return t
 
 
@@ -170,10 +170,10 @@ def _pyplot():
     return plt
 
 
-def plot_curves(results: list[dict], path: Path) -> Path | None:
-    """Validation accuracy per epoch, one line per variant (PNG)."""
-    curves = [(r["name"], r["history"]["val_accuracy"]) for r in results
-              if r.get("history", {}).get("val_accuracy")]
+def plot_curves(results: list, path: Path) -> Path | None:
+    """Validation accuracy per epoch, one line per VariantResult (PNG)."""
+    curves = [(r.name, r.history["val_accuracy"]) for r in results
+              if (r.history or {}).get("val_accuracy")]
     if not curves:
         return None
     plt = _pyplot()

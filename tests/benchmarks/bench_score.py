@@ -79,10 +79,10 @@ def quick_model(base: Path) -> Path:
     from fmnist.training import fit, savedmodel, variants
 
     v = variants.Variant(name="bench", hidden=(128,), epochs=2, batch_size=64)
-    result, weights = fit.fit_variant(v, data.load(limit=8000, val_size=1000))
+    result, weights, _ = fit.fit_variant(v, data.load(limit=8000, val_size=1000))
     savedmodel.export(v, weights, {"class_names": list(data.CLASS_NAMES), "variant": v.to_dict(),
-                               "val_accuracy": result["val_accuracy"],
-                               "test_accuracy": result["test_accuracy"], "run_id": "bench"},
+                               "val_accuracy": result.val_accuracy,
+                               "test_accuracy": result.test_accuracy, "run_id": "bench"},
                   base)
     return base
 

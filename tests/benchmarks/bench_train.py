@@ -80,9 +80,9 @@ def _a_ours():
     from fmnist.training import fit
     device, splits, runs = runtime.configure_tensorflow(1), data.load(), []
     for seed in SEEDS:
-        r, _ = fit.fit_variant(_tutorial(seed), splits, device=device)
-        runs.append({"sps": r["samples_per_second"], "seconds": r["train_seconds"],
-                     "test": r["test_accuracy"]})
+        r, _, _ = fit.fit_variant(_tutorial(seed), splits, device=device)
+        runs.append({"sps": r.samples_per_second, "seconds": r.train_seconds,
+                     "test": r.test_accuracy})
     return runs
 
 

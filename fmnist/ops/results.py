@@ -1,0 +1,145 @@
+"""results.json: one run's record, and each variant's result in it.
+
+`fmnist-job train` writes the record after every change (so a killed run loses nothing),
+`train --resume` reads it back to finish the run, and `runs list` summarizes it. All three
+go through these models: one schema, written with `dump` and read with `read`.
+
+Fields a record never had stay out of the file (`exclude_unset`): a failed variant has no
+accuracies, a run that is still going no `wall_seconds`, which is how `runs list` tells an
+incomplete run from a finished one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fmnist.core.files import write_json_atomic
+
+RESULTS = "results.json"
+
+
+class _Record(BaseModel):
+    # Older runs may carry keys this version no longer writes: they are dropped on read.
+    model_config = ConfigDict(extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class VariantResult(_Record):
+    """One variant of a sweep: finished (`ok`), `failed` (its error) or `interrupted`."""
+
+    name: str
+    config: dict[str, Any]
+    status: Literal["ok", "failed", "interrupted"]
+    error: str | None = None
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    epochs_run: int | None = None
+    optimizer_steps: int | None = None
+    attempts: int | None = None
+    resumed_from_epoch: int | None = None
+    best_epoch: int | None = None
+    history: dict[str, list[float]] | None = None
+    train_seconds: float | None = None
+    # The plan's figure (fmnist/training/schedule.py) beside the measured one.
+    estimate_seconds: float | None = None
+    # TensorFlow's import in a new worker process; about 0 in one that trained before.
+    setup_seconds: float | None = None
+    epoch_seconds: list[float] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    samples_per_second: float | None = None
+    host: str | None = None
+    # Containers on one machine share a host name; the Ray node id tells nodes apart.
+    node_id: str | None = None
+    device: str | None = None
+    # What TensorFlow ran with, not what was asked: a reused worker keeps its first threads.
+    threads: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class RunSettings(_Record):
+    """What a resumed run must keep: its checkpoints were made with these."""
+
+    val_size: int
+    limit: int | None = None
+    ensemble: int = 1
+    data_dir: str | None = None
+
+
+class RunResults(_Record):
+    """A run's results.json."""
+
+    run_id: str
+    started_at: str
+    # Seconds from the start to each step: where the time outside training goes.
+    timeline: dict[str, float] = {}
+    sweep_file: str | None = None
+    sweep: list[dict[str, Any]]
+    settings: RunSettings
+    dataset_sha256: dict[str, str]  # per release file
+    address: str
+    train_size: int
+    val_size: int
+    test_size: int
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float | None = None
+    threads_per_worker: int | None = None
+    slots: int | None = None
+    order: list[str] = []
+    variants: list[VariantResult] = []
+    interrupted: str | None = None
+    best: str | None = None
+    ensemble: dict[str, Any] | None = None
+    export: str | None = None
+    exported_model_test: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    wall_seconds: float | None = None
+    cpus_used: float | None = None
+    floor_seconds: float | None = None
+    wall_over_floor: float | None = None
+
+    def finished(self) -> list[VariantResult]:
+        return [r for r in self.variants if r.ok]
+
+    def variant(self, name: str | None) -> VariantResult | None:
+        return next((r for r in self.variants if r.name == name), None)
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(Path(run_dir) / RESULTS, self.dump())
+
+
+class ResultsError(Exception):
+    """A results.json that is missing, not JSON or not a run's record: one line."""
+
+
+def read(run_dir: Path) -> RunResults:
+    """The record in `run_dir`/results.json. Raises FileNotFoundError when there is none,
+    ResultsError (one line naming the file) when it cannot be read as a run's record."""
+    path = Path(run_dir) / RESULTS
+    try:
+        return RunResults.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise ResultsError(f"{path}: unreadable ({e.strerror or e})") from None
+    except ValidationError as e:
+        raise ResultsError(f"{path}: {_first_problem(e)}") from None
+
+
+def _first_problem(e: ValidationError) -> str:
+    error = e.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"].startswith("json"):
+        return f"not JSON ({error['msg']})"
+    return f"not a run's results ({where}: {error['msg'].lower()})" if where else \
+        f"not a run's results ({error['msg'].lower()})"

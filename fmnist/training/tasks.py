@@ -1,0 +1,141 @@
+"""The sweep's Ray tasks: train one variant, and build the export.
+
+Both run in worker processes that import TensorFlow; the driver (fmnist/training/sweep.py)
+never does. Ray retries a task (3 times) only when its process or node is lost; a
+variant's own failure comes back as a failed result, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+from fmnist.core import data, export, internals, runtime
+from fmnist.ops.results import VariantResult
+from fmnist.training import fit, savedmodel
+from fmnist.training.variants import Variant
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def failed(variant: Variant, error: str, status: str = "failed", **extra) -> VariantResult:
+    """The result of a variant that did not finish (`failed` or `interrupted`)."""
+    return VariantResult(name=variant.name, config=variant.to_dict(), status=status,
+                         error=error, **extra)
+
+
+def _train(variant: Variant, splits: data.Splits, events, cpus: float,
+           checkpoint_dir: str, threads: int | None = None):
+    """Train one variant; returns (result, weights, validation probabilities), the last two
+    None for a failed variant. A retry resumes from the last finished epoch in
+    `checkpoint_dir`. Progress events go to the `events` queue, fire and forget."""
+    entered = time.monotonic()
+    runtime.skip_optional_imports()
+    runtime.batch_scheduling()
+    device = runtime.configure_tensorflow(cpus, threads)
+    setup_seconds = round(time.monotonic() - entered, 2)
+    where = {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
+             "device": device}
+
+    def emit(ev):
+        try:
+            internals.ray_queue_put_async(events, {"variant": variant.name, **ev})
+        except Exception:  # noqa: BLE001 - a lost queue must not fail the training
+            pass
+
+    emit({"kind": "start", **where})
+    try:
+        # runs/<run>/tensorboard/<variant>/, beside checkpoints/<variant>: `tensorboard
+        # --logdir runs/` compares the variants of a run and the runs of several nights.
+        tensorboard_dir = str(Path(checkpoint_dir).parents[1] / "tensorboard" / variant.name)
+        fitted = fit.fit_variant(
+            variant, splits, device=device, checkpoint_dir=checkpoint_dir,
+            tensorboard_dir=tensorboard_dir,
+            on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
+    except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
+        return failed(variant, one_line(e), **where), None, None
+    import tensorflow as tf
+
+    result = fitted.result
+    result.node_id, result.setup_seconds = where["node_id"], setup_seconds
+    result.threads = tf.config.threading.get_intra_op_parallelism_threads()
+    return result, fitted.weights, fitted.val_probabilities
+
+
+# The GPU flavour's worker process exits after each task (max_calls=1, which .options()
+# cannot set), so TensorFlow's hold on GPU memory (it never gives memory back) ends with
+# the variant.
+train_task = ray.remote(max_retries=3, retry_exceptions=False)(_train)
+train_task_gpu = ray.remote(max_retries=3, retry_exceptions=False, max_calls=1)(_train)
+
+
+def task_for(cpus: float, gpus: float):
+    """The remote function for one variant's task, and its resource request."""
+    return (train_task_gpu if gpus else train_task), {"num_cpus": cpus, "num_gpus": gpus}
+
+
+def library_versions() -> dict:
+    import keras
+    import numpy
+    import tensorflow as tf
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "ray": ray.__version__, "numpy": numpy.__version__}
+
+
+def _build_export(members: list[tuple], splits: data.Splits,
+                  stable_archive: bytes | None = None) -> dict:
+    """Build the serving SavedModel from the members' weights and score it.
+
+    The SavedModel is loaded back from disk to score the test set, so the confusion
+    matrix describes exactly the files that ship. For the quality gate, the same
+    SavedModel and the `stable` version are scored on this run's validation split: both
+    numbers come from the same images and code, whatever --val-size or --limit the stable
+    version was trained with. A Ray task, so the driver never imports TensorFlow; the
+    SavedModel comes back as a tar archive, so --export-dir is written where the driver
+    runs, a ray:// client included.
+
+    Args:
+        members: [(variant, weights, share)]: one member, or an ensemble's.
+        splits: the run's data.
+        stable_archive: the `stable` version, packed by the driver (any node can run this).
+
+    Returns:
+        {"archive", "libraries", "predictions" (test set), "val_accuracy"} and
+        "stable_val_accuracy" or "stable_error" when `stable_archive` is given.
+    """
+    runtime.skip_optional_imports()
+    import tensorflow as tf
+
+    def predict(directory: str, x):
+        serve = tf.saved_model.load(directory).signatures[export.SIGNATURE]
+        return serve(**{export.INPUT_KEY: tf.constant(x)})[export.OUTPUT_KEY].numpy() \
+            .argmax(axis=1).astype("uint8")
+
+    def val_accuracy(directory: str) -> float:
+        return float((predict(directory, splits.x_val) == splits.y_val).mean())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        savedmodel.save_ensemble(members, Path(tmp))
+        built = {"archive": export.pack(Path(tmp)), "libraries": library_versions(),
+                 "predictions": predict(tmp, splits.x_test),
+                 "val_accuracy": val_accuracy(tmp)}
+    if stable_archive is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                export.unpack(stable_archive, Path(tmp))
+                built["stable_val_accuracy"] = val_accuracy(tmp)
+            except Exception as e:  # noqa: BLE001 - recorded; the gate then refuses
+                built["stable_error"] = one_line(e)
+    return built
+
+
+export_task = ray.remote(max_retries=3, retry_exceptions=False)(_build_export)
