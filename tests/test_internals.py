@@ -58,9 +58,29 @@ def test_ray_grpc_stubs_for_the_authentication_probe():
     with grpc.insecure_channel("127.0.0.1:1") as channel:
         assert callable(gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId)
         assert callable(ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo)
-    # Nothing listens on port 1: "unavailable", which is not "wants a token".
-    assert internals.ray_accepts("127.0.0.1:1", False, None, 2.0) is True
-    assert internals.ray_accepts("127.0.0.1:1", True, None, 2.0) is True
+    # Nothing listens on port 1.
+    assert internals.ray_probe("127.0.0.1:1", False, None, 2.0) == "refused"
+    assert internals.ray_probe("127.0.0.1:1", True, None, 2.0) == "refused"
+
+
+def test_ray_probe_tells_an_http_server_and_a_silent_one():
+    """Real servers on loopback: Python's HTTP server, and a socket that accepts and
+    never answers. (Real Ray servers: tests/test_addresses.py.)"""
+    import http.server
+    import socket
+    import threading
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        for client in (False, True):
+            assert internals.ray_probe(f"127.0.0.1:{httpd.server_port}", client, None,
+                                       2.0) == "http"
+            assert internals.ray_probe(f"127.0.0.1:{silent.getsockname()[1]}", client, None,
+                                       1.0) == "silent"
+    finally:
+        httpd.shutdown()
+        silent.close()
 
 
 def test_keras_backup_callback_has_what_the_override_uses(tmp_path):

@@ -8,7 +8,6 @@ and the embedded Ray kept on loopback.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import ray
@@ -19,6 +18,11 @@ from fmnist.core import internals
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
+def default_token_path() -> Path:
+    """Where Ray keeps its token when nothing else names one."""
+    return Path.home() / ".ray" / "auth_token"
+
+
 class ConnectError(Exception):
     """The Ray cluster at --address / RAY_ADDRESS could not be reached, or refused us."""
 
@@ -27,8 +31,7 @@ def connect(address: str | None) -> None:
     """Join the cluster at `address`, or start an embedded Ray bound to loopback with
     no dashboard (nothing listens beyond this machine)."""
     if address:
-        _check_reachable(address)
-        _prepare_authentication(address)
+        _check_address(address)
     from ray.exceptions import AuthenticationError
     try:
         if address:
@@ -73,40 +76,63 @@ def _init_with_retry(address: str) -> None:
             ray.shutdown()
 
 
-def _check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Fail fast on a host:port nobody listens on; ray.init would retry for minutes."""
-    hostport = address.removeprefix("ray://")
-    if hostport == "auto" or ":" not in hostport:
-        return  # 'auto' is resolved by Ray itself, from this node's running cluster
-    host, _, port = hostport.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as e:
-        raise ConnectError(f"cannot connect to Ray at '{address}': {e}; check --address / "
-                           f"RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
-
-
 AUTH_HINT = ("set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file "
              "holding it, or put it in ~/.ray/auth_token); on Kubernetes it is in the Secret "
              "fmnist-ray-auth (deploy/README.md)")
 
 
-def _prepare_authentication(address: str, timeout: float = 5.0) -> None:
-    """Ask the cluster whether it wants a token (Ray 2.52+ token authentication), and
-    switch this process to token mode when it does and one is found.
+PROBE_SECONDS = 4.0  # each of at most two probes: the error comes within 10 s
 
-    Ray itself turns token mode on only for a local 'auto' cluster; for an explicit
-    address it needs RAY_AUTH_MODE=token, and without it waits 20 s (host:port) or 30 s
-    (ray://) and then reports a timeout that does not mention authentication. One small
-    gRPC call without a token tells at once: the GCS (host:port) and the Ray client
-    server (ray://) both answer UNAUTHENTICATED when they want a token. A second call
-    with the token found checks that the cluster accepts it."""
+
+def _check_address(address: str) -> None:
+    """Find out in seconds what answers at `address`, and switch this process to Ray's
+    token authentication (Ray 2.52+) when the cluster wants it and a token is found.
+
+    ray.init on a port where something other than the right kind of Ray server answers
+    waits 20 s to forever, logging a line per attempt; one small gRPC call tells at once
+    (internals.ray_probe). Ray itself turns token mode on only for a local 'auto'
+    cluster; for an explicit address it needs RAY_AUTH_MODE=token, and without it
+    reports a timeout that does not mention authentication. The GCS (host:port) and the
+    Ray client server (ray://) both answer UNAUTHENTICATED when they want a token; a
+    second call with the token found checks that the cluster accepts it."""
     hostport = address.removeprefix("ray://")
     if hostport == "auto" or ":" not in hostport:
-        return  # 'auto': Ray turns token mode on itself when it finds a token
+        return  # 'auto': Ray finds this node's cluster, and turns token mode on itself
     client = address.startswith("ray://")
-    if internals.ray_accepts(hostport, client, None, timeout):
-        return  # no authentication, or a problem ray.init will name
+    answer = internals.ray_probe(hostport, client, None, PROBE_SECONDS)
+    if answer == "unauthenticated":
+        token, source = _token_for(address)
+        answer = internals.ray_probe(hostport, client, token, PROBE_SECONDS)
+        if answer == "unauthenticated":
+            where = source + (" (Ray writes that file when it starts a local cluster, "
+                              "such as fmnist-job's embedded one, so it may hold another "
+                              "cluster's token)" if source == str(default_token_path()) else "")
+            raise ConnectError(f"the Ray cluster at '{address}' rejected the authentication "
+                               f"token from {where}: {AUTH_HINT}")
+        if answer == "ok" and os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
+            os.environ["RAY_AUTH_MODE"] = "token"  # for ray.init, and what it starts
+            internals.ray_reload_auth_config()  # Ray's config was read at import, without it
+    if answer != "ok":
+        raise ConnectError(f"cannot connect to Ray at '{address}': "
+                           f"{_what_answered(answer, hostport, client)}; check --address / "
+                           f"RAY_ADDRESS (e.g. 'auto', 'head:6379' or 'ray://head:10001')")
+
+
+def _what_answered(answer: str, hostport: str, client: bool) -> str:
+    if answer == "unimplemented":
+        return (f"{hostport} is a Ray cluster's GCS port, not its Ray Client port (give it "
+                f"without ray://, or use the client port, 10001 by default)" if client else
+                f"{hostport} is a Ray Client server: give it as ray://{hostport}")
+    return {"http": f"{hostport} is an HTTP server, not Ray (the dashboard, 8265 by "
+                    f"default? Ray's GCS port is 6379 by default)",
+            "silent": f"{hostport} accepted the connection but did not answer as Ray "
+                      f"within {PROBE_SECONDS:g} s",
+            "refused": f"nothing listens at {hostport} (connection refused)",
+            "unknown host": f"unknown host in {hostport}"}.get(answer, answer)
+
+
+def _token_for(address: str) -> tuple[str, str]:
+    """The token to try on a cluster that wants one, and where it came from."""
     mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
     if mode not in ("", "token"):
         raise ConnectError(f"the Ray cluster at '{address}' requires token authentication, "
@@ -116,12 +142,7 @@ def _prepare_authentication(address: str, timeout: float = 5.0) -> None:
     if token is None:
         raise ConnectError(f"the Ray cluster at '{address}' requires token authentication "
                            f"and no token was found: {AUTH_HINT}")
-    if not internals.ray_accepts(hostport, client, token, timeout):
-        raise ConnectError(f"the Ray cluster at '{address}' rejected the authentication "
-                           f"token from {source} (not its current token?): {AUTH_HINT}")
-    if mode != "token":
-        os.environ["RAY_AUTH_MODE"] = "token"  # for ray.init, and what it starts
-        internals.ray_reload_auth_config()  # Ray's config was read at import, without it
+    return token, source
 
 
 def _find_token() -> tuple[str | None, str]:
@@ -141,7 +162,7 @@ def _find_token() -> tuple[str | None, str]:
             raise ConnectError(f"RAY_AUTH_TOKEN_PATH={path}: the file is empty; it must "
                                f"hold the cluster's token")
         return text, f"RAY_AUTH_TOKEN_PATH={path}"
-    default = Path.home() / ".ray" / "auth_token"
+    default = default_token_path()
     try:
         text = default.read_text().strip()
     except OSError:

@@ -56,12 +56,19 @@ def ray_reload_auth_config() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def ray_accepts(hostport: str, client: bool, token: str | None, timeout: float) -> bool:
-    """Whether a Ray server takes our (lack of a) token: False only when it answers
-    UNAUTHENTICATED to a harmless call, the Ray client server's PING (ray://) or the
-    GCS's GetClusterId (host:port). Ray's own connect waits 20-30 s and then reports a
-    timeout that does not mention authentication; its gRPC stubs
-    (ray.core.generated) answer in milliseconds."""
+def ray_probe(hostport: str, client: bool, token: str | None, timeout: float) -> str:
+    """What answers at `hostport`, asked with one harmless call of Ray's own gRPC stubs
+    (ray.core.generated): the Ray client server's PING (ray://) or the GCS's GetClusterId
+    (host:port). ray.init instead retries for 20 s to forever, printing a log line per
+    attempt, when the port holds something else.
+
+    Returns:
+        "ok"; "unauthenticated" (it wants a token, or another one); "unimplemented" (a
+        Ray server of the other kind: the GCS asked as ray://, or the client server as
+        host:port); "http" (an HTTP server, such as Ray's dashboard); "silent" (no answer
+        within `timeout`); "refused" (nothing listens); "unknown host"; or
+        "other: <details>".
+    """
     import grpc
     from ray.core.generated import (gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2,
                                     ray_client_pb2_grpc)
@@ -77,8 +84,21 @@ def ray_accepts(hostport: str, client: bool, token: str | None, timeout: float) 
                 gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
                     gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
         except grpc.RpcError as e:
-            return e.code() != grpc.StatusCode.UNAUTHENTICATED
-    return True
+            code, details = e.code(), e.details() or ""
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                return "unauthenticated"
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                return "unimplemented"
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return "silent"
+            if "HTTP" in details:
+                return "http"
+            if "resolving" in details or "lookup" in details:
+                return "unknown host"
+            if "Failed to connect" in details or "Connection refused" in details:
+                return "refused"
+            return f"other: {code.name} {details.splitlines()[0] if details else ''}".strip()
+    return "ok"
 
 
 def keras_atomic_backup(backup_dir: str):

@@ -158,6 +158,13 @@ class OnRay:
 
         from fmnist.core.cluster import ConnectError, connect
 
+        if (self.address or "").startswith("ray://"):
+            # Ray Data needs a driver on the cluster; through Ray Client it fails deep
+            # inside with a traceback (ray#42739).
+            raise ScoreError(f"score --ray cannot run through Ray Client ('{self.address}'): "
+                             f"Ray Data needs a driver on the cluster; run the command there "
+                             f"with `ray job submit --address http://HEAD:8265 -- fmnist-job "
+                             f"score ... --ray`, or give the GCS address (HEAD:6379)")
         # ray.init replaces the SIGTERM handler with Ray's own, which aborts the process:
         # keep the caller's (the CLI cleans up and exits 143).
         on_sigterm = signal.getsignal(signal.SIGTERM)
