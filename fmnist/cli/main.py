@@ -14,16 +14,21 @@ import typer
 from fmnist.cli import guard, models, runs, score, train
 from fmnist.cli.common import EXIT_USAGE
 
+# Plain Click help: rich markup swallowed "[ensemble]" in option help, and showed flags
+# as "--dry-run <bool>".
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Train Fashion-MNIST dense classifiers in parallel on Ray and score images "
          "with the best one.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(train.train)
+app.command(short_help="Train the sweep on Ray and export the best as a SavedModel.")(
+    train.train)
 app.command()(score.score)
-app.add_typer(models.app, name="models")
+app.add_typer(models.app, name="models",
+              short_help="Exported versions and their labels (TF Serving's models.config).")
 app.add_typer(runs.app, name="runs")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     guard.guard)

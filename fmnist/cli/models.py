@@ -10,6 +10,7 @@ import typer
 from fmnist.cli.common import echo_rows, fail
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Exported versions and their labels (models.config, TF Serving's model config): "
          "list, promote, roll back, prune.", no_args_is_help=True)
 
@@ -17,7 +18,7 @@ ExportDir = Annotated[Path, typer.Option(
     "--export-dir", help="The export base fmnist-job train exported into.")]
 
 
-@app.command("list")
+@app.command("list", short_help="Versions: created, variant, accuracies, labels.")
 def models_list(
     export_dir: ExportDir = Path("models/fmnist"),
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per version.")]

@@ -9,10 +9,11 @@ import typer
 
 from fmnist.cli.common import echo_rows, fail
 
-app = typer.Typer(help="Training runs: what each night did.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None,
+                  help="Training runs: what each night did.", no_args_is_help=True)
 
 
-@app.command("list")
+@app.command("list", short_help="Runs, oldest first: status, best variant, export.")
 def runs_list(
     runs_dir: Annotated[Path, typer.Option(
         "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
@@ -29,7 +30,7 @@ def runs_list(
     echo_rows(rows, as_json, runs.table)
 
 
-@app.command("prune")
+@app.command("prune", short_help="Delete old run directories (retention).")
 def runs_prune(
     keep_days: Annotated[float, typer.Option(
         min=0.0, help="Delete run directories nothing was written to for this many days.")],
