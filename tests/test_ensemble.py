@@ -58,3 +58,29 @@ def test_bad_arguments():
         ensemble.select({}, np.zeros(3, int), 3)
     with pytest.raises(ValueError):
         ensemble.select({"a": np.eye(10)[:3]}, np.zeros(3, int), 0)
+
+
+def test_an_ensemble_asked_for_but_not_built_says_why(tmp_path):
+    from fmnist.ops.results import VariantResult
+    from fmnist.training.exporter import choose_members
+    from fmnist.training.rundir import RunDir
+
+    def ok(name, acc):
+        return VariantResult(name=name, config={}, status="ok", val_accuracy=acc)
+
+    run_dir = RunDir(tmp_path)
+    y = np.array([0, 1, 2, 3])
+    a = ok("a", 0.9)
+    members, selection, note = choose_members([a], a, run_dir, y, 5)
+    assert members == [("a", 1.0)] and selection is None
+    assert note == "5 steps asked, but only one variant finished: exporting a alone"
+    # Two finished, no saved predictions (an older run resumed).
+    members, _, note = choose_members([a, ok("b", 0.8)], a, run_dir, y, 5)
+    assert members == [("a", 1.0)] and "fewer than two variants have validation" in note
+    # Predictions where b adds nothing: selection keeps a alone.
+    (tmp_path / "weights").mkdir()
+    run_dir.save_val_probs("a", np.eye(4, 10)[y])
+    run_dir.save_val_probs("b", np.full((4, 10), 0.1))
+    members, selection, note = choose_members([a, ok("b", 0.1)], a, run_dir, y, 3)
+    assert [m for m, _ in members] == ["a"] and "kept one member" in note
+    assert choose_members([a, ok("b", 0.1)], a, run_dir, y, 1)[2] is None

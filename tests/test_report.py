@@ -68,3 +68,13 @@ def test_live_table_states_and_a_clock_that_stops(monkeypatch):
         ("[green]done[/]", "[red]failed[/]", "[dim]queued[/]")
     assert (seconds["a"], seconds["b"], seconds["c"]) == ("10", "10", "-")
     assert _cells(p, "val acc %")["a"] == "85.00" and _cells(p, "epoch")["a"] == "3/3"
+
+
+def test_leaderboard_marks_a_cut_reason_and_counts_agree():
+    from fmnist.core.tables import count
+    long = "ValueError: " + "x" * 200
+    table = report.leaderboard([result(name="c", status="failed", error=long)], None)
+    status = table.columns[-1]._cells[0]
+    assert len(status) == 80 and status.endswith("…")
+    assert (count(1, "variant"), count(2, "variant"), count(1.0, "CPU"), count(1.5, "CPU"),
+            count(1, "file")) == ("1 variant", "2 variants", "1 CPU", "1.5 CPUs", "1 file")

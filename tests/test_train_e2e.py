@@ -232,3 +232,20 @@ def test_the_embedded_default_ignores_the_last_ray_start(tmp_path, sweep_file):
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sessions, "the embedded Ray did not use RAY_TMPDIR, so the file was not read"
+
+
+def test_log_lines_read_whole_when_not_a_terminal(trained):
+    """stdout is a pipe here, as in a pod's log: each line is whole (never cut
+    mid-phrase at the console's width) and counts agree with their nouns."""
+    tmp, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    first = next(line for line in lines if line.startswith("run "))
+    assert re.search(r": 2 variants from \S+two\.toml, .* each, on 1 Ray node; run dir \S+",
+                     first), first
+    assert "TensorFlow threads) each" in first or "TensorFlow thread) each" in first
+    per_class = next(line for line in lines if line.startswith("exported model, test accuracy"))
+    assert all(name in per_class for name in data.CLASS_NAMES), per_class
+    last = next(line for line in lines if line.startswith("results: "))
+    assert re.search(r"\(\d+(\.\d+)? CPUs?\)\)$", last), last
+    assert "peak ep" in proc.stdout and "the weights exported" in " ".join(proc.stdout.split())

@@ -9,6 +9,16 @@ def percent(x) -> str:
     return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
 
 
+def count(n: float, noun: str, plural: str | None = None) -> str:
+    """'1 variant', '2 variants', '1.5 CPUs': a number and its noun, agreeing."""
+    return f"{n:g} {noun if n == 1 else plural or noun + 's'}"
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def aligned(head: list[str], rows: list[list[str]]) -> str:
     lines = [head] + rows
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]

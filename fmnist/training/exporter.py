@@ -30,7 +30,7 @@ def best_of(results: list[VariantResult]) -> VariantResult | None:
 
 
 def choose_members(ok: list[VariantResult], best: VariantResult, run_dir: RunDir, y_val,
-                   size: int) -> tuple[Members, dict | None]:
+                   size: int) -> tuple[Members, dict | None, str | None]:
     """The single best variant, or with `size` > 1 an ensemble chosen on validation
     predictions (fmnist/training/ensemble.py).
 
@@ -38,19 +38,28 @@ def choose_members(ok: list[VariantResult], best: VariantResult, run_dir: RunDir
     cannot be members.
 
     Returns:
-        (members, the selection record for results.json or None).
+        (members, the selection record for results.json or None, and when an ensemble
+        was asked for but a single model is exported, why).
     """
-    if size <= 1 or len(ok) < 2:
-        return [(best.name, 1.0)], None
+    single = [(best.name, 1.0)]
+    if size <= 1:
+        return single, None, None
+    if len(ok) < 2:
+        return single, None, f"{size} steps asked, but only one variant finished: " \
+                             f"exporting {best.name} alone"
     probs = {r.name: run_dir.load_val_probs(r.name) for r in ok}
     probs = {n: p for n, p in probs.items() if p is not None and len(p) == len(y_val)}
     if len(probs) < 2:
-        return [(best.name, 1.0)], None
+        return single, None, f"{size} steps asked, but fewer than two variants have " \
+                             f"validation predictions: exporting {best.name} alone"
     selection = ensemble.select(probs, y_val, size)
     members = sorted(selection.pop("weights").items(), key=lambda m: (-m[1], m[0]))
     selection["members"] = [{"name": m, "weight": w} for m, w in members]
     selection["size"] = size
-    return members, selection
+    note = None if len(members) > 1 else (
+        f"selection on validation kept one member in {size} steps (no other variant "
+        f"improved on it): exporting {members[0][0]} alone")
+    return members, selection, note
 
 
 class EarlyExport:

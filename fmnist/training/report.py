@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from fmnist.core.files import atomic_file
-from fmnist.core.tables import percent as _pct
+from fmnist.core.tables import clip, percent as _pct
 
 
 def make_console() -> Console:
@@ -23,6 +23,8 @@ def make_console() -> Console:
     console = Console()
     if not console.is_terminal:
         console.width = 140
+        # A log line is never cut mid-phrase: search finds it whole.
+        console.soft_wrap = True
     return console
 
 
@@ -127,15 +129,18 @@ def sweep_table(variants: list, source) -> Table:
 def leaderboard(results: list, best: str | None, ensemble: dict | None = None) -> Table:
     """Ranked by validation accuracy (what selection uses); failures last. An ensemble
     built from the variants comes first, on its own row, with its members."""
-    t = Table(title="leaderboard (ranked by validation accuracy)")
-    for col in ("#", "variant", "val acc %", "test acc %", "epochs", "best ep", "seconds",
+    t = Table(title="leaderboard (ranked by validation accuracy)",
+              caption="accuracies: of the weights exported (the last epoch's; with "
+                      "early_stopping, the peak's); peak ep: the epoch of the highest "
+                      "validation accuracy")
+    for col in ("#", "variant", "val acc %", "test acc %", "epochs", "peak ep", "seconds",
                 "status"):
         t.add_column(col, justify="left" if col in ("variant", "status") else "right")
     if ensemble and len(ensemble["members"]) > 1:
         members = ", ".join(f"{m['name']} {m['weight']:.2f}" for m in ensemble["members"])
         t.add_row("E", "ensemble *", _pct(ensemble["val_accuracy"]),
                   _pct(ensemble.get("test_accuracy")), "-", "-", "-",
-                  f"ok: {members}"[:80])
+                  clip(f"ok: {members}", 80))
         best = None  # the star marks what was exported
     ok = sorted((r for r in results if r.ok), key=lambda r: r.val_accuracy, reverse=True)
     bad = [r for r in results if not r.ok]
@@ -146,7 +151,7 @@ def leaderboard(results: list, best: str | None, ensemble: dict | None = None) -
                   _pct(r.val_accuracy), _pct(r.test_accuracy), epochs,
                   str(r.best_epoch or "-"),
                   f"{r.train_seconds:.1f}" if r.train_seconds else "-",
-                  r.status if r.ok else f"{r.status}: {r.error or ''}"[:80])
+                  r.status if r.ok else clip(f"{r.status}: {r.error or ''}", 80))
     return t
 
 

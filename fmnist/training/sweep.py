@@ -20,6 +20,7 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fmnist.core import data, export
+from fmnist.core.tables import count
 from fmnist.ops import versions
 from fmnist.ops.results import RunResults, RunSettings, VariantResult
 from fmnist.training import exporter, fit, report, schedule, variants as variants_mod
@@ -136,6 +137,7 @@ class _Trained:
     members: exporter.Members = field(default_factory=list)
     built: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)
+    note: str | None = None  # why an ensemble asked for is a single model
 
 
 def _train(job: SweepJob, splits: data.Splits, run_dir: RunDir, signals: DeferredSignals,
@@ -164,12 +166,12 @@ def _train(job: SweepJob, splits: data.Splits, run_dir: RunDir, signals: Deferre
         gpus_per_worker=plan.gpus, threads_per_worker=plan.threads, slots=plan.slots,
         order=[v.name for v in plan.todo])
     clock.timeline = results.timeline  # pydantic copied it: later steps are marked there
-    console.print(f"run {run_dir.run_id}: {len(job.variants)} variants"
+    console.print(f"run {run_dir.run_id}: {count(len(job.variants), 'variant')}"
                   + (f" from {job.sweep_file}" if job.sweep_file else "")
                   + (f" ({len(finished)} already finished, resuming)" if finished else "")
                   + f", {plan.at_once} at once, {plan.cpus:g} CPU + {plan.gpus:g} GPU "
-                  f"({plan.threads} TensorFlow thread{'s' * (plan.threads > 1)}) each, "
-                  f"on {len(nodes)} Ray node(s); run dir {run_dir.path}")
+                  f"({count(plan.threads, 'TensorFlow thread')}) each, "
+                  f"on {count(len(nodes), 'Ray node')}; run dir {run_dir.path}")
     splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
     clock.mark("data_put")
     baseline = versions.gate_baseline(job.export_dir)  # what the winner must match
@@ -190,7 +192,7 @@ def _train(job: SweepJob, splits: data.Splits, run_dir: RunDir, signals: Deferre
     clock.mark("training_done")
     trained = _Trained(results, plan, exporter.best_of(results.variants), baseline=baseline)
     if trained.best:
-        trained.members, results.ensemble = exporter.choose_members(
+        trained.members, results.ensemble, trained.note = exporter.choose_members(
             results.finished(), trained.best, run_dir, splits.y_val, job.ensemble_size)
         try:
             trained.built = early.result(trained.members, signals)
@@ -250,6 +252,8 @@ def _publish(job: SweepJob, trained: _Trained, splits: data.Splits, run_dir: Run
                                trained.plan.cpus)).items():
         setattr(results, key, value)
     run_dir.write(results)
+    if trained.note:
+        console.print(f"ensemble: {trained.note}", highlight=False)
     _print_end(results, exported, path, run_dir, console)
     if signals.pending:
         raise Interrupted(signals.pending, run_dir.path, published=path)
@@ -279,7 +283,7 @@ def wall_line(results: RunResults) -> str:
     text = f"{results.wall_seconds:.1f}s wall"
     if results.floor_seconds:
         text += (f", {results.wall_over_floor:.2f}x the training floor of "
-                 f"{results.floor_seconds:.1f}s ({results.cpus_used:g} CPUs)")
+                 f"{results.floor_seconds:.1f}s ({count(results.cpus_used, 'CPU')})")
     return text
 
 
