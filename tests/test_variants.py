@@ -79,6 +79,8 @@ def test_bad_variant_names_file_variant_and_key(sweep_file, body, expected):
 
 @pytest.mark.parametrize("text, expected", [
     ("[[variant]\nname = 'a'", "not valid TOML"),
+    ("[[variant]]\nname = 'a'\nhidden = [32", "(at line 3, column 13: the end of the file)"),
+    ("[[variant]]\nname = 'a'\nepochs = ", "Invalid value (at line 3, column 10"),
     ("", "no variants"),
     ("[defaults]\nepochs = 2\n", "no variants"),
     ("[defaults]\nname = 'x'\n[[variant]]\nname='a'\nhidden=[1]", "[defaults]: unknown key 'name'"),

@@ -110,7 +110,7 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"{source}: not valid TOML: {e}") from None
+        raise SweepError(f"{source}: not valid TOML: {_where(str(e), text)}") from None
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise SweepError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
@@ -154,6 +154,14 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
         seen.add(variant.name)
         variants.append(variant)
     return variants
+
+
+def _where(message: str, text: str) -> str:
+    """tomllib's message, with the line and column of an error at the end of the file
+    (tomllib says only 'at end of document')."""
+    lines = text.split("\n")
+    return message.replace("(at end of document)", f"(at line {len(lines)}, column "
+                           f"{len(lines[-1]) + 1}: the end of the file)")
 
 
 def ensemble_size(text: str, source: str = "<sweep>") -> int:
