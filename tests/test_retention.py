@@ -18,23 +18,42 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     (inbox / "shop").mkdir(parents=True)
     Image.new("L", (28, 28), 200).save(inbox / "a.png")
     Image.new("L", (40, 30), 10).save(inbox / "shop" / "b.png")
-    (inbox / "broken.png").write_bytes(b"not a png")  # scored as failed: has its row
+    (inbox / "broken.png").write_bytes(b"not a png")  # failed: has its row, stays
     out = tmp_path / "predictions-1.csv"
     proc = run_cli("score", inbox, "--model", scoring_model, "--out", out, "--done", done)
     assert proc.returncode == 3, proc.stderr  # 3: some images failed, file written
-    assert "score: moved 3 scored file(s) to" in proc.stderr
+    assert (f"score: moved 2 scored files to {done / 'predictions-1'}/; 1 file that failed "
+            f"left in {inbox} to be tried again") in proc.stderr
     assert sorted(r["path"] for r in read_rows(out)) == ["a.png", "broken.png", "shop/b.png"]
     assert sorted(str(p.relative_to(done)) for p in done.rglob("*") if p.is_file()) == \
-        ["predictions-1/a.png", "predictions-1/broken.png", "predictions-1/shop/b.png"]
-    assert not [p for p in inbox.rglob("*") if p.is_file()]
+        ["predictions-1/a.png", "predictions-1/shop/b.png"]
+    assert [p.name for p in inbox.rglob("*") if p.is_file()] == ["broken.png"]
 
-    # The next hour: only the new arrival is scored.
+    # The next hour: the new arrival is scored, and the failed file tried again; with
+    # --failed-to it leaves the inbox too.
     Image.new("L", (28, 28), 90).save(inbox / "c.png")
     out2 = tmp_path / "predictions-2.csv"
-    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out2, "--done", done)
-    assert proc.returncode == 0, proc.stderr
-    assert [r["path"] for r in read_rows(out2)] == ["c.png"]
+    failed = tmp_path / "failed"
+    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out2, "--done", done,
+                   "--failed-to", failed)
+    assert proc.returncode == 3, proc.stderr
+    assert sorted(r["path"] for r in read_rows(out2)) == ["broken.png", "c.png"]
     assert (done / "predictions-2" / "c.png").is_file()
+    assert (failed / "predictions-2" / "broken.png").is_file()
+    assert f"moved 1 file that failed to {failed / 'predictions-2'}/" in proc.stderr
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
+
+
+def test_failed_to_needs_done_and_must_be_outside_the_inbox(scoring_model, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for extra, expected in ((["--failed-to", tmp_path / "f"], "--failed-to works with --done"),
+                            (["--done", tmp_path / "d", "--failed-to", inbox / "f"],
+                             "--failed-to")):
+        proc = run_cli("score", inbox, "--model", scoring_model, "--out", tmp_path / "p.csv",
+                       *extra)
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_done_inside_the_inbox_is_refused_before_scoring(scoring_model, tmp_path):

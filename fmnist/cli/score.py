@@ -61,8 +61,13 @@ def score(
         envvar="RAY_ADDRESS", help="Ray cluster to join with --ray. "
                                    "Default: an embedded local Ray.")] = None,
     done: Annotated[Optional[Path], typer.Option(
-        help="After writing --out, move every file it has a row for from DIRECTORY to "
-             "DONE/<--out's name>/ (same volume), so the next run scores only new files.")]
+        help="After writing --out, move every file it scored from DIRECTORY to "
+             "DONE/<--out's name without extension>/ (same volume; done/run1/ for --out "
+             "run1.csv), so the next run scores only new files. Files that failed stay.")]
+        = None,
+    failed_to: Annotated[Optional[Path], typer.Option(
+        help="With --done: move the files that failed to FAILED_TO/<--out's name without "
+             "extension>/ instead of leaving them in DIRECTORY to be tried again.")]
         = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
@@ -70,9 +75,12 @@ def score(
     from fmnist.scoring import score as score_mod
     from fmnist.core.errors import RunError, ScoreError
 
-    if done is not None and directory.resolve() in (done.resolve(), *done.resolve().parents):
-        raise fail(f"--done {done} is inside {directory}: the next run would score it again; "
-                   f"put it beside the inbox")
+    if failed_to is not None and done is None:
+        raise fail("--failed-to works with --done; add --done DIR (where the scored files go)")
+    for option, path in (("--done", done), ("--failed-to", failed_to)):
+        if path is not None and directory.resolve() in (path.resolve(), *path.resolve().parents):
+            raise fail(f"{option} {path} is inside {directory}: the next run would score it "
+                       f"again; put it beside the inbox")
 
     # SIGTERM (an eviction, `docker stop`) must clean up as Ctrl-C does: the temporary
     # output removed, the decoder processes or the embedded Ray stopped. Python's default
@@ -94,13 +102,25 @@ def score(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if done is not None:
-        from fmnist.scoring import inbox
-        try:
-            moved, left = inbox.archive(out, directory, done)
-        except OSError as e:
-            raise fail(f"--done {done}: cannot move the scored files ({e.strerror or e}); "
-                       f"{out} is written, the inbox is as it was", EXIT_FAILED)
-        typer.echo(f"score: moved {moved:,} scored file(s) to {done}"
-                   + (f"; {left:,} row(s) had no file to move" if left else ""), err=True)
+        _archive(out, directory, done, failed_to)
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
 
+
+def _archive(out: Path, directory: Path, done: Path, failed_to: Path | None) -> None:
+    from fmnist.core.tables import count
+    from fmnist.scoring import inbox
+    try:
+        archived = inbox.archive(out, directory, done, failed_to)
+    except OSError as e:
+        raise fail(f"--done {done}: cannot move the scored files ({e.strerror or e}); "
+                   f"{out} is written, the inbox is as it was", EXIT_FAILED)
+    parts = [f"moved {count(archived.moved, 'scored file')} to {inbox.target(done, out)}/"]
+    if archived.failed_kept:
+        parts.append(f"{count(archived.failed_kept, 'file')} that failed left in {directory} "
+                     f"to be tried again (--failed-to DIR moves them)")
+    if failed_to is not None:
+        parts.append(f"moved {count(archived.failed_moved, 'file')} that failed to "
+                     f"{inbox.target(failed_to, out)}/")
+    if archived.missing:
+        parts.append(f"{count(archived.missing, 'row')} had no file to move")
+    typer.echo("score: " + "; ".join(parts), err=True)

@@ -1,10 +1,13 @@
 """After an hourly scoring run: move what it scored out of the inbox.
 
-`fmnist-job score INBOX --out P --done DONE` moves every file that P records (scored, or
-failed with its error: either way the file has its row) from INBOX to DONE/<P's name
-without extension>/, keeping its relative path. The next run then scores only what
-arrived since; a file that arrives while a run scores is not in P and stays. Moving is
-a rename on the same volume: a file is in the inbox or in done/, never half in both.
+`fmnist-job score INBOX --out P --done DONE` moves every file that P scores (a row
+without an error) from INBOX to DONE/<P's name without extension>/ (`done/run1/` for
+`--out run1.csv`), keeping its relative path. A file that failed (corrupt, truncated,
+not an image) stays in the inbox for the next run to try again, unless `--failed-to
+FAILED` moves it to FAILED/<P's name without extension>/. The next run then scores only
+what arrived since (and what failed); a file that arrives while a run scores is not in P
+and stays. Moving is a rename on the same volume: a file is in the inbox or in done/,
+never half in both.
 """
 
 from __future__ import annotations
@@ -13,31 +16,48 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 
-def recorded_paths(predictions: Path) -> list[str]:
-    """The relative paths a predictions file (.csv or .jsonl) has rows for."""
+class Archived(NamedTuple):
+    moved: int          # scored files moved to done/
+    failed_moved: int   # failed files moved to --failed-to
+    failed_kept: int    # failed files left in the inbox
+    missing: int        # rows whose file could not be moved (gone, or a listing error)
+
+
+def recorded(predictions: Path) -> list[tuple[str, bool]]:
+    """(relative path, whether it failed) of each row of a predictions file (.csv or
+    .jsonl)."""
     with predictions.open(encoding="utf-8", newline="") as f:
         if predictions.suffix.lower() == ".csv":
-            return [row["path"] for row in csv.DictReader(f)]
-        return [json.loads(line)["path"] for line in f if line.strip()]
+            return [(row["path"], bool(row["error"])) for row in csv.DictReader(f)]
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [(row["path"], bool(row.get("error"))) for row in rows]
 
 
-def archive(predictions: Path, inbox: Path, done: Path) -> tuple[int, int]:
-    """(moved, left): files moved to done/, and rows whose file could not be (gone
-    already, a name the output had to escape, a directory that could not be listed)."""
-    target = done / predictions.with_suffix("").name
-    moved = left = 0
-    for rel in recorded_paths(predictions):
+def target(base: Path, predictions: Path) -> Path:
+    """Where a run's files go under `base`: its predictions file's name, no extension."""
+    return base / predictions.with_suffix("").name
+
+
+def archive(predictions: Path, inbox: Path, done: Path,
+            failed_to: Path | None = None) -> Archived:
+    """Move the files `predictions` has rows for out of `inbox` (see the module)."""
+    counts = {"moved": 0, "failed_moved": 0, "failed_kept": 0, "missing": 0}
+    for rel, failed in recorded(predictions):
+        if failed and failed_to is None:
+            counts["failed_kept"] += 1
+            continue
         source = inbox / rel
         if rel.endswith("/") or not source.is_file():
-            left += 1
+            counts["missing"] += 1
             continue
-        dest = target / rel
+        dest = target(failed_to if failed else done, predictions) / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(source, dest)  # same volume: atomic
-            moved += 1
+            counts["failed_moved" if failed else "moved"] += 1
         except OSError:
-            left += 1
-    return moved, left
+            counts["missing"] += 1
+    return Archived(**counts)
