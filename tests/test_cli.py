@@ -211,3 +211,15 @@ def test_help_reads_right():
         out = run_cli(*args, "--help").stdout
         commands = out.split("Commands:", 1)[1].strip().splitlines()
         assert commands and not [c for c in commands if c.rstrip().endswith("...")], out
+
+
+def test_preview_where_no_file_can_be_made_fails_before_scoring(scoring_model, tmp_path):
+    # /proc passes os.access(W_OK) for root, yet no file can be created in it.
+    from PIL import Image
+    (tmp_path / "in").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "in" / "a.png")
+    proc = run_cli("score", tmp_path / "in", "--model", scoring_model, "--out",
+                   tmp_path / "p.csv", "--preview", "/proc/sheet.png")
+    assert proc.returncode == 2, proc.stderr
+    assert "--preview /proc/sheet.png: cannot write there" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.csv").exists()

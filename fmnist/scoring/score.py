@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from fmnist.core import files
 from fmnist.ops import versions
 from fmnist.scoring import backends, images, preview
 from fmnist.core.errors import RunError, ScoreError
@@ -188,8 +189,14 @@ def check_preview(path: Path, count: int) -> preview.ContactSheet:
         raise ScoreError(f"--preview {path}: must end in .png")
     if not path.parent.is_dir():
         raise ScoreError(f"--preview {path}: directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK) or path.is_dir():
-        raise ScoreError(f"--preview {path}: cannot write there; name another .png file")
+    try:
+        # Tried, not asked: os.access says yes to /proc and to a read-only mount.
+        files.check_writable(path.parent)
+    except OSError as e:
+        raise ScoreError(f"--preview {path}: cannot write there ({e.strerror or e}); name "
+                         f"another .png file") from None
+    if path.is_dir():
+        raise ScoreError(f"--preview {path}: is a directory; name a .png file")
     if count < 1:
         raise ScoreError(f"--preview-count must be at least 1, got {count}")
     return preview.ContactSheet(path, count)
