@@ -35,26 +35,41 @@ def listed_modules(block: str) -> set[str]:
 
 
 def test_design_layout_lists_every_module():
-    on_disk = {str(p.relative_to(ROOT / "fmnist")) for p in (ROOT / "fmnist").rglob("*.py")
-               if not (p.name == "__init__.py" and p.parent != ROOT / "fmnist")}
+    on_disk = {
+        str(p.relative_to(ROOT / "fmnist"))
+        for p in (ROOT / "fmnist").rglob("*.py")
+        if not (p.name == "__init__.py" and p.parent != ROOT / "fmnist")
+    }
     listed = listed_modules(layout_block())
     assert on_disk - listed == set(), "add these to docs/design.md's layout"
-    assert listed - on_disk == set(), "docs/design.md's layout names modules that are gone"
+    assert listed - on_disk == set(), (
+        "docs/design.md's layout names modules that are gone"
+    )
 
 
 def test_the_layout_reader_sees_a_missing_module():
-    assert listed_modules("  cli/ x\n    main.py y\n  data.py z\n") == {"cli/main.py", "data.py"}
+    assert listed_modules("  cli/ x\n    main.py y\n  data.py z\n") == {
+        "cli/main.py",
+        "data.py",
+    }
 
 
 def test_design_test_table_lists_every_test_file():
-    missing = [p.name for p in sorted((ROOT / "tests").glob("test_*.py"))
-               if f"`tests/{p.name}`" not in DESIGN]
+    missing = [
+        p.name
+        for p in sorted((ROOT / "tests").glob("test_*.py"))
+        if f"`tests/{p.name}`" not in DESIGN
+    ]
     assert missing == []
 
 
 def test_design_lists_every_doc():
-    docs_line = next(line for line in layout_block().splitlines() if line.startswith("docs/"))
-    missing = [p.stem for p in sorted((ROOT / "docs").glob("*.md")) if p.stem not in docs_line]
+    docs_line = next(
+        line for line in layout_block().splitlines() if line.startswith("docs/")
+    )
+    missing = [
+        p.stem for p in sorted((ROOT / "docs").glob("*.md")) if p.stem not in docs_line
+    ]
     assert missing == [], "name these in docs/design.md's layout, on the docs/ line"
 
 
@@ -62,9 +77,10 @@ def test_design_lists_every_doc():
 # Markdown: tables, headings, links
 # --------------------------------------------------------------------------------------
 
+
 def without_code_blocks(text: str) -> str:
     """The text with fenced code blocks blanked (a `# comment` there is no heading)."""
-    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
 
 
 def tables(text: str) -> list[list[list[str]]]:
@@ -92,7 +108,7 @@ def slug(heading: str) -> str:
 def anchors(text: str) -> set[str]:
     plain = without_code_blocks(text)
     found = set(re.findall(r'<a id="([^"]+)"', plain))
-    for heading in re.findall(r"^#{1,6} (.+)$", plain, flags=re.M):
+    for heading in re.findall(r"^#{1,6} (.+)$", plain, flags=re.MULTILINE):
         base, n = slug(heading), 0
         while (candidate := base if n == 0 else f"{base}-{n}") in found:
             n += 1
@@ -110,8 +126,11 @@ def broken_links(path: Path, text: str) -> list[str]:
         dest = (path.parent / file).resolve() if file else path
         if not dest.exists():
             broken.append(target)
-        elif anchor and dest.suffix == ".md" and anchor not in anchors(
-                text if dest == path else dest.read_text()):
+            continue
+        page = (
+            text if dest == path else dest.read_text() if dest.suffix == ".md" else ""
+        )
+        if anchor and dest.suffix == ".md" and anchor not in anchors(page):
             broken.append(target)
     return broken
 
@@ -122,26 +141,37 @@ def markdown_files() -> list[Path]:
 
 def test_readme_is_short():
     lines = len((ROOT / "README.md").read_text().splitlines())
-    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move reference to docs/"
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines; move reference to docs/"
+    )
 
 
 def test_relative_links_resolve():
-    broken = {p.name: b for p in markdown_files() if (b := broken_links(p, p.read_text()))}
+    broken = {
+        p.name: b for p in markdown_files() if (b := broken_links(p, p.read_text()))
+    }
     assert broken == {}
 
 
 def test_the_link_check_sees_a_missing_file_and_anchor():
     page = ROOT / "docs" / "cli.md"
-    text = ("# Top\n## Exit codes\n```\n# not a heading\n```\n[a](#exit-codes) [b](#top) "
-            "[c](design.md#tests) [d](nowhere.md) [e](#not-a-heading) [f](design.md#nope) "
-            "[g](https://example.com/x)\n")
-    assert broken_links(page, text) == ["nowhere.md", "#not-a-heading", "design.md#nope"]
+    text = (
+        "# Top\n## Exit codes\n```\n# not a heading\n```\n[a](#exit-codes) [b](#top) "
+        "[c](design.md#tests) [d](nowhere.md) [e](#not-a-heading) [f](design.md#nope) "
+        "[g](https://example.com/x)\n"
+    )
+    assert broken_links(page, text) == [
+        "nowhere.md",
+        "#not-a-heading",
+        "design.md#nope",
+    ]
     assert slug("Photos (`bench_photos.py`)") == "photos-bench_photospy"
 
 
 # --------------------------------------------------------------------------------------
 # docs/sweeps.md against the sweep-file parser
 # --------------------------------------------------------------------------------------
+
 
 class ReadKeys(dict):
     """A real table that records the keys a function reads from it by name."""
@@ -222,13 +252,20 @@ def test_sweeps_doc_documents_exactly_the_accepted_keys():
 
 
 def test_the_sweeps_check_sees_a_missing_and_an_invented_key():
-    assert {"variant:dropout", "random:sample_seed", "ensemble:size",
-            "distribution:loguniform", "table:grid"} <= accepted_keys()
+    assert {
+        "variant:dropout",
+        "random:sample_seed",
+        "ensemble:size",
+        "distribution:loguniform",
+        "table:grid",
+    } <= accepted_keys()
     lines = SWEEPS.splitlines()
     without = "\n".join(line for line in lines if not line.startswith("| `dropout`"))
     assert sweep_doc_drift(without) == ({"variant:dropout"}, set())
     row = next(i for i, line in enumerate(lines) if line.startswith("| `seed`"))
-    invented = "\n".join(lines[:row + 1] + ["| `momentum` | 0–1 | 0.9 | |"] + lines[row + 1:])
+    invented = "\n".join(
+        lines[: row + 1] + ["| `momentum` | 0–1 | 0.9 | |"] + lines[row + 1 :]
+    )
     assert sweep_doc_drift(invented) == (set(), {"variant:momentum"})
     no_seed = SWEEPS.replace("`sample_seed`", "`random_seed`")
     assert sweep_doc_drift(no_seed) == ({"random:sample_seed"}, {"random:random_seed"})
@@ -237,6 +274,7 @@ def test_the_sweeps_check_sees_a_missing_and_an_invented_key():
 # --------------------------------------------------------------------------------------
 # docs/cli.md and the README's command table against the Typer app
 # --------------------------------------------------------------------------------------
+
 
 def commands() -> dict[str, set[str]]:
     """{'models prune': {'--keep', '--export-dir'}, ...}: every command and its options."""
@@ -249,8 +287,16 @@ def commands() -> dict[str, set[str]]:
             for name, sub in command.commands.items():
                 yield from walk(sub, [*path, name])
         else:
-            yield " ".join(path), {o for p in command.params if p.param_type_name == "option"
-                                   for o in p.opts}
+            yield (
+                " ".join(path),
+                {
+                    o
+                    for p in command.params
+                    if p.param_type_name == "option"
+                    for o in p.opts
+                },
+            )
+
     return dict(walk(typer.main.get_command(app), []))
 
 
@@ -258,13 +304,19 @@ def documented_options(text: str) -> dict[str, set[str]]:
     """{'models prune': {...}} from docs/cli.md: under each '### `fmnist-job COMMAND`'
     heading, the first column of its option table."""
     found = {}
-    sections = re.split(r"^### `fmnist-job ([a-z ]+)[^`]*`.*$", text, flags=re.M)
+    sections = re.split(
+        r"^### `fmnist-job ([a-z ]+)[^`]*`.*$", text, flags=re.MULTILINE
+    )
     for command, body in zip(sections[1::2], sections[2::2]):
         body = body.split("\n## ", 1)[0]
-        found[command.strip()] = {o.split()[0] for rows in tables(body)
-                                  if rows[0][0].lower() == "option"
-                                  for row in rows[1:] for o in ticked(row[0])
-                                  if o.startswith("--")}
+        found[command.strip()] = {
+            o.split()[0]
+            for rows in tables(body)
+            if rows[0][0].lower() == "option"
+            for row in rows[1:]
+            for o in ticked(row[0])
+            if o.startswith("--")
+        }
     return found
 
 
@@ -276,8 +328,11 @@ def test_cli_doc_lists_every_option_of_every_command():
 
 
 def test_the_option_check_sees_a_missing_option():
-    without = "\n".join(line for line in CLI_DOC.splitlines()
-                        if not line.startswith("| `--preview-count "))
+    without = "\n".join(
+        line
+        for line in CLI_DOC.splitlines()
+        if not line.startswith("| `--preview-count ")
+    )
     documented = documented_options(without)
     assert "--preview-count" in commands()["score"]
     assert commands()["score"] - documented["score"] == {"--preview-count"}
@@ -286,6 +341,9 @@ def test_the_option_check_sees_a_missing_option():
 def test_readme_command_table_names_every_command():
     readme = (ROOT / "README.md").read_text()
     rows = next(rows for rows in tables(readme) if rows[0][0].lower() == "command")
-    listed = {" ".join(re.match(r"fmnist-job((?: [a-z]+)+)", n).group(1).split())
-              for row in rows[1:] for n in ticked(row[0])}
+    listed = {
+        " ".join(re.match(r"fmnist-job((?: [a-z]+)+)", n).group(1).split())
+        for row in rows[1:]
+        for n in ticked(row[0])
+    }
     assert listed == set(commands())
