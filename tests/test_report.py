@@ -77,4 +77,5 @@ def test_leaderboard_marks_a_cut_reason_and_counts_agree():
     status = table.columns[-1]._cells[0]
     assert len(status) == 80 and status.endswith("…")
     assert (count(1, "variant"), count(2, "variant"), count(1.0, "CPU"), count(1.5, "CPU"),
-            count(1, "file")) == ("1 variant", "2 variants", "1 CPU", "1.5 CPUs", "1 file")
+            count(1, "file"), count(1_000_000, "file")) == (
+        "1 variant", "2 variants", "1 CPU", "1.5 CPUs", "1 file", "1,000,000 files")

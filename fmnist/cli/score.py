@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_SOME_FAILED, Terminated, fail,
-                               raise_terminated)
+from fmnist.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_SOME_FAILED, Terminated,
+                               exit_at_once, fail, raise_terminated)
 
 
 class Invert(str, Enum):
@@ -73,7 +73,7 @@ def score(
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
     from fmnist.scoring import score as score_mod
-    from fmnist.core.errors import RunError, ScoreError
+    from fmnist.core.errors import DecoderDied, RunError, ScoreError
 
     if failed_to is not None and done is None:
         raise fail("--failed-to works with --done; add --done DIR (where the scored files go)")
@@ -93,12 +93,17 @@ def score(
                                   preview_count=preview_count, save_inputs=save_inputs)
     except ScoreError as e:     # before anything was scored
         raise fail(str(e))
+    except DecoderDied as e:    # a stuck pool would keep the interpreter from exiting
+        if not e.pool_stuck:
+            raise fail(str(e), EXIT_FAILED)
+        typer.echo(f"fmnist-job: error: {e}", err=True)
+        exit_at_once(EXIT_FAILED)
     except RunError as e:       # broke midway; nothing was written
         raise fail(str(e), EXIT_FAILED)
     except (KeyboardInterrupt, Terminated) as e:
         sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         typer.echo(f"fmnist-job: interrupted ({sig}); nothing written", err=True)
-        raise typer.Exit(143 if sig == "SIGTERM" else 130)
+        exit_at_once(143 if sig == "SIGTERM" else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if done is not None:

@@ -8,3 +8,11 @@ class ScoreError(Exception):
 
 class RunError(Exception):
     """The run broke after it started (output disk full, decoder or Ray failure; exit 1)."""
+
+
+class DecoderDied(RunError):
+    """A decoder process was killed (the OOM killer). `pool_stuck`: the process pool
+    could not shut down (a result half written to its pipe), so the process must leave
+    without waiting for it."""
+
+    pool_stuck = False

@@ -10,8 +10,10 @@ def percent(x) -> str:
 
 
 def count(n: float, noun: str, plural: str | None = None) -> str:
-    """'1 variant', '2 variants', '1.5 CPUs': a number and its noun, agreeing."""
-    return f"{n:g} {noun if n == 1 else plural or noun + 's'}"
+    """'1 variant', '2 variants', '1.5 CPUs', '12,000 files': a number and its noun,
+    agreeing."""
+    number = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
+    return f"{number} {noun if n == 1 else plural or noun + 's'}"
 
 
 def clip(text: str, width: int) -> str:

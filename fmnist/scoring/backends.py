@@ -17,21 +17,26 @@ of actors holding the model predicts, and the rows come back in order.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from fmnist.scoring import images
-from fmnist.core.errors import RunError, ScoreError
+from fmnist.core.errors import DecoderDied, RunError, ScoreError
 from fmnist.scoring.savedmodel import Model, load_model
-from fmnist.scoring.walk import chunked
 
 MAX_CHUNK = 256          # files per decoder job: big enough to amortise the IPC
+# Seconds of decoding a job aims at: progress moves and Ctrl-C acts within about that,
+# whether a file is a 28x28 PNG (full chunks) or a 12-megapixel photo (one per job).
+CHUNK_SECONDS = 0.25
 
 Batch = tuple[list[str], list, np.ndarray, np.ndarray]
 Entries = list[tuple[str, "str | None"]]
+# Called as files are decoded, before their batch is complete: (files, failed).
+OnDecoded = Callable[[int, int], None]
 
 
 def chunk_size(batch_size: int) -> int:
@@ -54,19 +59,43 @@ class Local:
     while TensorFlow imports in this process."""
 
     def __init__(self, workers: int | None = None, kind: str = "process"):
+        import multiprocessing
+
         self.workers = workers or default_decoders()
         self.pool = decoder_pool(kind, self.workers)
+        before = set(multiprocessing.active_children())
         for _ in range(self.workers):
             self.pool.submit(int)
+        # The decoder processes, to see one die even when the pool does not notice.
+        self.processes = [p for p in multiprocessing.active_children() if p not in before]
+        self.broken = False
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def __exit__(self, exc_type, exc, tb):
+        if not self.broken:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # A decoder killed while it wrote its result can leave the pool's manager thread
+        # reading half a message for ever: stop the decoders and give the shutdown a few
+        # seconds; if it does not finish, the process must leave without it.
+        import threading
+        for p in self.processes:
+            p.kill()
+        closing = threading.Thread(target=self.pool.shutdown, daemon=True,
+                                   kwargs={"wait": True, "cancel_futures": True})
+        closing.start()
+        closing.join(5.0)
+        if isinstance(exc, DecoderDied):
+            exc.pool_stuck = closing.is_alive()
+
+    def alive(self) -> bool:
+        return all(p.is_alive() for p in self.processes)
 
     def batches(self, root: Path, entries: Entries, model: Model, *, invert: str, fit: str,
-                batch_size: int) -> Iterator[Batch]:
+                batch_size: int, on_decoded: OnDecoded = lambda files, failed: None
+                ) -> Iterator[Batch]:
         from concurrent.futures.process import BrokenProcessPool
 
         paths: list[str] = []
@@ -84,22 +113,57 @@ class Local:
             decoded.clear()
             return out
 
-        jobs = ((str(root), chunk, invert, fit)
-                for chunk in chunked(entries, chunk_size(batch_size)))
+        sizer = ChunkSizer(chunk_size(batch_size))
+        jobs = ((str(root), chunk, invert, fit) for chunk in sizer.chunks(entries))
         try:
-            for (_, chunk, *_), (x, errs) in ordered(self.pool, images.decode_many, jobs,
-                                                     4 * self.workers):
+            for (_, chunk, *_), (x, errs, seconds) in ordered(
+                    self.pool, decode_timed, jobs, 4 * self.workers, self.alive):
+                sizer.observe(len(chunk), seconds)
                 paths.extend(rel for rel, _ in chunk)
                 errors.extend(errs)
                 decoded.append(x)
+                on_decoded(len(chunk), len(chunk) - len(x))
                 if len(paths) >= batch_size:
                     yield batch()
             if paths:
                 yield batch()
         except BrokenProcessPool:
-            raise RunError("a decoder process died (killed, perhaps for memory); nothing "
-                           "was written: run again, with fewer --decoders if memory is "
-                           "short") from None
+            self.broken = True
+            raise DecoderDied("a decoder process died (killed, perhaps for memory); "
+                              "nothing was written: run again, with fewer --decoders if "
+                              "memory is short") from None
+
+
+class ChunkSizer:
+    """Files per decoder job, from the decoding time seen so far: about CHUNK_SECONDS a
+    job, between 1 and `most` files. It starts small, so the first big photos do not
+    come in a job of hundreds."""
+
+    def __init__(self, most: int, first: int = 4):
+        self.most, self.size = most, min(first, most)
+        self.per_file: float | None = None
+
+    def observe(self, files: int, seconds: float) -> None:
+        if files:
+            now = seconds / files
+            self.per_file = now if self.per_file is None else 0.5 * (self.per_file + now)
+            self.size = max(1, min(self.most, int(CHUNK_SECONDS / max(self.per_file, 1e-7))))
+
+    def chunks(self, entries: Entries) -> Iterator[Entries]:
+        """`entries` in order, cut at the size current when each chunk is taken (the
+        generator is read as jobs are submitted, so later chunks follow what was seen)."""
+        i = 0
+        while i < len(entries):
+            chunk = entries[i:i + self.size]
+            i += len(chunk)
+            yield chunk
+
+
+def decode_timed(root: str, chunk, invert: str, fit: str):
+    """images.decode_many, and the seconds it took (a decoder job)."""
+    started = time.perf_counter()
+    x, errs = images.decode_many(root, chunk, invert, fit)
+    return x, errs, time.perf_counter() - started
 
 
 def decoder_pool(kind: str, workers: int):
@@ -127,19 +191,33 @@ def _decoder_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def ordered(pool, fn, jobs: Iterable[tuple], ahead: int) -> Iterator[tuple]:
+def ordered(pool, fn, jobs: Iterable[tuple], ahead: int,
+            alive: Callable[[], bool] = lambda: True) -> Iterator[tuple]:
     """(job, fn(*job)) in job order, with at most `ahead` jobs submitted and not yet
     consumed. (Executor.map submits every job up front: memory would grow with the
-    size of the directory.)"""
+    size of the directory.) While waiting, `alive()` is asked every half second: a
+    decoder killed mid-write is never noticed by the pool itself (BrokenProcessPool
+    then comes from here)."""
+    from concurrent.futures import TimeoutError as Timeout
+    from concurrent.futures.process import BrokenProcessPool
+
+    def result(future):
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except Timeout:
+                if not alive():
+                    raise BrokenProcessPool("a decoder process died") from None
+
     window: deque = deque()
     for job in jobs:
         window.append((job, pool.submit(fn, *job)))
         if len(window) >= ahead:
             job0, future = window.popleft()
-            yield job0, future.result()
+            yield job0, result(future)
     while window:
         job0, future = window.popleft()
-        yield job0, future.result()
+        yield job0, result(future)
 
 
 # -----------------------------------------------------------------------------
@@ -190,7 +268,8 @@ class OnRay:
         ray.shutdown()
 
     def batches(self, root: Path, entries: Entries, model: Model, *, invert: str, fit: str,
-                batch_size: int) -> Iterator[Batch]:
+                batch_size: int, on_decoded: OnDecoded = lambda files, failed: None
+                ) -> Iterator[Batch]:
         import ray
 
         if not entries:
@@ -200,6 +279,7 @@ class OnRay:
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = batch["error"] == ""
+                on_decoded(len(ok), int((~ok).sum()))
                 yield (batch["path"].tolist(), [e or None for e in batch["error"].tolist()],
                        batch["image"][ok], batch["probabilities"][ok])
         except ray.exceptions.RayError as e:

@@ -16,6 +16,7 @@ before any scoring, with exit code 2.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist.core import files
+from fmnist.core.tables import count
 from fmnist.ops import versions
 from fmnist.scoring import backends, images, preview
 from fmnist.core.errors import RunError, ScoreError
@@ -44,14 +46,21 @@ def note(text: str) -> None:
 
 
 class Progress:
+    """Files decoded so far: a bar on a terminal, else a plain line every
+    PLAIN_PROGRESS_EVERY seconds (from a thread of its own, so a line comes even while
+    one slow file decodes)."""
+
     def __init__(self, total: int, enabled: bool = True):
         from rich.console import Console
 
         self.total, self.done, self.failed = total, 0, 0
         self.console = Console(stderr=True)
         self.enabled = enabled
-        self.started = self.last_line = time.monotonic()
+        self.started = time.monotonic()
         self.bar = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = None
         if enabled and self.console.is_terminal:
             from rich import progress as rp
             self.bar = rp.Progress(
@@ -61,30 +70,41 @@ class Progress:
                 rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
                 console=self.console, transient=True)
             self.task = self.bar.add_task("score", total=total, failed=0, rate="-")
+        elif enabled:
+            self._ticker = threading.Thread(target=self._tick, name="score-progress",
+                                            daemon=True)
 
     def __enter__(self):
         if self.bar:
             self.bar.start()
+        if self._ticker:
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc):
         if self.bar:
             self.bar.stop()
+        self._stop.set()
 
     def rate(self) -> float:
         return self.done / max(time.monotonic() - self.started, 1e-9)
 
     def advance(self, files: int, failed: int) -> None:
-        self.done += files
-        self.failed += failed
+        """`files` more decoded, `failed` of them with an error."""
+        with self._lock:
+            self.done += files
+            self.failed += failed
         if self.bar:
             self.bar.update(self.task, advance=files, failed=self.failed,
                             rate=f"{self.rate():,.0f}")
-        elif self.enabled and time.monotonic() - self.last_line >= PLAIN_PROGRESS_EVERY:
-            self.last_line = time.monotonic()
-            pct = 100 * self.done / self.total if self.total else 100.0
-            note(f"score: {self.done:,}/{self.total:,} files ({pct:.1f}%), "
-                 f"{self.failed:,} failed, {self.rate():,.0f} images/s")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(PLAIN_PROGRESS_EVERY):
+            with self._lock:
+                pct = 100 * self.done / self.total if self.total else 100.0
+                text = (f"score: {self.done:,}/{self.total:,} files ({pct:.1f}%), "
+                        f"{self.failed:,} failed, {self.rate():,.0f} images/s")
+            note(text)
 
 
 # -----------------------------------------------------------------------------
@@ -99,7 +119,8 @@ class Summary:
     failed: int = 0
     ignored: int = 0
     linked_dirs: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0        # from the first file decoded to the last row written
+    total_seconds: float = 0.0  # the whole run: checks, the model's loading, the walk
     per_class: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
 
@@ -119,6 +140,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
           save_inputs: Path | None = None) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
     anything is scored; RunError if the run breaks later (no output is left then)."""
+    entered = time.monotonic()
     directory = Path(directory)
     if not directory.is_dir():
         raise ScoreError(f"{directory}: no such directory" if not directory.exists()
@@ -152,12 +174,11 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
                 started = time.monotonic()
                 for paths, errors, x, probs in backend.batches(
                         directory, entries, net, invert=invert, fit=fit,
-                        batch_size=batch_size):
+                        batch_size=batch_size, on_decoded=progress.advance):
                     labels = output.write(paths, errors, probs, net.class_names)
                     counts += np.bincount(labels, minlength=10)
                     if seen:
                         seen(paths, errors, x, probs)
-                    progress.advance(len(paths), len(paths) - len(x))
                 seconds = time.monotonic() - started
             if sheet:
                 try:
@@ -172,6 +193,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
     summary = Summary(directory, version, Path(out), files=progress.done,
                       failed=progress.failed, ignored=stats.ignored,
                       linked_dirs=stats.linked_dirs, seconds=seconds,
+                      total_seconds=time.monotonic() - entered,
                       per_class={n: int(c) for n, c in zip(net.class_names, counts)},
                       first_errors=output.first_errors)
     if show:
@@ -248,16 +270,17 @@ def print_summary(s: Summary, fmt: str) -> None:
 
     console = Console()
 
-    say(f"scored {s.scored:,} of {s.files:,} image files in {s.seconds:.2f}s "
-        f"({s.images_per_second:,.0f} images/s); {s.failed:,} failed")
+    say(f"scored {s.scored:,} of {s.files:,} image files; {s.failed:,} failed; "
+        f"{s.images_per_second:,.0f} images/s over {s.seconds:.2f}s of decoding and "
+        f"prediction ({s.total_seconds:.2f}s with loading the model)")
     if s.failed:
         say(f"failed files have the reason in the error column of {s.out}, e.g.")
         for path, error in s.first_errors:
             say(f"  {path}: {error}")
     if s.ignored:
-        say(f"ignored {s.ignored:,} files with other extensions")
+        say(f"ignored {count(s.ignored, 'file')} with other extensions")
     if s.linked_dirs:
-        say(f"did not follow {s.linked_dirs:,} symlinked directories")
+        say(f"did not follow {count(s.linked_dirs, 'symlinked directory', 'symlinked directories')}")
     table = Table(title="predictions per class")
     table.add_column("class")
     table.add_column("images", justify="right")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from fmnist.scoring import images
 
@@ -73,11 +72,3 @@ def _file_error(entry: os.DirEntry, real_root: str) -> str | None:
     if not entry.is_file(follow_symlinks=False):
         return "not a regular file (a FIFO, socket or device)"
     return None
-
-
-def chunked(items: Iterable, size: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
