@@ -197,3 +197,57 @@ def test_a_one_member_ensemble_is_that_model(tmp_path, weights):
     got = tf.saved_model.load(str(tmp_path / "one")).signatures[export.SIGNATURE](
         images=tf.constant(x, tf.uint8))[export.OUTPUT_KEY].numpy()
     assert np.allclose(got, tf.nn.softmax(net(x.astype(np.uint8))).numpy(), atol=1e-6)
+
+
+# What `fmnist-job train` writes today, key for key (training/exporter.py's record).
+WRITTEN = {"class_names": ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"],
+           "run_id": "20261127-020000", "variant": {"name": "w", "hidden": [16]},
+           "val_accuracy": 0.875, "test_accuracy": 0.8625,
+           "dataset_sha256": {"train-images-idx3-ubyte.gz": "ab"},
+           "input": {"signature": "serving_default", "key": "images", "dtype": "uint8",
+                     "shape": [None, 28, 28], "background": 0},
+           "output": {"key": "probabilities", "shape": [None, 10]},
+           "libraries": {"python": "3.11.2", "tensorflow": "2.20.0"},
+           "exported_at": "2026-11-27T02:14:00+00:00"}
+
+
+def test_metadata_is_written_and_read_through_one_schema(tmp_path):
+    meta = export.ExportMetadata(
+        class_names=WRITTEN["class_names"], run_id=WRITTEN["run_id"],
+        variant=WRITTEN["variant"], val_accuracy=0.875, test_accuracy=0.8625,
+        dataset_sha256=WRITTEN["dataset_sha256"], input=export.ExportInput(),
+        output=export.ExportOutput(), libraries=WRITTEN["libraries"],
+        exported_at=WRITTEN["exported_at"])
+    version = export.publish(lambda staging: None, meta, tmp_path)
+    text = (version / export.METADATA).read_text()
+    assert list(json.loads(text)) == list(WRITTEN) and json.loads(text) == WRITTEN
+    assert export.read_metadata(version) == meta and meta.variant_name == "w"
+
+
+def test_metadata_of_an_older_export_is_read_with_what_it_has(tmp_path):
+    """Before fmnist.json had exported_at, libraries, input/output (or a hand-made one
+    with only class names): the fields it lacks are None."""
+    old = {k: WRITTEN[k] for k in ("class_names", "run_id", "variant", "val_accuracy",
+                                   "test_accuracy")}
+    (tmp_path / export.METADATA).write_text(json.dumps({**old, "retired_key": 1}))
+    meta = export.read_metadata(tmp_path)
+    assert (meta.exported_at, meta.libraries, meta.input) == (None, None, None)
+    assert meta.dump() == old  # the key it no longer knows is dropped
+    (tmp_path / export.METADATA).write_text("{}")
+    assert export.read_metadata(tmp_path).class_names is None
+
+
+@pytest.mark.parametrize("document, field", [
+    ({"class_names": ["a"] * 9}, "class_names"),
+    ({"class_names": [1] * 10}, "class_names"),
+    ({"val_accuracy": "high"}, "val_accuracy"),
+    ([1, 2], ""),
+])
+def test_metadata_that_is_not_an_exports_names_the_field(tmp_path, document, field):
+    (tmp_path / export.METADATA).write_text(json.dumps(document))
+    with pytest.raises(export.MetadataError, match="not an export's metadata") as caught:
+        export.read_metadata(tmp_path)
+    assert caught.value.field == field and "\n" not in str(caught.value)
+    (tmp_path / export.METADATA).write_text("{not json")
+    with pytest.raises(ValueError, match="Expecting property name"):
+        export.read_metadata(tmp_path)

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import pause_export
 import procnet
 from fmnist.core import export
 from conftest import FMNIST_JOB, ROOT, run_cli
@@ -211,8 +211,7 @@ def test_export_killed_before_rename_leaves_no_version(tmp_path):
     code = ("from fmnist.training import model, savedmodel\nfrom fmnist.training.variants import Variant\n"
             "v = Variant('w', (16,))\n"
             f"savedmodel.export(v, model.build(v).get_weights(), {{}}, __import__('pathlib').Path({str(base)!r}))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
-                            env={**os.environ, "FMNIST_TEST_EXPORT_PAUSE": "60"})
+    proc = subprocess.Popen(pause_export.command(60, "-c", code), cwd=ROOT)
     wait_for(lambda: any((p / "fmnist.json").exists() for p in base.glob(".staging-*")),
              proc, what="a fully written staging directory")
     proc.kill()
@@ -269,10 +268,10 @@ def test_sigterm_while_publishing_is_not_dropped(tmp_path, sweep_file):
     run_dir, models = tmp_path / "run", tmp_path / "models"
     sweep = sweep_file('[[variant]]\nname = "small"\nhidden = [16]\nepochs = 1\n')
     proc = subprocess.Popen(
-        [*FMNIST_JOB, "train", "--sweep", str(sweep), "--limit", "1000",
-         "--runs-dir", str(run_dir), "--export-dir", str(models)],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "FMNIST_TEST_EXPORT_PAUSE": "3"})
+        pause_export.command(3, "-m", "fmnist.cli", "train", "--sweep", str(sweep),
+                             "--limit", "1000", "--runs-dir", str(run_dir),
+                             "--export-dir", str(models)),
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: any((p / "fmnist.json").exists() for p in models.glob(".staging-*")),
              proc, what="the export to be publishing")
     proc.send_signal(signal.SIGTERM)

@@ -5,13 +5,13 @@ a 2,000-image slice, one epoch or two) exporting into one base, night after nigh
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
 import pytest
 
-from conftest import ROOT, FMNIST_JOB, run_cli
+import pause_export
+from conftest import ROOT, run_cli
 from fmnist.ops import versions
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,8 @@ def test_a_worse_model_is_a_candidate_and_stable_stays(nights):
     assert gate["reason"].endswith("points (tolerance 0.2)")  # one line, not wrapped
     config = versions.read_config(tmp / "models" / "fmnist")
     assert config.labels == {"stable": 2, "candidate": 3} and config.versions == [1, 2, 3]
-    assert versions.resolve(tmp / "models" / "fmnist") == (2, "stable")
+    resolved = versions.resolve(tmp / "models" / "fmnist")
+    assert (resolved.version, resolved.why) == (2, "stable")
 
 
 def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights):
@@ -132,7 +133,7 @@ def test_each_variant_leaves_tensorboard_scalars_per_epoch(nights):
 
 def test_two_runs_racing_do_not_both_promote(tmp_path):
     """Two trainings at once into a new export base. Each reads "no stable yet" before
-    it builds its export; the export then waits (FMNIST_TEST_EXPORT_PAUSE) so both have
+    it builds its export; the export then waits (tests/pause_export.py) so both have
     read it before either labels. One promotes, the other is left a candidate.
 
     The second starts once the first has joined its Ray (its results.json exists): two
@@ -143,10 +144,11 @@ def test_two_runs_racing_do_not_both_promote(tmp_path):
 
     def start(name):
         return subprocess.Popen(
-            [*FMNIST_JOB, "train", "--sweep", str(sweep), "--workers", "1", "--limit", "2000",
-             "--runs-dir", str(tmp_path / "runs" / name), "--export-dir",
-             str(tmp_path / "models")], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env={**os.environ, "FMNIST_TEST_EXPORT_PAUSE": "120"})
+            pause_export.command(120, "-m", "fmnist.cli", "train", "--sweep", str(sweep),
+                                 "--workers", "1", "--limit", "2000", "--runs-dir",
+                                 str(tmp_path / "runs" / name), "--export-dir",
+                                 str(tmp_path / "models")),
+            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     procs = [start("a")]
     deadline = time.monotonic() + 300

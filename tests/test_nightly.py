@@ -1,6 +1,8 @@
 """`fmnist-job guard`, the nightly job's catch-up guard: real processes racing for a real
-lease file. The clock is set through FMNIST_TEST_NOW, so a backlog of nights replays in
-seconds; the guarded command is a small Python program that records that it ran."""
+lease file, on the real clock (the nights are scheduled relative to now, so a backlog
+replays in seconds); the lateness and repeat rules at exact times, with the time passed
+to guard.acquire. The guarded command is a small Python program that records that it
+ran."""
 
 from __future__ import annotations
 
@@ -23,16 +25,22 @@ RECORD = ("import sys, time; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); 
           "time.sleep(float(sys.argv[3]))")
 
 
+def ago(**delta) -> dt.datetime:
+    """A scheduled time that long before now, on a whole minute (as a RayJob's name
+    gives it)."""
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(**delta)).replace(
+        second=0, microsecond=0)
+
+
 def rayjob_name(when: dt.datetime) -> str:
     return f"rayjob-fmnist-nightly-{int(when.timestamp()) // 60}"
 
 
-def start(tmp_path, scheduled: str, now: dt.datetime, sleep: float = 2.0, extra=()):
+def start(tmp_path, scheduled: str, sleep: float = 2.0, extra=()):
     return subprocess.Popen(
         [*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--scheduled", scheduled,
          *extra, "--", sys.executable, "-c", RECORD, str(tmp_path / "ran"), scheduled,
-         str(sleep)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "FMNIST_TEST_NOW": now.isoformat()})
+         str(sleep)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def ran(tmp_path) -> list[str]:
@@ -43,59 +51,93 @@ def ran(tmp_path) -> list[str]:
 def test_a_backlog_of_five_missed_nights_runs_once(tmp_path):
     """The operator was down five nights; when it comes back an hour after the fifth
     tick, the RayCronJob creates all five RayJobs at once. One runs: the newest."""
-    nights = [NIGHT - dt.timedelta(days=d) for d in range(4, -1, -1)]
-    procs = [start(tmp_path, rayjob_name(n), NIGHT + dt.timedelta(hours=1)) for n in nights]
+    night = ago(hours=1)
+    nights = [night - dt.timedelta(days=d) for d in range(4, -1, -1)]
+    procs = [start(tmp_path, rayjob_name(n)) for n in nights]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 5
-    assert ran(tmp_path) == [rayjob_name(NIGHT)]
+    assert ran(tmp_path) == [rayjob_name(night)]
     skipped = [err for _, err in outs if "skipped: scheduled for" in err]
     assert len(skipped) == 4 and all(len(e.strip().splitlines()) == 1 for e in skipped)
     assert "25.0 h ago (more than --max-lateness-hours 6)" in "".join(skipped)
-    assert json.loads((tmp_path / "lease").read_text())["scheduled"] == NIGHT.isoformat()
+    assert json.loads((tmp_path / "lease").read_text())["scheduled"] == night.isoformat()
 
 
 def test_backlog_within_the_lateness_runs_once_too(tmp_path):
     """An hourly schedule with --max-lateness-hours 6: five missed ticks are all 'on
     time'. The one that takes the lease runs; the others find it held, or find a run for
     a later-or-same tick already started."""
-    ticks = [NIGHT - dt.timedelta(hours=h) for h in range(4, -1, -1)]
-    procs = [start(tmp_path, t.isoformat(), NIGHT + dt.timedelta(minutes=30), sleep=4)
-             for t in ticks]
+    last = ago(minutes=30)
+    ticks = [last - dt.timedelta(hours=h) for h in range(4, -1, -1)]
+    procs = [start(tmp_path, t.isoformat(), sleep=4) for t in ticks]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 5
     assert len(ran(tmp_path)) == 1, outs
 
 
 def test_overlap_is_refused_and_a_night_runs_once(tmp_path):
-    now = NIGHT + dt.timedelta(minutes=5)
-    first = start(tmp_path, rayjob_name(NIGHT), now, sleep=6)
+    night = ago(hours=2)
+    first = start(tmp_path, rayjob_name(night), sleep=6)
     time.sleep(3)  # the first holds the lease by now (the guard starts in < 1 s)
-    second = start(tmp_path, rayjob_name(NIGHT), now)
+    second = start(tmp_path, rayjob_name(night))
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0 and "skipped: another run holds" in err
     assert first.wait(timeout=60) == 0
-    again = start(tmp_path, rayjob_name(NIGHT), now)  # a retried RayJob, same night
+    again = start(tmp_path, rayjob_name(night))  # a retried RayJob, same night
     _, err = again.communicate(timeout=60)
-    assert "skipped: a run scheduled for 2026-11-27T02:00:00+00:00 already started" in err
-    nxt = NIGHT + dt.timedelta(days=1)
-    tomorrow = start(tmp_path, rayjob_name(nxt), nxt + dt.timedelta(minutes=1), sleep=0)
-    assert tomorrow.wait(timeout=60) == 0
-    assert ran(tmp_path) == [rayjob_name(NIGHT), rayjob_name(nxt)]
+    assert f"skipped: a run scheduled for {night.isoformat()} already started" in err
+    nxt = night + dt.timedelta(hours=1)
+    later = start(tmp_path, rayjob_name(nxt), sleep=0)
+    assert later.wait(timeout=60) == 0
+    assert ran(tmp_path) == [rayjob_name(night), rayjob_name(nxt)]
 
 
 def test_a_killed_run_releases_the_lease(tmp_path):
-    now = NIGHT + dt.timedelta(minutes=5)
-    victim = start(tmp_path, rayjob_name(NIGHT), now, sleep=60)
+    night = ago(hours=2)
+    victim = start(tmp_path, rayjob_name(night), sleep=60)
     for _ in range(100):  # until the guarded command has started
         if ran(tmp_path):
             break
         time.sleep(0.1)
     victim.send_signal(signal.SIGKILL)  # the guard exec'd the command: same process
     victim.wait(timeout=30)
-    nxt = NIGHT + dt.timedelta(days=1)
-    after = start(tmp_path, rayjob_name(nxt), nxt, sleep=0)
+    nxt = night + dt.timedelta(hours=1)
+    after = start(tmp_path, rayjob_name(nxt), sleep=0)
     _, err = after.communicate(timeout=60)
-    assert after.returncode == 0 and "running (scheduled 2026-11-28 02:00 UTC" in err
+    assert after.returncode == 0 and f"running (scheduled {nxt:%Y-%m-%d %H:%M} UTC" in err
+
+
+def test_lateness_and_repeats_at_exact_times(tmp_path):
+    """The rules with the clock given: at most --max-lateness-hours late (the limit
+    itself is on time), never a night at or before the last one started, never while
+    the lease is held; the lease records the time the run started."""
+    lease = tmp_path / "lease"
+    fd, message = guard.acquire(lease, NIGHT, 6, now=NIGHT + dt.timedelta(hours=6))
+    assert fd is not None and message.startswith("running (scheduled 2026-11-27 02:00 UTC")
+    saved = json.loads(lease.read_text())
+    assert (saved["scheduled"], saved["started"]) == (NIGHT.isoformat(),
+                                                     "2026-11-27T08:00:00+00:00")
+    held, message = guard.acquire(lease, NIGHT + dt.timedelta(days=1), 6,
+                                  now=NIGHT + dt.timedelta(days=1))
+    assert held is None and message.startswith(f"skipped: another run holds {lease}.lock")
+    os.close(fd)
+    for scheduled, now, words in [
+        (NIGHT - dt.timedelta(days=1), NIGHT + dt.timedelta(hours=1),
+         "25.0 h ago (more than --max-lateness-hours 6)"),
+        (NIGHT, NIGHT + dt.timedelta(hours=1),
+         "a run scheduled for 2026-11-27T02:00:00+00:00 already started"),
+        (NIGHT - dt.timedelta(hours=1), NIGHT + dt.timedelta(hours=1), "already started"),
+        (NIGHT + dt.timedelta(days=1), NIGHT + dt.timedelta(days=1, hours=6, seconds=1),
+         "6.0 h ago"),
+    ]:
+        fd, message = guard.acquire(lease, scheduled, 6, now=now)
+        assert fd is None and words in message, (scheduled, message)
+    fd, message = guard.acquire(lease, NIGHT + dt.timedelta(days=1), 6,
+                                now=NIGHT + dt.timedelta(days=1, minutes=1))
+    assert fd is not None
+    os.close(fd)
+    assert json.loads(lease.read_text())["scheduled"] == \
+        (NIGHT + dt.timedelta(days=1)).isoformat()
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -131,8 +173,7 @@ def test_a_rayjob_name_without_a_time_warns_and_keeps_the_lease(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "ran\n"
     assert "job name 'fmnist-nightly-x7k9q' carries no scheduled time" in proc.stderr
-    env["FMNIST_JOB_NAME"] = rayjob_name(NIGHT - dt.timedelta(days=1))
-    env["FMNIST_TEST_NOW"] = NIGHT.isoformat()
+    env["FMNIST_JOB_NAME"] = rayjob_name(ago(days=1))
     proc = subprocess.run([*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--",
                            sys.executable, "-c", "print('ran')"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)

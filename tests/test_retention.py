@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
+import pytest
 from PIL import Image
 
 from conftest import read_rows, run_cli
@@ -84,3 +86,37 @@ def test_runs_prune_deletes_only_runs_untouched_for_the_retention(tmp_path):
     assert runs.prune(tmp_path, 30) == []
     missing = run_cli("runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path / "x")
     assert missing.returncode == 2 and "no such directory" in missing.stderr
+
+
+def test_what_vanishes_between_listing_and_stat_is_skipped(tmp_path):
+    """A live run renames its files into place as it writes, and another pruner renames
+    whole runs away: prune and list skip a path gone since it was listed (a traceback,
+    before)."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / "v").mkdir(parents=True)
+    (run / "results.json.tmp").write_text("{}")
+    (run / "checkpoints" / "v" / "epoch.tmp").write_text("x")
+    (run / "weights.npz").write_bytes(b"x")
+    month = time.time() - 31 * 86400
+    for p in [*run.rglob("*"), run]:
+        os.utime(p, (month, month))
+    with os.scandir(run) as it:
+        entries = list(it)
+    (run / "results.json.tmp").rename(tmp_path / "elsewhere")  # a file, after the listing
+    shutil.rmtree(run / "checkpoints")                          # a directory
+    assert runs.newest_of(entries) == pytest.approx(month, abs=1)  # weights.npz's time
+    assert runs.newest_of([e for e in entries if e.name != "weights.npz"]) is None
+
+    # A link to nothing stats as gone, for good: the run is still pruned.
+    os.symlink(tmp_path / "nothing", run / "link")
+    os.utime(run, (month, month))
+    listed = runs.run_dirs(tmp_path)
+    assert [p.name for p in listed] == ["run"] and runs.last_written(run) == \
+        pytest.approx(month, abs=1)
+    # The whole run renamed away between the listing and its stat.
+    os.rename(run, tmp_path / ".pruned-run")
+    assert runs.last_written(run) is None and runs.summarize(run) is None
+    assert [runs.prune_one(p, time.time()) for p in listed] == [False]
+    os.rename(tmp_path / ".pruned-run", run)
+    assert runs.prune(tmp_path, 30) == ["run"] and not run.exists()
+    assert runs.listing(tmp_path) == []

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, cli, run_cli
-from fmnist.ops import versions
+from fmnist.ops import gate, serving_config, versions
 
 
 def make_versions(base: Path, *numbers: int) -> Path:
@@ -44,12 +44,37 @@ def labels(base: Path) -> dict:
 
 # -- the file format ------------------------------------------------------------------
 
+# What fmnist-job has always written (the hand-built schema's output, byte for byte).
+ON_DISK = """model_config_list {
+  config {
+    name: "fmnist"
+    base_path: "/data/models/fmnist"
+    model_platform: "tensorflow"
+    model_version_policy {
+      specific {
+        versions: 1
+        versions: 3
+      }
+    }
+    version_labels {
+      key: "candidate"
+      value: 1
+    }
+    version_labels {
+      key: "stable"
+      value: 3
+    }
+  }
+}
+"""
+
+
 def test_config_round_trips_and_reads_tf_servings_documented_form():
-    config = versions.Config("fmnist", "/data/models/fmnist", [3, 1], {"stable": 3,
-                                                                      "candidate": 1})
-    text = versions.format_config(config)
-    assert 'version_labels {\n      key: "stable"\n      value: 3\n    }' in text
-    again = versions.parse_config(text)
+    config = serving_config.Config("fmnist", "/data/models/fmnist", [3, 1],
+                                   {"stable": 3, "candidate": 1})
+    text = serving_config.format_config(config)
+    assert text == ON_DISK
+    again = serving_config.parse_config(text)
     assert (again.versions, again.labels, again.base_path) == \
         ([1, 3], {"stable": 3, "candidate": 1}, "/data/models/fmnist")
     # As TF Serving's documentation writes it: single quotes, colons before braces,
@@ -64,12 +89,17 @@ def test_config_round_trips_and_reads_tf_servings_documented_form():
         version_labels { key: 'canary' value: 43 }
       }
     }"""
-    parsed = versions.parse_config(doc)
+    parsed = serving_config.parse_config(doc)
     assert parsed.versions == [42, 43] and parsed.labels == {"stable": 42, "canary": 43}
 
 
 @pytest.mark.parametrize("text, words", [
-    ("model_config_list { config { name: 'x' logging_config {} } }", "logging_config"),
+    # TF Serving knows these; fmnist-job would drop them on its next rewrite.
+    ("model_config_list { config { name: 'x' logging_config {} } }",
+     "sets logging_config, which fmnist-job does not manage"),
+    ("custom_model_config {}", "sets custom_model_config, which fmnist-job does not"),
+    ("model_config_list { config { name: 'x' unheard_of: 1 } }", "no field named "
+     '"unheard_of"'),
     ("model_config_list { config { name: 'x' ", "not a TF Serving model config"),
     ("", "lists 0 models"),
     ("model_config_list { config { name: 'x' model_version_policy { latest {} } } }",
@@ -78,46 +108,80 @@ def test_config_round_trips_and_reads_tf_servings_documented_form():
      "} } version_labels { key: 'stable' value: 2 } } }", "label 'stable' points at version 2"),
 ])
 def test_a_config_fmnist_cannot_manage_is_refused_naming_why(text, words):
-    with pytest.raises(versions.VersionsError, match=words.replace("(", r"\(")):
-        versions.parse_config(text)
+    with pytest.raises(serving_config.VersionsError, match=words.replace("(", r"\(")):
+        serving_config.parse_config(text)
 
 
 # -- the gate's decision ----------------------------------------------------------------
 
 def test_gate_decision_better_worse_within_tolerance_and_first():
-    assert versions.decide(0.90, None)[0] == "promote"
-    assert versions.decide(0.91, 0.90) == ("promote", "better than stable by 1.00 points")
-    assert versions.decide(0.90, 0.90)[0] == "promote"                     # equal
-    assert versions.decide(0.8981, 0.90)[0] == "promote"                   # -0.19 points
-    assert versions.decide(0.898, 0.90, tolerance=0.2)[0] == "promote"     # exactly -0.2
-    assert versions.decide(0.8979, 0.90)[0] == "candidate"                 # -0.21 points
-    assert versions.decide(0.85, 0.90, tolerance=5)[0] == "promote"
-    decision, why = versions.decide(0.85, 0.90)
+    assert gate.decide(0.90, None)[0] == "promote"
+    assert gate.decide(0.91, 0.90) == ("promote", "better than stable by 1.00 points")
+    assert gate.decide(0.90, 0.90)[0] == "promote"                     # equal
+    assert gate.decide(0.8981, 0.90)[0] == "promote"                   # -0.19 points
+    assert gate.decide(0.898, 0.90, tolerance=0.2)[0] == "promote"     # exactly -0.2
+    assert gate.decide(0.8979, 0.90)[0] == "candidate"                 # -0.21 points
+    assert gate.decide(0.85, 0.90, tolerance=5)[0] == "promote"
+    decision, why = gate.decide(0.85, 0.90)
     assert decision == "candidate" and why.startswith("worse than stable by 5.00 points")
 
 
 def test_the_gate_promotes_only_if_stable_is_what_it_compared_with(tmp_path):
     base = make_versions(tmp_path / "fmnist", 1, 2, 3)
-    first = versions.apply_gate(base, 1, 0.8, None, None, 0.2)
-    assert first["decision"] == "promote" and labels(base) == {"stable": 1}
+    first = gate.apply_gate(base, 1, 0.8, None, None, 0.2)
+    assert first.decision == "promote" and labels(base) == {"stable": 1}
     # 3 compared with "no stable" (it read the config before 1 was promoted): refused.
-    late = versions.apply_gate(base, 3, 0.99, None, None, 0.2)
-    assert late["decision"] == "candidate" and "stable changed to version 1" in late["reason"]
+    late = gate.apply_gate(base, 3, 0.99, None, None, 0.2)
+    assert late.decision == "candidate" and "stable changed to version 1" in late.reason
     assert labels(base) == {"stable": 1, "candidate": 3}
-    worse = versions.apply_gate(base, 2, 0.70, 1, 0.80, 0.2)
-    assert worse["decision"] == "candidate" and labels(base) == {"stable": 1, "candidate": 2}
+    worse = gate.apply_gate(base, 2, 0.70, 1, 0.80, 0.2)
+    assert worse.decision == "candidate" and labels(base) == {"stable": 1, "candidate": 2}
     assert versions.read_config(base).versions == [1, 2, 3]  # all served, for the canary
+
+
+def test_the_gate_record_keeps_its_json_shape_in_results(tmp_path):
+    """results.json's "gate" as before the record was a model: every key of a decision
+    made under the lock, no `stable_before` when models.config could not be read."""
+    from fmnist.ops.results import RunResults, RunSettings
+
+    base = make_versions(tmp_path / "fmnist", 1, 2)
+    gate.apply_gate(base, 1, 0.8, None, None, 0.2)
+    built = {"val_accuracy": 0.79, "stable_val_accuracy": 0.8}
+    decided = gate.gate(base, 2, built, {"version": 1, "archive": None, "problem": None},
+                        0.2, "r")
+    (base / versions.CONFIG).write_text("garbage")
+    broken = gate.gate(base, 2, built, {"version": 1, "archive": None, "problem": None},
+                       0.2, "r")
+    records = []
+    for record in (decided, broken):
+        results = RunResults(run_id="r", started_at="t", sweep=[], address="embedded",
+                             settings=RunSettings(val_size=10), dataset_sha256={},
+                             train_size=1, val_size=1, test_size=1)
+        results.gate = record
+        records.append(json.loads(json.dumps(results.dump()))["gate"])
+    assert records[0] == {"decision": "candidate",
+                          "reason": "worse than stable by 1.00 points (tolerance 0.2)",
+                          "version": 2, "stable_before": 1, "compared_with": 1,
+                          "val_accuracy": 0.79, "stable_val_accuracy": 0.8,
+                          "tolerance_points": 0.2}
+    assert set(records[1]) == {"decision", "reason", "version", "compared_with",
+                               "val_accuracy", "stable_val_accuracy", "tolerance_points"}
+    assert records[1]["decision"] == "unlabelled"
+    assert "not a TF Serving model config" in records[1]["reason"]
+    assert gate.GateDecision.model_validate(records[1]).model_dump(exclude_unset=True) \
+        == records[1]
+    assert gate.gate_line(broken).startswith("gate: version 2 left unlabelled: ")
 
 
 RACER = """
 import sys, time
 from pathlib import Path
-from fmnist.ops import versions
+from fmnist.ops import gate
 base, version, go = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-compared, _ = versions.stable_for_gate(base)     # what a run reads before training ends
+compared, _ = gate.stable_for_gate(base)     # what a run reads before training ends
 while time.time() < go:
     time.sleep(0.001)
-print(versions.apply_gate(base, version, 0.9, compared, None, 0.2)["decision"])
+print(gate.apply_gate(base, version, 0.9, compared, None, 0.2).decision)
 """
 
 
@@ -156,7 +220,7 @@ def test_list_promote_rollback_prune(tmp_path, monkeypatch, capsys):
         "stable: version 2 (was none)\n"
     assert cli(["models", "promote", "4", *d], monkeypatch, capsys)[1] == \
         "stable: version 4 (was 2)\n"
-    versions.apply_gate(base, 5, 0.5, 4, 0.9, 0.2)  # a worse night: 5 is the candidate
+    gate.apply_gate(base, 5, 0.5, 4, 0.9, 0.2)  # a worse night: 5 is the candidate
     code, out, _ = cli(["models", "list", "--json", *d], monkeypatch, capsys)
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["labels"] for r in rows] == [[], [], [], ["stable"], ["candidate"]]
@@ -235,6 +299,26 @@ def test_models_commands_import_neither_tensorflow_nor_ray(tmp_path):
 
 
 # -- what score uses -------------------------------------------------------------------
+
+def test_resolve_says_why_and_a_version_named_explicitly_keeps_its_labels(tmp_path):
+    base = make_versions(tmp_path / "fmnist", 1, 2, 3)
+    newest = versions.resolve(base)
+    assert (newest.path, newest.version, newest.why) == \
+        (base / "3", 3, "newest; no stable label")
+    assert versions.used_version(base / "3") == newest
+    assert versions.used_version(base / "2").why == ""
+    versions.promote(base, 1)
+    gate.apply_gate(base, 3, 0.5, 1, 0.9, 0.2)  # worse: 3 is the candidate
+    stable = versions.resolve(base)
+    assert (stable.path, stable.labels, stable.why) == (base / "1", ("stable",), "stable")
+    assert versions.used_version(base / "3").why == "candidate"
+    assert versions.used_version(base / "2").why == ""
+    # What score prints of a version it was pointed at never stops it: no labels then.
+    (base / versions.CONFIG).write_text("garbage")
+    assert versions.used_version(base / "3") == versions.Resolved(base / "3", 3)
+    with pytest.raises(versions.VersionsError, match="not a TF Serving model config"):
+        versions.resolve(base)
+
 
 def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
     """A real SavedModel as version 1 and 2 (a copy): score says which it used."""

@@ -6,6 +6,9 @@ The version is written under a hidden temporary name in the same directory and
 renamed into place, so TF Serving, `fmnist-job score` or a concurrent sweep never sees
 a half-written version. If another exporter took the version number first, the
 rename fails and we take the next one.
+
+fmnist.json, what travels beside the SavedModel, is written and read through one
+schema: ExportMetadata.
 """
 
 from __future__ import annotations
@@ -15,16 +18,96 @@ import io
 import os
 import shutil
 import tarfile
+import json
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fmnist.core.files import default_mode, write_json_atomic
 
 METADATA = "fmnist.json"
 SIGNATURE = "serving_default"
 INPUT_KEY, OUTPUT_KEY = "images", "probabilities"
+
+
+class ExportInput(BaseModel):
+    """The serving signature's input, as fmnist-job exports it."""
+
+    signature: str = SIGNATURE
+    key: str = INPUT_KEY
+    dtype: str = "uint8"
+    shape: list[int | None] = [None, 28, 28]
+    background: int = 0  # the pixel value of an empty background (dark, as in the data)
+
+
+class ExportOutput(BaseModel):
+    """The serving signature's output: one probability per class."""
+
+    key: str = OUTPUT_KEY
+    shape: list[int | None] = [None, 10]
+
+
+class ExportMetadata(BaseModel):
+    """fmnist.json: what travels beside the SavedModel.
+
+    Written whole by `fmnist-job train`; an export written by an older version (or by
+    hand) may lack any field but is still read: a missing field is None, and a field
+    that is None is left out of the file.
+    `variant` is the exported variant's config; for an ensemble, its name and `members`
+    (each a config with its `weight`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    class_names: list[str] | None = Field(default=None, min_length=10, max_length=10)
+    run_id: str | None = None
+    variant: dict[str, Any] | None = None
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    dataset_sha256: dict[str, str] | None = None  # per release file
+    input: ExportInput | None = None
+    output: ExportOutput | None = None
+    libraries: dict[str, str] | None = None
+    exported_at: str | None = None  # ISO 8601, UTC
+
+    @property
+    def variant_name(self) -> str | None:
+        name = (self.variant or {}).get("name")
+        return name if isinstance(name, str) else None
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON object fmnist.json holds."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class MetadataError(ValueError):
+    """An fmnist.json that is JSON but not an export's metadata. `field` names the first
+    field at fault ("" for the document itself: not a JSON object)."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+def read_metadata(version: Path) -> ExportMetadata:
+    """The fmnist.json of a version directory.
+
+    Raises:
+        FileNotFoundError: there is none.
+        OSError: it cannot be read.
+        ValueError: it is not JSON (json's own error), or MetadataError: it is not an
+            export's metadata.
+    """
+    document = json.loads((Path(version) / METADATA).read_bytes())
+    try:
+        return ExportMetadata.model_validate(document)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise MetadataError(f"not an export's metadata ({where or 'the document'}: "
+                            f"{error['msg'].lower()})",
+                            str(error["loc"][0]) if error["loc"] else "") from None
 
 
 def versions(base: Path) -> list[int]:
@@ -79,34 +162,46 @@ def unpack(archive: bytes, directory: Path) -> None:
             tar.extractall(directory, members=members)  # noqa: S202 (members checked above)
 
 
-def publish(write: Callable[[Path], None], metadata: dict, base: Path) -> Path:
-    """Write a new version under `base` (`write` fills the SavedModel into the staging
-    directory it is given), then rename it into place; returns its path."""
+def publish(write: Callable[[Path], None], metadata: ExportMetadata | dict,
+            base: Path) -> Path:
+    """Write a new version under `base`, then rename it into place.
+
+    Args:
+        write: fills the SavedModel into the staging directory it is given.
+        metadata: fmnist.json (a plain dict is written as it is).
+        base: the export directory.
+
+    Returns:
+        The new version's directory.
+    """
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
     try:
         write(staging)
-        write_json_atomic(staging / METADATA, metadata)
+        write_json_atomic(staging / METADATA, metadata.dump()
+                          if isinstance(metadata, ExportMetadata) else metadata)
         os.chmod(staging, default_mode(0o777))
-        # Fault injection for the tests: hold the finished staging dir, so a test can
-        # kill the process at the last moment before the rename.
-        if os.environ.get("FMNIST_TEST_EXPORT_PAUSE"):
-            time.sleep(float(os.environ["FMNIST_TEST_EXPORT_PAUSE"]))
-        version = (versions(base) or [0])[-1] + 1
-        while True:
-            target = base / str(version)
-            try:
-                # mkdir-then-rename would race; renaming onto a missing name is atomic,
-                # and fails if a concurrent exporter already created that version.
-                if target.exists():
-                    raise FileExistsError(target)
-                os.rename(staging, target)
-                return target
-            except OSError as e:
-                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) and \
-                        not isinstance(e, FileExistsError):
-                    raise
-                version += 1
+        return rename_into_place(staging, base)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def rename_into_place(staging: Path, base: Path) -> Path:
+    """Rename a finished staging directory to the next free version number under
+    `base`; returns the version's directory."""
+    version = (versions(base) or [0])[-1] + 1
+    while True:
+        target = base / str(version)
+        try:
+            # mkdir-then-rename would race; renaming onto a missing name is atomic,
+            # and fails if a concurrent exporter already created that version.
+            if target.exists():
+                raise FileExistsError(target)
+            os.rename(staging, target)
+            return target
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) and \
+                    not isinstance(e, FileExistsError):
+                raise
+            version += 1

@@ -66,17 +66,21 @@ def time_in_name(name: str) -> dt.datetime | None:
         if match else None
 
 
-def now() -> dt.datetime:
-    # FMNIST_TEST_NOW: the tests replay a backlog of nights without waiting for them.
-    fake = os.environ.get("FMNIST_TEST_NOW")
-    return scheduled_time(fake) if fake else dt.datetime.now(dt.timezone.utc)
+def acquire(lease: Path, scheduled: dt.datetime | None, max_lateness_hours: float,
+            now: dt.datetime | None = None) -> tuple[int | None, str]:
+    """Take the lease for a run, or say why the run is skipped.
 
+    Args:
+        lease: the lease file (its lock beside it, `<lease>.lock`).
+        scheduled: when the run was scheduled (UTC), or None: lateness not checked.
+        max_lateness_hours: skip a run that starts later than this after `scheduled`.
+        now: the time to judge lateness by and record; the clock's when None.
 
-def acquire(lease: Path, scheduled: dt.datetime | None, max_lateness_hours: float
-            ) -> tuple[int | None, str]:
-    """(lock fd, message): a held lock and why the run goes ahead, or (None, why it is
-    skipped). The caller keeps the fd open for as long as the run lasts."""
-    current = now()
+    Returns:
+        (lock fd, message): a held lock and why the run goes ahead, or (None, why it
+        is skipped). The caller keeps the fd open for as long as the run lasts.
+    """
+    current = now or dt.datetime.now(dt.timezone.utc)
     if scheduled is not None:
         late = (current - scheduled).total_seconds() / 3600
         if late > max_lateness_hours:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fmnist.core.files import write_json_atomic
+from fmnist.ops.gate import GateDecision
 
 RESULTS = "results.json"
 
@@ -102,7 +103,7 @@ class RunResults(_Record):
     ensemble: dict[str, Any] | None = None
     export: str | None = None
     exported_model_test: dict[str, Any] | None = None
-    gate: dict[str, Any] | None = None
+    gate: GateDecision | None = None
     wall_seconds: float | None = None
     cpus_used: float | None = None
     floor_seconds: float | None = None

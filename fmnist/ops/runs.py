@@ -9,9 +9,12 @@ JSON, written by something else) as `unreadable`. Nothing here imports TensorFlo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 
@@ -19,8 +22,24 @@ class RunsError(Exception):
     """Bad --runs-dir: one line, exit 2."""
 
 
-def summarize(run_dir: Path) -> dict:
-    """What `runs list` shows of one run directory."""
+def run_dirs(runs_dir: Path) -> list[Path]:
+    """The run directories under `runs_dir` (not the hidden ones being pruned), by name.
+
+    Raises:
+        RunsError: `runs_dir` is not a directory.
+    """
+    try:
+        with os.scandir(runs_dir) as entries:
+            return sorted(Path(e.path) for e in entries
+                          if not e.name.startswith(".") and e.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
+                        f"run directories (runs/ by default)") from None
+
+
+def summarize(run_dir: Path) -> dict | None:
+    """What `runs list` shows of one run directory, or None when it is gone (pruned,
+    or renamed away, since it was listed)."""
     row = {"run_id": run_dir.name, "started": None, "duration_seconds": None,
            "status": "unreadable", "best": None, "val_accuracy": None,
            "test_accuracy": None, "exported_version": None, "gate": None, "problem": None}
@@ -29,6 +48,8 @@ def summarize(run_dir: Path) -> dict:
         if not isinstance(results, dict):
             raise ValueError("not a JSON object")
     except FileNotFoundError:
+        if not run_dir.is_dir():
+            return None
         row["problem"] = "no results.json"
         row["started"] = _mtime(run_dir)
         return row
@@ -54,9 +75,12 @@ def summarize(run_dir: Path) -> dict:
                    test_accuracy=best.get("test_accuracy"))
     if results.get("export"):
         row["exported_version"] = Path(results["export"]).name
-    gate = results.get("gate")
-    if isinstance(gate, dict):
-        row["gate"] = gate.get("decision")
+    if results.get("gate") is not None:
+        from pydantic import ValidationError
+
+        from fmnist.ops.gate import GateDecision
+        with contextlib.suppress(ValidationError):  # not a gate's record: shown as "-"
+            row["gate"] = GateDecision.model_validate(results["gate"]).decision
     return row
 
 
@@ -70,11 +94,7 @@ def _mtime(path: Path) -> str | None:
 
 def listing(runs_dir: Path) -> list[dict]:
     """Every run directory under `runs_dir`, oldest first."""
-    if not runs_dir.is_dir():
-        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
-                        f"run directories (runs/ by default)")
-    rows = [summarize(p) for p in runs_dir.iterdir() if p.is_dir() and not
-            p.name.startswith(".")]
+    rows = [row for run in run_dirs(runs_dir) if (row := summarize(run)) is not None]
     return sorted(rows, key=lambda r: (r["started"] or "", r["run_id"]))
 
 
@@ -96,23 +116,51 @@ def prune(runs_dir: Path, keep_days: float, now: float | None = None) -> list[st
     """Delete run directories last written more than `keep_days` ago (their newest
     file's time: a run still writing is never old). Each is renamed to a hidden name
     first, so `runs list` never shows half a run. Returns the run ids removed."""
-    import shutil
-    import time
-
-    if not runs_dir.is_dir():
-        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
-                        f"run directories (runs/ by default)")
     cutoff = (now if now is not None else time.time()) - keep_days * 86400
-    removed = []
-    for run in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        newest = max((p.stat().st_mtime for p in run.rglob("*")), default=run.stat().st_mtime)
-        if max(newest, run.stat().st_mtime) >= cutoff:
-            continue
-        hidden = runs_dir / f".pruned-{run.name}"
+    return [run.name for run in run_dirs(runs_dir) if prune_one(run, cutoff)]
+
+
+def prune_one(run: Path, cutoff: float) -> bool:
+    """Delete `run` if nothing in it was written since `cutoff` (seconds since the
+    epoch); False when it is newer, or gone (another pruner took it)."""
+    newest = last_written(run)
+    if newest is None or newest >= cutoff:
+        return False
+    hidden = run.parent / f".pruned-{run.name}"
+    try:
+        os.rename(run, hidden)
+    except OSError:
+        return False  # another pruner took it
+    shutil.rmtree(hidden, ignore_errors=True)
+    return True
+
+
+def last_written(directory: Path) -> float | None:
+    """The newest modification time of `directory` and everything under it, or None
+    when the directory is gone. A live run renames its files into place as it writes:
+    what vanishes between the listing and its stat is skipped, not an error."""
+    try:
+        newest = directory.stat().st_mtime
+        with os.scandir(directory) as it:
+            entries = list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    found = newest_of(entries)
+    return newest if found is None else max(newest, found)
+
+
+def newest_of(entries: list[os.DirEntry]) -> float | None:
+    """The newest modification time of these entries and of everything under those
+    that are directories; entries gone since they were listed count for nothing."""
+    newest = None
+    for entry in entries:
         try:
-            os.rename(run, hidden)
-        except OSError:
-            continue  # another pruner took it
-        shutil.rmtree(hidden, ignore_errors=True)
-        removed.append(run.name)
-    return removed
+            if entry.is_dir(follow_symlinks=False):
+                mtime = last_written(Path(entry.path))
+            else:
+                mtime = entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if mtime is not None:
+            newest = mtime if newest is None else max(newest, mtime)
+    return newest

@@ -26,6 +26,7 @@ import numpy as np
 
 from fmnist.scoring import images
 from fmnist.core.errors import DecoderDied, RunError, ScoreError
+from fmnist.core.export import ExportMetadata
 from fmnist.scoring.savedmodel import Model, load_model
 
 MAX_CHUNK = 256          # files per decoder job: big enough to amortise the IPC
@@ -325,7 +326,7 @@ def decode_batch(batch: dict, root: str, invert: str, fit: str) -> dict:
 class Predictor:
     """Ray Data actor: loads the SavedModel once, then predicts batch after batch."""
 
-    def __init__(self, version: str, metadata: dict):
+    def __init__(self, version: str, metadata: ExportMetadata):
         from fmnist.core import runtime
         runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
         self.model = load_model(Path(version), metadata)

@@ -8,7 +8,6 @@ directory or the sweep.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,20 +24,30 @@ from fmnist.core.errors import ScoreError
 @dataclass
 class Model:
     directory: Path
-    metadata: dict
+    metadata: export.ExportMetadata  # class_names checked by read_metadata
     predict: Callable[[np.ndarray], np.ndarray]  # uint8 [N, 28, 28] -> float32 [N, 10]
     keepalive: object = field(default=None, repr=False)  # the loaded SavedModel object
 
     @property
     def class_names(self) -> list[str]:
-        return self.metadata["class_names"]
+        return self.metadata.class_names
 
 
-def resolve_model(path: Path) -> Path:
-    """--model is a version directory, or the export base: its `stable` version (labels
-    in models.config, as TF Serving serves them), else its newest."""
+def resolve_model(path: Path) -> versions.Resolved:
+    """The version --model names, and why it is the one used.
+
+    Args:
+        path: a version directory, or the export base: its `stable` version (labels in
+            models.config, as TF Serving serves them), else its newest.
+
+    Returns:
+        The version directory with its labels (`.path`, `.why`).
+
+    Raises:
+        ScoreError: no such directory, no version in it, or an unusable models.config.
+    """
     if (path / "saved_model.pb").is_file():
-        return path
+        return versions.used_version(path)
     if not path.exists():
         raise ScoreError(f"--model {path}: no such directory; train and export a model "
                          f"first (fmnist-job train) or point --model at one")
@@ -46,29 +55,37 @@ def resolve_model(path: Path) -> Path:
         raise ScoreError(f"--model {path}: not a SavedModel (no saved_model.pb) and no "
                          f"integer version directories with one under it")
     try:
-        return path / str(versions.resolve(path)[0])
+        return versions.resolve(path)
     except versions.VersionsError as e:
         raise ScoreError(f"--model: {e}") from None
 
 
-def read_metadata(version: Path) -> dict:
-    """fmnist.json written by the export: the class names are the model's own."""
+def read_metadata(version: Path) -> export.ExportMetadata:
+    """fmnist.json written by the export: the class names are the model's own.
+
+    Raises:
+        ScoreError: missing, unreadable, or without 10 class names.
+    """
+    bad_names = ScoreError(f"--model {version}: {export.METADATA} must list 10 class_names")
     try:
-        meta = json.loads((version / export.METADATA).read_text())
+        meta = export.read_metadata(version)
     except FileNotFoundError:
         raise ScoreError(f"--model {version}: no {export.METADATA} (class names); "
                          f"not exported by fmnist-job train") from None
+    except export.MetadataError as e:
+        if e.field in ("", "class_names"):
+            raise bad_names from None
+        raise ScoreError(f"--model {version}: cannot read {export.METADATA}: {e}") from None
     except (OSError, ValueError) as e:
         raise ScoreError(f"--model {version}: cannot read {export.METADATA}: "
                          f"{images.describe(e)}") from None
-    names = meta.get("class_names") if isinstance(meta, dict) else None
-    if not (isinstance(names, list) and len(names) == 10
-            and all(isinstance(n, str) for n in names)):
-        raise ScoreError(f"--model {version}: {export.METADATA} must list 10 class_names")
+    if meta.class_names is None:
+        raise bad_names
     return meta
 
 
-def load_model(version: Path, metadata: dict, threads: int | None = None) -> Model:
+def load_model(version: Path, metadata: export.ExportMetadata,
+               threads: int | None = None) -> Model:
     """Load with tf.saved_model.load (a graph and variables: nothing is unpickled) and
     check the serving signature is the one fmnist-job exports."""
     with quiet_native_stderr():

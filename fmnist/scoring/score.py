@@ -26,7 +26,6 @@ import numpy as np
 
 from fmnist.core import files
 from fmnist.core.tables import count
-from fmnist.ops import versions
 from fmnist.scoring import backends, images, preview
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.scoring.outputs import Output
@@ -153,7 +152,8 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
         raise ScoreError(f"--invert must be one of {', '.join(images.INVERT_MODES)}")
     if fit not in images.FIT_MODES:
         raise ScoreError(f"--fit must be one of {', '.join(images.FIT_MODES)}")
-    version = resolve_model(Path(model))
+    resolved = resolve_model(Path(model))
+    version = resolved.path
     metadata = read_metadata(version)
     sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
     inputs_dir = check_save_inputs(Path(save_inputs), directory) if save_inputs else None
@@ -169,7 +169,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
             entries = list(walk(directory, stats))
             if show:
                 note(f"score: {len(entries):,} image files under {directory} "
-                     f"with model {version}{versions.why_used(version)}")
+                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else ""))
             with Progress(len(entries), enabled=show) as progress:
                 started = time.monotonic()
                 for paths, errors, x, probs in backend.batches(

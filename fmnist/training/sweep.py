@@ -21,7 +21,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fmnist.core import data, export
 from fmnist.core.tables import count
-from fmnist.ops import versions
+from fmnist.ops import gate, versions
 from fmnist.ops.results import RunResults, RunSettings, VariantResult
 from fmnist.training import exporter, fit, report, schedule, variants as variants_mod
 from fmnist.training.rundir import RunDir, read_resume
@@ -47,7 +47,7 @@ class SweepJob:
     val_size: int = 5000
     limit: int | None = None
     ensemble_size: int = 1          # selection steps for an ensemble; 1: the single best
-    gate_tolerance: float = versions.DEFAULT_TOLERANCE  # accuracy points
+    gate_tolerance: float = gate.DEFAULT_TOLERANCE  # accuracy points
     finished: list[VariantResult] = field(default_factory=list)  # kept from a resumed run
 
     @classmethod
@@ -174,7 +174,7 @@ def _train(job: SweepJob, splits: data.Splits, run_dir: RunDir, signals: Deferre
                   f"on {count(len(nodes), 'Ray node')}; run dir {run_dir.path}")
     splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
     clock.mark("data_put")
-    baseline = versions.gate_baseline(job.export_dir)  # what the winner must match
+    baseline = gate.gate_baseline(job.export_dir)  # what the winner must match
     early = exporter.EarlyExport(job.variants, run_dir, splits_ref, plan.cpus,
                                  baseline["archive"],
                                  on_start=lambda: clock.mark("export_started"))
@@ -239,8 +239,8 @@ def _publish(job: SweepJob, trained: _Trained, splits: data.Splits, run_dir: Run
         results.export = str(path)
         results.exported_model_test = exporter.describe_export(
             built["predictions"], splits, path, run_dir.path)
-        results.gate = versions.gate(job.export_dir, int(path.name), built,
-                                     trained.baseline, job.gate_tolerance, run_dir.run_id)
+        results.gate = gate.gate(job.export_dir, int(path.name), built,
+                                 trained.baseline, job.gate_tolerance, run_dir.run_id)
     clock.mark("export_written")
     # Everything but the wait for Ray's processes to exit (overlapped with the above).
     results.wall_seconds = clock.seconds()
@@ -270,7 +270,7 @@ def _print_end(results: RunResults, exported: dict | None, path: Path | None,
                   f"{100 * exported['val_accuracy']:.2f}% test "
                   f"{100 * exported['test_accuracy']:.2f}% -> {path}")
     # One line, however long: a log line to grep for (rich would wrap it at 80 columns).
-    console.print(versions.gate_line(results.gate), highlight=False, markup=False,
+    console.print(gate.gate_line(results.gate), highlight=False, markup=False,
                   soft_wrap=True)
     per_class = results.exported_model_test["per_class_accuracy"]
     console.print("exported model, test accuracy per class: " + ", ".join(

@@ -49,7 +49,7 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple
     from fmnist.core import data, export
     from fmnist.scoring import images, savedmodel
 
-    version = savedmodel.resolve_model(model)
+    version = savedmodel.resolve_model(model).path
     signature = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
 
     def predict(x):

@@ -205,7 +205,7 @@ def versus(tmp: Path, model: Path, other: Path, decode_rate: float, repeats: int
             rates[m].append(run_score(tmp / "png10k", m, tmp / "versus.csv")["reported"])
     a, b = (statistics.median(rates[m]) for m in (model, other))
     for m, rate in ((model, a), (other, b)):
-        print(f"  {savedmodel.resolve_model(m)}: {rate:,.0f} images/s reported "
+        print(f"  {savedmodel.resolve_model(m).path}: {rate:,.0f} images/s reported "
               f"(runs: {', '.join(f'{r:,.0f}' for r in rates[m])}); "
               f"{rate / (2 * decode_rate):.2f}x the two-core decode-only rate (target >= 0.5x)")
     print(f"  --versus / --model: {b / a:.2f}x\n{load()}")
@@ -225,7 +225,7 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} CPUs; {load()}", flush=True)
         from fmnist.scoring import savedmodel
         model = args.model or quick_model(tmp / "models")
-        version = savedmodel.resolve_model(model)
+        version = savedmodel.resolve_model(model).path
         print(f"model: {version}", flush=True)
 
         paths = write_pngs(tmp / "png10k")
