@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 
 from conftest import ROOT, run_cli
+from fmnist.cli import app
 
 
 def test_help_imports_neither_tensorflow_nor_ray():
@@ -20,13 +22,34 @@ def test_help_imports_neither_tensorflow_nor_ray():
         assert proc.returncode == 0 and "light" in proc.stdout, proc.stderr
 
 
-def test_every_train_option_has_help_text():
-    proc = run_cli("train", "--help", env={"COLUMNS": "200"})
-    assert proc.returncode == 0
-    for option in ("--workers", "--sweep", "--epochs", "--address", "--cpus-per-worker",
-                   "--gpus-per-worker", "--runs-dir", "--export-dir", "--data-dir",
-                   "--val-size", "--limit"):
-        line = next(l for l in proc.stdout.splitlines() if l.strip("│ ").startswith(option))
+def leaf_commands(command=None, path=()) -> list[tuple[tuple[str, ...], object]]:
+    """Every runnable command of the real app as (path, Click command), groups walked."""
+    command = command or typer.main.get_command(app)
+    if hasattr(command, "commands"):
+        return [leaf for name, sub in sorted(command.commands.items())
+                for leaf in leaf_commands(sub, (*path, name))]
+    return [(path, command)]
+
+
+LEAVES = leaf_commands()
+
+
+def test_the_command_walk_finds_every_command():
+    names = {" ".join(path) for path, _ in LEAVES}
+    assert {"train", "score", "guard", "models list", "runs prune"} <= names, names
+
+
+@pytest.mark.parametrize("path, command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_every_option_has_help_text(path, command):
+    """The options are read from the command itself, so a new one cannot be missed."""
+    options = [p for p in command.params if p.param_type_name == "option" and not p.hidden]
+    assert options, path
+    proc = run_cli(*path, "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for param in options:
+        option = max(param.opts, key=len)
+        assert len(param.help or "") > 20, (path, option)
+        line = next(l for l in proc.stdout.splitlines() if option in l.strip("│ ").split())
         assert len(line.split(option, 1)[1].strip(" │")) > 20, line
 
 
