@@ -45,6 +45,13 @@ def read_rows(path: Path) -> list[dict]:
 
 
 @pytest.fixture
+def clean_cli_env(monkeypatch):
+    """Options with envvar= would pick these up from the test's own environment."""
+    for var in ("RAY_ADDRESS", "FMNIST_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
 def sweep_file(tmp_path):
     """Write a sweep file from TOML text; returns its path."""
     def write(text: str, name: str = "sweep.toml") -> Path:
