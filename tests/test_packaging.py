@@ -24,6 +24,7 @@ def test_checkout_jobs_is_the_packaged_folder():
     assert (ROOT / "jobs" / "default.toml").is_file()
 
 
+@pytest.mark.slow
 def test_default_sweep_is_found_from_any_working_directory(tmp_path):
     # --limit/--val-size are checked right after the sweep is read: exit 2 with that
     # message (and nothing started) proves the sweep was found without --sweep.

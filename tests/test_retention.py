@@ -13,6 +13,7 @@ from conftest import read_rows, run_cli
 from fmnist.ops import runs
 
 
+@pytest.mark.slow
 def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     inbox, done = tmp_path / "inbox", tmp_path / "done"
     (inbox / "shop").mkdir(parents=True)
@@ -37,6 +38,7 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     assert (done / "predictions-2" / "c.png").is_file()
 
 
+@pytest.mark.slow
 def test_done_inside_the_inbox_is_refused_before_scoring(scoring_model, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

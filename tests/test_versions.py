@@ -236,6 +236,7 @@ def test_models_commands_import_neither_tensorflow_nor_ray(tmp_path):
 
 # -- what score uses -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
     """A real SavedModel as version 1 and 2 (a copy): score says which it used."""
     base = tmp_path / "fmnist"
