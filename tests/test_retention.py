@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+import pytest
 from PIL import Image
 
 from conftest import read_rows, run_cli
