@@ -85,6 +85,7 @@ def test_export_dir_that_is_a_file(tmp_path):
     assert proc.returncode == 2 and "is a file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
     import shutil
     from fmnist.core import data
