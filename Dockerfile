@@ -15,7 +15,7 @@
 # Layers, so that a code change rebuilds only the last, small ones: the locked
 # dependencies are installed before any of the project's code is copied.
 #
-# tests/test_deploy.py lints this file with hadolint and checks that RAY_VERSION equals the
+# tests/test_deploy_image.py lints this file with hadolint and checks that RAY_VERSION equals the
 # ray pin in pyproject.toml and the rayVersion fields and image tags under deploy/.
 # Usage and design notes: deploy/README.md, docs/containers.md.
 

@@ -44,6 +44,27 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One Ray (`ray start --head`, 2 CPUs, on 127.0.0.1, no authentication) shared by the
+    tests that need a Ray but are not about starting one: pass `ray_cluster.gcs` as the
+    address. Its processes are ended by pid at the end of the session."""
+    from raycluster import RayStartCluster
+    cluster = RayStartCluster(tmp_path_factory.mktemp("ray-cluster"), auth=False, num_cpus=2)
+    try:
+        cluster.start(second_node=False)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def clean_cli_env(monkeypatch):
+    """Options with envvar= would pick these up from the test's own environment."""
+    for var in ("RAY_ADDRESS", "FMNIST_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def sweep_file(tmp_path):
     """Write a sweep file from TOML text; returns its path."""

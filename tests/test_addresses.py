@@ -16,9 +16,8 @@ import time
 import pytest
 
 from conftest import run_cli
-from test_auth import RayStartCluster, clean_env, free_port
+from raycluster import RayStartCluster, clean_env, free_port
 
-pytestmark = pytest.mark.slow
 SECONDS = 10  # the README's promise
 
 
@@ -64,6 +63,7 @@ def assert_one_line_fast(proc, seconds: float, address: str, expected: str) -> N
     assert f"cannot connect to Ray at '{address}'" in lines[0] and expected in lines[0], lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_train_names_what_answered(servers, kind):
     addresses, tmp = servers
@@ -75,6 +75,7 @@ def test_train_names_what_answered(servers, kind):
     assert not (tmp / kind / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["nothing", "http server", "silent", "dashboard",
                                   "client port as host:port"])
 def test_score_ray_names_what_answered(servers, scoring_model, kind, tmp_path):
@@ -90,6 +91,7 @@ def test_score_ray_names_what_answered(servers, scoring_model, kind, tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.slow
 def test_score_ray_through_ray_client_says_what_to_run(servers, scoring_model, tmp_path):
     addresses, tmp = servers
     (tmp_path / "in").mkdir()
@@ -101,6 +103,7 @@ def test_score_ray_through_ray_client_says_what_to_run(servers, scoring_model, t
     assert "cannot run through Ray Client" in lines[0] and "ray job submit" in lines[0]
 
 
+@pytest.mark.slow
 def test_the_right_addresses_still_connect(servers, tmp_path):
     """The same cluster, addressed right both ways, trains (the checks above are not
     refusing everything)."""

@@ -19,15 +19,9 @@ machine).
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,10 +30,9 @@ import pytest
 from PIL import Image
 
 from conftest import FMNIST_JOB, ROOT
+from raycluster import RayStartCluster, clean_env
 
-pytestmark = pytest.mark.slow
 
-RAY = Path(sys.executable).with_name("ray")
 AUTH_ERROR_SECONDS = 10  # the requirement: the error comes within 10 s
 TWO_VARIANTS = """
 [defaults]
@@ -51,92 +44,6 @@ name = "a"
 [[variant]]
 name = "b"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(home: Path, ray_tmp: Path, **extra: str) -> dict:
-    """This process's environment without anything that points Ray somewhere or gives it
-    a token, with its own HOME and RAY_TMPDIR."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
-    home.mkdir(parents=True, exist_ok=True)
-    ray_tmp.mkdir(parents=True, exist_ok=True)
-    return {**env, "HOME": str(home), "RAY_TMPDIR": str(ray_tmp), **extra}
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids whose environment holds `marker` (our cluster's RAY_TMPDIR=...)."""
-    found = []
-    needle = marker.encode()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            if needle in (d / "environ").read_bytes().split(b"\0"):
-                found.append(int(d.name))
-        except OSError:
-            continue
-    return found
-
-
-class RayStartCluster:
-    """A head (`ray start --head`, 1 CPU) and, with `second_node`, a second node (`ray
-    start --address`, 1 CPU), on 127.0.0.1; with `auth`, both with RAY_AUTH_MODE=token."""
-
-    def __init__(self, tmp: Path, auth: bool = True):
-        self.token = secrets.token_hex(32)
-        self.gcs_port, self.client_port = free_port(), free_port()
-        # Short: Ray's socket paths under it must stay within 107 bytes.
-        self.ray_tmp = Path(tempfile.mkdtemp(prefix="fmnist-auth-", dir="/tmp"))
-        self.marker = f"RAY_TMPDIR={self.ray_tmp}"
-        self.env = clean_env(tmp / "cluster-home", self.ray_tmp,
-                             **({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
-                                if auth else {"RAY_AUTH_MODE": "disabled"}))
-        self.gcs = f"127.0.0.1:{self.gcs_port}"
-        self.client = f"ray://127.0.0.1:{self.client_port}"
-
-    def ray_start(self, *args: str) -> None:
-        common = ("--num-cpus", "1", "--node-ip-address", "127.0.0.1",
-                  "--object-store-memory", str(200 * 2**20), "--disable-usage-stats")
-        proc = subprocess.run([str(RAY), "start", *args, *common], env=self.env, text=True,
-                              capture_output=True, timeout=180)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-
-    def start(self, second_node: bool = True) -> None:
-        self.ray_start("--head", "--port", str(self.gcs_port),
-                       "--ray-client-server-port", str(self.client_port),
-                       "--include-dashboard", "false")
-        if second_node:
-            # It joins with the token in its environment (without it: "Authentication
-            # token is missing or incorrect").
-            self.ray_start("--address", self.gcs)
-
-    def node_ids(self) -> set[str]:
-        code = ("import json, ray\nray.init(address=%r, logging_level='ERROR')\n"
-                "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % self.gcs)
-        proc = subprocess.run([sys.executable, "-c", code], env=self.env, text=True,
-                              capture_output=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return set(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-    def stop(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = processes_with(self.marker)
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + 15
-            while processes_with(self.marker) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        assert not processes_with(self.marker), "cluster processes left running"
-        shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +84,7 @@ def trained(cluster, tmp_path_factory):
     return tmp, proc
 
 
+@pytest.mark.slow
 def test_train_with_the_token_from_a_file_over_host_port(trained, cluster):
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -191,6 +99,7 @@ def test_train_with_the_token_from_a_file_over_host_port(trained, cluster):
     assert (tmp / "models" / "1" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["RAY_AUTH_TOKEN", "~/.ray/auth_token"])
 def test_train_over_ray_client_with_the_token(cluster, tmp_path, sweep_file, source):
     env = client_env(tmp_path)
@@ -216,6 +125,7 @@ def assert_auth_error(proc, seconds, address, expected):
     assert address in lines[0] and "RAY_AUTH_TOKEN" in lines[0], lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["host:port", "ray://"])
 def test_train_without_a_token_fails_fast_naming_authentication(cluster, tmp_path, form):
     address = cluster.gcs if form == "host:port" else cluster.client
@@ -227,6 +137,7 @@ def test_train_without_a_token_fails_fast_naming_authentication(cluster, tmp_pat
     assert not list((tmp_path / "models").iterdir())              # no version, nothing else
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["host:port", "ray://"])
 def test_a_wrong_token_is_rejected_fast(cluster, tmp_path, form):
     address = cluster.gcs if form == "host:port" else cluster.client
@@ -246,6 +157,7 @@ def images(directory: Path, n: int = 5) -> Path:
     return directory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["host:port", "ray://"])
 def test_score_ray_without_a_token_fails_fast_naming_authentication(trained, cluster, tmp_path,
                                                                     form):
@@ -260,6 +172,7 @@ def test_score_ray_without_a_token_fails_fast_naming_authentication(trained, clu
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_cluster_without_authentication_ignores_the_token(tmp_path, sweep_file):
     """A token lying around (~/.ray/auth_token) must not get in the way of a cluster that
     asks for none: fmnist-job leaves token mode off when the cluster does not want it."""

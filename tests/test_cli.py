@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 
 from conftest import ROOT, run_cli
+from fmnist.cli import app
 
 
 def test_help_imports_neither_tensorflow_nor_ray():
@@ -20,19 +22,36 @@ def test_help_imports_neither_tensorflow_nor_ray():
         assert proc.returncode == 0 and "light" in proc.stdout, proc.stderr
 
 
-def test_every_train_option_has_help_text():
-    import typer.main
+def leaf_commands(command=None, path=()) -> list[tuple[tuple[str, ...], object]]:
+    """Every runnable command of the real app as (path, Click command), groups walked."""
+    command = command or typer.main.get_command(app)
+    if hasattr(command, "commands"):
+        return [leaf for name, sub in sorted(command.commands.items())
+                for leaf in leaf_commands(sub, (*path, name))]
+    return [(path, command)]
 
-    from fmnist.cli.main import app
-    command = typer.main.get_command(app).commands["train"]
-    options = [p for p in command.params if p.name != "help"]
-    assert len(options) > 10
-    proc = run_cli("train", "--help")
-    assert proc.returncode == 0
-    text = " ".join(proc.stdout.split())
-    for p in options:
-        assert len(p.help or "") > 20, p.name
-        assert f"{p.opts[0]} " in proc.stdout and " ".join(p.help.split())[:40] in text
+
+LEAVES = leaf_commands()
+
+
+def test_the_command_walk_finds_every_command():
+    names = {" ".join(path) for path, _ in LEAVES}
+    assert {"train", "score", "guard", "models list", "runs prune"} <= names, names
+
+
+@pytest.mark.parametrize("path, command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_every_option_has_help_text(path, command):
+    """The options are read from the command itself, so a new one cannot be missed."""
+    options = [p for p in command.params if p.param_type_name == "option" and not p.hidden]
+    assert options, path
+    proc = run_cli(*path, "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for param in options:
+        option = max(param.opts, key=len)
+        assert len(param.help or "") > 20, (path, option)
+        # Plain help wraps a long option's text onto the next lines: compare words.
+        assert f"{option} " in proc.stdout or f"{option}\n" in proc.stdout, option
+        assert " ".join(param.help.split())[:40] in " ".join(proc.stdout.split()), option
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -67,6 +86,7 @@ def test_export_dir_that_is_a_file(tmp_path):
     assert proc.returncode == 2 and "is a file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
     import shutil
     from fmnist.core import data
@@ -213,6 +233,7 @@ def test_help_reads_right():
         assert commands and not [c for c in commands if c.rstrip().endswith("...")], out
 
 
+@pytest.mark.slow
 def test_preview_where_no_file_can_be_made_fails_before_scoring(scoring_model, tmp_path):
     # /proc passes os.access(W_OK) for root, yet no file can be created in it.
     from PIL import Image

@@ -13,7 +13,6 @@ from fmnist.training import ensemble, model, variants
 
 from conftest import FMNIST_JOB, ROOT, run_cli
 
-pytestmark = pytest.mark.slow
 
 THREE = """
 [defaults]
@@ -52,6 +51,7 @@ def ensembled(tmp_path_factory):
     return tmp, proc
 
 
+@pytest.mark.slow
 def test_the_export_is_the_weighted_mean_of_the_selected_members(ensembled):
     import tensorflow as tf
 
@@ -96,6 +96,7 @@ def _net(variant, arrays):
     return net
 
 
+@pytest.mark.slow
 def test_one_finished_variant_is_exported_alone(tmp_path):
     sweep = tmp_path / "s.toml"
     sweep.write_text("""
@@ -123,6 +124,7 @@ def test_one_finished_variant_is_exported_alone(tmp_path):
     assert meta["variant"]["name"] == "fine" and "members" not in meta["variant"]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_builds_the_same_ensemble(tmp_path):
     """Interrupted while building the export (every variant finished; one wide member
     makes the export take seconds): the resume selects again from the saved validation

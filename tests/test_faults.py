@@ -16,8 +16,6 @@ import procnet
 from fmnist.core import export
 from conftest import FMNIST_JOB, ROOT, run_cli
 
-pytestmark = pytest.mark.slow
-
 
 def start(*args) -> subprocess.Popen:
     return subprocess.Popen([*FMNIST_JOB, *map(str, args)], cwd=ROOT, text=True,
@@ -78,6 +76,7 @@ epochs = 12
 """
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file):
     run_dir, models = tmp_path / "run", tmp_path / "models"
     # Both at once (the longest starts first, so one at a time would leave 'quick' queued).
@@ -104,6 +103,7 @@ def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file)
     assert (models / "1" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_and_embedded_ray_listens_on_loopback_only(tmp_path, sweep_file):
     run_dir = tmp_path / "run"
     proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
@@ -119,6 +119,7 @@ def test_sigterm_exits_143_and_embedded_ray_listens_on_loopback_only(tmp_path, s
     assert json.loads((run_dir / "results.json").read_text())["interrupted"] == "SIGTERM"
 
 
+@pytest.mark.slow
 def test_interrupt_on_a_cluster_stops_the_running_tasks(tmp_path, sweep_file):
     """The driver does not ray.cancel its tasks (that can crash it, see sweep._execute);
     on an existing cluster, which outlives the run, leaving must still stop them."""
@@ -145,6 +146,7 @@ def test_interrupt_on_a_cluster_stops_the_running_tasks(tmp_path, sweep_file):
     assert status["slow"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_from_its_last_epoch(tmp_path, sweep_file):
     run_dir = tmp_path / "run"
     sweep = sweep_file("""
@@ -168,6 +170,7 @@ def test_killed_worker_is_retried_from_its_last_epoch(tmp_path, sweep_file):
     assert len(victim["history"]["val_accuracy"]) == victim["epochs_run"] == 8
 
 
+@pytest.mark.slow
 def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
     """A real two-node Ray cluster on this machine; the worker node goes away."""
     from ray.cluster_utils import Cluster
@@ -206,6 +209,7 @@ def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
         assert v["resumed_from_epoch"] >= 1 and len(v["history"]["val_accuracy"]) == 6
 
 
+@pytest.mark.slow
 def test_export_killed_before_rename_leaves_no_version(tmp_path):
     base = tmp_path / "models"
     code = ("from fmnist.training import model, savedmodel\nfrom fmnist.training.variants import Variant\n"
@@ -232,6 +236,7 @@ def test_resume_of_a_directory_without_results(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
     """Interrupted after every variant finished, in the export task (a wide net, so
     building and scoring its SavedModel takes seconds): the resume hint names the run
@@ -261,6 +266,7 @@ def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
     assert (models / "1" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_while_publishing_is_not_dropped(tmp_path, sweep_file):
     """A signal that comes after the export task's last check, while the version is
     renamed into place: the version is published whole, results.json is complete, and

@@ -14,7 +14,6 @@ import pause_export
 from conftest import ROOT, run_cli
 from fmnist.ops import versions
 
-pytestmark = pytest.mark.slow
 
 WEAK = '[[variant]]\nname = "weak"\nhidden = [2]\nepochs = 1\n'
 STRONG = '[[variant]]\nname = "strong"\nhidden = [64]\nepochs = 2\n'
@@ -47,6 +46,7 @@ def nights(tmp_path_factory):
     return tmp, procs
 
 
+@pytest.mark.slow
 def test_the_first_export_becomes_stable(nights):
     tmp, procs = nights
     gate = results(tmp, "n1")["gate"]
@@ -57,6 +57,7 @@ def test_the_first_export_becomes_stable(nights):
         f"no stable version yet)"]
 
 
+@pytest.mark.slow
 def test_a_better_model_is_promoted(nights):
     tmp, _ = nights
     first, gate = results(tmp, "n1")["gate"], results(tmp, "n2")["gate"]
@@ -67,6 +68,7 @@ def test_a_better_model_is_promoted(nights):
     assert gate["val_accuracy"] > gate["stable_val_accuracy"]
 
 
+@pytest.mark.slow
 def test_a_worse_model_is_a_candidate_and_stable_stays(nights):
     tmp, procs = nights
     gate, second = results(tmp, "n3")["gate"], results(tmp, "n2")["gate"]
@@ -84,6 +86,7 @@ def test_a_worse_model_is_a_candidate_and_stable_stays(nights):
     assert (resolved.version, resolved.why) == (2, "stable")
 
 
+@pytest.mark.slow
 def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights):
     tmp, _ = nights
     runs = tmp / "runs"
@@ -114,6 +117,7 @@ def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights):
     assert missing.returncode == 2 and "no such directory" in missing.stderr
 
 
+@pytest.mark.slow
 def test_each_variant_leaves_tensorboard_scalars_per_epoch(nights):
     import tensorflow as tf
 
@@ -131,6 +135,7 @@ def test_each_variant_leaves_tensorboard_scalars_per_epoch(nights):
                      ("validation", "epoch_accuracy"): [0, 1]}
 
 
+@pytest.mark.slow
 def test_two_runs_racing_do_not_both_promote(tmp_path):
     """Two trainings at once into a new export base. Each reads "no stable yet" before
     it builds its export; the export then waits (tests/pause_export.py) so both have

@@ -20,7 +20,6 @@ import photos
 from conftest import cli, read_rows
 from fmnist.scoring import images, preview, score
 
-pytestmark = pytest.mark.slow
 
 PER_GROUP = 400       # items per photo group (one item is a quarter of a point)
 HUGE = 200            # 4000x3000 JPEGs: the slowest to make
@@ -54,6 +53,7 @@ def scored_photos(photo_sets, scoring_model, tmp_path_factory):
 # -----------------------------------------------------------------------------
 # Accuracy: every framing of the items scores like the items themselves
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ASSERTED)
 def test_each_photo_group_scores_within_2_points_of_the_plain_items(
         group, photo_sets, scored_photos, serve, test_set):
@@ -70,6 +70,7 @@ def test_each_photo_group_scores_within_2_points_of_the_plain_items(
     assert from_files >= plain - 0.02, (group, from_files, plain)
 
 
+@pytest.mark.slow
 def test_without_trimming_photos_score_far_worse(photo_sets, serve, test_set):
     """The check above can fail: the whole-image framing of today's catalogue photos
     scores tens of points lower than the trimmed one."""
@@ -82,6 +83,7 @@ def test_without_trimming_photos_score_far_worse(photo_sets, serve, test_set):
     assert acc["whole"] < acc["trim"] - 0.3, acc
 
 
+@pytest.mark.slow
 def test_the_test_set_as_pngs_comes_back_unchanged(test_set, serve, scoring_model, tmp_path):
     """All 10,000 test images as 28x28 PNGs: auto leaves them alone, so the model sees
     the very arrays (checked through --save-inputs) and predicts the same."""
@@ -201,6 +203,7 @@ def test_exif_orientation_is_applied_before_trimming(test_set):
 # -----------------------------------------------------------------------------
 # What the model saw: --preview and --save-inputs
 
+@pytest.mark.slow
 def test_preview_sheet_and_saved_inputs(scored_photos, photo_sets):
     summary, rows, tmp = scored_photos
     sheet = Image.open(tmp / "sheet.png")
@@ -223,6 +226,7 @@ def test_preview_sheet_and_saved_inputs(scored_photos, photo_sets):
                 == images.decode(root / rel)).all(), rel
 
 
+@pytest.mark.slow
 def test_preview_through_the_cli(photo_sets, scoring_model, tmp_path, monkeypatch, capsys):
     root, _ = photo_sets
     code, out, err = cli(["score", root / "tiny", "--model", scoring_model,
@@ -234,6 +238,7 @@ def test_preview_through_the_cli(photo_sets, scoring_model, tmp_path, monkeypatc
     assert Image.open(tmp_path / "s.png").size[1] == 2 * (28 * preview.SCALE + preview.CAPTION + 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--preview", "{tmp}/sheet.jpg"], "must end in .png"),
     (["--preview", "{tmp}/no/such/dir/sheet.png"], "does not exist"),
@@ -254,7 +259,9 @@ def test_bad_preview_options_exit_2_before_scoring(args, message, photo_sets, sc
 # -----------------------------------------------------------------------------
 # Ray Data mode: the same rows and the same inputs on the photo sets
 
-def test_ray_mode_gives_the_same_rows_and_inputs_on_photos(test_set, scoring_model, tmp_path):
+@pytest.mark.slow
+def test_ray_mode_gives_the_same_rows_and_inputs_on_photos(test_set, scoring_model, tmp_path,
+                                                           ray_cluster):
     x, y = test_set
     root = tmp_path / "images"
     for group in photos.GROUPS:
@@ -263,7 +270,8 @@ def test_ray_mode_gives_the_same_rows_and_inputs_on_photos(test_set, scoring_mod
     local = score.score(root, model=scoring_model, out=tmp_path / "local.csv", show=False,
                         save_inputs=tmp_path / "local")
     on_ray = score.score(root, model=scoring_model, out=tmp_path / "ray.csv", show=False,
-                         use_ray=True, batch_size=32, save_inputs=tmp_path / "ray",
+                         use_ray=True, address=ray_cluster.gcs, batch_size=32,
+                         save_inputs=tmp_path / "ray",
                          preview_to=tmp_path / "sheet.png", preview_count=8)
     a, b = read_rows(tmp_path / "local.csv"), read_rows(tmp_path / "ray.csv")
     assert local.files == on_ray.files == len(a) == len(b) > 100

@@ -15,6 +15,7 @@ from conftest import read_rows, run_cli
 from fmnist.ops import runs
 
 
+@pytest.mark.slow
 def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     inbox, done = tmp_path / "inbox", tmp_path / "done"
     (inbox / "shop").mkdir(parents=True)
@@ -46,6 +47,7 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_failed_to_needs_done_and_must_be_outside_the_inbox(scoring_model, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -58,6 +60,7 @@ def test_failed_to_needs_done_and_must_be_outside_the_inbox(scoring_model, tmp_p
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_done_inside_the_inbox_is_refused_before_scoring(scoring_model, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -31,7 +31,6 @@ from fmnist.core.errors import ScoreError
 
 from conftest import FMNIST_JOB, cli, read_rows, run_cli
 
-pytestmark = pytest.mark.slow
 
 N_PER_KIND = 25  # images per format/mode/size variant in the correctness set
 
@@ -229,6 +228,7 @@ def scored_good(good_dir, scoring_model, tmp_path_factory):
     return summary, out
 
 
+@pytest.mark.slow
 def test_accuracy_from_files_matches_accuracy_from_arrays(good_dir, scored_good, serve,
                                                           test_set):
     root, index = good_dir
@@ -259,6 +259,7 @@ def test_accuracy_from_files_matches_accuracy_from_arrays(good_dir, scored_good,
         assert len(same) == 2 * N_PER_KIND and np.mean(same) >= 0.9, kind
 
 
+@pytest.mark.slow
 def test_rows_have_the_documented_columns(scored_good):
     _, out = scored_good
     with out.open(newline="") as f:
@@ -273,6 +274,7 @@ def test_rows_have_the_documented_columns(scored_good):
     assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
 
 
+@pytest.mark.slow
 def test_csv_and_jsonl_hold_the_same_rows(good_dir, scored_good, scoring_model, tmp_path):
     root, _ = good_dir
     _, csv_out = scored_good
@@ -298,6 +300,7 @@ def scored_bad(bad_dir, scoring_model, tmp_path_factory):
     return summary, {r["path"]: r for r in read_rows(out)}, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rel, expected", sorted(BAD.items()))
 def test_bad_file_becomes_one_error_row(scored_bad, rel, expected):
     _, rows, _ = scored_bad
@@ -307,6 +310,7 @@ def test_bad_file_becomes_one_error_row(scored_bad, rel, expected):
     assert "\n" not in row["error"] and "/" not in row["error"]  # short, no file paths
 
 
+@pytest.mark.slow
 def test_unreadable_file_becomes_an_error_row(tmp_path, scoring_model, test_set):
     if os.geteuid() == 0:
         pytest.skip("root reads chmod-000 files; the FIFO case covers unreadable input")
@@ -319,6 +323,7 @@ def test_unreadable_file_becomes_an_error_row(tmp_path, scoring_model, test_set)
     assert "Permission denied" in read_rows(tmp_path / "o.csv")[0]["error"]
 
 
+@pytest.mark.slow
 def test_everything_else_is_scored(scored_bad, test_set):
     summary, rows, _ = scored_bad
     scored = {p for p, r in rows.items() if r["error"] is None}
@@ -330,6 +335,7 @@ def test_everything_else_is_scored(scored_bad, test_set):
     assert not any("secret" in p or p.startswith("linked-dir") for p in rows)
 
 
+@pytest.mark.slow
 def test_exit_codes_through_the_cli(bad_dir, good_dir, scoring_model, tmp_path,
                                     monkeypatch, capsys):
     code, out, err = cli(["score", good_dir[0], "--model", scoring_model,
@@ -393,6 +399,7 @@ def _copy_without_metadata(base: Path, tmp: Path) -> Path:
     return target.parent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing directory", "not a SavedModel", "wrong signature",
                                   "missing model", "no metadata", "unknown extension",
                                   "output dir missing", "output not writable",
@@ -414,6 +421,7 @@ def test_fatal_problems_exit_2_with_one_line_and_keep_the_old_output(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]  # no temp left
 
 
+@pytest.mark.slow
 def test_fatal_model_error_is_one_line_on_the_real_stderr(fatal_cases, tmp_path):
     """In a fresh process TensorFlow prints its start-up chatter to fd 2; none of it
     may surround the error."""
@@ -424,6 +432,7 @@ def test_fatal_model_error_is_one_line_on_the_real_stderr(fatal_cases, tmp_path)
     assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_previous_output_is_replaced_only_on_success(good_dir, scoring_model, tmp_path):
     out = tmp_path / "preds.csv"
     out.write_text("previous results\n")
@@ -438,12 +447,13 @@ def test_a_previous_output_is_replaced_only_on_success(good_dir, scoring_model, 
 # -----------------------------------------------------------------------------
 # Cluster mode: the same rows from Ray Data
 
+@pytest.mark.slow
 def test_ray_mode_writes_the_same_rows_as_local_mode(bad_dir, scored_bad, scoring_model,
-                                                     tmp_path):
+                                                     tmp_path, ray_cluster):
     local_summary, local_rows, local_out = scored_bad
     out = tmp_path / "ray.csv"
     summary = score.score(bad_dir, model=scoring_model, out=out, use_ray=True,
-                          batch_size=16, show=False)
+                          address=ray_cluster.gcs, batch_size=16, show=False)
     ray_rows = read_rows(out)
     local = read_rows(local_out)
     assert [r["path"] for r in ray_rows] == [r["path"] for r in local]
@@ -460,6 +470,7 @@ def test_ray_mode_writes_the_same_rows_as_local_mode(bad_dir, scored_bad, scorin
 # -----------------------------------------------------------------------------
 # Directory edge cases: nothing to score, a flood of empty files, undecodable names
 
+@pytest.mark.slow
 def test_a_directory_with_no_images_writes_a_header_and_exits_0(scoring_model, tmp_path,
                                                                 monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
@@ -472,6 +483,7 @@ def test_a_directory_with_no_images_writes_a_header_and_exits_0(scoring_model, t
     assert out_file.read_text().splitlines() == [",".join(outputs.COLUMNS)]
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_empty_files_are_a_hundred_thousand_error_rows(
         scoring_model, tmp_path, monkeypatch, capsys):
     d = tmp_path / "many"
@@ -487,6 +499,7 @@ def test_a_hundred_thousand_empty_files_are_a_hundred_thousand_error_rows(
     assert rows[0]["path"] == "000000.png" and rows[-1]["path"] == "099999.png"
 
 
+@pytest.mark.slow
 def test_file_names_that_are_not_utf8_are_scored(scoring_model, test_set, tmp_path,
                                                  monkeypatch, capsys):
     x, _ = test_set
@@ -543,6 +556,7 @@ def many_files(tmp_path_factory, test_set):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code, mode", [
     (signal.SIGTERM, 143, "local"),     # docker stop, a Kubernetes eviction: the main process
     (signal.SIGINT, 130, "local"),      # Ctrl-C: the whole process group
@@ -589,6 +603,7 @@ def test_an_interrupted_score_leaves_no_output_and_no_process(sig, code, mode, m
 # -----------------------------------------------------------------------------
 # Options and failures that change nothing in the rows
 
+@pytest.mark.slow
 def test_batch_size_and_decoders_change_nothing_in_the_rows(good_dir, scored_good,
                                                             scoring_model, tmp_path):
     root, _ = good_dir
@@ -637,6 +652,7 @@ def _start_scoring(many_files, scoring_model, out, *extra) -> subprocess.Popen:
     raise AssertionError(f"score ended ({proc.poll()}) before it wrote rows")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoders", [1, 3])
 def test_decoders_option_sets_the_number_of_decoder_processes(decoders, many_files,
                                                               scoring_model, tmp_path):
@@ -649,6 +665,7 @@ def test_decoders_option_sets_the_number_of_decoder_processes(decoders, many_fil
         proc.wait()
 
 
+@pytest.mark.slow
 def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(many_files, scoring_model,
                                                                  tmp_path):
     """The out-of-memory killer taking a decoder: exit 1 with one line, nothing written,
@@ -675,6 +692,7 @@ def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(many_files, sc
     assert not [p for p in victims if _alive(p)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("names", [["T-shirt"] * 9, "not a list", [1] * 10])
 def test_bad_class_names_in_the_metadata_exit_2(names, good_dir, scoring_model, tmp_path,
                                                  monkeypatch, capsys):

@@ -16,7 +16,6 @@ from fmnist.core import data, export
 
 from conftest import ROOT, run_cli
 
-pytestmark = pytest.mark.slow
 
 TWO_VARIANTS = """
 [defaults]
@@ -65,6 +64,7 @@ def trained(tmp_path_factory):
     return tmp, proc
 
 
+@pytest.mark.slow
 def test_the_driver_leaves_tensorflow_to_the_tasks(trained):
     # Training and export run in Ray tasks; the driver only coordinates, so it starts
     # (and a `ray job submit` entrypoint runs) without TensorFlow's import and memory.
@@ -73,6 +73,7 @@ def test_the_driver_leaves_tensorflow_to_the_tasks(trained):
     assert "driver imported tensorflow: False" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_exits_zero_and_writes_the_run_directory(trained):
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -99,6 +100,7 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
     assert "leaderboard" in proc.stdout and best["name"] in proc.stdout
 
 
+@pytest.mark.slow
 def test_results_put_the_run_beside_its_floor(trained):
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -125,6 +127,7 @@ def test_results_put_the_run_beside_its_floor(trained):
             f"{results['floor_seconds']:.1f}s ({cpus:g} CPUs)") in proc.stdout
 
 
+@pytest.mark.slow
 def test_exported_savedmodel_scores_the_test_set(trained):
     import tensorflow as tf
     tmp, proc = trained
@@ -146,6 +149,7 @@ def test_exported_savedmodel_scores_the_test_set(trained):
         [".models.lock", "1", "models.config", "models.history.json"]
 
 
+@pytest.mark.slow
 def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
     sweep = sweep_file("""
         [[variant]]
@@ -168,6 +172,7 @@ def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
     assert (tmp_path / "models" / "1" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow
 def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_file):
     sweep = sweep_file("""
         [[variant]]
@@ -184,6 +189,7 @@ def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_fil
     assert not (tmp_path / "models").exists() or not export.versions(tmp_path / "models")
 
 
+@pytest.mark.slow
 def test_tasks_never_share_the_cpus_they_asked_for(tmp_path, sweep_file):
     """On a 1-CPU Ray node, two 1-CPU tasks run one after the other. (A task waiting
     in ray.get lends its CPU back to Ray: the live events once did, and a second task
@@ -216,6 +222,7 @@ def test_tasks_never_share_the_cpus_they_asked_for(tmp_path, sweep_file):
     assert f1 <= s2, f"'{a['name']}' and '{b['name']}' trained at the same time: {span}"
 
 
+@pytest.mark.slow
 def test_the_embedded_default_ignores_the_last_ray_start(tmp_path, sweep_file):
     """ray.init() without an address joins the cluster that the last `ray start` on this
     machine recorded in <ray temp dir>/ray_current_cluster, even a dead one. Without

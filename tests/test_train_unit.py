@@ -58,6 +58,7 @@ def small():
     return data.load(limit=3000, val_size=300)
 
 
+@pytest.mark.slow
 def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
     v = Variant("t", (32,), epochs=2, batch_size=50)
     result, weights, _ = fit.fit_variant(v, small, chunk=16)
@@ -73,6 +74,7 @@ def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
     assert result.optimizer_steps >= 2 * (batches - 3)
 
 
+@pytest.mark.slow
 def test_chunked_fit_matches_plain_fit_accuracy(small):
     """The fast path trains the same model as plain fit (not a different one)."""
     import keras
@@ -88,6 +90,7 @@ def test_chunked_fit_matches_plain_fit_accuracy(small):
     assert abs(fast.test_accuracy - plain_acc) < 0.03
 
 
+@pytest.mark.slow
 def test_dropout_normalization_schedule_and_smoothing_train(small):
     v = Variant("t", (64, 32), dropout=0.3, normalization="batch", optimizer="adamw",
                 weight_decay=1e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
@@ -96,6 +99,7 @@ def test_dropout_normalization_schedule_and_smoothing_train(small):
     assert result.val_accuracy > 0.6 and 3 <= result.epochs_run <= 4
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_variant(small):
     v = Variant("t", (512, 512, 512), optimizer="sgd", learning_rate=1.0, epochs=2, batch_size=32)
     # SGD at lr 1.0 with momentum diverges; the variant must fail, not export garbage.
@@ -161,6 +165,7 @@ def test_gpu_tasks_run_in_workers_that_exit_after_each_task():
     fn.options(**resources)                       # Ray accepts the request
 
 
+@pytest.mark.slow
 def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path):
     """A second fit_variant on the same checkpoint dir continues where the first ended,
     and no temporary checkpoint files are left behind."""

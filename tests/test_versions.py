@@ -320,6 +320,7 @@ def test_resolve_says_why_and_a_version_named_explicitly_keeps_its_labels(tmp_pa
         versions.resolve(base)
 
 
+@pytest.mark.slow
 def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
     """A real SavedModel as version 1 and 2 (a copy): score says which it used."""
     base = tmp_path / "fmnist"
