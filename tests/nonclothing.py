@@ -13,9 +13,9 @@ figures were measured once, at the end, and nothing was tuned on them.
 from __future__ import annotations
 
 import string
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -25,7 +25,7 @@ FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype",
 HELD_OUT = "landscape"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _font_files() -> tuple[str, ...]:
     """TrueType fonts on this machine (none on a bare image: Pillow's own is used)."""
     for d in FONT_DIRS:

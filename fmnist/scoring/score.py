@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist.ops import versions
-from fmnist.scoring import backends, images, preview
+from fmnist.scoring import backends, images, preview, uncertain
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
@@ -99,6 +99,7 @@ class Summary:
     ignored: int = 0
     linked_dirs: int = 0
     seconds: float = 0.0
+    uncertain: int = 0
     per_class: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
 
@@ -115,9 +116,11 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
           batch_size: int = 1024, decoders: int | None = None, use_ray: bool = False,
           address: str | None = None, pool: str = "process", show: bool = True,
           preview_to: Path | None = None, preview_count: int = 100,
-          save_inputs: Path | None = None) -> Summary:
+          save_inputs: Path | None = None, min_confidence: float | None = None) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
-    anything is scored; RunError if the run breaks later (no output is left then)."""
+    anything is scored; RunError if the run breaks later (no output is left then).
+    `min_confidence` replaces the export's confidence threshold of the `uncertain`
+    column (fmnist/scoring/uncertain.py)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ScoreError(f"{directory}: no such directory" if not directory.exists()
@@ -130,18 +133,23 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
         raise ScoreError(f"--invert must be one of {', '.join(images.INVERT_MODES)}")
     if fit not in images.FIT_MODES:
         raise ScoreError(f"--fit must be one of {', '.join(images.FIT_MODES)}")
+    uncertain.check(min_confidence)
     version = resolve_model(Path(model))
     metadata = read_metadata(version)
     sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
     inputs_dir = check_save_inputs(Path(save_inputs), directory) if save_inputs else None
     output = Output(Path(out))  # before the expensive part: fails fast if unwritable
     counts = np.zeros(10, np.int64)
+    flagged = 0
     stats = WalkStats()
     try:
         # Entered first: local decoders boot while TensorFlow imports in load_model.
         with (backends.OnRay(address, decoders) if use_ray
               else backends.Local(decoders, pool)) as backend:
             net = load_model(version, metadata)
+            flag = uncertain.rule(metadata, net.signals, min_confidence)
+            if show and flag.note:
+                note(flag.note)
             seen = observer(sheet, inputs_dir, net.class_names)
             entries = list(walk(directory, stats))
             if show:
@@ -149,13 +157,15 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
                      f"with model {version}{versions.why_used(version)}")
             with Progress(len(entries), enabled=show) as progress:
                 started = time.monotonic()
-                for paths, errors, x, probs in backend.batches(
+                for paths, errors, x, probs, signals in backend.batches(
                         directory, entries, net, invert=invert, fit=fit,
                         batch_size=batch_size):
-                    labels = output.write(paths, errors, probs, net.class_names)
+                    unsure = flag.flags(probs, signals)
+                    labels = output.write(paths, errors, probs, net.class_names, unsure)
                     counts += np.bincount(labels, minlength=10)
+                    flagged += int(unsure.sum())
                     if seen:
-                        seen(paths, errors, x, probs)
+                        seen(paths, errors, x, probs, unsure)
                     progress.advance(len(paths), len(paths) - len(x))
                 seconds = time.monotonic() - started
             if sheet:
@@ -170,7 +180,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
         raise
     summary = Summary(directory, version, Path(out), files=progress.done,
                       failed=progress.failed, ignored=stats.ignored,
-                      linked_dirs=stats.linked_dirs, seconds=seconds,
+                      linked_dirs=stats.linked_dirs, seconds=seconds, uncertain=flagged,
                       per_class={n: int(c) for n, c in zip(net.class_names, counts)},
                       first_errors=output.first_errors)
     if show:
@@ -215,10 +225,11 @@ def observer(sheet: preview.ContactSheet | None, inputs_dir: Path | None,
     if sheet is None and inputs_dir is None:
         return None
 
-    def seen(paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray) -> None:
+    def seen(paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray,
+             unsure: np.ndarray) -> None:
         scored = [p for p, e in zip(paths, errors) if e is None]
         if sheet and not sheet.full:
-            sheet.add(scored, x, class_names, probs)
+            sheet.add(scored, x, class_names, probs, unsure)
         if inputs_dir:
             try:
                 preview.save_inputs(inputs_dir, scored, x)
@@ -242,7 +253,8 @@ def print_summary(s: Summary, fmt: str) -> None:
     console = Console()
 
     say(f"scored {s.scored:,} of {s.files:,} image files in {s.seconds:.2f}s "
-        f"({s.images_per_second:,.0f} images/s); {s.failed:,} failed")
+        f"({s.images_per_second:,.0f} images/s); {s.failed:,} failed; "
+        f"{s.uncertain:,} uncertain")
     if s.failed:
         say(f"failed files have the reason in the error column of {s.out}, e.g.")
         for path, error in s.first_errors:
