@@ -167,8 +167,8 @@ def contrast(x: np.ndarray) -> np.ndarray:
 # The SavedModel's extra outputs, and how each flags: above its `max_` threshold, or
 # below its `min_` one. Shares of the validation split each flags on its own.
 SIGNALS = {"reconstruction_error": "max", "feature_distance": "max", "contrast": "min"}
-CONFIDENCE_SHARE = 0.06
-SIGNAL_SHARES = {"reconstruction_error": 0.02, "feature_distance": 0.02, "contrast": 0.002}
+CONFIDENCE_SHARE = 0.065
+SIGNAL_SHARES = {"reconstruction_error": 0.02, "feature_distance": 0.015, "contrast": 0.002}
 
 
 def thresholds(confidence: np.ndarray, signals: dict[str, np.ndarray]) -> dict[str, float]:
