@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))        # tests/: nonclothing
 
-import nonclothing  # noqa: E402
+import nonclothing
 
 
 def rows_of(out: Path) -> list[dict]:
