@@ -129,7 +129,7 @@ def test_an_export_made_before_calibration_still_scores(scoring_model, test_set,
                                                         monkeypatch, capsys):
     meta = json.loads((scoring_model / "1" / "fmnist.json").read_text())
     assert "uncertain" not in meta and "calibration" not in meta  # the old form
-    x, y = test_set
+    x, _ = test_set
     d = tmp_path / "in"
     d.mkdir()
     for i in range(200):
