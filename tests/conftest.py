@@ -40,7 +40,9 @@ def read_rows(path: Path) -> list[dict]:
                     for row in csv.DictReader(f)]
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        rows.append({k: (None if v is None else str(v)) for k, v in json.loads(line).items()})
+        # Booleans as the CSV writes them (the `uncertain` column): true / false.
+        rows.append({k: (None if v is None else str(v).lower() if isinstance(v, bool)
+                         else str(v)) for k, v in json.loads(line).items()})
     return rows
 
 

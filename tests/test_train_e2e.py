@@ -150,6 +150,48 @@ def test_exported_savedmodel_scores_the_test_set(trained):
 
 
 @pytest.mark.slow
+def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, tmp_path):
+    from PIL import Image
+
+    import nonclothing
+    from fmnist.core import calibration
+    from conftest import read_rows
+
+    tmp, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((tmp / "models" / "1" / export.METADATA).read_text())
+    cal, rule = meta["calibration"], meta["uncertain"]
+    assert 0.05 < cal["temperature"] < 20 and cal["ece_bins"] == 15
+    for split in ("validation", "test"):
+        assert 0 <= cal["ece"][split]["after"] < cal["ece"][split]["before"] + 0.01
+    assert 0 < rule["min_confidence"] < 1
+    for name, side in calibration.SIGNALS.items():
+        assert isinstance(rule[f"{side}_{name}"], float)
+    assert 0.05 < rule["validation_flagged"] < 0.12
+    results = json.loads((tmp / "run" / "results.json").read_text())
+    assert results["calibration"] == {"calibration": cal, "uncertain": rule}
+    # score: the column, the count in the summary; blanks and noise flagged.
+    _, _, x, y, _ = data.load_arrays()
+    d = tmp_path / "in"
+    (d / "plain").mkdir(parents=True)
+    for i in range(300):
+        Image.fromarray(x[i]).save(d / "plain" / f"{i:03d}.png")
+    for kind in ("blank", "noise"):
+        nonclothing.write_kind(d, kind, 20)
+    out = tmp_path / "p.jsonl"
+    proc = run_cli("score", d, "--model", tmp / "models", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "no calibration" not in proc.stderr
+    rows = read_rows(out)
+    flagged = {r["path"]: r["uncertain"] == "true" for r in rows}
+    assert f"; {sum(flagged.values()):,} uncertain" in proc.stdout
+    other = [f for p, f in flagged.items() if not p.startswith("plain/")]
+    plain = [f for p, f in flagged.items() if p.startswith("plain/")]
+    assert len(other) == 40 and np.mean(other) >= 0.9
+    assert 0 < np.mean(plain) < 0.2
+
+
+@pytest.mark.slow
 def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
     sweep = sweep_file("""
         [[variant]]

@@ -52,6 +52,11 @@ def score(
     save_inputs: Annotated[Optional[Path], typer.Option(
         help="Also write every converted 28x28 input as a PNG under this directory "
              "(<relative path>.png).")] = None,
+    min_confidence: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0,
+        help="Rows below this calibrated confidence are `uncertain` (true in that column). "
+             "Default: the threshold chosen on validation at export (0.5 for older "
+             "exports).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 1024,
     decoders: Annotated[Optional[int], typer.Option(
         min=1, help="Parallel decoding processes. Default: one per CPU.")] = None,
@@ -90,7 +95,8 @@ def score(
         summary = score_mod.score(directory, model=model, out=out, invert=invert.value,
                                   fit=fit.value, batch_size=batch_size, decoders=decoders,
                                   use_ray=ray, address=address, preview_to=preview,
-                                  preview_count=preview_count, save_inputs=save_inputs)
+                                  preview_count=preview_count, save_inputs=save_inputs,
+                                  min_confidence=min_confidence)
     except ScoreError as e:     # before anything was scored
         raise fail(str(e))
     except DecoderDied as e:    # a stuck pool would keep the interpreter from exiting

@@ -70,6 +70,11 @@ class ExportMetadata(BaseModel):
     output: ExportOutput | None = None
     libraries: dict[str, str] | None = None
     exported_at: str | None = None  # ISO 8601, UTC
+    # The temperature and ECE, and the `uncertain` flag's thresholds: written by
+    # fmnist/training/calibrate.py (typed there as ops.results.CalibrationRecord's parts),
+    # read by fmnist/scoring/uncertain.py. Exports made before have neither.
+    calibration: dict[str, Any] | None = None
+    uncertain: dict[str, Any] | None = None
 
     @property
     def variant_name(self) -> str | None:

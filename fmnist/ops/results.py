@@ -77,6 +77,46 @@ class RunSettings(_Record):
     data_dir: str | None = None
 
 
+class ECEPair(_Record):
+    """Expected calibration error of one split, before and after the temperature."""
+
+    before: float
+    after: float
+
+
+class Calibration(_Record):
+    """The temperature fitted on validation at export, and what it did to the ECE."""
+
+    temperature: float
+    ece_bins: int
+    ece: dict[Literal["validation", "test"], ECEPair]
+
+
+class UncertainRule(_Record):
+    """The `uncertain` flag's thresholds (chosen on validation) and how it does there and
+    on test: the share flagged, and the accuracy of all rows and of the rows not flagged.
+    fmnist/core/calibration.py SIGNALS names the signals."""
+
+    min_confidence: float
+    max_reconstruction_error: float | None = None
+    max_feature_distance: float | None = None
+    min_contrast: float | None = None
+    shares: dict[str, float]
+    validation_flagged: float
+    validation_accuracy: float
+    validation_accuracy_not_flagged: float | None = None
+    test_flagged: float
+    test_accuracy: float
+    test_accuracy_not_flagged: float | None = None
+
+
+class CalibrationRecord(_Record):
+    """results.json's `calibration`: the same records as the export's fmnist.json."""
+
+    calibration: Calibration
+    uncertain: UncertainRule
+
+
 class RunResults(_Record):
     """A run's results.json."""
 
@@ -103,6 +143,7 @@ class RunResults(_Record):
     ensemble: dict[str, Any] | None = None
     export: str | None = None
     exported_model_test: dict[str, Any] | None = None
+    calibration: CalibrationRecord | None = None
     gate: GateDecision | None = None
     wall_seconds: float | None = None
     cpus_used: float | None = None

@@ -2,10 +2,11 @@
 
 Both backends take the walked entries and yield the same batches,
 
-    (paths, errors, images, probabilities)
+    (paths, errors, images, probabilities, signals)
 
-in path order, where `images` and `probabilities` have a row per path without an error;
-score.py writes them. A new way to run is one class here with `batches`, entered as a
+in path order, where `images`, `probabilities` and each of `signals` ({name: [N]}, the
+`uncertain` signals the export returns; none for an older export) have a row per path
+without an error; score.py writes them. A new way to run is one class here with `batches`, entered as a
 context manager (it owns its processes or its Ray session).
 
 Locally, decoding runs in a pool of processes (measured faster than threads: decoding a
@@ -33,11 +34,21 @@ MAX_CHUNK = 256          # files per decoder job: big enough to amortise the IPC
 # Seconds of decoding a job aims at: progress moves and Ctrl-C acts within about that,
 # whether a file is a 28x28 PNG (full chunks) or a 12-megapixel photo (one per job).
 CHUNK_SECONDS = 0.25
+SIGNAL = "signal_"       # Ray Data column prefix of the `uncertain` signals
 
-Batch = tuple[list[str], list, np.ndarray, np.ndarray]
+Batch = tuple[list[str], list, np.ndarray, np.ndarray, dict]
 Entries = list[tuple[str, "str | None"]]
 # Called as files are decoded, before their batch is complete: (files, failed).
 OnDecoded = Callable[[int, int], None]
+
+
+def predict(model: Model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, dict]:
+    """Probabilities and signals of `x`, `batch_size` images per model call."""
+    if not len(x):
+        return np.empty((0, 10), np.float32), {}
+    parts = [model.predict_all(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return (np.concatenate([p for p, _ in parts]),
+            {k: np.concatenate([s[k] for _, s in parts]) for k in parts[0][1]})
 
 
 def chunk_size(batch_size: int) -> int:
@@ -105,10 +116,8 @@ class Local:
 
         def batch() -> Batch:
             x = np.concatenate(decoded) if decoded else np.empty((0, 28, 28), np.uint8)
-            probs = np.concatenate([model.predict(x[i:i + batch_size])
-                                    for i in range(0, len(x), batch_size)]) \
-                if len(x) else np.empty((0, 10), np.float32)
-            out = (list(paths), list(errors), x, probs)
+            probs, signals = predict(model, x, batch_size)
+            out = (list(paths), list(errors), x, probs, signals)
             paths.clear()
             errors.clear()
             decoded.clear()
@@ -282,7 +291,9 @@ class OnRay:
                 ok = batch["error"] == ""
                 on_decoded(len(ok), int((~ok).sum()))
                 yield (batch["path"].tolist(), [e or None for e in batch["error"].tolist()],
-                       batch["image"][ok], batch["probabilities"][ok])
+                       batch["image"][ok], batch["probabilities"][ok],
+                       {k[len(SIGNAL):]: v[ok] for k, v in batch.items()
+                        if k.startswith(SIGNAL)})
         except ray.exceptions.RayError as e:
             raise RunError(f"Ray Data failed: {images.describe(e)}") from None
 
@@ -334,7 +345,10 @@ class Predictor:
     def __call__(self, batch: dict) -> dict:
         ok = batch["error"] == ""
         probs = np.zeros((len(ok), 10), np.float32)
+        signals = {SIGNAL + k: np.zeros(len(ok), np.float32) for k in self.model.signals}
         if ok.any():
-            probs[ok] = self.model.predict(batch["image"][ok])
+            probs[ok], found = self.model.predict_all(batch["image"][ok])
+            for k, v in found.items():
+                signals[SIGNAL + k][ok] = v
         return {"path": batch["path"], "error": batch["error"], "probabilities": probs,
-                "image": batch["image"]}
+                "image": batch["image"], **signals}

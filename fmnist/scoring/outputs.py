@@ -17,8 +17,9 @@ import numpy as np
 from fmnist.core import files
 from fmnist.core.errors import RunError, ScoreError
 
+# `uncertain` (fmnist/scoring/uncertain.py) last: readers that index columns keep working.
 COLUMNS = ("path", "label", "class_name", "confidence", "top1_class", "top1_prob",
-           "top2_class", "top2_prob", "top3_class", "top3_prob", "error")
+           "top2_class", "top2_prob", "top3_class", "top3_prob", "error", "uncertain")
 
 
 class CsvRows:
@@ -26,24 +27,25 @@ class CsvRows:
         self.csv = csv.writer(file, lineterminator="\n")
         self.csv.writerow(COLUMNS)
 
-    def row(self, path, names, top, probs):
+    def row(self, path, names, top, probs, uncertain):
         (a, b, c), (pa, pb, pc) = top, probs
         self.csv.writerow((path, a, names[a], f"{pa:.6f}", names[a], f"{pa:.6f}",
-                           names[b], f"{pb:.6f}", names[c], f"{pc:.6f}", ""))
+                           names[b], f"{pb:.6f}", names[c], f"{pc:.6f}", "",
+                           "true" if uncertain else "false"))
 
     def error_row(self, path, error):
-        self.csv.writerow((path, "", "", "", "", "", "", "", "", "", error))
+        self.csv.writerow((path, "", "", "", "", "", "", "", "", "", error, ""))
 
 
 class JsonlRows:
     def __init__(self, file: IO[str]):
         self.file = file
 
-    def row(self, path, names, top, probs):
+    def row(self, path, names, top, probs, uncertain):
         (a, b, c), (pa, pb, pc) = top, (round(p, 6) for p in probs)
         self.file.write(json.dumps(dict(zip(COLUMNS, (
-            path, a, names[a], pa, names[a], pa, names[b], pb, names[c], pc, None))),
-            ensure_ascii=False) + "\n")
+            path, a, names[a], pa, names[a], pa, names[b], pb, names[c], pc, None,
+            bool(uncertain)))), ensure_ascii=False) + "\n")
 
     def error_row(self, path, error):
         row = dict.fromkeys(COLUMNS)
@@ -87,9 +89,10 @@ class Output:
             raise ScoreError(f"--out {path}: cannot write ({e.strerror})") from None
 
     def write(self, paths: list[str], errors: list[str | None], probs: np.ndarray,
-              class_names: list[str]) -> np.ndarray:
-        """Rows for one batch in order; `probs` has a row per path without an error.
-        Returns the labels written."""
+              class_names: list[str], uncertain: np.ndarray | None = None) -> np.ndarray:
+        """Rows for one batch in order; `probs` and `uncertain` (bool, all false when
+        None) have a row per path without an error. Returns the labels written."""
+        flags = (np.zeros(len(probs), bool) if uncertain is None else uncertain).tolist()
         top = np.argsort(-probs, axis=1, kind="stable")[:, :3]
         top_p = np.take_along_axis(probs, top, axis=1).tolist()
         top = top.tolist()
@@ -97,7 +100,7 @@ class Output:
         try:
             for path, error in zip(paths, errors):
                 if error is None:
-                    self.writer.row(path, class_names, top[k], top_p[k])
+                    self.writer.row(path, class_names, top[k], top_p[k], flags[k])
                     k += 1
                 else:
                     self.writer.error_row(path, error)

@@ -2,7 +2,8 @@
 
     --preview FILE.png    a contact sheet of the first N inputs, the predicted class and
                           its confidence under each, so a glance shows whether the
-                          conversion fits the photos (item filling the frame, light on black)
+                          conversion fits the photos (item filling the frame, light on black);
+                          uncertain rows framed and captioned in red, with a "?"
     --save-inputs DIR     every input as a 28x28 PNG at DIR/<relative path>.png
 
 Both are written beside their target and renamed into place: a reader never sees half a
@@ -22,6 +23,7 @@ SCALE = 3            # each 28x28 input drawn at 84x84
 COLUMNS = 10
 CAPTION = 34         # pixels under each tile: class and confidence, then the file name
 TILE_W = 28 * SCALE + 16
+UNCERTAIN = (200, 0, 0)  # frame and caption of an uncertain row
 
 
 class ContactSheet:
@@ -29,32 +31,39 @@ class ContactSheet:
 
     def __init__(self, path: Path, count: int):
         self.path, self.count = Path(path), count
-        self.tiles: list[tuple[str, np.ndarray, str, float]] = []
+        self.tiles: list[tuple[str, np.ndarray, str, float, bool]] = []
 
     @property
     def full(self) -> bool:
         return len(self.tiles) >= self.count
 
-    def add(self, paths: list[str], x: np.ndarray, names: list[str], probs: np.ndarray):
-        """Inputs `x` (uint8 [k, 28, 28]) of `paths`, with their probabilities [k, 10]."""
-        for path, image, p in zip(paths, x, probs):
+    def add(self, paths: list[str], x: np.ndarray, names: list[str], probs: np.ndarray,
+            uncertain: np.ndarray | None = None):
+        """Inputs `x` (uint8 [k, 28, 28]) of `paths`, with their probabilities [k, 10]
+        and `uncertain` flags [k] (none flagged when None)."""
+        flags = np.zeros(len(x), bool) if uncertain is None else uncertain
+        for path, image, p, unsure in zip(paths, x, probs, flags):
             if self.full:
                 return
             label = int(np.argmax(p))
-            self.tiles.append((path, image, names[label], float(p[label])))
+            self.tiles.append((path, image, names[label], float(p[label]), bool(unsure)))
 
     def write(self) -> None:
         rows = max(1, -(-len(self.tiles) // COLUMNS))
         sheet = Image.new("RGB", (COLUMNS * TILE_W, rows * (28 * SCALE + CAPTION + 8)), "white")
         draw = ImageDraw.Draw(sheet)
         font = ImageFont.load_default(size=11)
-        for k, (path, image, name, confidence) in enumerate(self.tiles):
+        for k, (path, image, name, confidence, unsure) in enumerate(self.tiles):
             x0 = (k % COLUMNS) * TILE_W + 8
             y0 = (k // COLUMNS) * (28 * SCALE + CAPTION + 8) + 4
             tile = Image.fromarray(image).resize((28 * SCALE, 28 * SCALE), Image.Resampling.NEAREST)
             sheet.paste(tile, (x0, y0))
-            draw.text((x0, y0 + 28 * SCALE + 2), f"{name} {confidence:.0%}", fill="black",
-                      font=font)
+            if unsure:
+                draw.rectangle((x0 - 3, y0 - 3, x0 + 28 * SCALE + 2, y0 + 28 * SCALE + 2),
+                               outline=UNCERTAIN, width=3)
+            draw.text((x0, y0 + 28 * SCALE + 2),
+                      f"{name} {confidence:.0%}" + (" ?" if unsure else ""),
+                      fill=UNCERTAIN if unsure else "black", font=font)
             draw.text((x0, y0 + 28 * SCALE + 17), _tail(path, 16), fill=(110, 110, 110),
                       font=font)
         with atomic_file(self.path) as f:

@@ -27,6 +27,10 @@ class Model:
     metadata: export.ExportMetadata  # class_names checked by read_metadata
     predict: Callable[[np.ndarray], np.ndarray]  # uint8 [N, 28, 28] -> float32 [N, 10]
     keepalive: object = field(default=None, repr=False)  # the loaded SavedModel object
+    # uint8 [N, 28, 28] -> (probabilities, {signal: float32 [N]}): the signals of
+    # fmnist/core/calibration.py the signature returns; none for an older export.
+    predict_all: Callable[[np.ndarray], tuple] | None = field(default=None, repr=False)
+    signals: tuple[str, ...] = ()
 
     @property
     def class_names(self) -> list[str]:
@@ -109,8 +113,23 @@ def load_model(version: Path, metadata: export.ExportMetadata,
         out = signature(**{export.INPUT_KEY: tf.convert_to_tensor(x, tf.uint8)})
         return out[export.OUTPUT_KEY].numpy()
 
+    signals = signal_names(signature)
+
+    def predict_all(x: np.ndarray) -> tuple[np.ndarray, dict]:
+        out = signature(**{export.INPUT_KEY: tf.convert_to_tensor(x, tf.uint8)})
+        return out[export.OUTPUT_KEY].numpy(), {k: out[k].numpy() for k in signals}
+
     # The signature reads the loaded object's variables: keep that object alive with it.
-    return Model(version, metadata, predict, keepalive=loaded)
+    return Model(version, metadata, predict, keepalive=loaded, predict_all=predict_all,
+                 signals=tuple(signals))
+
+
+def signal_names(signature) -> list[str]:
+    """The `uncertain` signals among the signature's outputs (float32 [N] each)."""
+    from fmnist.core.calibration import SIGNALS
+
+    outputs = signature.structured_outputs
+    return [k for k in SIGNALS if k in outputs and outputs[k].shape.rank == 1]
 
 
 def _check_signature(loaded, version: Path):

@@ -26,7 +26,7 @@ import numpy as np
 
 from fmnist.core import files
 from fmnist.core.tables import count
-from fmnist.scoring import backends, images, preview
+from fmnist.scoring import backends, images, preview, uncertain
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
@@ -120,6 +120,7 @@ class Summary:
     linked_dirs: int = 0
     seconds: float = 0.0        # from the first file decoded to the last row written
     total_seconds: float = 0.0  # the whole run: checks, the model's loading, the walk
+    uncertain: int = 0
     per_class: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
 
@@ -136,9 +137,11 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
           batch_size: int = 1024, decoders: int | None = None, use_ray: bool = False,
           address: str | None = None, pool: str = "process", show: bool = True,
           preview_to: Path | None = None, preview_count: int = 100,
-          save_inputs: Path | None = None) -> Summary:
+          save_inputs: Path | None = None, min_confidence: float | None = None) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
-    anything is scored; RunError if the run breaks later (no output is left then)."""
+    anything is scored; RunError if the run breaks later (no output is left then).
+    `min_confidence` replaces the export's confidence threshold of the `uncertain`
+    column (fmnist/scoring/uncertain.py)."""
     entered = time.monotonic()
     directory = Path(directory)
     if not directory.is_dir():
@@ -152,6 +155,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
         raise ScoreError(f"--invert must be one of {', '.join(images.INVERT_MODES)}")
     if fit not in images.FIT_MODES:
         raise ScoreError(f"--fit must be one of {', '.join(images.FIT_MODES)}")
+    uncertain.check(min_confidence)
     resolved = resolve_model(Path(model))
     version = resolved.path
     metadata = read_metadata(version)
@@ -159,12 +163,16 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
     inputs_dir = check_save_inputs(Path(save_inputs), directory) if save_inputs else None
     output = Output(Path(out))  # before the expensive part: fails fast if unwritable
     counts = np.zeros(10, np.int64)
+    flagged = 0
     stats = WalkStats()
     try:
         # Entered first: local decoders boot while TensorFlow imports in load_model.
         with (backends.OnRay(address, decoders) if use_ray
               else backends.Local(decoders, pool)) as backend:
             net = load_model(version, metadata)
+            flag = uncertain.rule(metadata, net.signals, min_confidence)
+            if show and flag.note:
+                note(flag.note)
             seen = observer(sheet, inputs_dir, net.class_names)
             entries = list(walk(directory, stats))
             if show:
@@ -172,13 +180,15 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
                      f"with model {version}" + (f" ({resolved.why})" if resolved.why else ""))
             with Progress(len(entries), enabled=show) as progress:
                 started = time.monotonic()
-                for paths, errors, x, probs in backend.batches(
+                for paths, errors, x, probs, signals in backend.batches(
                         directory, entries, net, invert=invert, fit=fit,
                         batch_size=batch_size, on_decoded=progress.advance):
-                    labels = output.write(paths, errors, probs, net.class_names)
+                    unsure = flag.flags(probs, signals)
+                    labels = output.write(paths, errors, probs, net.class_names, unsure)
                     counts += np.bincount(labels, minlength=10)
+                    flagged += int(unsure.sum())
                     if seen:
-                        seen(paths, errors, x, probs)
+                        seen(paths, errors, x, probs, unsure)
                 seconds = time.monotonic() - started
             if sheet:
                 try:
@@ -193,7 +203,7 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
     summary = Summary(directory, version, Path(out), files=progress.done,
                       failed=progress.failed, ignored=stats.ignored,
                       linked_dirs=stats.linked_dirs, seconds=seconds,
-                      total_seconds=time.monotonic() - entered,
+                      total_seconds=time.monotonic() - entered, uncertain=flagged,
                       per_class={n: int(c) for n, c in zip(net.class_names, counts)},
                       first_errors=output.first_errors)
     if show:
@@ -244,10 +254,11 @@ def observer(sheet: preview.ContactSheet | None, inputs_dir: Path | None,
     if sheet is None and inputs_dir is None:
         return None
 
-    def seen(paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray) -> None:
+    def seen(paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray,
+             unsure: np.ndarray) -> None:
         scored = [p for p, e in zip(paths, errors) if e is None]
         if sheet and not sheet.full:
-            sheet.add(scored, x, class_names, probs)
+            sheet.add(scored, x, class_names, probs, unsure)
         if inputs_dir:
             try:
                 preview.save_inputs(inputs_dir, scored, x)
@@ -271,8 +282,9 @@ def print_summary(s: Summary, fmt: str) -> None:
     console = Console()
 
     say(f"scored {s.scored:,} of {s.files:,} image files; {s.failed:,} failed; "
-        f"{s.images_per_second:,.0f} images/s over {s.seconds:.2f}s of decoding and "
-        f"prediction ({s.total_seconds:.2f}s with loading the model)")
+        f"{s.uncertain:,} uncertain; {s.images_per_second:,.0f} images/s over "
+        f"{s.seconds:.2f}s of decoding and prediction ({s.total_seconds:.2f}s with "
+        f"loading the model)")
     if s.failed:
         say(f"failed files have the reason in the error column of {s.out}, e.g.")
         for path, error in s.first_errors:

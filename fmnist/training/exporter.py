@@ -116,18 +116,18 @@ def exported_model(results: RunResults, members: Members, predictions,
 
 
 def export_metadata(exported: dict, run_id: str, splits: data.Splits,
-                    libraries: dict) -> dict:
+                    libraries: dict, calibrated: dict | None = None) -> export.ExportMetadata:
     """What travels beside the SavedModel (fmnist.json). `variant` is the exported
     variant's config; for an ensemble, its name and `members` (each a config with its
-    `weight`)."""
-    return {"class_names": list(data.CLASS_NAMES), "run_id": run_id,
-            "variant": exported["config"], "val_accuracy": exported["val_accuracy"],
-            "test_accuracy": exported["test_accuracy"], "dataset_sha256": splits.sha256,
-            "input": {"signature": export.SIGNATURE, "key": export.INPUT_KEY,
-                      "dtype": "uint8", "shape": [None, 28, 28], "background": 0},
-            "output": {"key": export.OUTPUT_KEY, "shape": [None, 10]},
-            "libraries": libraries,
-            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    `weight`). `calibrated`: the export task's "calibration" (temperature, ECE before and
+    after) and "uncertain" (the flag's thresholds, chosen on validation, and its figures)
+    records (fmnist/training/calibrate.py), kept under those keys."""
+    return export.ExportMetadata(
+        class_names=list(data.CLASS_NAMES), run_id=run_id, variant=exported["config"],
+        val_accuracy=exported["val_accuracy"], test_accuracy=exported["test_accuracy"],
+        dataset_sha256=splits.sha256, input=export.ExportInput(),
+        output=export.ExportOutput(), libraries=libraries,
+        exported_at=dt.datetime.now(dt.timezone.utc).isoformat(), **(calibrated or {}))
 
 
 def describe_export(pred, splits: data.Splits, version, out_dir) -> dict:

@@ -2,6 +2,13 @@
 
 It is published by fmnist/core/export.py (TF Serving's layout, versions renamed into
 place); fmnist/scoring reads it back through the same names.
+
+Built with calibration constants (fmnist/training/calibrate.py), `probabilities` are
+softmax(log p / T) and the signature has one more output per signal of
+fmnist/core/calibration.py SIGNALS: `reconstruction_error` (the input's distance from the
+training images' PCA subspace), `feature_distance` (Mahalanobis distance of the first
+member's penultimate features to the nearest class mean) and `contrast` (the input's
+pixel standard deviation). The input and `probabilities` keep their name, dtype and shape.
 """
 
 from __future__ import annotations
@@ -16,13 +23,8 @@ def save_model(variant, weights, directory: Path) -> None:
     save_ensemble([(variant, weights, 1.0)], directory)
 
 
-def save_ensemble(members: list[tuple], directory: Path) -> None:
-    """One SavedModel, the same signature, computing the weighted mean of its members'
-    probabilities in the graph: [(variant, weights, member weight)], weights summing to
-    1. A single member with weight 1 is exactly that model (x * 1.0 is x in floats)."""
-    import keras
-    import tensorflow as tf
-
+def build_nets(members: list[tuple]) -> list[tuple]:
+    """[(variant, weights, share)] -> [(Keras net with those weights, share)]."""
     from fmnist.training.model import build
 
     nets = []
@@ -30,19 +32,64 @@ def save_ensemble(members: list[tuple], directory: Path) -> None:
         net = build(variant)
         net.set_weights(arrays)
         nets.append((net, float(share)))
+    return nets
+
+
+def save_ensemble(members: list[tuple], directory: Path, calibrated=None) -> None:
+    """One SavedModel, the same signature, computing the weighted mean of its members'
+    probabilities in the graph: [(variant, weights, member weight)], weights summing to
+    1. A single member with weight 1 is exactly that model (x * 1.0 is x in floats).
+    With `calibrated` (a calibrate.Calibrated), the probabilities are temperature-scaled
+    and the signals are extra outputs."""
+    import keras
+    import tensorflow as tf
+
+    from fmnist.training.calibrate import features_model
+
+    nets = build_nets(members)
     archive = keras.export.ExportArchive()
     for net, _ in nets:
         archive.track(net)
+    first_features, first_head = features_model(nets[0][0]), nets[0][0].layers[-1]
+
+    def mean_probs(logits):
+        return tf.add_n([share * tf.nn.softmax(z) for z, (_, share) in zip(logits, nets)])
 
     def serve(images):
-        return {OUTPUT_KEY: tf.add_n([share * tf.nn.softmax(net(images, training=False))
-                                     for net, share in nets])}
+        if calibrated is None:
+            return {OUTPUT_KEY: mean_probs([net(images, training=False) for net, _ in nets])}
+        feats = first_features(images, training=False)
+        probs = mean_probs([first_head(feats)]
+                           + [net(images, training=False) for net, _ in nets[1:]])
+        return {OUTPUT_KEY: tf.nn.softmax(tf.math.log(tf.maximum(probs, 1e-12))
+                                          / calibrated.temperature),
+                **_signals(images, feats, calibrated)}
 
     archive.add_endpoint(
         name=SIGNATURE, fn=serve,
         input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_KEY)],
     )
     archive.write_out(str(directory), verbose=False)
+
+
+def _signals(images, feats, c) -> dict:
+    """The out-of-distribution signals, float32 [N] each, as fmnist/core/calibration.py
+    computes them in NumPy."""
+    import tensorflow as tf
+
+    x = tf.reshape(tf.cast(images, tf.float32) / 255.0, [-1, 28 * 28])
+    centred = x - tf.constant(c.pca_mean)
+    axes = tf.constant(c.pca_axes)
+    residual = centred - tf.matmul(tf.matmul(centred, axes, transpose_b=True), axes)
+    # |f - m|^2_P = f'Pf - 2 f'Pm + m'Pm: one [d, d] product per item, not one per class.
+    means, precision = tf.constant(c.feature_means), tf.constant(c.feature_precision)
+    fp = tf.matmul(feats, precision)
+    mpm = tf.reduce_sum(tf.matmul(means, precision) * means, axis=1)
+    distance = (tf.reduce_sum(fp * feats, axis=1, keepdims=True)
+                - 2.0 * tf.matmul(fp, means, transpose_b=True) + mpm[None, :])
+    return {"reconstruction_error": tf.reduce_sum(tf.square(residual), axis=1),
+            "feature_distance": tf.reduce_min(distance, axis=1),
+            "contrast": tf.math.reduce_std(x, axis=1)}
 
 
 def export(variant, weights, metadata: dict, base: Path) -> Path:

@@ -22,7 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from fmnist.core import data, export
 from fmnist.core.tables import count
 from fmnist.ops import gate, versions
-from fmnist.ops.results import RunResults, RunSettings, VariantResult
+from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
 from fmnist.training import exporter, fit, report, schedule, variants as variants_mod
 from fmnist.training.rundir import RunDir, read_resume
 from fmnist.training.session import DeferredSignals, Interrupted, RaySession
@@ -231,12 +231,14 @@ def _publish(job: SweepJob, trained: _Trained, splits: data.Splits, run_dir: Run
     if best:
         exported = exporter.exported_model(results, trained.members, built["predictions"],
                                            splits)
+        calibrated = {k: built[k] for k in ("calibration", "uncertain")}
         path = export.publish(lambda staging: export.unpack(built["archive"], staging),
                               exporter.export_metadata(exported, run_dir.run_id, splits,
-                                                       built["libraries"]),
+                                                       built["libraries"], calibrated),
                               job.export_dir)
         clock.mark("published")
         results.export = str(path)
+        results.calibration = CalibrationRecord.model_validate(calibrated)
         results.exported_model_test = exporter.describe_export(
             built["predictions"], splits, path, run_dir.path)
         results.gate = gate.gate(job.export_dir, int(path.name), built,

@@ -17,7 +17,7 @@ import ray
 
 from fmnist.core import data, export, internals, runtime
 from fmnist.ops.results import VariantResult
-from fmnist.training import fit, savedmodel
+from fmnist.training import calibrate, fit, savedmodel
 from fmnist.training.variants import Variant
 
 
@@ -95,6 +95,10 @@ def _build_export(members: list[tuple], splits: data.Splits,
                   stable_archive: bytes | None = None) -> dict:
     """Build the serving SavedModel from the members' weights and score it.
 
+    The temperature and the `uncertain` signals' constants are fitted first
+    (fmnist/training/calibrate.py) and built into the SavedModel; its thresholds are
+    chosen on its own validation outputs.
+
     The SavedModel is loaded back from disk to score the test set, so the confusion
     matrix describes exactly the files that ship. For the quality gate, the same
     SavedModel and the `stable` version are scored on this run's validation split: both
@@ -109,25 +113,40 @@ def _build_export(members: list[tuple], splits: data.Splits,
         stable_archive: the `stable` version, packed by the driver (any node can run this).
 
     Returns:
-        {"archive", "libraries", "predictions" (test set), "val_accuracy"} and
-        "stable_val_accuracy" or "stable_error" when `stable_archive` is given.
+        {"archive", "libraries", "predictions" (test set), "val_accuracy",
+        "calibration", "uncertain" (calibrate.describe)} and "stable_val_accuracy" or
+        "stable_error" when `stable_archive` is given.
     """
     runtime.skip_optional_imports()
     import tensorflow as tf
 
+    def serve(directory: str):
+        return tf.saved_model.load(directory).signatures[export.SIGNATURE]
+
+    def outputs(signature, x) -> dict:
+        return {k: v.numpy() for k, v in signature(**{export.INPUT_KEY: tf.constant(x)}).items()}
+
     def predict(directory: str, x):
-        serve = tf.saved_model.load(directory).signatures[export.SIGNATURE]
-        return serve(**{export.INPUT_KEY: tf.constant(x)})[export.OUTPUT_KEY].numpy() \
-            .argmax(axis=1).astype("uint8")
+        return outputs(serve(directory), x)[export.OUTPUT_KEY].argmax(axis=1).astype("uint8")
 
     def val_accuracy(directory: str) -> float:
         return float((predict(directory, splits.x_val) == splits.y_val).mean())
 
+    nets = savedmodel.build_nets(members)
+    calibrated = calibrate.fit(nets, splits)
     with tempfile.TemporaryDirectory() as tmp:
-        savedmodel.save_ensemble(members, Path(tmp))
+        savedmodel.save_ensemble(members, Path(tmp), calibrated)
+        signature = serve(tmp)
+        served = {"validation": outputs(signature, splits.x_val),
+                  "test": outputs(signature, splits.x_test)}
+        raw = {"validation": calibrate.raw_probabilities(nets, splits.x_val),
+               "test": calibrate.raw_probabilities(nets, splits.x_test)}
         built = {"archive": export.pack(Path(tmp)), "libraries": library_versions(),
-                 "predictions": predict(tmp, splits.x_test),
-                 "val_accuracy": val_accuracy(tmp)}
+                 "predictions": served["test"][export.OUTPUT_KEY].argmax(axis=1)
+                 .astype("uint8"),
+                 "val_accuracy": float((served["validation"][export.OUTPUT_KEY].argmax(axis=1)
+                                        == splits.y_val).mean()),
+                 **calibrate.describe(calibrated, raw, served, splits)}
     if stable_archive is not None:
         with tempfile.TemporaryDirectory() as tmp:
             try:

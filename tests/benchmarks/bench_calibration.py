@@ -1,0 +1,104 @@
+"""Measure the `uncertain` flag and the calibration of an export (docs/calibration.md).
+
+    .venv/bin/python tests/benchmarks/bench_calibration.py --model models/fmnist \
+        [--items 2000] [--per-kind 300] [--kinds text,blank,noise,digits,landscape]
+
+A script, not a test. It prints the export's temperature and expected calibration error
+(from its fmnist.json), then scores through `fmnist-job score`'s own code path:
+
+* `--items` random test items as plain 28x28 PNGs: the share flagged (target: at most
+  10%), the accuracy of all rows and of the rows not flagged (target: at least 3 points
+  more);
+* `--per-kind` images of each non-clothing kind of tests/nonclothing.py: the share
+  flagged (target: at least 90% over all of them), per kind and overall.
+
+`--min-confidence` is passed to score as the CLI would. Deterministic for a --seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))        # tests/: nonclothing
+
+import nonclothing
+
+
+def rows_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def score_dir(root: Path, model: Path, out: Path, min_confidence) -> dict[str, dict]:
+    from fmnist.scoring import score
+    score.score(root, model=model, out=out, show=False, min_confidence=min_confidence)
+    return {r["path"]: r for r in rows_of(out)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--per-kind", type=int, default=300)
+    ap.add_argument("--kinds", default=",".join(nonclothing.KINDS))
+    ap.add_argument("--min-confidence", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from PIL import Image
+
+    from fmnist.core import data
+    from fmnist.scoring import savedmodel
+
+    version = savedmodel.resolve_model(args.model)
+    meta = savedmodel.read_metadata(version)
+    cal = meta.get("calibration")
+    print(f"model {version}")
+    if cal:
+        print(f"temperature {cal['temperature']:.4f}; ECE ({cal['ece_bins']} bins) "
+              + "; ".join(f"{split} {100 * e['before']:.2f}% -> {100 * e['after']:.2f}%"
+                          for split, e in cal["ece"].items()))
+        rule = meta["uncertain"]
+        print("thresholds (validation): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in rule.items() if k.startswith(("min_", "max_"))))
+    else:
+        print("no calibration in fmnist.json (an older export)")
+
+    _, _, x, y, _ = data.load_arrays()
+    idx = np.random.default_rng(args.seed).choice(len(x), args.items, replace=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        plain = tmp / "plain"
+        plain.mkdir()
+        for i in idx:
+            Image.fromarray(x[i]).save(plain / f"{i:05d}.png")
+        rows = score_dir(plain, args.model, tmp / "plain.jsonl", args.min_confidence)
+        flagged = np.array([rows[f"{i:05d}.png"]["uncertain"] for i in idx])
+        right = np.array([rows[f"{i:05d}.png"]["label"] == y[i] for i in idx])
+        print(f"\nplain 28x28 test items ({args.items:,}, seed {args.seed}): "
+              f"flagged {100 * flagged.mean():.1f}% (target <= 10%); accuracy all "
+              f"{100 * right.mean():.2f}%, not flagged {100 * right[~flagged].mean():.2f}% "
+              f"({100 * (right[~flagged].mean() - right.mean()):+.2f} points; target >= +3)")
+
+        other = tmp / "nonclothing"
+        kinds = [k for k in args.kinds.split(",") if k]
+        for kind in kinds:
+            nonclothing.write_kind(other, kind, args.per_kind, seed=args.seed)
+        rows = score_dir(other, args.model, tmp / "other.jsonl", args.min_confidence)
+        print(f"\nnon-clothing ({args.per_kind} a kind): flagged")
+        total = []
+        for kind in kinds:
+            f = [r["uncertain"] for p, r in rows.items() if p.startswith(kind + "/")]
+            total += f
+            held = " (held out)" if kind == nonclothing.HELD_OUT else ""
+            print(f"  {kind:10s} {100 * np.mean(f):5.1f}%{held}")
+        print(f"  {'all':10s} {100 * np.mean(total):5.1f}% (target >= 90%)")
+
+
+if __name__ == "__main__":
+    main()
