@@ -43,7 +43,7 @@ def test_command_lines_parse_with_the_real_cli(doc):
     for inv, pod, c in found:
         try:
             name, params = parse_cli(inv.argv)
-        except Exception as e:  # UsageError, BadParameter, NoSuchOption, ...
+        except Exception as e:  # noqa: BLE001 - UsageError, BadParameter, NoSuchOption, ...
             pytest.fail(f"{doc.id} {inv.where}: `fmnist-job {' '.join(inv.argv)}`: {e}")
         # The containers and pods that see the paths of this command line.
         if pod is not None:

@@ -84,7 +84,7 @@ def test_runs_prune_deletes_only_runs_untouched_for_the_retention(tmp_path):
         os.utime(p, (month, month))
     (busy / "results.json").write_text("{}")  # an old run directory still being written
     proc = run_cli("runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path)
-    assert proc.returncode == 0 and proc.stdout == "pruned 1 run(s): old\n"
+    assert proc.returncode == 0 and proc.stdout == "pruned 1 run: old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "recent"]
     assert runs.prune(tmp_path, 30) == []
     missing = run_cli("runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path / "x")

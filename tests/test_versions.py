@@ -238,7 +238,7 @@ def test_list_promote_rollback_prune(tmp_path, monkeypatch, capsys):
     code, _, err = cli(["models", "rollback", *d], monkeypatch, capsys)
     assert code == 2 and "version 2 is the first stable version" in err
     assert cli(["models", "prune", "--keep", "0", *d], monkeypatch, capsys)[1] == \
-        "pruned versions 4\n"
+        "pruned version 4\n"
     assert versions.disk_versions(base) == [2, 5]
 
 

@@ -72,5 +72,6 @@ def models_prune(
         gone = versions.prune(export_dir, keep)
     except versions.VersionsError as e:
         raise fail(str(e))
-    typer.echo(f"pruned versions {', '.join(map(str, gone))}" if gone else "nothing to prune")
+    typer.echo(f"pruned version{'s' * (len(gone) > 1)} {', '.join(map(str, gone))}" if gone
+               else "nothing to prune")
 

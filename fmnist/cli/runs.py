@@ -43,5 +43,6 @@ def runs_prune(
         gone = runs.prune(runs_dir, keep_days)
     except runs.RunsError as e:
         raise fail(str(e))
-    typer.echo(f"pruned {len(gone)} run(s)" + (f": {', '.join(gone)}" if gone else ""))
+    from fmnist.core.tables import count
+    typer.echo(f"pruned {count(len(gone), 'run')}" + (f": {', '.join(gone)}" if gone else ""))
 
