@@ -17,16 +17,17 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import photos  # noqa: E402
 from fmnist.core import data  # noqa: E402
 from fmnist.scoring import images  # noqa: E402
+
+import photos  # noqa: E402
 
 HEIGHT = 224
 
 
 def main() -> None:
     _, _, x, y, _ = data.load_arrays()
-    i = 0                                                    # an ankle boot
+    i = 0  # an ankle boot
     rng = np.random.default_rng(4)
     item = photos._item(x[i], 300, ink=(25, 30, 70), paper=(245, 245, 245))
     photo = photos._place(item, (560, 480), (245, 245, 245), rng)
@@ -40,15 +41,23 @@ def main() -> None:
     seen = images.to_model_input(photo)
 
     boxed = photo.copy()
-    ImageDraw.Draw(boxed).rectangle([left * factor, top * factor, right * factor - 1,
-                                     bottom * factor - 1], outline=(220, 40, 40), width=3)
+    ImageDraw.Draw(boxed).rectangle(
+        [left * factor, top * factor, right * factor - 1, bottom * factor - 1],
+        outline=(220, 40, 40),
+        width=3,
+    )
     panels = [
-        (boxed, f"photo {photo.width}x{photo.height}; corner colour {background},\n"
-                f"the item's box (within 5% of it is margin)"),
+        (
+            boxed,
+            f"photo {photo.width}x{photo.height}; corner colour {background},\n"
+            f"the item's box (within 5% of it is margin)",
+        ),
         (crop, f"trimmed: {crop.width}x{crop.height}\n(at 1/{factor} scale)"),
         (images.pad(np.asarray(resized), background), "longest edge to 28,\ncentred"),
-        (Image.fromarray(seen), f"negated, stretched to 0..255:\nwhat the model sees "
-                                f"({data.CLASS_NAMES[y[i]]})"),
+        (
+            Image.fromarray(seen),
+            f"negated, stretched to 0..255:\nwhat the model sees ({data.CLASS_NAMES[y[i]]})",
+        ),
     ]
     font = ImageFont.load_default(size=13)
     tiles = []
@@ -56,8 +65,9 @@ def main() -> None:
         im = im if isinstance(im, Image.Image) else Image.fromarray(im)
         scale = HEIGHT / im.height
         resample = Image.Resampling.NEAREST if im.height <= 28 else Image.Resampling.LANCZOS
-        tiles.append((im.convert("RGB").resize((round(im.width * scale), HEIGHT), resample),
-                      caption))
+        tiles.append(
+            (im.convert("RGB").resize((round(im.width * scale), HEIGHT), resample), caption)
+        )
     width = sum(t.width for t, _ in tiles) + 40 * (len(tiles) + 1)
     sheet = Image.new("RGB", (width, HEIGHT + 70), "white")
     draw = ImageDraw.Draw(sheet)

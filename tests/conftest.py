@@ -18,14 +18,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
     """Run `fmnist-job ARGS` as a user would, in a fresh process."""
-    return subprocess.run([*FMNIST_JOB, *map(str, args)], cwd=cwd or ROOT, text=True,
-                          capture_output=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*FMNIST_JOB, *map(str, args)],
+        cwd=cwd or ROOT,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def cli(argv: list, monkeypatch, capsys) -> tuple[int, str, str]:
     """The real entry point (fmnist.cli.main) in this process: exit code, stdout, stderr."""
     from fmnist import cli as cli_mod
+
     monkeypatch.setattr(sys, "argv", ["fmnist-job", *map(str, argv)])
     code = cli_mod.main()
     out, err = capsys.readouterr()
@@ -36,13 +42,18 @@ def read_rows(path: Path) -> list[dict]:
     """Rows of a CSV or JSONL output, as dicts of strings/None for easy comparison."""
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
-            return [{k: (v if v != "" else None) for k, v in row.items()}
-                    for row in csv.DictReader(f)]
+            return [
+                {k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)
+            ]
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         # Booleans as the CSV writes them (the `uncertain` column): true / false.
-        rows.append({k: (None if v is None else str(v).lower() if isinstance(v, bool)
-                         else str(v)) for k, v in json.loads(line).items()})
+        rows.append(
+            {
+                k: (None if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in json.loads(line).items()
+            }
+        )
     return rows
 
 
@@ -52,6 +63,7 @@ def ray_cluster(tmp_path_factory):
     tests that need a Ray but are not about starting one: pass `ray_cluster.gcs` as the
     address. Its processes are ended by pid at the end of the session."""
     from raycluster import RayStartCluster
+
     cluster = RayStartCluster(tmp_path_factory.mktemp("ray-cluster"), auth=False, num_cpus=2)
     try:
         cluster.start(second_node=False)
@@ -70,15 +82,18 @@ def clean_cli_env(monkeypatch):
 @pytest.fixture
 def sweep_file(tmp_path):
     """Write a sweep file from TOML text; returns its path."""
+
     def write(text: str, name: str = "sweep.toml") -> Path:
         p = tmp_path / name
         p.write_text(text)
         return p
+
     return write
 
 
 # -----------------------------------------------------------------------------
 # Scoring: a small exported model and the test arrays (test_score.py, test_photos.py)
+
 
 @pytest.fixture(scope="session")
 def scoring_model(tmp_path_factory) -> Path:
@@ -90,11 +105,18 @@ def scoring_model(tmp_path_factory) -> Path:
     splits = data.load(limit=8000, val_size=1000)
     result, weights, _ = fit.fit_variant(variant, splits)
     base = tmp_path_factory.mktemp("models") / "fmnist"
-    savedmodel.export(variant, weights, {"class_names": list(data.CLASS_NAMES),
-                                     "variant": variant.to_dict(),
-                                     "val_accuracy": result.val_accuracy,
-                                     "test_accuracy": result.test_accuracy,
-                                     "run_id": "test"}, base)
+    savedmodel.export(
+        variant,
+        weights,
+        {
+            "class_names": list(data.CLASS_NAMES),
+            "variant": variant.to_dict(),
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "run_id": "test",
+        },
+        base,
+    )
     return base
 
 
@@ -104,6 +126,7 @@ def serve(scoring_model):
     import tensorflow as tf
 
     from fmnist.core import export
+
     signature = tf.saved_model.load(str(scoring_model / "1")).signatures[export.SIGNATURE]
     return lambda x: signature(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
 
@@ -111,5 +134,6 @@ def serve(scoring_model):
 @pytest.fixture(scope="session")
 def test_set():
     from fmnist.core import data
+
     _, _, x_test, y_test, _ = data.load_arrays()
     return x_test, y_test

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype",
-             "/usr/share/fonts")
+FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts")
 HELD_OUT = "landscape"
 
 
@@ -162,8 +161,11 @@ def digits_ink(rng):
 
 # kind -> its generators; each kind is reported as one figure.
 KINDS: dict[str, tuple[Callable, ...]] = {
-    "text": (text_page,), "blank": (blank_white, blank_black), "noise": (noise,),
-    "landscape": (landscape,), "digits": (digits_28, digits_ink),
+    "text": (text_page,),
+    "blank": (blank_white, blank_black),
+    "noise": (noise,),
+    "landscape": (landscape,),
+    "digits": (digits_28, digits_ink),
 }
 
 

@@ -39,8 +39,8 @@ def _addr(hex_addr: str) -> str:
     ip, port = hex_addr.split(":")
     if len(ip) == 8:
         return ".".join(str(b) for b in bytes.fromhex(ip)[::-1]) + f":{int(port, 16)}"
-    words = [bytes.fromhex(ip[i:i + 8])[::-1].hex() for i in range(0, 32, 8)]
-    return "[" + ":".join(w[i:i + 4] for w in words for i in (0, 4)) + f"]:{int(port, 16)}"
+    words = [bytes.fromhex(ip[i : i + 8])[::-1].hex() for i in range(0, 32, 8)]
+    return "[" + ":".join(w[i : i + 4] for w in words for i in (0, 4)) + f"]:{int(port, 16)}"
 
 
 def listening(pids: set[int]) -> list[tuple[int, str]]:
@@ -57,6 +57,8 @@ def listening(pids: set[int]) -> list[tuple[int, str]]:
 
 def is_loopback(addr: str) -> bool:
     host = addr.rsplit(":", 1)[0]
-    return (host.startswith("127.")
-            or host == "[0000:0000:0000:0000:0000:0000:0000:0001]"          # ::1
-            or host.startswith("[0000:0000:0000:0000:0000:ffff:7f"))         # ::ffff:127.x
+    return (
+        host.startswith("127.")
+        or host == "[0000:0000:0000:0000:0000:0000:0000:0001]"  # ::1
+        or host.startswith("[0000:0000:0000:0000:0000:ffff:7f")
+    )  # ::ffff:127.x

@@ -29,8 +29,7 @@ def free_port() -> int:
 def clean_env(home: Path, ray_tmp: Path, **extra: str) -> dict:
     """This process's environment without anything that points Ray somewhere or gives it
     a token, with its own HOME and RAY_TMPDIR."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
     home.mkdir(parents=True, exist_ok=True)
     ray_tmp.mkdir(parents=True, exist_ok=True)
     return {**env, "HOME": str(home), "RAY_TMPDIR": str(ray_tmp), **extra}
@@ -64,33 +63,60 @@ class RayStartCluster:
         # Short: Ray's socket paths under it must stay within 107 bytes.
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="fmnist-auth-", dir="/tmp"))
         self.marker = f"RAY_TMPDIR={self.ray_tmp}"
-        self.env = clean_env(tmp / "cluster-home", self.ray_tmp,
-                             **({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
-                                if auth else {"RAY_AUTH_MODE": "disabled"}))
+        self.env = clean_env(
+            tmp / "cluster-home",
+            self.ray_tmp,
+            **(
+                {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+                if auth
+                else {"RAY_AUTH_MODE": "disabled"}
+            ),
+        )
         self.gcs = f"127.0.0.1:{self.gcs_port}"
         self.client = f"ray://127.0.0.1:{self.client_port}"
 
     def ray_start(self, *args: str) -> None:
-        common = ("--num-cpus", str(self.num_cpus), "--node-ip-address", "127.0.0.1",
-                  "--object-store-memory", str(200 * 2**20), "--disable-usage-stats")
-        proc = subprocess.run([str(RAY), "start", *args, *common], env=self.env, text=True,
-                              capture_output=True, timeout=180)
+        common = (
+            "--num-cpus",
+            str(self.num_cpus),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--object-store-memory",
+            str(200 * 2**20),
+            "--disable-usage-stats",
+        )
+        proc = subprocess.run(
+            [str(RAY), "start", *args, *common],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=180,
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def start(self, second_node: bool = True) -> None:
-        self.ray_start("--head", "--port", str(self.gcs_port),
-                       "--ray-client-server-port", str(self.client_port),
-                       "--include-dashboard", "false")
+        self.ray_start(
+            "--head",
+            "--port",
+            str(self.gcs_port),
+            "--ray-client-server-port",
+            str(self.client_port),
+            "--include-dashboard",
+            "false",
+        )
         if second_node:
             # It joins with the token in its environment (without it: "Authentication
             # token is missing or incorrect").
             self.ray_start("--address", self.gcs)
 
     def node_ids(self) -> set[str]:
-        code = ("import json, ray\nray.init(address=%r, logging_level='ERROR')\n"
-                "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % self.gcs)
-        proc = subprocess.run([sys.executable, "-c", code], env=self.env, text=True,
-                              capture_output=True, timeout=120)
+        code = (
+            "import json, ray\nray.init(address=%r, logging_level='ERROR')\n"
+            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % self.gcs
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=self.env, text=True, capture_output=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         return set(json.loads(proc.stdout.strip().splitlines()[-1]))
 

@@ -27,32 +27,48 @@ def servers(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("addresses")
     cluster = RayStartCluster(tmp, auth=False)
     dashboard = free_port()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            http.server.BaseHTTPRequestHandler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     silent = socket.create_server(("127.0.0.1", 0))
     try:
-        cluster.ray_start("--head", "--port", str(cluster.gcs_port),
-                          "--ray-client-server-port", str(cluster.client_port),
-                          "--include-dashboard", "true", "--dashboard-port", str(dashboard))
-        yield {"nothing": f"127.0.0.1:{free_port()}",
-               "http server": f"127.0.0.1:{httpd.server_port}",
-               "silent": f"127.0.0.1:{silent.getsockname()[1]}",
-               "dashboard": f"127.0.0.1:{dashboard}",
-               "client port as host:port": f"127.0.0.1:{cluster.client_port}",
-               "GCS as ray://": f"ray://{cluster.gcs}",
-               "http server as ray://": f"ray://127.0.0.1:{httpd.server_port}"}, tmp
+        cluster.ray_start(
+            "--head",
+            "--port",
+            str(cluster.gcs_port),
+            "--ray-client-server-port",
+            str(cluster.client_port),
+            "--include-dashboard",
+            "true",
+            "--dashboard-port",
+            str(dashboard),
+        )
+        yield (
+            {
+                "nothing": f"127.0.0.1:{free_port()}",
+                "http server": f"127.0.0.1:{httpd.server_port}",
+                "silent": f"127.0.0.1:{silent.getsockname()[1]}",
+                "dashboard": f"127.0.0.1:{dashboard}",
+                "client port as host:port": f"127.0.0.1:{cluster.client_port}",
+                "GCS as ray://": f"ray://{cluster.gcs}",
+                "http server as ray://": f"ray://127.0.0.1:{httpd.server_port}",
+            },
+            tmp,
+        )
     finally:
         httpd.shutdown()
         silent.close()
         cluster.stop()
 
 
-EXPECTED = {"nothing": "nothing listens", "http server": "is an HTTP server",
-            "silent": "did not answer as Ray", "dashboard": "is an HTTP server",
-            "client port as host:port": "is a Ray Client server: give it as ray://",
-            "GCS as ray://": "GCS port, not its Ray Client port",
-            "http server as ray://": "is an HTTP server"}
+EXPECTED = {
+    "nothing": "nothing listens",
+    "http server": "is an HTTP server",
+    "silent": "did not answer as Ray",
+    "dashboard": "is an HTTP server",
+    "client port as host:port": "is a Ray Client server: give it as ray://",
+    "GCS as ray://": "GCS port, not its Ray Client port",
+    "http server as ray://": "is an HTTP server",
+}
 
 
 def assert_one_line_fast(proc, seconds: float, address: str, expected: str) -> None:
@@ -68,25 +84,47 @@ def assert_one_line_fast(proc, seconds: float, address: str, expected: str) -> N
 def test_train_names_what_answered(servers, kind):
     addresses, tmp = servers
     started = time.monotonic()
-    proc = run_cli("train", "--address", addresses[kind], "--limit", "1000",
-                   "--runs-dir", tmp / kind / "run", "--export-dir", tmp / kind / "models",
-                   env=clean_env(tmp / "home", tmp / "ray"), timeout=120)
+    proc = run_cli(
+        "train",
+        "--address",
+        addresses[kind],
+        "--limit",
+        "1000",
+        "--runs-dir",
+        tmp / kind / "run",
+        "--export-dir",
+        tmp / kind / "models",
+        env=clean_env(tmp / "home", tmp / "ray"),
+        timeout=120,
+    )
     assert_one_line_fast(proc, time.monotonic() - started, addresses[kind], EXPECTED[kind])
     assert not (tmp / kind / "run").exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["nothing", "http server", "silent", "dashboard",
-                                  "client port as host:port"])
+@pytest.mark.parametrize(
+    "kind", ["nothing", "http server", "silent", "dashboard", "client port as host:port"]
+)
 def test_score_ray_names_what_answered(servers, scoring_model, kind, tmp_path):
     addresses, tmp = servers
     from PIL import Image
+
     (tmp_path / "in").mkdir()
     Image.new("L", (28, 28)).save(tmp_path / "in" / "a.png")
     started = time.monotonic()
-    proc = run_cli("score", tmp_path / "in", "--model", scoring_model, "--ray",
-                   "--address", addresses[kind], "--out", tmp_path / "out.csv",
-                   env=clean_env(tmp / "home", tmp / "ray"), timeout=120)
+    proc = run_cli(
+        "score",
+        tmp_path / "in",
+        "--model",
+        scoring_model,
+        "--ray",
+        "--address",
+        addresses[kind],
+        "--out",
+        tmp_path / "out.csv",
+        env=clean_env(tmp / "home", tmp / "ray"),
+        timeout=120,
+    )
     assert_one_line_fast(proc, time.monotonic() - started, addresses[kind], EXPECTED[kind])
     assert not (tmp_path / "out.csv").exists()
 
@@ -95,9 +133,17 @@ def test_score_ray_names_what_answered(servers, scoring_model, kind, tmp_path):
 def test_score_ray_through_ray_client_says_what_to_run(servers, scoring_model, tmp_path):
     addresses, tmp = servers
     (tmp_path / "in").mkdir()
-    proc = run_cli("score", tmp_path / "in", "--model", scoring_model, "--ray",
-                   "--address", f"ray://127.0.0.1:{addresses['client port as host:port'].rsplit(':', 1)[1]}",
-                   env=clean_env(tmp / "home", tmp / "ray"), timeout=120)
+    proc = run_cli(
+        "score",
+        tmp_path / "in",
+        "--model",
+        scoring_model,
+        "--ray",
+        "--address",
+        f"ray://127.0.0.1:{addresses['client port as host:port'].rsplit(':', 1)[1]}",
+        env=clean_env(tmp / "home", tmp / "ray"),
+        timeout=120,
+    )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
     assert "cannot run through Ray Client" in lines[0] and "ray job submit" in lines[0]
@@ -113,8 +159,21 @@ def test_the_right_addresses_still_connect(servers, tmp_path):
     gcs = addresses["GCS as ray://"].removeprefix("ray://")
     client = "ray://" + addresses["client port as host:port"]
     for address in (gcs, client):
-        proc = run_cli("train", "--address", address, "--sweep", sweep, "--limit", "1000",
-                       "--workers", "1", "--runs-dir", tmp_path / address.replace("/", "_"),
-                       "--export-dir", tmp_path / "models",
-                       env=clean_env(tmp / "home", tmp / "ray"), timeout=600)
+        proc = run_cli(
+            "train",
+            "--address",
+            address,
+            "--sweep",
+            sweep,
+            "--limit",
+            "1000",
+            "--workers",
+            "1",
+            "--runs-dir",
+            tmp_path / address.replace("/", "_"),
+            "--export-dir",
+            tmp_path / "models",
+            env=clean_env(tmp / "home", tmp / "ray"),
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]

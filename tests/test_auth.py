@@ -32,7 +32,6 @@ from PIL import Image
 from conftest import FMNIST_JOB, ROOT
 from raycluster import RayStartCluster, clean_env
 
-
 AUTH_ERROR_SECONDS = 10  # the requirement: the error comes within 10 s
 TWO_VARIANTS = """
 [defaults]
@@ -58,8 +57,14 @@ def cluster(tmp_path_factory):
 
 def run(args, env, timeout=600) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    proc = subprocess.run([*FMNIST_JOB, *map(str, args)], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    proc = subprocess.run(
+        [*FMNIST_JOB, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
     return proc, time.monotonic() - started
 
 
@@ -77,10 +82,26 @@ def trained(cluster, tmp_path_factory):
     (tmp / "token").write_text(cluster.token + "\n")
     sweep = tmp / "two.toml"
     sweep.write_text(TWO_VARIANTS)
-    proc, _ = run(["train", "--address", cluster.gcs, "--sweep", sweep, "--workers", "2",
-                   "--cpus-per-worker", "1", "--limit", "1000", "--runs-dir", tmp / "run",
-                   "--export-dir", tmp / "models"],
-                  client_env(tmp, RAY_AUTH_TOKEN_PATH=str(tmp / "token")))
+    proc, _ = run(
+        [
+            "train",
+            "--address",
+            cluster.gcs,
+            "--sweep",
+            sweep,
+            "--workers",
+            "2",
+            "--cpus-per-worker",
+            "1",
+            "--limit",
+            "1000",
+            "--runs-dir",
+            tmp / "run",
+            "--export-dir",
+            tmp / "models",
+        ],
+        client_env(tmp, RAY_AUTH_TOKEN_PATH=str(tmp / "token")),
+    )
     return tmp, proc
 
 
@@ -109,8 +130,22 @@ def test_train_over_ray_client_with_the_token(cluster, tmp_path, sweep_file, sou
         (tmp_path / "home" / ".ray").mkdir(parents=True)
         (tmp_path / "home" / ".ray" / "auth_token").write_text(cluster.token)
     sweep = sweep_file('[[variant]]\nname = "tiny"\nhidden = [16]\nepochs = 1\n')
-    proc, _ = run(["train", "--address", cluster.client, "--sweep", sweep, "--limit", "1000",
-                   "--runs-dir", tmp_path / "run", "--export-dir", tmp_path / "models"], env)
+    proc, _ = run(
+        [
+            "train",
+            "--address",
+            cluster.client,
+            "--sweep",
+            sweep,
+            "--limit",
+            "1000",
+            "--runs-dir",
+            tmp_path / "run",
+            "--export-dir",
+            tmp_path / "models",
+        ],
+        env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (variant,) = json.loads((tmp_path / "run" / "results.json").read_text())["variants"]
     assert variant["status"] == "ok" and variant["node_id"] in cluster.node_ids()
@@ -130,23 +165,54 @@ def assert_auth_error(proc, seconds, address, expected):
 def test_train_without_a_token_fails_fast_naming_authentication(cluster, tmp_path, form):
     address = cluster.gcs if form == "host:port" else cluster.client
     # The timeout is the requirement: Ray alone would wait 20 s (host:port) or 30 s (ray://).
-    proc, seconds = run(["train", "--address", address, "--limit", "1000",
-                         "--runs-dir", tmp_path / "run", "--export-dir", tmp_path / "models"],
-                        client_env(tmp_path), timeout=AUTH_ERROR_SECONDS)
-    assert_auth_error(proc, seconds, address, "requires token authentication and no token was found")
-    assert not list((tmp_path / "models").iterdir())              # no version, nothing else
+    proc, seconds = run(
+        [
+            "train",
+            "--address",
+            address,
+            "--limit",
+            "1000",
+            "--runs-dir",
+            tmp_path / "run",
+            "--export-dir",
+            tmp_path / "models",
+        ],
+        client_env(tmp_path),
+        timeout=AUTH_ERROR_SECONDS,
+    )
+    assert_auth_error(
+        proc, seconds, address, "requires token authentication and no token was found"
+    )
+    assert not list((tmp_path / "models").iterdir())  # no version, nothing else
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["host:port", "ray://"])
 def test_a_wrong_token_is_rejected_fast(cluster, tmp_path, form):
     address = cluster.gcs if form == "host:port" else cluster.client
-    proc, seconds = run(["train", "--address", address, "--limit", "1000",
-                         "--runs-dir", tmp_path / "run", "--export-dir", tmp_path / "models"],
-                        client_env(tmp_path, RAY_ADDRESS=address, RAY_AUTH_MODE="token",
-                                   RAY_AUTH_TOKEN=secrets.token_hex(32)),
-                        timeout=AUTH_ERROR_SECONDS)
-    assert_auth_error(proc, seconds, address, "rejected the authentication token from RAY_AUTH_TOKEN")
+    proc, seconds = run(
+        [
+            "train",
+            "--address",
+            address,
+            "--limit",
+            "1000",
+            "--runs-dir",
+            tmp_path / "run",
+            "--export-dir",
+            tmp_path / "models",
+        ],
+        client_env(
+            tmp_path,
+            RAY_ADDRESS=address,
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=secrets.token_hex(32),
+        ),
+        timeout=AUTH_ERROR_SECONDS,
+    )
+    assert_auth_error(
+        proc, seconds, address, "rejected the authentication token from RAY_AUTH_TOKEN"
+    )
 
 
 def images(directory: Path, n: int = 5) -> Path:
@@ -159,16 +225,31 @@ def images(directory: Path, n: int = 5) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["host:port", "ray://"])
-def test_score_ray_without_a_token_fails_fast_naming_authentication(trained, cluster, tmp_path,
-                                                                    form):
+def test_score_ray_without_a_token_fails_fast_naming_authentication(
+    trained, cluster, tmp_path, form
+):
     """score --ray connects through the same fmnist.cluster.connect, after loading the model."""
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     address = cluster.gcs if form == "host:port" else cluster.client
-    proc, seconds = run(["score", images(tmp_path / "inbox"), "--ray", "--address", address,
-                         "--model", tmp / "models", "--out", tmp_path / "p.csv"],
-                        client_env(tmp_path), timeout=AUTH_ERROR_SECONDS)
-    assert_auth_error(proc, seconds, address, "requires token authentication and no token was found")
+    proc, seconds = run(
+        [
+            "score",
+            images(tmp_path / "inbox"),
+            "--ray",
+            "--address",
+            address,
+            "--model",
+            tmp / "models",
+            "--out",
+            tmp_path / "p.csv",
+        ],
+        client_env(tmp_path),
+        timeout=AUTH_ERROR_SECONDS,
+    )
+    assert_auth_error(
+        proc, seconds, address, "requires token authentication and no token was found"
+    )
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -187,9 +268,22 @@ def test_a_cluster_without_authentication_ignores_the_token(tmp_path, sweep_file
         # "Initialization failure from server", with and without authentication (cause not
         # found); ray:// with a token is covered above.
         for i, address in enumerate((c.gcs,)):
-            proc, _ = run(["train", "--address", address, "--sweep", sweep, "--limit", "1000",
-                           "--runs-dir", tmp_path / f"run{i}", "--export-dir", tmp_path / "models"],
-                          client_env(tmp_path))
+            proc, _ = run(
+                [
+                    "train",
+                    "--address",
+                    address,
+                    "--sweep",
+                    sweep,
+                    "--limit",
+                    "1000",
+                    "--runs-dir",
+                    tmp_path / f"run{i}",
+                    "--export-dir",
+                    tmp_path / "models",
+                ],
+                client_env(tmp_path),
+            )
             assert proc.returncode == 0, f"{address}: {proc.stderr[-3000:]}"
             (variant,) = json.loads((tmp_path / f"run{i}" / "results.json").read_text())["variants"]
             assert variant["status"] == "ok" and re.fullmatch(r"[0-9a-f]{56}", variant["node_id"])

@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import cli, read_rows
 from PIL import Image
 
 from fmnist.core import calibration
-from fmnist.core.export import ExportMetadata
 from fmnist.core.errors import ScoreError
+from fmnist.core.export import ExportMetadata
 from fmnist.scoring import uncertain
+
+from conftest import cli, read_rows
 
 
 def sampled(n: int, temperature: float, seed: int = 0):
@@ -42,7 +43,7 @@ def test_the_fit_minimises_the_nll():
 
 
 def test_scaling_changes_no_prediction_and_lowers_the_ece_of_an_overconfident_model():
-    logits, y = sampled(20000, 2.0, seed=2)   # the raw softmax is overconfident
+    logits, y = sampled(20000, 2.0, seed=2)  # the raw softmax is overconfident
     probs = np.exp(calibration.log_softmax(logits))
     t = calibration.fit_temperature(probs, y)
     after = calibration.scaled(probs, t)
@@ -56,8 +57,7 @@ def test_ece_by_hand():
     # -> 0.05. Then an item at exactly 1/15 joins bin 1, not bin 2.
     probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
     assert calibration.ece(probs, np.array([0, 0, 0, 1])) == pytest.approx(0.05)
-    assert calibration.ece(probs, np.array([1, 1, 1, 0])) == pytest.approx(
-        0.5 * 0.95 + 0.5 * 0.05)
+    assert calibration.ece(probs, np.array([1, 1, 1, 0])) == pytest.approx(0.5 * 0.95 + 0.5 * 0.05)
     edge = np.array([[1 / 15] + [(1 - 1 / 15) / 14] * 14])
     assert calibration.ece(edge, np.array([0])) == pytest.approx(1 - 1 / 15)
 
@@ -68,47 +68,63 @@ def test_thresholds_flag_their_share_of_validation():
     confidence = rng.random(n)
     signals = {name: rng.random(n) for name in calibration.SIGNALS}
     limits = calibration.thresholds(confidence, signals)
-    assert set(limits) == {"min_confidence", "max_reconstruction_error",
-                           "max_feature_distance", "min_contrast"}
+    assert set(limits) == {
+        "min_confidence",
+        "max_reconstruction_error",
+        "max_feature_distance",
+        "min_contrast",
+    }
     assert (confidence < limits["min_confidence"]).mean() == pytest.approx(
-        calibration.CONFIDENCE_SHARE, abs=0.002)
+        calibration.CONFIDENCE_SHARE, abs=0.002
+    )
     for name, side in calibration.SIGNALS.items():
-        past = signals[name] > limits[f"max_{name}"] if side == "max" \
+        past = (
+            signals[name] > limits[f"max_{name}"]
+            if side == "max"
             else signals[name] < limits[f"min_{name}"]
+        )
         assert past.mean() == pytest.approx(calibration.SIGNAL_SHARES[name], abs=0.002)
     flagged = calibration.flags(confidence, signals, limits)
-    assert flagged.mean() <= calibration.CONFIDENCE_SHARE + sum(
-        calibration.SIGNAL_SHARES.values()) + 0.002
+    assert (
+        flagged.mean()
+        <= calibration.CONFIDENCE_SHARE + sum(calibration.SIGNAL_SHARES.values()) + 0.002
+    )
 
 
 def test_the_numpy_signals_see_a_blank_and_noise():
     rng = np.random.default_rng(4)
     items = rng.integers(0, 256, (500, 28, 28)).astype(np.uint8)
-    items[:, :, :6] = 0                                     # some structure to find
+    items[:, :, :6] = 0  # some structure to find
     mean, axes = calibration.pca(items, components=20)
     assert np.allclose(axes @ axes.T, np.eye(20), atol=1e-4)
     err = calibration.reconstruction_error(items[:3], mean, axes)
     assert (err > 0).all()
     blank = np.zeros((1, 28, 28), np.uint8)
     assert calibration.contrast(blank)[0] == 0 < calibration.contrast(items[:1])[0]
-    means, precision = calibration.class_gaussian(rng.normal(0, 1, (1000, 4)),
-                                                  np.arange(1000) % 10)
-    near, far = calibration.feature_distance(np.stack([means[3], means[3] + 50]), means,
-                                             precision)
+    means, precision = calibration.class_gaussian(rng.normal(0, 1, (1000, 4)), np.arange(1000) % 10)
+    near, far = calibration.feature_distance(np.stack([means[3], means[3] + 50]), means, precision)
     assert near == pytest.approx(0, abs=1e-6) and far > 100
 
 
 def test_the_rule_reads_the_export_thresholds_and_min_confidence_replaces_one():
-    meta = ExportMetadata(uncertain={"min_confidence": 0.6, "max_reconstruction_error": 10.0,
-                                     "max_feature_distance": 500.0, "min_contrast": 0.1,
-                                     "validation_flagged": 0.09})
+    meta = ExportMetadata(
+        uncertain={
+            "min_confidence": 0.6,
+            "max_reconstruction_error": 10.0,
+            "max_feature_distance": 500.0,
+            "min_contrast": 0.1,
+            "validation_flagged": 0.09,
+        }
+    )
     signals = ("reconstruction_error", "feature_distance", "contrast")
     r = uncertain.rule(meta, signals)
     assert r.note is None and r.min_confidence == 0.6
     probs = np.array([[0.9] + [0.1 / 9] * 9, [0.5] + [0.5 / 9] * 9] * 2)
-    out = {"reconstruction_error": np.array([1.0, 1.0, 11.0, 1.0]),
-           "feature_distance": np.array([1.0, 1.0, 1.0, 1.0]),
-           "contrast": np.array([0.3, 0.3, 0.3, 0.3])}
+    out = {
+        "reconstruction_error": np.array([1.0, 1.0, 11.0, 1.0]),
+        "feature_distance": np.array([1.0, 1.0, 1.0, 1.0]),
+        "contrast": np.array([0.3, 0.3, 0.3, 0.3]),
+    }
     assert r.flags(probs, out).tolist() == [False, True, True, True]
     lenient = uncertain.rule(meta, signals, min_confidence=0.4)
     assert lenient.flags(probs, out).tolist() == [False, False, True, False]
@@ -121,14 +137,16 @@ def test_an_export_without_thresholds_falls_back_to_the_default_and_says_so():
     assert r.limits == {"min_confidence": uncertain.DEFAULT_MIN_CONFIDENCE}
     assert "no calibration" in r.note and "0.50" in r.note
     # Thresholds for signals the SavedModel does not return are not applied.
-    r = uncertain.rule(ExportMetadata(uncertain={"min_confidence": 0.7,
-                                                 "max_feature_distance": 1.0}), ())
+    r = uncertain.rule(
+        ExportMetadata(uncertain={"min_confidence": 0.7, "max_feature_distance": 1.0}), ()
+    )
     assert r.limits == {"min_confidence": 0.7} and r.note is None
 
 
 @pytest.mark.slow
-def test_an_export_made_before_calibration_still_scores(scoring_model, test_set, tmp_path,
-                                                        monkeypatch, capsys):
+def test_an_export_made_before_calibration_still_scores(
+    scoring_model, test_set, tmp_path, monkeypatch, capsys
+):
     meta = json.loads((scoring_model / "1" / "fmnist.json").read_text())
     assert "uncertain" not in meta and "calibration" not in meta  # the old form
     x, _ = test_set
@@ -138,8 +156,9 @@ def test_an_export_made_before_calibration_still_scores(scoring_model, test_set,
         Image.fromarray(x[i]).save(d / f"{i:03d}.png")
     Image.new("L", (64, 64), 255).save(d / "white.png")
     out_file = tmp_path / "p.csv"
-    code, out, err = cli(["score", d, "--model", scoring_model, "--out", out_file],
-                         monkeypatch, capsys)
+    code, out, err = cli(
+        ["score", d, "--model", scoring_model, "--out", out_file], monkeypatch, capsys
+    )
     assert code == 0, err
     assert err.count("no calibration") == 1
     rows = read_rows(out_file)
@@ -149,8 +168,11 @@ def test_an_export_made_before_calibration_still_scores(scoring_model, test_set,
     assert flagged == low
     assert f"; {sum(flagged):,} uncertain" in out
     # --min-confidence 1 flags every row.
-    code, out, err = cli(["score", d, "--model", scoring_model, "--out", out_file,
-                          "--min-confidence", "1"], monkeypatch, capsys)
+    code, out, err = cli(
+        ["score", d, "--model", scoring_model, "--out", out_file, "--min-confidence", "1"],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     assert all(r["uncertain"] == "true" for r in read_rows(out_file))
     assert "; 201 uncertain" in out

@@ -7,18 +7,25 @@ from pathlib import Path
 import pytest
 import typer
 
-from conftest import ROOT, run_cli
 from fmnist.cli import app
+
+from conftest import ROOT, run_cli
 
 
 def test_help_imports_neither_tensorflow_nor_ray():
-    code = ("import sys\nfrom fmnist.cli import main\nsys.argv = ['fmnist-job', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
-            "assert not heavy, heavy\nprint('light')")
+    code = (
+        "import sys\nfrom fmnist.cli import main\nsys.argv = ['fmnist-job', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
+        "assert not heavy, heavy\nprint('light')"
+    )
     for args in (["--help"], ["train", "--help"], ["score", "--help"]):
-        proc = subprocess.run([sys.executable, "-c", code.replace("'--help'", repr(args)[1:-1])],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-c", code.replace("'--help'", repr(args)[1:-1])],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0 and "light" in proc.stdout, proc.stderr
 
 
@@ -26,8 +33,11 @@ def leaf_commands(command=None, path=()) -> list[tuple[tuple[str, ...], object]]
     """Every runnable command of the real app as (path, Click command), groups walked."""
     command = command or typer.main.get_command(app)
     if hasattr(command, "commands"):
-        return [leaf for name, sub in sorted(command.commands.items())
-                for leaf in leaf_commands(sub, (*path, name))]
+        return [
+            leaf
+            for name, sub in sorted(command.commands.items())
+            for leaf in leaf_commands(sub, (*path, name))
+        ]
     return [(path, command)]
 
 
@@ -54,15 +64,18 @@ def test_every_option_has_help_text(path, command):
         assert " ".join(param.help.split())[:40] in " ".join(proc.stdout.split()), option
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train", "--workers", "0"], "'--workers'"),
-    (["train", "--workers", "many"], "'--workers'"),
-    (["train", "--epochs", "-1"], "'--epochs'"),
-    (["train", "--frobnicate"], "No such option: --frobnicate"),
-    (["train", "--sweep", "missing.toml"], "missing.toml: sweep file not found"),
-    (["train", "--limit", "1000", "--val-size", "2000"], "--val-size 2000 must be smaller"),
-    (["nonsense"], "No such command"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "--workers", "0"], "'--workers'"),
+        (["train", "--workers", "many"], "'--workers'"),
+        (["train", "--epochs", "-1"], "'--epochs'"),
+        (["train", "--frobnicate"], "No such option: --frobnicate"),
+        (["train", "--sweep", "missing.toml"], "missing.toml: sweep file not found"),
+        (["train", "--limit", "1000", "--val-size", "2000"], "--val-size 2000 must be smaller"),
+        (["nonsense"], "No such command"),
+    ],
+)
 def test_bad_arguments_give_one_line_and_exit_2(args, expected):
     proc = run_cli(*args)
     assert proc.returncode == 2
@@ -89,7 +102,9 @@ def test_export_dir_that_is_a_file(tmp_path):
 @pytest.mark.slow
 def test_corrupt_data_dir_exits_2_naming_the_file(tmp_path):
     import shutil
+
     from fmnist.core import data
+
     d = tmp_path / "fm"
     shutil.copytree(data.BUNDLED_DIR, d)
     (d / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
@@ -106,7 +121,9 @@ def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
     """The data loads while Ray starts; when both are wrong, the data is named (a
     missing file is found before anything connects, a corrupt one while connecting)."""
     import shutil
+
     from fmnist.core import data
+
     d = tmp_path / "fm"
     shutil.copytree(data.BUNDLED_DIR, d)
     target = d / "t10k-images-idx3-ubyte.gz"
@@ -114,8 +131,9 @@ def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
         target.unlink()
     else:
         target.write_bytes(b"\x1f\x8b garbage")
-    proc = run_cli("train", "--data-dir", d, "--address", "127.0.0.1:1",
-                   "--runs-dir", tmp_path / "run")
+    proc = run_cli(
+        "train", "--data-dir", d, "--address", "127.0.0.1:1", "--runs-dir", tmp_path / "run"
+    )
     assert proc.returncode == 2
     assert f"{target}: {damage if damage == 'missing' else 'sha256'}" in proc.stderr
     assert "127.0.0.1:1" not in proc.stderr and "Traceback" not in proc.stderr
@@ -124,17 +142,32 @@ def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
 
 @pytest.mark.slow
 def test_unknown_ray_address_exits_2(tmp_path):
-    proc = run_cli("train", "--address", "127.0.0.1:1", "--limit", "1000",
-                   "--runs-dir", tmp_path / "run", timeout=300)
+    proc = run_cli(
+        "train",
+        "--address",
+        "127.0.0.1:1",
+        "--limit",
+        "1000",
+        "--runs-dir",
+        tmp_path / "run",
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot connect to Ray at '127.0.0.1:1'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--sweep", "jobs/best.toml"), ("--epochs", "3"), ("--limit", "2000"),
-    ("--val-size", "500"), ("--runs-dir", "elsewhere")])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--sweep", "jobs/best.toml"),
+        ("--epochs", "3"),
+        ("--limit", "2000"),
+        ("--val-size", "500"),
+        ("--runs-dir", "elsewhere"),
+    ],
+)
 def test_resume_refuses_options_it_would_ignore(tmp_path, option, value):
     proc = run_cli("train", "--resume", tmp_path, option, value)
     assert proc.returncode == 2
@@ -147,8 +180,10 @@ def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     proc = run_cli("train", "--runs-dir", run, "--export-dir", tmp_path / "models")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"fmnist-job: error: --runs-dir {run} is not empty; name "
-                                   f"a new directory, or continue that run with --resume {run}")
+    assert proc.stderr.strip() == (
+        f"fmnist-job: error: --runs-dir {run} is not empty; name "
+        f"a new directory, or continue that run with --resume {run}"
+    )
     assert [p.name for p in run.iterdir()] == ["checkpoints"]
     assert not (tmp_path / "models").exists()
 
@@ -167,7 +202,8 @@ def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, wher
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        f"fmnist-job: error: {option} {bad}: cannot write there"), proc.stderr
+        f"fmnist-job: error: {option} {bad}: cannot write there"
+    ), proc.stderr
     assert not (tmp_path / "run" / "results.json").exists()
 
 
@@ -178,26 +214,36 @@ def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        f"fmnist-job: error: {tmp_path / 'results.json'}: "), proc.stderr
+        f"fmnist-job: error: {tmp_path / 'results.json'}: "
+    ), proc.stderr
     assert "cannot resume from it" in lines[0]
-    assert (tmp_path / "results.json").read_text() == content       # left as it was
+    assert (tmp_path / "results.json").read_text() == content  # left as it was
 
 
 def test_dry_run_prints_the_expanded_sweep_and_starts_nothing(tmp_path, sweep_file):
-    sweep = sweep_file('[[variant]]\nname = "one"\nhidden = [8]\n'
-                       '[[grid]]\nname = "g"\nhidden = [[16], [32, 16]]\nseed = [0, 1]\n')
-    code = ("import sys\nfrom fmnist.cli import main\n"
-            f"sys.argv = ['fmnist-job', 'train', '--sweep', {str(sweep)!r}, '--dry-run']\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, env={**__import__("os").environ, "COLUMNS": "120"})
+    sweep = sweep_file(
+        '[[variant]]\nname = "one"\nhidden = [8]\n'
+        '[[grid]]\nname = "g"\nhidden = [[16], [32, 16]]\nseed = [0, 1]\n'
+    )
+    code = (
+        "import sys\nfrom fmnist.cli import main\n"
+        f"sys.argv = ['fmnist-job', 'train', '--sweep', {str(sweep)!r}, '--dry-run']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "COLUMNS": "120"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "5 variants in" in proc.stdout
     for name in ("one", "g-h16-s0", "g-h16-s1", "g-h32x16-s0", "g-h32x16-s1"):
         assert f" {name} " in proc.stdout, proc.stdout
-    assert list(tmp_path.iterdir()) == [sweep]                 # no runs/, no models/
+    assert list(tmp_path.iterdir()) == [sweep]  # no runs/, no models/
 
 
 def test_top_level_help_gives_each_command_one_whole_sentence():
@@ -237,10 +283,19 @@ def test_help_reads_right():
 def test_preview_where_no_file_can_be_made_fails_before_scoring(scoring_model, tmp_path):
     # /proc passes os.access(W_OK) for root, yet no file can be created in it.
     from PIL import Image
+
     (tmp_path / "in").mkdir()
     Image.new("L", (28, 28)).save(tmp_path / "in" / "a.png")
-    proc = run_cli("score", tmp_path / "in", "--model", scoring_model, "--out",
-                   tmp_path / "p.csv", "--preview", "/proc/sheet.png")
+    proc = run_cli(
+        "score",
+        tmp_path / "in",
+        "--model",
+        scoring_model,
+        "--out",
+        tmp_path / "p.csv",
+        "--preview",
+        "/proc/sheet.png",
+    )
     assert proc.returncode == 2, proc.stderr
     assert "--preview /proc/sheet.png: cannot write there" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.csv").exists()

@@ -24,8 +24,12 @@ def test_checksums_are_the_release_files_own():
     the files), and the bundled files against both: an independent source, not the
     constant compared with itself."""
     import hashlib
-    published = dict(reversed(line.split()) for line in
-                     (data.BUNDLED_DIR / "SHA256SUMS").read_text().splitlines() if line.strip())
+
+    published = dict(
+        reversed(line.split())
+        for line in (data.BUNDLED_DIR / "SHA256SUMS").read_text().splitlines()
+        if line.strip()
+    )
     assert {name: published[name] for name in data.SHA256} == data.SHA256
     for name, digest in data.SHA256.items():
         assert hashlib.sha256((data.BUNDLED_DIR / name).read_bytes()).hexdigest() == digest

@@ -24,7 +24,6 @@ from deployment.manifests import (
     rayjob_specs,
 )
 
-
 WORKLOADS = [d for d in DOCS if d.kind in WORKLOAD_KINDS]
 
 
@@ -57,8 +56,9 @@ def test_command_lines_parse_with_the_real_cli(doc):
             assert pp.is_absolute(), f"{inv.where}: {path} must be absolute"
             for p, cont in pods_and_containers:
                 m = mount_for(p, cont, pp)
-                assert m and "persistentVolumeClaim" in m[1], \
+                assert m and "persistentVolumeClaim" in m[1], (
                     f"{inv.where}: {path} is not on a PVC in {p.where}"
+                )
                 if writable:
                     assert not m[0].get("readOnly"), f"{inv.where}: {path} is mounted read-only"
 
@@ -72,21 +72,29 @@ def test_command_lines_parse_with_the_real_cli(doc):
             if params["runs_dir"] is not None:
                 on_pvc(params["runs_dir"], writable=True)
             else:  # the default runs/<timestamp>-<id>/ is relative to the working directory
-                assert inv.cwd, f"{inv.where}: default --runs-dir with an unknown working directory (cd first)"
+                assert inv.cwd, (
+                    f"{inv.where}: default --runs-dir with an unknown working directory (cd first)"
+                )
                 on_pvc(inv.cwd / "runs", writable=True)
             assert params["data_dir"] is None, "use the data set bundled in the image"
-            assert params["limit"] is None and params["epochs"] is None, "no quick-run options in production"
+            assert params["limit"] is None and params["epochs"] is None, (
+                "no quick-run options in production"
+            )
             gpw = params["gpus_per_worker"] or 0
             if gpu_cluster:
                 assert gpw > 0, f"{inv.where}: GPU pods but no --gpus-per-worker"
             else:
                 assert gpw == 0, f"{inv.where}: --gpus-per-worker without nvidia.com/gpu resources"
         elif name == "score":
-            directory, model, out = (PurePosixPath(str(params[k])) for k in ("directory", "model", "out"))
+            directory, model, out = (
+                PurePosixPath(str(params[k])) for k in ("directory", "model", "out")
+            )
             on_pvc(params["directory"], writable=False)
             on_pvc(params["model"], writable=False)
             on_pvc(params["out"], writable=True)
-            assert out.parent == directory.parent, f"{inv.where}: predictions go next to {directory}"
+            assert out.parent == directory.parent, (
+                f"{inv.where}: predictions go next to {directory}"
+            )
             assert DATA_MOUNT in model.parents, f"{inv.where}: the model comes from {DATA_MOUNT}"
             assert out.suffix in (".csv", ".jsonl")
             if params["done"] is not None:  # scored files move there: writable, not inside
@@ -95,8 +103,9 @@ def test_command_lines_parse_with_the_real_cli(doc):
                 assert directory not in (done, *done.parents), f"{inv.where}: --done in the inbox"
         elif name == "guard":
             on_pvc(params["lease"], writable=True)
-            assert inv.argv[inv.argv.index("--") + 1] == "fmnist-job", \
+            assert inv.argv[inv.argv.index("--") + 1] == "fmnist-job", (
                 f"{inv.where}: guards fmnist-job"
+            )
         elif name.startswith("models "):
             on_pvc(params["export_dir"], writable=name != "models list")
         elif name == "runs prune":
@@ -136,10 +145,15 @@ def test_nightly_training_runs_behind_one_guard():
         guard = guards[0]
         params = parse_cli(guard)[1]
         assert params["max_lateness_hours"] <= 6
-        assert parse_cli(guard[guard.index("--") + 2:])[0] == "train"
+        assert parse_cli(guard[guard.index("--") + 2 :])[0] == "train"
         leases.add(str(params["lease"]))
-        names = [e for p in pod_templates(d) for _, c in containers(p) for e in c.get("env", [])
-                 if e["name"] == "FMNIST_JOB_NAME"]
+        names = [
+            e
+            for p in pod_templates(d)
+            for _, c in containers(p)
+            for e in c.get("env", [])
+            if e["name"] == "FMNIST_JOB_NAME"
+        ]
         assert names, f"{d.id}: FMNIST_JOB_NAME (the scheduled time) for the guard"
     assert len(leases) == 1, f"one lease for all scenarios: {leases}"
 
@@ -150,8 +164,12 @@ def test_tf_serving_serves_what_score_uses_read_only():
     (c,) = pod.spec["containers"]
     args = dict(a.split("=", 1) for a in c["args"])
     config = PurePosixPath(args["--model_config_file"])
-    trainers = {str(parse_cli(inv.argv)[1]["export_dir"]) for d in WORKLOADS
-                for inv, _, _ in invocations(d) if parse_cli(inv.argv)[0] == "train"}
+    trainers = {
+        str(parse_cli(inv.argv)[1]["export_dir"])
+        for d in WORKLOADS
+        for inv, _, _ in invocations(d)
+        if parse_cli(inv.argv)[0] == "train"
+    }
     assert {str(config.parent)} == trainers and config.name == "models.config"
     mount = mount_for(pod, c, config)
     assert mount and mount[0].get("readOnly") and mount[1]["persistentVolumeClaim"]["readOnly"]

@@ -31,10 +31,17 @@ from deployment.manifests import ALL_PODS, DOCS, containers, gpus, raycluster_sp
 
 def test_ray_version_is_the_same_everywhere():
     pin = ray_pin()
-    defaults = [i.args.split("=", 1)[1] for i in dockerfile_instructions()
-                if i.keyword == "ARG" and i.args.startswith("RAY_VERSION=")]
-    assert defaults and set(defaults) == {pin}, f"Dockerfile ARG RAY_VERSION {defaults} != pyproject {pin}"
-    versions = {(d.id, where): c.get("rayVersion") for d in DOCS for where, c in raycluster_specs(d)}
+    defaults = [
+        i.args.split("=", 1)[1]
+        for i in dockerfile_instructions()
+        if i.keyword == "ARG" and i.args.startswith("RAY_VERSION=")
+    ]
+    assert defaults and set(defaults) == {pin}, (
+        f"Dockerfile ARG RAY_VERSION {defaults} != pyproject {pin}"
+    )
+    versions = {
+        (d.id, where): c.get("rayVersion") for d in DOCS for where, c in raycluster_specs(d)
+    }
     assert versions and set(versions.values()) == {pin}, f"rayVersion != {pin}: {versions}"
 
 
@@ -49,8 +56,9 @@ def test_image_tags_match_versions_and_flavours():
                 assert tag.startswith(pin), f"{where}: rayproject/ray:{tag} is not Ray {pin}"
                 continue
             if repo == "tensorflow/serving":  # must load what our TensorFlow exports
-                tf_pin = re.search(r"^tensorflow-cpu==(\S+)$", (ROOT / "requirements" / "cpu.in")
-                                   .read_text(), re.M)[1]
+                tf_pin = re.search(
+                    r"^tensorflow-cpu==(\S+)$", (ROOT / "requirements" / "cpu.in").read_text(), re.M
+                )[1]
                 assert tag == tf_pin, f"{where}: TF Serving {tag}, TensorFlow pinned {tf_pin}"
                 continue
             assert repo == IMAGE_REPO, f"{where}: {repo}"
@@ -88,18 +96,39 @@ def test_dockerfile_structure():
     assert any("--from=app" in a for a in copies), "the final stage copies the installed project"
     builder = "\n".join(i.args for i in st[0])
     assert "requirements/${FLAVOUR}.lock" in builder and "--require-hashes" in builder
-    assert "gpu" in pyproject()["project"]["optional-dependencies"], "the [gpu] extra the GPU flavour installs"
+    assert "gpu" in pyproject()["project"]["optional-dependencies"], (
+        "the [gpu] extra the GPU flavour installs"
+    )
     assert "ARG FLAVOUR=cpu" in DOCKERFILE.read_text()
 
 
 def test_dockerignore_keeps_the_context_small():
-    for keep in ("pyproject.toml", "README.md", "fmnist/cli/main.py", "fmnist/datasets/train-images-idx3-ubyte.gz",
-                 "fmnist/datasets/SHA256SUMS", "fmnist/jobs/default.toml", "requirements/cpu.lock"):
+    for keep in (
+        "pyproject.toml",
+        "README.md",
+        "fmnist/cli/main.py",
+        "fmnist/datasets/train-images-idx3-ubyte.gz",
+        "fmnist/datasets/SHA256SUMS",
+        "fmnist/jobs/default.toml",
+        "requirements/cpu.lock",
+    ):
         assert in_build_context(keep), f"{keep} must reach the build"
-    for drop in (".git/HEAD", ".venv/bin/python", "venv/lib/x.py", "runs/2026-01-01-abc/results.json",
-                 "models/fmnist/1/saved_model.pb", "predictions.csv", "fmnist/__pycache__/cli.cpython-311.pyc",
-                 ".pytest_cache/v/x", "tests/test_deploy_image.py", "deploy/raycluster.yaml", "dist/x.whl",
-                 "build/lib/fmnist/cli/main.py", "fmnist_job.egg-info/PKG-INFO", ".ci/run"):
+    for drop in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        "venv/lib/x.py",
+        "runs/2026-01-01-abc/results.json",
+        "models/fmnist/1/saved_model.pb",
+        "predictions.csv",
+        "fmnist/__pycache__/cli.cpython-311.pyc",
+        ".pytest_cache/v/x",
+        "tests/test_deploy_image.py",
+        "deploy/raycluster.yaml",
+        "dist/x.whl",
+        "build/lib/fmnist/cli/main.py",
+        "fmnist_job.egg-info/PKG-INFO",
+        ".ci/run",
+    ):
         assert not in_build_context(drop), f"{drop} must stay out of the build context"
 
 
@@ -112,10 +141,14 @@ def test_dockerfile_copies_only_what_the_context_has():
             *sources, _dest = [a for a in i.args.split() if not a.startswith("--")]
             for src in sources:
                 rel = src.rstrip("/")
-                assert in_build_context(rel), f"Dockerfile line {i.line}: {src} is excluded by .dockerignore"
+                assert in_build_context(rel), (
+                    f"Dockerfile line {i.line}: {src} is excluded by .dockerignore"
+                )
                 if not (ROOT / rel).exists():
                     if rel == declared_readme:
-                        pytest.skip(f"{rel} not written yet (pyproject's readme; the wheel build needs it)")
+                        pytest.skip(
+                            f"{rel} not written yet (pyproject's readme; the wheel build needs it)"
+                        )
                     pytest.fail(f"Dockerfile line {i.line}: {src} does not exist")
 
 
@@ -127,22 +160,43 @@ def hadolint() -> str:
 
 
 def test_hadolint_passes():
-    r = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 0 and not r.stdout.strip(), r.stdout + r.stderr
 
 
 def test_hadolint_ignores_are_justified_and_needed():
     lines = DOCKERFILE.read_text().splitlines()
-    r = subprocess.run([hadolint(), "--no-fail", "--disable-ignore-pragma", "--failure-threshold", "style",
-                        "-f", "json", str(DOCKERFILE)], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [
+            hadolint(),
+            "--no-fail",
+            "--disable-ignore-pragma",
+            "--failure-threshold",
+            "style",
+            "-f",
+            "json",
+            str(DOCKERFILE),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     findings = json.loads(r.stdout or "[]")
-    pragmas = {n: set(m.group(1).replace(" ", "").split(","))
-               for n, line in enumerate(lines, 1)
-               if (m := re.match(r"\s*#\s*hadolint\s+ignore=([\w, ]+)", line))}
+    pragmas = {
+        n: set(m.group(1).replace(" ", "").split(","))
+        for n, line in enumerate(lines, 1)
+        if (m := re.match(r"\s*#\s*hadolint\s+ignore=([\w, ]+)", line))
+    }
     for n, codes in pragmas.items():
         reason = lines[n - 2].strip() if n >= 2 else ""
-        assert reason.startswith("#") and len(reason.split()) > 3, f"line {n}: say why {codes} is ignored"
+        assert reason.startswith("#") and len(reason.split()) > 3, (
+            f"line {n}: say why {codes} is ignored"
+        )
         nxt = n + 1  # the instruction the pragma applies to
         suppressed = {f["code"] for f in findings if f["line"] == nxt}
         assert codes <= suppressed, f"line {n}: {codes - suppressed} ignored but not raised (stale)"

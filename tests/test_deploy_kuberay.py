@@ -37,13 +37,16 @@ from deployment.manifests import (
     rayjob_specs,
 )
 
-
 RAY_DOCS = [d for d in DOCS if d.is_ray]
 
 
 def as_pod(pod: PodT) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": copy.deepcopy(pod.metadata) or {"name": "x"},
-            "spec": copy.deepcopy(pod.spec)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": copy.deepcopy(pod.metadata) or {"name": "x"},
+        "spec": copy.deepcopy(pod.spec),
+    }
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -56,7 +59,11 @@ def test_ray_pod_templates_and_metadata_validate_as_kubernetes(doc, version):
             kubernetes_validate.validate(as_pod(pod), version, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{doc.id} {pod.where}: {'.'.join(map(str, e.path))}: {e.message}")
-    meta = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": copy.deepcopy(doc.body["metadata"])}
+    meta = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": copy.deepcopy(doc.body["metadata"]),
+    }
     kubernetes_validate.validate(meta, version, strict=True)
 
 
@@ -91,7 +98,9 @@ def test_kuberay_operator_rules(doc):
         rules = js.get("deletionStrategy", {}).get("deletionRules", [])
         shutdown = js.get("shutdownAfterJobFinishes", False)
         if rules and shutdown:
-            problems.append(f"{where}: shutdownAfterJobFinishes and deletionRules are mutually exclusive")
+            problems.append(
+                f"{where}: shutdownAfterJobFinishes and deletionRules are mutually exclusive"
+            )
         if js.get("ttlSecondsAfterFinished", 0) > 0 and not shutdown:
             problems.append(f"{where}: ttlSecondsAfterFinished needs shutdownAfterJobFinishes")
         for field in ("activeDeadlineSeconds", "preRunningDeadlineSeconds"):
@@ -112,13 +121,16 @@ def test_kuberay_operator_rules(doc):
         for key, ttl in by_condition.items():
             order = [ttl[p] for p in ("DeleteWorkers", "DeleteCluster", "DeleteSelf") if p in ttl]
             if order != sorted(order):
-                problems.append(f"{where}: for {key} TTLs must grow "
-                                "DeleteWorkers <= DeleteCluster <= DeleteSelf")
+                problems.append(
+                    f"{where}: for {key} TTLs must grow "
+                    "DeleteWorkers <= DeleteCluster <= DeleteSelf"
+                )
     for where, cluster in raycluster_specs(doc):
         if not cluster.get("rayVersion"):
             problems.append(f"{where}.rayVersion missing")
         groups = [("head", cluster.get("headGroupSpec", {}))] + [
-            (g.get("groupName"), g) for g in cluster.get("workerGroupSpecs", [])]
+            (g.get("groupName"), g) for g in cluster.get("workerGroupSpecs", [])
+        ]
         names = [n for n, _ in groups[1:]]
         if len(set(names)) != len(names):
             problems.append(f"{where}: worker groupNames must be unique")
@@ -132,8 +144,10 @@ def test_kuberay_operator_rules(doc):
             if name != "head" and not bounds[0] <= bounds[1] <= bounds[2]:
                 problems.append(f"{where} {name}: needs minReplicas <= replicas <= maxReplicas")
         if cluster.get("enableInTreeAutoscaling"):
-            problems.append(f"{where}: the autoscaler sidecar would be injected without a "
-                            "securityContext; set autoscalerOptions.securityContext first")
+            problems.append(
+                f"{where}: the autoscaler sidecar would be injected without a "
+                "securityContext; set autoscalerOptions.securityContext first"
+            )
     assert not problems, f"{doc.id}:\n  " + "\n  ".join(problems)
 
 
@@ -144,8 +158,9 @@ def test_raycronjob_policies(doc):
     from the RayJob template instead, which this test requires."""
     spec = doc.body["spec"]
     schema_fields = set(crd_schema("RayCronJob")["properties"]["spec"]["properties"])
-    assert schema_fields == {"jobTemplate", "schedule", "suspend", "timeZone"}, \
+    assert schema_fields == {"jobTemplate", "schedule", "suspend", "timeZone"}, (
         "RayCronJob grew fields: use concurrencyPolicy/history limits if it has them now"
+    )
     assert spec.get("timeZone")
     job = spec["jobTemplate"]
     # Forbid: each run ends (deadline) before the next tick creates the next RayJob.
@@ -158,8 +173,9 @@ def test_raycronjob_policies(doc):
     ends = [{"jobStatus": "SUCCEEDED"}, {"jobStatus": "FAILED"}, {"jobDeploymentStatus": "Failed"}]
     for end in ends:
         for policy in ("DeleteCluster", "DeleteSelf"):
-            assert any(r["policy"] == policy and end.items() <= r["condition"].items() for r in rules), \
-                f"deletion rule {policy} for {end}"
+            assert any(
+                r["policy"] == policy and end.items() <= r["condition"].items() for r in rules
+            ), f"deletion rule {policy} for {end}"
 
 
 @pytest.mark.parametrize("doc", docs_of("RayJob"), ids=ids(docs_of("RayJob")))
@@ -171,7 +187,9 @@ def test_rayjob_tears_its_cluster_down(doc):
     assert spec.get("preRunningDeadlineSeconds", 0) > 0
 
 
-@pytest.mark.parametrize("doc", docs_of("RayJob", "RayCronJob"), ids=ids(docs_of("RayJob", "RayCronJob")))
+@pytest.mark.parametrize(
+    "doc", docs_of("RayJob", "RayCronJob"), ids=ids(docs_of("RayJob", "RayCronJob"))
+)
 def test_rayjob_submitter_is_ours(doc):
     """KubeRay's default submitter pod has no securityContext: define the template."""
     for where, js in rayjob_specs(doc):
@@ -195,9 +213,16 @@ def test_the_token_secret_is_never_in_a_manifest():
         assert not re.search(rf"^\s*{AUTH_SECRET_KEY}\s*:", text, re.M), f"{path}: inlined token"
     ray_docs = [d for d in DOCS if raycluster_specs(d)]
     assert ray_docs, "no Ray cluster in deploy/"
-    refs = {ref["name"] for d in DOCS for p in pod_templates(d) for _, c in containers(p)
-            for e in c.get("env", []) if (ref := e.get("valueFrom", {}).get("secretKeyRef"))}
+    refs = {
+        ref["name"]
+        for d in DOCS
+        for p in pod_templates(d)
+        for _, c in containers(p)
+        for e in c.get("env", [])
+        if (ref := e.get("valueFrom", {}).get("secretKeyRef"))
+    }
     assert refs == {AUTH_SECRET}, f"Secrets referenced: {refs}"
     readme = (DEPLOY / "README.md").read_text()
-    assert f"kubectl -n {NAMESPACE} create secret generic {AUTH_SECRET}" in readme, \
+    assert f"kubectl -n {NAMESPACE} create secret generic {AUTH_SECRET}" in readme, (
         "deploy/README.md must say how to create the Secret"
+    )

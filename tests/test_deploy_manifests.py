@@ -30,8 +30,17 @@ from deployment.manifests import (
     raycluster_specs,
 )
 
-FORBIDDEN_KINDS = {"Ingress", "IngressClass", "Gateway", "HTTPRoute", "GRPCRoute",
-                   "TCPRoute", "TLSRoute", "Route", "RayService"}
+FORBIDDEN_KINDS = {
+    "Ingress",
+    "IngressClass",
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TCPRoute",
+    "TLSRoute",
+    "Route",
+    "RayService",
+}
 EXPOSING_SERVICE_TYPES = {"LoadBalancer", "NodePort"}
 
 
@@ -39,14 +48,24 @@ def test_manifests_exist_and_parse():
     assert manifest_files(), "no manifests under deploy/"
     assert not YAML_ERRORS, f"YAML that does not parse: {YAML_ERRORS}"
     for d in DOCS:
-        assert d.body.get("apiVersion") and d.kind and d.name, f"{d.id}: apiVersion/kind/metadata.name"
+        assert d.body.get("apiVersion") and d.kind and d.name, (
+            f"{d.id}: apiVersion/kind/metadata.name"
+        )
 
 
 def test_every_scenario_is_covered():
     kinds = {d.kind for d in DOCS}
-    assert {"Namespace", "PersistentVolumeClaim", "RayCluster", "RayJob", "RayCronJob",
-            "CronJob"} <= kinds
-    subcommands = {parse_cli(inv.argv)[0] for d in docs_of("CronJob") for inv, _, _ in invocations(d)}
+    assert {
+        "Namespace",
+        "PersistentVolumeClaim",
+        "RayCluster",
+        "RayJob",
+        "RayCronJob",
+        "CronJob",
+    } <= kinds
+    subcommands = {
+        parse_cli(inv.argv)[0] for d in docs_of("CronJob") for inv, _, _ in invocations(d)
+    }
     assert subcommands - {"guard"} == {"train", "score"}, "plain CronJobs: one trains, one scores"
     assert any(pod_gpus(p) > 0 for _, p in ALL_PODS), "a GPU variant"
 
@@ -65,7 +84,9 @@ def test_namespace_and_labels(doc):
     meta = doc.body["metadata"]
     labels = meta.get("labels", {})
     assert labels.get("app.kubernetes.io/name") == APP_NAME, f"{doc.id}: app.kubernetes.io/name"
-    assert labels.get("app.kubernetes.io/part-of") == APP_NAME, f"{doc.id}: app.kubernetes.io/part-of"
+    assert labels.get("app.kubernetes.io/part-of") == APP_NAME, (
+        f"{doc.id}: app.kubernetes.io/part-of"
+    )
     assert labels.get("app.kubernetes.io/component"), f"{doc.id}: app.kubernetes.io/component"
     if doc.kind == "Namespace":
         assert doc.name == NAMESPACE
@@ -97,19 +118,25 @@ def test_claims_exist_and_multi_node_claims_are_rwx():
             assert claim in pvcs, f"{doc.id} {pod.where}: claim {claim} is not defined in deploy/"
             if pod.role in ("ray-head", "ray-worker"):  # pods of one Ray cluster span nodes
                 modes = pvcs[claim]["spec"]["accessModes"]
-                assert "ReadWriteMany" in modes, f"{claim}: Ray pods on many nodes need ReadWriteMany"
+                assert "ReadWriteMany" in modes, (
+                    f"{claim}: Ray pods on many nodes need ReadWriteMany"
+                )
 
 
 def test_no_service_or_ingress_exposes_ray():
     for d in DOCS:
-        assert d.kind not in FORBIDDEN_KINDS, f"{d.id}: nothing here may be exposed outside the cluster"
+        assert d.kind not in FORBIDDEN_KINDS, (
+            f"{d.id}: nothing here may be exposed outside the cluster"
+        )
         if d.kind == "Service":
             spec = d.body.get("spec", {})
             assert spec.get("type", "ClusterIP") not in EXPOSING_SERVICE_TYPES, d.id
             assert not spec.get("externalIPs"), d.id
         for where, cluster in raycluster_specs(d):
             head = cluster.get("headGroupSpec", {})
-            assert head.get("serviceType", "ClusterIP") not in EXPOSING_SERVICE_TYPES, f"{d.id} {where}"
+            assert head.get("serviceType", "ClusterIP") not in EXPOSING_SERVICE_TYPES, (
+                f"{d.id} {where}"
+            )
             assert not head.get("enableIngress"), f"{d.id} {where}: enableIngress"
             svc = head.get("headService", {}).get("spec", {})
             assert svc.get("type", "ClusterIP") not in EXPOSING_SERVICE_TYPES, f"{d.id} {where}"
@@ -127,7 +154,9 @@ def test_cronjob_policies(doc):
     assert isinstance(job.get("backoffLimit"), int)
     # Deterministic CLI failures (exit codes) must not be retried.
     rules = job.get("podFailurePolicy", {}).get("rules", [])
-    assert any(r["action"] == "FailJob" and 2 in r.get("onExitCodes", {}).get("values", []) for r in rules)
+    assert any(
+        r["action"] == "FailJob" and 2 in r.get("onExitCodes", {}).get("values", []) for r in rules
+    )
 
 
 def test_readme_covers_every_manifest():

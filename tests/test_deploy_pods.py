@@ -28,11 +28,15 @@ def test_readonly_root_exceptions_are_justified_and_used():
 RAY_NODE_PODS = [(d, p) for d, p in ALL_PODS if p.role in ("ray-head", "ray-worker")]
 
 
-@pytest.mark.parametrize(("doc", "pod"), RAY_NODE_PODS, ids=[f"{d.id}:{p.where}" for d, p in RAY_NODE_PODS])
+@pytest.mark.parametrize(
+    ("doc", "pod"), RAY_NODE_PODS, ids=[f"{d.id}:{p.where}" for d, p in RAY_NODE_PODS]
+)
 def test_ray_nodes_have_shared_memory_and_the_data_volume(doc, pod):
     (c,) = [c for s, c in containers(pod) if s == "containers"]
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
-    assert "/dev/shm" in mounts, f"{pod.where}: Ray's object store wants a memory emptyDir on /dev/shm"
+    assert "/dev/shm" in mounts, (
+        f"{pod.where}: Ray's object store wants a memory emptyDir on /dev/shm"
+    )
     assert volume_of(pod, mounts["/dev/shm"]).get("emptyDir", {}).get("medium") == "Memory"
     data = mount_for(pod, c, DATA_MOUNT)
     assert data and "persistentVolumeClaim" in data[1], f"{pod.where}: the data PVC on {DATA_MOUNT}"

@@ -23,7 +23,9 @@ def test_validators_catch_mistakes(clean_cli_env):
     broken["spec"]["shutdownAfterJobFinish"] = broken["spec"].pop("shutdownAfterJobFinishes")
     assert any("shutdownAfterJobFinish:" in p for p in crd_problems(broken))
     broken = copy.deepcopy(rayjob.body)
-    broken["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    broken["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "resource"
+    ] = {}
     assert any(".resource: unknown field" in p for p in crd_problems(broken))
     broken = copy.deepcopy(rayjob.body)
     broken["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] = "two"
@@ -32,19 +34,24 @@ def test_validators_catch_mistakes(clean_cli_env):
     # policies next to deletionRules, a deletion condition naming both statuses.
     broken = copy.deepcopy(rayjob.body)
     broken["spec"]["managedBy"] = "example.com/someone-else"
-    assert any("spec.managedBy: the managedBy field value must be" in p
-               for p in crd_problems(broken))
+    assert any(
+        "spec.managedBy: the managedBy field value must be" in p for p in crd_problems(broken)
+    )
     cron = copy.deepcopy(docs_of("RayCronJob")[0].body)
     strategy = cron["spec"]["jobTemplate"]["deletionStrategy"]
     strategy["onSuccess"] = {"policy": "DeleteCluster"}
     strategy["deletionRules"][0]["condition"]["jobDeploymentStatus"] = "Failed"
     problems = crd_problems(cron)
-    for expected in ("legacy policies (onSuccess/onFailure) and deletionRules",
-                     "deletionRules[0].condition: JobStatus and JobDeploymentStatus"):
+    for expected in (
+        "legacy policies (onSuccess/onFailure) and deletionRules",
+        "deletionRules[0].condition: JobStatus and JobDeploymentStatus",
+    ):
         assert any(expected in p for p in problems), (expected, problems)
     del strategy["deletionRules"]
-    assert any("deletionStrategy requires either BOTH onSuccess and onFailure" in p
-               for p in crd_problems(cron))
+    assert any(
+        "deletionStrategy requires either BOTH onSuccess and onFailure" in p
+        for p in crd_problems(cron)
+    )
 
     cron = docs_of("CronJob")[0]
     broken = copy.deepcopy(cron.body)
@@ -58,7 +65,9 @@ def test_validators_catch_mistakes(clean_cli_env):
     pod.spec["containers"][0].get("securityContext", {}).pop("runAsNonRoot", None)
     pod.spec["containers"][0].get("resources", {}).get("limits", {}).pop("memory", None)
     problems = pod_security_problems(broken_doc, pod)
-    assert any("runAsNonRoot" in p for p in problems) and any("limits.memory" in p for p in problems)
+    assert any("runAsNonRoot" in p for p in problems) and any(
+        "limits.memory" in p for p in problems
+    )
 
     with pytest.raises(Exception, match="No such option"):
         parse_cli(("train", "--worker", "4"))
@@ -67,19 +76,28 @@ def test_validators_catch_mistakes(clean_cli_env):
     broken_doc = Doc(rayjob.path, rayjob.index, copy.deepcopy(rayjob.body))
     cluster = broken_doc.body["spec"]["rayClusterSpec"]
     cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"] = [
-        e for e in cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"]
-        if e["name"] != "RAY_AUTH_TOKEN"]
+        e
+        for e in cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] != "RAY_AUTH_TOKEN"
+    ]
     submitter = broken_doc.body["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
-    submitter["env"] = [{"name": "RAY_AUTH_MODE", "value": "token"},
-                        {"name": "RAY_AUTH_TOKEN", "value": "0123456789abcdef"}]
+    submitter["env"] = [
+        {"name": "RAY_AUTH_MODE", "value": "token"},
+        {"name": "RAY_AUTH_TOKEN", "value": "0123456789abcdef"},
+    ]
     cluster["authOptions"] = {"mode": "disabled"}
     cluster["rayVersion"] = "2.50.0"
     problems = token_auth_problems(broken_doc)
-    for expected in ("ray-worker: env RAY_AUTH_TOKEN from secretKeyRef", "RAY_AUTH_TOKEN inlined",
-                     "authOptions.mode: token", "rayVersion 2.50.0"):
+    for expected in (
+        "ray-worker: env RAY_AUTH_TOKEN from secretKeyRef",
+        "RAY_AUTH_TOKEN inlined",
+        "authOptions.mode: token",
+        "rayVersion 2.50.0",
+    ):
         assert any(expected in p for p in problems), (expected, problems)
     cron = docs_of("CronJob")[0]
     broken_doc = Doc(cron.path, cron.index, copy.deepcopy(cron.body))
     pod_templates(broken_doc)[0].spec["containers"][0]["env"] = [
-        {"name": "RAY_AUTH_MODE", "value": "token"}]
+        {"name": "RAY_AUTH_MODE", "value": "token"}
+    ]
     assert any("needs no" in p for p in token_auth_problems(broken_doc))

@@ -42,9 +42,7 @@ def test_design_layout_lists_every_module():
     }
     listed = listed_modules(layout_block())
     assert on_disk - listed == set(), "add these to docs/design.md's layout"
-    assert listed - on_disk == set(), (
-        "docs/design.md's layout names modules that are gone"
-    )
+    assert listed - on_disk == set(), "docs/design.md's layout names modules that are gone"
 
 
 def test_the_layout_reader_sees_a_missing_module():
@@ -64,9 +62,7 @@ def test_design_test_table_lists_every_test_file():
 
 
 def test_design_lists_every_doc():
-    docs_line = next(
-        line for line in layout_block().splitlines() if line.startswith("docs/")
-    )
+    docs_line = next(line for line in layout_block().splitlines() if line.startswith("docs/"))
     missing = [
         p.stem
         for p in sorted((ROOT / "docs").glob("*.md"))
@@ -129,9 +125,7 @@ def broken_links(path: Path, text: str) -> list[str]:
         if not dest.exists():
             broken.append(target)
             continue
-        page = (
-            text if dest == path else dest.read_text() if dest.suffix == ".md" else ""
-        )
+        page = text if dest == path else dest.read_text() if dest.suffix == ".md" else ""
         if anchor and dest.suffix == ".md" and anchor not in anchors(page):
             broken.append(target)
     return broken
@@ -143,15 +137,11 @@ def markdown_files() -> list[Path]:
 
 def test_readme_is_short():
     lines = len((ROOT / "README.md").read_text().splitlines())
-    assert lines <= README_MAX_LINES, (
-        f"README.md has {lines} lines; move reference to docs/"
-    )
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move reference to docs/"
 
 
 def test_relative_links_resolve():
-    broken = {
-        p.name: b for p in markdown_files() if (b := broken_links(p, p.read_text()))
-    }
+    broken = {p.name: b for p in markdown_files() if (b := broken_links(p, p.read_text()))}
     assert broken == {}
 
 
@@ -265,9 +255,7 @@ def test_the_sweeps_check_sees_a_missing_and_an_invented_key():
     without = "\n".join(line for line in lines if not line.startswith("| `dropout`"))
     assert sweep_doc_drift(without) == ({"variant:dropout"}, set())
     row = next(i for i, line in enumerate(lines) if line.startswith("| `seed`"))
-    invented = "\n".join(
-        lines[: row + 1] + ["| `momentum` | 0–1 | 0.9 | |"] + lines[row + 1 :]
-    )
+    invented = "\n".join(lines[: row + 1] + ["| `momentum` | 0–1 | 0.9 | |"] + lines[row + 1 :])
     assert sweep_doc_drift(invented) == (set(), {"variant:momentum"})
     no_seed = SWEEPS.replace("`sample_seed`", "`random_seed`")
     assert sweep_doc_drift(no_seed) == ({"random:sample_seed"}, {"random:random_seed"})
@@ -291,12 +279,7 @@ def commands() -> dict[str, set[str]]:
         else:
             yield (
                 " ".join(path),
-                {
-                    o
-                    for p in command.params
-                    if p.param_type_name == "option"
-                    for o in p.opts
-                },
+                {o for p in command.params if p.param_type_name == "option" for o in p.opts},
             )
 
     return dict(walk(typer.main.get_command(app), []))
@@ -306,9 +289,7 @@ def documented_options(text: str) -> dict[str, set[str]]:
     """{'models prune': {...}} from docs/cli.md: under each '### `fmnist-job COMMAND`'
     heading, the first column of its option table."""
     found = {}
-    sections = re.split(
-        r"^### `fmnist-job ([a-z ]+)[^`]*`.*$", text, flags=re.MULTILINE
-    )
+    sections = re.split(r"^### `fmnist-job ([a-z ]+)[^`]*`.*$", text, flags=re.MULTILINE)
     for command, body in zip(sections[1::2], sections[2::2]):
         body = body.split("\n## ", 1)[0]
         found[command.strip()] = {
@@ -331,9 +312,7 @@ def test_cli_doc_lists_every_option_of_every_command():
 
 def test_the_option_check_sees_a_missing_option():
     without = "\n".join(
-        line
-        for line in CLI_DOC.splitlines()
-        if not line.startswith("| `--preview-count ")
+        line for line in CLI_DOC.splitlines() if not line.startswith("| `--preview-count ")
     )
     documented = documented_options(without)
     assert "--preview-count" in commands()["score"]

@@ -33,7 +33,7 @@ def test_members_that_err_differently_are_combined_and_beat_each_alone():
     # Three members, each wrong on a different third of the errors: any two agree on
     # every item the third gets wrong.
     wrong = rng.integers(0, 3, 3000)
-    wrong[rng.random(3000) < 0.7] = -1                       # 70% right for all
+    wrong[rng.random(3000) < 0.7] = -1  # 70% right for all
     members = {f"m{i}": _probs(y, wrong != i, rng, sharp=0.6) for i in range(3)}
     out = ensemble.select(members, y, size=6)
     alone = max((p.argmax(1) == y).mean() for p in members.values())

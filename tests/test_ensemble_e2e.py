@@ -13,7 +13,6 @@ from fmnist.training import ensemble, model, variants
 
 from conftest import FMNIST_JOB, ROOT, run_cli
 
-
 THREE = """
 [defaults]
 epochs = 2
@@ -46,8 +45,19 @@ def _weights(run_dir, name):
 def ensembled(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ens")
     (tmp / "three.toml").write_text(THREE + "\n[ensemble]\nsize = 8\n")
-    proc = run_cli("train", "--sweep", tmp / "three.toml", "--workers", "2", "--limit", "6000",
-                   "--runs-dir", tmp / "run", "--export-dir", tmp / "models")
+    proc = run_cli(
+        "train",
+        "--sweep",
+        tmp / "three.toml",
+        "--workers",
+        "2",
+        "--limit",
+        "6000",
+        "--runs-dir",
+        tmp / "run",
+        "--export-dir",
+        tmp / "models",
+    )
     return tmp, proc
 
 
@@ -72,8 +82,10 @@ def test_the_export_is_the_weighted_mean_of_the_selected_members(ensembled):
     # The SavedModel computes the weighted mean of the members' own nets.
     sweep = {v.name: v for v in variants.parse(THREE)}
     x = data.load_arrays()[2][:500]
-    expected = sum(w * tf.nn.softmax(_net(sweep[n], _weights(tmp / "run", n))(x)).numpy()
-                   for n, w in weights.items())
+    expected = sum(
+        w * tf.nn.softmax(_net(sweep[n], _weights(tmp / "run", n))(x)).numpy()
+        for n, w in weights.items()
+    )
     serve = tf.saved_model.load(str(tmp / "models" / "1")).signatures[export.SIGNATURE]
     got = serve(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
     assert np.allclose(got, expected, atol=1e-5)
@@ -85,8 +97,11 @@ def test_the_export_is_the_weighted_mean_of_the_selected_members(ensembled):
     assert [m["name"] for m in meta["variant"]["members"]] == list(weights)
     assert [m["weight"] for m in meta["variant"]["members"]] == list(weights.values())
     assert meta["val_accuracy"] == chosen["val_accuracy"]
-    assert meta["test_accuracy"] == chosen["test_accuracy"] == \
-        results["exported_model_test"]["accuracy"]
+    assert (
+        meta["test_accuracy"]
+        == chosen["test_accuracy"]
+        == results["exported_model_test"]["accuracy"]
+    )
     assert "ensemble *" in proc.stdout
 
 
@@ -113,12 +128,23 @@ def test_one_finished_variant_is_exported_alone(tmp_path):
         learning_rate = 1.0
         epochs = 2
     """)
-    proc = run_cli("train", "--sweep", sweep, "--limit", "3000", "--runs-dir", tmp_path / "run",
-                   "--export-dir", tmp_path / "models")
+    proc = run_cli(
+        "train",
+        "--sweep",
+        sweep,
+        "--limit",
+        "3000",
+        "--runs-dir",
+        tmp_path / "run",
+        "--export-dir",
+        tmp_path / "models",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert {v["name"]: v["status"] for v in results["variants"]} == \
-        {"fine": "ok", "diverges": "failed"}
+    assert {v["name"]: v["status"] for v in results["variants"]} == {
+        "fine": "ok",
+        "diverges": "failed",
+    }
     assert results["ensemble"] is None and results["best"] == "fine"
     meta = json.loads((tmp_path / "models" / "1" / export.METADATA).read_text())
     assert meta["variant"]["name"] == "fine" and "members" not in meta["variant"]
@@ -130,19 +156,35 @@ def test_a_resumed_run_builds_the_same_ensemble(tmp_path):
     makes the export take seconds): the resume selects again from the saved validation
     predictions and gets the same members and weights."""
     sweep = tmp_path / "s.toml"
-    sweep.write_text(THREE.replace('hidden = [128, 32]', 'hidden = [4096, 4096]')
-                     + "\n[ensemble]\nsize = 6\n")
+    sweep.write_text(
+        THREE.replace("hidden = [128, 32]", "hidden = [4096, 4096]") + "\n[ensemble]\nsize = 6\n"
+    )
     run_dir, models = tmp_path / "run", tmp_path / "models"
-    proc = subprocess.Popen([*FMNIST_JOB, "train", "--sweep", str(sweep), "--limit", "3000",
-                             "--runs-dir", str(run_dir), "--export-dir", str(models)],
-                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            *FMNIST_JOB,
+            "train",
+            "--sweep",
+            str(sweep),
+            "--limit",
+            "3000",
+            "--runs-dir",
+            str(run_dir),
+            "--export-dir",
+            str(models),
+        ],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     import time
+
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             saved = json.loads((run_dir / "results.json").read_text())
-            if len(saved["variants"]) == 3 and all(v["status"] == "ok"
-                                                   for v in saved["variants"]):
+            if len(saved["variants"]) == 3 and all(v["status"] == "ok" for v in saved["variants"]):
                 break
         except (OSError, ValueError, KeyError):
             pass

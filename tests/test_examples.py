@@ -83,13 +83,21 @@ def workdir(tmp_path_factory, scoring_model, test_set):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("doc, command, expected, code", ALL,
-                         ids=[f"{doc}: {command}" for doc, command, *_ in ALL])
+@pytest.mark.parametrize(
+    "doc, command, expected, code", ALL, ids=[f"{doc}: {command}" for doc, command, *_ in ALL]
+)
 def test_example_gives_the_output_shown(workdir, doc, command, expected, code):
     argv = shlex.split(command)
     assert argv[0] == "fmnist-job", command
-    proc = subprocess.run([*FMNIST_JOB, *argv[1:]], cwd=workdir, text=True, timeout=300,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        [*FMNIST_JOB, *argv[1:]],
+        cwd=workdir,
+        text=True,
+        timeout=300,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.returncode == code, proc.stdout[-3000:]
-    assert matches(expected, proc.stdout.splitlines()), \
+    assert matches(expected, proc.stdout.splitlines()), (
         f"{doc}: $ {command}\nexpected:\n" + "\n".join(expected) + "\ngot:\n" + proc.stdout
+    )

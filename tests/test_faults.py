@@ -11,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from fmnist.core import export
+
 import pause_export
 import procnet
-from fmnist.core import export
 from conftest import FMNIST_JOB, ROOT, run_cli
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([*FMNIST_JOB, *map(str, args)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*FMNIST_JOB, *map(str, args)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def clip(err: str) -> str:
@@ -34,8 +40,9 @@ def wait_for(predicate, proc=None, timeout=240, what="condition"):
         if predicate():
             return
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process ended ({proc.returncode}) before {what}: "
-                                 f"{clip(proc.stderr.read())}")
+            raise AssertionError(
+                f"process ended ({proc.returncode}) before {what}: {clip(proc.stderr.read())}"
+            )
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -80,10 +87,28 @@ epochs = 12
 def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file):
     run_dir, models = tmp_path / "run", tmp_path / "models"
     # Both at once (the longest starts first, so one at a time would leave 'quick' queued).
-    proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
-                 "--runs-dir", run_dir, "--export-dir", models)
-    wait_for(lambda: epochs_logged(run_dir, "slow") >= 2 and backed_up(run_dir, "slow")
-             and finished(run_dir, "quick"), proc, what="'quick' and two epochs of 'slow'")
+    proc = start(
+        "train",
+        "--sweep",
+        sweep_file(SWEEP),
+        "--workers",
+        "2",
+        "--limit",
+        "6000",
+        "--runs-dir",
+        run_dir,
+        "--export-dir",
+        models,
+    )
+    wait_for(
+        lambda: (
+            epochs_logged(run_dir, "slow") >= 2
+            and backed_up(run_dir, "slow")
+            and finished(run_dir, "quick")
+        ),
+        proc,
+        what="'quick' and two epochs of 'slow'",
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, clip(err)
@@ -96,7 +121,7 @@ def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file)
     resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
     assert resumed.returncode == 0, clip(resumed.stderr)
     final = {v["name"]: v for v in json.loads((run_dir / "results.json").read_text())["variants"]}
-    assert final["quick"] == status["quick"]                  # kept as it was, not re-run
+    assert final["quick"] == status["quick"]  # kept as it was, not re-run
     slow = final["slow"]
     assert slow["status"] == "ok" and slow["resumed_from_epoch"] >= 2
     assert len(slow["history"]["val_accuracy"]) == slow["epochs_run"] == 12
@@ -106,13 +131,24 @@ def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file)
 @pytest.mark.slow
 def test_sigterm_exits_143_and_embedded_ray_listens_on_loopback_only(tmp_path, sweep_file):
     run_dir = tmp_path / "run"
-    proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
-                 "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
+    proc = start(
+        "train",
+        "--sweep",
+        sweep_file(SWEEP),
+        "--workers",
+        "2",
+        "--limit",
+        "6000",
+        "--runs-dir",
+        run_dir,
+        "--export-dir",
+        tmp_path / "models",
+    )
     wait_for(lambda: epochs_logged(run_dir, "slow") >= 1, proc, what="training to start")
     sockets = procnet.listening(procnet.descendants(proc.pid))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert len(sockets) >= 3, sockets                        # GCS, raylet, workers at least
+    assert len(sockets) >= 3, sockets  # GCS, raylet, workers at least
     exposed = [s for s in sockets if not procnet.is_loopback(s[1])]
     assert not exposed, f"listening beyond loopback: {exposed}"
     assert proc.returncode == 143, clip(err)
@@ -128,21 +164,38 @@ def test_interrupt_on_a_cluster_stops_the_running_tasks(tmp_path, sweep_file):
     run_dir = tmp_path / "run"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     try:
-        proc = start("train", "--sweep", sweep_file(SWEEP), "--workers", "2", "--limit", "6000",
-                     "--address", cluster.address,
-                     "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
+        proc = start(
+            "train",
+            "--sweep",
+            sweep_file(SWEEP),
+            "--workers",
+            "2",
+            "--limit",
+            "6000",
+            "--address",
+            cluster.address,
+            "--runs-dir",
+            run_dir,
+            "--export-dir",
+            tmp_path / "models",
+        )
         wait_for(lambda: epochs_logged(run_dir, "slow") >= 1, proc, what="training to start")
         pid = json.loads((run_dir / "checkpoints/slow/history.json").read_text())["pid"]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 143, clip(err)
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=30,
-                 what=f"the task's worker (pid {pid}) to stop")
-        assert not cluster.head_node.dead_processes()             # the cluster lives on
+        wait_for(
+            lambda: not Path(f"/proc/{pid}").exists(),
+            timeout=30,
+            what=f"the task's worker (pid {pid}) to stop",
+        )
+        assert not cluster.head_node.dead_processes()  # the cluster lives on
     finally:
         cluster.shutdown()
-    status = {v["name"]: v["status"] for v in
-              json.loads((run_dir / "results.json").read_text())["variants"]}
+    status = {
+        v["name"]: v["status"]
+        for v in json.loads((run_dir / "results.json").read_text())["variants"]
+    }
     assert status["slow"] == "interrupted"
 
 
@@ -156,12 +209,26 @@ def test_killed_worker_is_retried_from_its_last_epoch(tmp_path, sweep_file):
         epochs = 8
         batch_size = 64
     """)
-    proc = start("train", "--sweep", sweep, "--workers", "1", "--limit", "6000",
-                 "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
-    wait_for(lambda: epochs_logged(run_dir, "victim") >= 1 and backed_up(run_dir, "victim"),
-             proc, what="the first epoch's checkpoint")
+    proc = start(
+        "train",
+        "--sweep",
+        sweep,
+        "--workers",
+        "1",
+        "--limit",
+        "6000",
+        "--runs-dir",
+        run_dir,
+        "--export-dir",
+        tmp_path / "models",
+    )
+    wait_for(
+        lambda: epochs_logged(run_dir, "victim") >= 1 and backed_up(run_dir, "victim"),
+        proc,
+        what="the first epoch's checkpoint",
+    )
     pid = json.loads((run_dir / "checkpoints/victim/history.json").read_text())["pid"]
-    os.kill(pid, signal.SIGKILL)                              # as the OOM killer would
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer would
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, clip(err)
     victim = json.loads((run_dir / "results.json").read_text())["variants"][0]
@@ -191,12 +258,29 @@ def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
             [[variant]]
             name = "c"
         """)
-        proc = start("train", "--sweep", sweep, "--workers", "3", "--cpus-per-worker", "1",
-                     "--limit", "5000", "--address", cluster.address,
-                     "--runs-dir", run_dir, "--export-dir", tmp_path / "models")
-        wait_for(lambda: sum(epochs_logged(run_dir, n) >= 1 for n in "abc") >= 3, proc,
-                 what="all three variants training (two on the worker node)")
-        cluster.remove_node(worker)                           # the node is gone
+        proc = start(
+            "train",
+            "--sweep",
+            sweep,
+            "--workers",
+            "3",
+            "--cpus-per-worker",
+            "1",
+            "--limit",
+            "5000",
+            "--address",
+            cluster.address,
+            "--runs-dir",
+            run_dir,
+            "--export-dir",
+            tmp_path / "models",
+        )
+        wait_for(
+            lambda: sum(epochs_logged(run_dir, n) >= 1 for n in "abc") >= 3,
+            proc,
+            what="all three variants training (two on the worker node)",
+        )
+        cluster.remove_node(worker)  # the node is gone
         _, err = proc.communicate(timeout=600)
     finally:
         cluster.shutdown()
@@ -212,19 +296,25 @@ def test_lost_node_mid_sweep_still_finishes(tmp_path, sweep_file):
 @pytest.mark.slow
 def test_export_killed_before_rename_leaves_no_version(tmp_path):
     base = tmp_path / "models"
-    code = ("from fmnist.training import model, savedmodel\nfrom fmnist.training.variants import Variant\n"
-            "v = Variant('w', (16,))\n"
-            f"savedmodel.export(v, model.build(v).get_weights(), {{}}, __import__('pathlib').Path({str(base)!r}))\n")
+    code = (
+        "from fmnist.training import model, savedmodel\nfrom fmnist.training.variants import Variant\n"
+        "v = Variant('w', (16,))\n"
+        f"savedmodel.export(v, model.build(v).get_weights(), {{}}, __import__('pathlib').Path({str(base)!r}))\n"
+    )
     proc = subprocess.Popen(pause_export.command(60, "-c", code), cwd=ROOT)
-    wait_for(lambda: any((p / "fmnist.json").exists() for p in base.glob(".staging-*")),
-             proc, what="a fully written staging directory")
+    wait_for(
+        lambda: any((p / "fmnist.json").exists() for p in base.glob(".staging-*")),
+        proc,
+        what="a fully written staging directory",
+    )
     proc.kill()
     proc.wait()
-    assert export.versions(base) == []                        # nothing that looks like one
+    assert export.versions(base) == []  # nothing that looks like one
     assert all(p.name.startswith(".staging-") for p in base.iterdir())
     # The next export is unaffected and takes version 1.
     from fmnist.training import model, savedmodel
     from fmnist.training.variants import Variant
+
     v = Variant("w", (16,))
     assert savedmodel.export(v, model.build(v).get_weights(), {}, base).name == "1"
 
@@ -243,8 +333,19 @@ def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
     directory and the resume only exports."""
     run_dir, models = tmp_path / "run", tmp_path / "models"
     sweep = sweep_file('[[variant]]\nname = "wide"\nhidden = [4096, 4096]\nepochs = 1\n')
-    proc = start("train", "--sweep", sweep, "--workers", "1", "--limit", "1000",
-                 "--runs-dir", run_dir, "--export-dir", models)
+    proc = start(
+        "train",
+        "--sweep",
+        sweep,
+        "--workers",
+        "1",
+        "--limit",
+        "1000",
+        "--runs-dir",
+        run_dir,
+        "--export-dir",
+        models,
+    )
 
     def trained():
         try:
@@ -252,6 +353,7 @@ def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
             return results["variants"][0]["status"] == "ok"
         except (OSError, ValueError, LookupError):
             return False
+
     wait_for(trained, proc, what="the variant to finish")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -274,12 +376,30 @@ def test_sigterm_while_publishing_is_not_dropped(tmp_path, sweep_file):
     run_dir, models = tmp_path / "run", tmp_path / "models"
     sweep = sweep_file('[[variant]]\nname = "small"\nhidden = [16]\nepochs = 1\n')
     proc = subprocess.Popen(
-        pause_export.command(3, "-m", "fmnist.cli", "train", "--sweep", str(sweep),
-                             "--limit", "1000", "--runs-dir", str(run_dir),
-                             "--export-dir", str(models)),
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: any((p / "fmnist.json").exists() for p in models.glob(".staging-*")),
-             proc, what="the export to be publishing")
+        pause_export.command(
+            3,
+            "-m",
+            "fmnist.cli",
+            "train",
+            "--sweep",
+            str(sweep),
+            "--limit",
+            "1000",
+            "--runs-dir",
+            str(run_dir),
+            "--export-dir",
+            str(models),
+        ),
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(
+        lambda: any((p / "fmnist.json").exists() for p in models.glob(".staging-*")),
+        proc,
+        what="the export to be publishing",
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, clip(err)

@@ -13,7 +13,7 @@ def test_atomic_file_replaces_the_target_whole_with_the_umask_mode(tmp_path):
     target.write_text("old")
     with files.atomic_file(target, "w") as f:
         f.write("new")
-        assert target.read_text() == "old"          # nobody sees the new file half-written
+        assert target.read_text() == "old"  # nobody sees the new file half-written
     assert target.read_text() == "new"
     assert oct(target.stat().st_mode & 0o777) == oct(files.default_mode(0o666))
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
@@ -38,7 +38,7 @@ def test_atomic_path_gives_a_name_with_the_suffix_a_writer_needs(tmp_path):
     target = tmp_path / "latest.weights.h5"
     with files.atomic_path(target, suffix=".weights.h5") as tmp:
         assert tmp.parent == tmp_path and tmp.name.endswith(".weights.h5")
-        assert tmp.name.startswith(".")             # hidden while it is written
+        assert tmp.name.startswith(".")  # hidden while it is written
         tmp.write_bytes(b"w")
     assert target.read_bytes() == b"w" and not tmp.exists()
 

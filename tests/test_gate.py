@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-import pause_export
-from conftest import ROOT, run_cli
 from fmnist.ops import versions
 
+import pause_export
+from conftest import ROOT, run_cli
 
 WEAK = '[[variant]]\nname = "weak"\nhidden = [2]\nepochs = 1\n'
 STRONG = '[[variant]]\nname = "strong"\nhidden = [64]\nepochs = 2\n'
@@ -22,9 +22,20 @@ STRONG = '[[variant]]\nname = "strong"\nhidden = [64]\nepochs = 2\n'
 def night(tmp, name: str, sweep: str, *extra) -> subprocess.CompletedProcess:
     path = tmp / f"{name}.toml"
     path.write_text(sweep)
-    return run_cli("train", "--sweep", path, "--workers", "1", "--limit", "2000",
-                   "--runs-dir", tmp / "runs" / name, "--export-dir", tmp / "models" / "fmnist",
-                   *extra)
+    return run_cli(
+        "train",
+        "--sweep",
+        path,
+        "--workers",
+        "1",
+        "--limit",
+        "2000",
+        "--runs-dir",
+        tmp / "runs" / name,
+        "--export-dir",
+        tmp / "models" / "fmnist",
+        *extra,
+    )
 
 
 def results(tmp, name: str) -> dict:
@@ -54,7 +65,8 @@ def test_the_first_export_becomes_stable(nights):
     assert gate["stable_val_accuracy"] is None and gate["version"] == 1
     assert gate_lines(procs["n1"]) == [
         f"gate: version 1 promoted to stable (val {100 * gate['val_accuracy']:.2f}%; "
-        f"no stable version yet)"]
+        f"no stable version yet)"
+    ]
 
 
 @pytest.mark.slow
@@ -76,9 +88,11 @@ def test_a_worse_model_is_a_candidate_and_stable_stays(nights):
     assert gate["stable_val_accuracy"] == second["val_accuracy"]
     assert gate["val_accuracy"] < gate["stable_val_accuracy"] - 0.002
     [line] = gate_lines(procs["n3"])
-    assert line == (f"gate: version 3 NOT promoted, labelled candidate; stable stays version 2 "
-                    f"(val {100 * gate['val_accuracy']:.2f}% vs stable v2 "
-                    f"{100 * gate['stable_val_accuracy']:.2f}%; {gate['reason']})")
+    assert line == (
+        f"gate: version 3 NOT promoted, labelled candidate; stable stays version 2 "
+        f"(val {100 * gate['val_accuracy']:.2f}% vs stable v2 "
+        f"{100 * gate['stable_val_accuracy']:.2f}%; {gate['reason']})"
+    )
     assert gate["reason"].endswith("points (tolerance 0.2)")  # one line, not wrapped
     config = versions.read_config(tmp / "models" / "fmnist")
     assert config.labels == {"stable": 2, "candidate": 3} and config.versions == [1, 2, 3]
@@ -129,10 +143,13 @@ def test_each_variant_leaves_tensorboard_scalars_per_epoch(nights):
             for event in tf.compat.v1.train.summary_iterator(str(events)):
                 for value in event.summary.value:
                     found.setdefault((split, value.tag), []).append(event.step)
-    assert found == {("train", "epoch_loss"): [0, 1], ("train", "epoch_accuracy"): [0, 1],
-                     ("train", "epoch_learning_rate"): [0, 1],
-                     ("validation", "epoch_loss"): [0, 1],
-                     ("validation", "epoch_accuracy"): [0, 1]}
+    assert found == {
+        ("train", "epoch_loss"): [0, 1],
+        ("train", "epoch_accuracy"): [0, 1],
+        ("train", "epoch_learning_rate"): [0, 1],
+        ("validation", "epoch_loss"): [0, 1],
+        ("validation", "epoch_accuracy"): [0, 1],
+    }
 
 
 @pytest.mark.slow
@@ -149,23 +166,41 @@ def test_two_runs_racing_do_not_both_promote(tmp_path):
 
     def start(name):
         return subprocess.Popen(
-            pause_export.command(120, "-m", "fmnist.cli", "train", "--sweep", str(sweep),
-                                 "--workers", "1", "--limit", "2000", "--runs-dir",
-                                 str(tmp_path / "runs" / name), "--export-dir",
-                                 str(tmp_path / "models")),
-            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            pause_export.command(
+                120,
+                "-m",
+                "fmnist.cli",
+                "train",
+                "--sweep",
+                str(sweep),
+                "--workers",
+                "1",
+                "--limit",
+                "2000",
+                "--runs-dir",
+                str(tmp_path / "runs" / name),
+                "--export-dir",
+                str(tmp_path / "models"),
+            ),
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     procs = [start("a")]
     deadline = time.monotonic() + 300
     while not (tmp_path / "runs" / "a" / "results.json").exists():
-        assert procs[0].poll() is None and time.monotonic() < deadline, \
-            procs[0].communicate()[1][-1500:]
+        assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].communicate()[1][
+            -1500:
+        ]
         time.sleep(0.5)
     procs.append(start("b"))
     outs = [p.communicate(timeout=900) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-1500:] for _, e in outs]
-    gates = [json.loads((tmp_path / "runs" / n / "results.json").read_text())["gate"]
-             for n in ("a", "b")]
+    gates = [
+        json.loads((tmp_path / "runs" / n / "results.json").read_text())["gate"] for n in ("a", "b")
+    ]
     assert sorted(g["decision"] for g in gates) == ["candidate", "promote"]
     assert all(g["compared_with"] is None for g in gates)  # both read "no stable yet"
     loser = next(g for g in gates if g["decision"] == "candidate")

@@ -16,20 +16,24 @@ import time
 
 import pytest
 
-from conftest import FMNIST_JOB, ROOT
 from fmnist.ops import guard
+
+from conftest import FMNIST_JOB, ROOT
 
 NIGHT = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.timezone.utc)
 # The guarded command: appends its name to a file, then takes a while.
-RECORD = ("import sys, time; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); "
-          "time.sleep(float(sys.argv[3]))")
+RECORD = (
+    "import sys, time; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); "
+    "time.sleep(float(sys.argv[3]))"
+)
 
 
 def ago(**delta) -> dt.datetime:
     """A scheduled time that long before now, on a whole minute (as a RayJob's name
     gives it)."""
     return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(**delta)).replace(
-        second=0, microsecond=0)
+        second=0, microsecond=0
+    )
 
 
 def rayjob_name(when: dt.datetime) -> str:
@@ -38,9 +42,27 @@ def rayjob_name(when: dt.datetime) -> str:
 
 def start(tmp_path, scheduled: str, sleep: float = 2.0, extra=()):
     return subprocess.Popen(
-        [*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--scheduled", scheduled,
-         *extra, "--", sys.executable, "-c", RECORD, str(tmp_path / "ran"), scheduled,
-         str(sleep)], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            *FMNIST_JOB,
+            "guard",
+            "--lease",
+            str(tmp_path / "lease"),
+            "--scheduled",
+            scheduled,
+            *extra,
+            "--",
+            sys.executable,
+            "-c",
+            RECORD,
+            str(tmp_path / "ran"),
+            scheduled,
+            str(sleep),
+        ],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def ran(tmp_path) -> list[str]:
@@ -115,50 +137,71 @@ def test_lateness_and_repeats_at_exact_times(tmp_path):
     fd, message = guard.acquire(lease, NIGHT, 6, now=NIGHT + dt.timedelta(hours=6))
     assert fd is not None and message.startswith("running (scheduled 2026-11-27 02:00 UTC")
     saved = json.loads(lease.read_text())
-    assert (saved["scheduled"], saved["started"]) == (NIGHT.isoformat(),
-                                                     "2026-11-27T08:00:00+00:00")
-    held, message = guard.acquire(lease, NIGHT + dt.timedelta(days=1), 6,
-                                  now=NIGHT + dt.timedelta(days=1))
+    assert (saved["scheduled"], saved["started"]) == (
+        NIGHT.isoformat(),
+        "2026-11-27T08:00:00+00:00",
+    )
+    held, message = guard.acquire(
+        lease, NIGHT + dt.timedelta(days=1), 6, now=NIGHT + dt.timedelta(days=1)
+    )
     assert held is None and message.startswith(f"skipped: another run holds {lease}.lock")
     os.close(fd)
     for scheduled, now, words in [
-        (NIGHT - dt.timedelta(days=1), NIGHT + dt.timedelta(hours=1),
-         "25.0 h ago (more than --max-lateness-hours 6)"),
-        (NIGHT, NIGHT + dt.timedelta(hours=1),
-         "a run scheduled for 2026-11-27T02:00:00+00:00 already started"),
+        (
+            NIGHT - dt.timedelta(days=1),
+            NIGHT + dt.timedelta(hours=1),
+            "25.0 h ago (more than --max-lateness-hours 6)",
+        ),
+        (
+            NIGHT,
+            NIGHT + dt.timedelta(hours=1),
+            "a run scheduled for 2026-11-27T02:00:00+00:00 already started",
+        ),
         (NIGHT - dt.timedelta(hours=1), NIGHT + dt.timedelta(hours=1), "already started"),
-        (NIGHT + dt.timedelta(days=1), NIGHT + dt.timedelta(days=1, hours=6, seconds=1),
-         "6.0 h ago"),
+        (
+            NIGHT + dt.timedelta(days=1),
+            NIGHT + dt.timedelta(days=1, hours=6, seconds=1),
+            "6.0 h ago",
+        ),
     ]:
         fd, message = guard.acquire(lease, scheduled, 6, now=now)
         assert fd is None and words in message, (scheduled, message)
-    fd, message = guard.acquire(lease, NIGHT + dt.timedelta(days=1), 6,
-                                now=NIGHT + dt.timedelta(days=1, minutes=1))
+    fd, message = guard.acquire(
+        lease, NIGHT + dt.timedelta(days=1), 6, now=NIGHT + dt.timedelta(days=1, minutes=1)
+    )
     assert fd is not None
     os.close(fd)
-    assert json.loads(lease.read_text())["scheduled"] == \
-        (NIGHT + dt.timedelta(days=1)).isoformat()
+    assert json.loads(lease.read_text())["scheduled"] == (NIGHT + dt.timedelta(days=1)).isoformat()
 
 
-@pytest.mark.parametrize("value, expected", [
-    (rayjob_name(NIGHT), NIGHT),
-    (rayjob_name(NIGHT) + "-x7k9q", NIGHT),  # the RayCluster's name, ray.io/cluster
-    ("fmnist-train-nightly-" + str(int(NIGHT.timestamp()) // 60), NIGHT),  # a CronJob's Job
-    ("2026-11-27T02:00:00Z", NIGHT),
-    ("2026-11-27T03:00:00+01:00", NIGHT),
-    ("2026-11-27T02:00:00", NIGHT),  # no zone: UTC, as the schedule's Etc/UTC
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (rayjob_name(NIGHT), NIGHT),
+        (rayjob_name(NIGHT) + "-x7k9q", NIGHT),  # the RayCluster's name, ray.io/cluster
+        ("fmnist-train-nightly-" + str(int(NIGHT.timestamp()) // 60), NIGHT),  # a CronJob's Job
+        ("2026-11-27T02:00:00Z", NIGHT),
+        ("2026-11-27T03:00:00+01:00", NIGHT),
+        ("2026-11-27T02:00:00", NIGHT),  # no zone: UTC, as the schedule's Etc/UTC
+        ("", None),
+    ],
+)
 def test_scheduled_time_from_a_rayjob_name_or_a_timestamp(value, expected):
     assert guard.scheduled_time(value) == expected
 
 
 def test_bad_input_is_one_line_and_exit_two(tmp_path):
-    for args, words in ((["--scheduled", "fmnist-nightly-x7k9q", "--", "true"],
-                         "neither an RFC 3339"),
-                        ([], "no command to run")):
-        proc = subprocess.run([*FMNIST_JOB, "guard", "--lease", str(tmp_path / "l"), *args],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    for args, words in (
+        (["--scheduled", "fmnist-nightly-x7k9q", "--", "true"], "neither an RFC 3339"),
+        ([], "no command to run"),
+    ):
+        proc = subprocess.run(
+            [*FMNIST_JOB, "guard", "--lease", str(tmp_path / "l"), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and words in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "l").exists()
@@ -168,13 +211,41 @@ def test_a_rayjob_name_without_a_time_warns_and_keeps_the_lease(tmp_path):
     """KubeRay versions that name RayJobs <cronjob>-<random> give no time to check:
     the run goes ahead (a night is not lost to a naming change), the lease still holds."""
     env = {**os.environ, "FMNIST_JOB_NAME": "fmnist-nightly-x7k9q"}
-    proc = subprocess.run([*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--",
-                           sys.executable, "-c", "print('ran')"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *FMNIST_JOB,
+            "guard",
+            "--lease",
+            str(tmp_path / "lease"),
+            "--",
+            sys.executable,
+            "-c",
+            "print('ran')",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "ran\n"
     assert "job name 'fmnist-nightly-x7k9q' carries no scheduled time" in proc.stderr
     env["FMNIST_JOB_NAME"] = rayjob_name(ago(days=1))
-    proc = subprocess.run([*FMNIST_JOB, "guard", "--lease", str(tmp_path / "lease"), "--",
-                           sys.executable, "-c", "print('ran')"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *FMNIST_JOB,
+            "guard",
+            "--lease",
+            str(tmp_path / "lease"),
+            "--",
+            sys.executable,
+            "-c",
+            "print('ran')",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "" and "24.0 h ago" in proc.stderr

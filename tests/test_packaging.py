@@ -45,13 +45,22 @@ def test_installed_wheel_carries_the_sweeps_and_uses_its_own_default(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "fmnist", src / "fmnist",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        ROOT / "fmnist", src / "fmnist", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     dist = tmp_path / "dist"
     build = subprocess.run(
-        [sys.executable, "-c", "import sys, setuptools.build_meta as b; "
-         "print(b.build_wheel(sys.argv[1]))", str(dist)],
-        cwd=src, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
+            str(dist),
+        ],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = dist / build.stdout.strip().splitlines()[-1]
     names = zipfile.ZipFile(wheel).namelist()
@@ -61,15 +70,22 @@ def test_installed_wheel_carries_the_sweeps_and_uses_its_own_default(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)  # a pure wheel: installing is unpacking
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import fmnist, sys\nfrom fmnist.training import variants\n"
-            "assert fmnist.__file__.startswith(sys.argv[1]), fmnist.__file__\n"
-            "assert str(variants.DEFAULT_SWEEP).startswith(sys.argv[1]), variants.DEFAULT_SWEEP\n"
-            "print(len(variants.load(variants.DEFAULT_SWEEP)))\n"
-            "from fmnist.cli import main\n"
-            "sys.argv = ['fmnist-job', 'train', '--limit', '200', '--val-size', '300']\nsys.exit(main())\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(site)], cwd=elsewhere, text=True,
-                          capture_output=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(site)})
+    code = (
+        "import fmnist, sys\nfrom fmnist.training import variants\n"
+        "assert fmnist.__file__.startswith(sys.argv[1]), fmnist.__file__\n"
+        "assert str(variants.DEFAULT_SWEEP).startswith(sys.argv[1]), variants.DEFAULT_SWEEP\n"
+        "print(len(variants.load(variants.DEFAULT_SWEEP)))\n"
+        "from fmnist.cli import main\n"
+        "sys.argv = ['fmnist-job', 'train', '--limit', '200', '--val-size', '300']\nsys.exit(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(site)],
+        cwd=elsewhere,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     assert proc.stdout.strip() == "4", proc.stdout + proc.stderr
     assert proc.returncode == 2 and "must be smaller than --limit 200" in proc.stderr, proc.stderr
 
@@ -77,6 +93,7 @@ def test_installed_wheel_carries_the_sweeps_and_uses_its_own_default(tmp_path):
 # --------------------------------------------------------------------------------------
 # Lock files
 # --------------------------------------------------------------------------------------
+
 
 def lock(name: str) -> dict[str, tuple[str, frozenset[str]]]:
     """{package: (version, hashes)} of a requirements/*.lock file."""
@@ -93,7 +110,9 @@ def lock(name: str) -> dict[str, tuple[str, frozenset[str]]]:
 def pins() -> dict[str, str]:
     """pyproject.toml's == pins (dependencies and extras), by lower-case name."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + [r for rs in project["optional-dependencies"].values() for r in rs]
+    reqs = project["dependencies"] + [
+        r for rs in project["optional-dependencies"].values() for r in rs
+    ]
     out = {}
     for r in reqs:
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==(\S+)", r.strip())
@@ -112,7 +131,9 @@ def test_every_locked_package_has_a_version_and_hashes():
 
 def test_locks_install_pyproject_pins():
     cpu, gpu, dev = lock("cpu.lock"), lock("gpu.lock"), lock("dev.lock")
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     test_extra = {re.match(r"[A-Za-z0-9_.\-]+", r)[0].lower() for r in extras["test"]}
     for pkg, version in pins().items():
         if pkg == "tensorflow":  # the CPU locks use its CPU-only build, same version
@@ -123,15 +144,18 @@ def test_locks_install_pyproject_pins():
             assert dev[pkg][0] == version, f"dev.lock: {pkg} {dev[pkg][0]} != pyproject {version}"
             continue
         for name, entries in (("cpu.lock", cpu), ("gpu.lock", gpu)):
-            assert entries.get(pkg, (None,))[0] == version, \
+            assert entries.get(pkg, (None,))[0] == version, (
                 f"{name}: {pkg} {entries.get(pkg)} != pyproject {version}: run requirements/compile"
+            )
 
 
 def test_dev_lock_is_the_image_lock_plus_test_tools():
     """./dev and CI test exactly what the CPU image runs: same versions, same hashes."""
     cpu, dev, tools = lock("cpu.lock"), lock("dev.lock"), lock("tools.lock")
     for pkg, entry in cpu.items():
-        assert dev.get(pkg) == entry, f"dev.lock: {pkg} {dev.get(pkg, ('missing',))[0]} != cpu.lock {entry[0]}"
+        assert dev.get(pkg) == entry, (
+            f"dev.lock: {pkg} {dev.get(pkg, ('missing',))[0]} != cpu.lock {entry[0]}"
+        )
     assert dev["uv"] == tools["uv"]
     gpu = lock("gpu.lock")
     shared = set(cpu) & set(gpu)
@@ -144,7 +168,9 @@ def test_dev_ci_and_dockerfile_install_from_the_locks_with_hashes():
     assert "-r requirements/tools.lock" in dev
     assert "./dev test" in (ROOT / ".ci" / "run").read_text()
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert '--require-hashes --compile-bytecode \\\n      "requirements/${FLAVOUR}.lock"' in dockerfile
+    assert (
+        '--require-hashes --compile-bytecode \\\n      "requirements/${FLAVOUR}.lock"' in dockerfile
+    )
     assert "--require-hashes -r requirements/tools.lock" in dockerfile
     # Dependencies before code: the first COPY of the project comes after the lock install.
     assert dockerfile.index("uv pip sync") < dockerfile.index("COPY fmnist/")
@@ -154,9 +180,12 @@ def test_dev_ci_and_dockerfile_install_from_the_locks_with_hashes():
 # Read-only root: what the Dockerfile says must be writable = the manifests' emptyDirs
 # --------------------------------------------------------------------------------------
 
+
 def test_read_only_root_statement_matches_the_manifests():
     text = (ROOT / "Dockerfile").read_text()
-    m = re.search(r"# Read-only root filesystem: writable mounts are needed at (.+?), nothing", text, re.S)
+    m = re.search(
+        r"# Read-only root filesystem: writable mounts are needed at (.+?), nothing", text, re.S
+    )
     assert m, "Dockerfile: the read-only-root statement is missing"
     stated = set(re.findall(r"(/[\w/.-]+)", m.group(1)))
     assert re.search(r"^\s+HOME=(\S+)", text, re.M).group(1) in stated, "HOME must be writable"
@@ -171,11 +200,18 @@ def test_read_only_root_statement_matches_the_manifests():
                         continue
                     if not c.get("securityContext", {}).get("readOnlyRootFilesystem"):
                         continue
-                    paths = {vm["mountPath"] for vm in c.get("volumeMounts", [])
-                             if "emptyDir" in volumes.get(vm["name"], {})} - {"/dev/shm"}
-                    assert stated <= paths, f"{path.name}: {c['name']} lacks emptyDirs at {stated - paths}"
+                    paths = {
+                        vm["mountPath"]
+                        for vm in c.get("volumeMounts", [])
+                        if "emptyDir" in volumes.get(vm["name"], {})
+                    } - {"/dev/shm"}
+                    assert stated <= paths, (
+                        f"{path.name}: {c['name']} lacks emptyDirs at {stated - paths}"
+                    )
                     mounted |= paths
-    assert mounted == stated, f"manifests mount emptyDirs at {mounted}, the Dockerfile states {stated}"
+    assert mounted == stated, (
+        f"manifests mount emptyDirs at {mounted}, the Dockerfile states {stated}"
+    )
 
 
 def pod_specs(node):

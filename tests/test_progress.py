@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FMNIST_JOB, ROOT
 from fmnist.scoring.backends import ChunkSizer
+
+from conftest import FMNIST_JOB, ROOT
 
 N = 120  # 24-megapixel PNGs: about 10 s of decoding on one core here
 
@@ -29,18 +30,17 @@ def big_photos(tmp_path_factory):
     ramp = np.linspace(0, 255, 6000, dtype=np.float32)[None, :].repeat(4000, 0)
     ramp = ramp.astype(np.uint8)
     for i in range(N):
-        Image.fromarray(np.roll(ramp, 37 * i, axis=1)).save(d / f"{i:03}.png",
-                                                             compress_level=1)
+        Image.fromarray(np.roll(ramp, 37 * i, axis=1)).save(d / f"{i:03}.png", compress_level=1)
     return d
 
 
 def test_chunks_follow_the_decoding_time():
     sizer = ChunkSizer(256)
-    assert sizer.size == 4                      # small until something was measured
-    sizer.observe(4, 4 * 50e-6)                 # 28x28 PNGs: full chunks
+    assert sizer.size == 4  # small until something was measured
+    sizer.observe(4, 4 * 50e-6)  # 28x28 PNGs: full chunks
     assert sizer.size == 256
     sizer = ChunkSizer(256)
-    sizer.observe(4, 4 * 0.3)                   # big photos: one a job
+    sizer.observe(4, 4 * 0.3)  # big photos: one a job
     assert sizer.size == 1
     entries = [(f"{i}.png", None) for i in range(10)]
     assert [len(c) for c in ChunkSizer(256, first=4).chunks(entries)] == [4, 4, 2]
@@ -54,14 +54,15 @@ def test_chunks_follow_the_decoding_time():
 
 
 @pytest.mark.slow
-def test_plain_progress_moves_per_decoded_file(big_photos, scoring_model, tmp_path,
-                                               monkeypatch, capsys):
+def test_plain_progress_moves_per_decoded_file(
+    big_photos, scoring_model, tmp_path, monkeypatch, capsys
+):
     """The real scoring run in this process, stderr not a terminal, one decoder process,
     a line every half second instead of every 10 s (the interval is all that differs)."""
     from fmnist.scoring import score
+
     monkeypatch.setattr(score, "PLAIN_PROGRESS_EVERY", 0.5)
-    summary = score.score(big_photos, model=scoring_model, out=tmp_path / "p.csv",
-                          decoders=1)
+    summary = score.score(big_photos, model=scoring_model, out=tmp_path / "p.csv", decoders=1)
     assert summary.files == N and summary.failed == 0
     err = capsys.readouterr().err
     counts = [int(m.group(1)) for m in re.finditer(rf"score: (\d+)/{N} files", err)]
@@ -73,10 +74,23 @@ def test_plain_progress_moves_per_decoded_file(big_photos, scoring_model, tmp_pa
 
 @pytest.mark.slow
 def test_ctrl_c_acts_within_two_seconds_on_big_photos(big_photos, scoring_model, tmp_path):
-    proc = subprocess.Popen([*FMNIST_JOB, "score", str(big_photos), "--model",
-                             str(scoring_model), "--decoders", "1", "--out",
-                             str(tmp_path / "p.csv")], cwd=ROOT, text=True,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *FMNIST_JOB,
+            "score",
+            str(big_photos),
+            "--model",
+            str(scoring_model),
+            "--decoders",
+            "1",
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        cwd=ROOT,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for line in proc.stderr:
             if "image files under" in line:  # the model is loaded, decoding has begun

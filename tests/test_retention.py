@@ -11,8 +11,9 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import read_rows, run_cli
 from fmnist.ops import runs
+
+from conftest import read_rows, run_cli
 
 
 @pytest.mark.slow
@@ -25,11 +26,15 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     out = tmp_path / "predictions-1.csv"
     proc = run_cli("score", inbox, "--model", scoring_model, "--out", out, "--done", done)
     assert proc.returncode == 3, proc.stderr  # 3: some images failed, file written
-    assert (f"score: moved 2 scored files to {done / 'predictions-1'}/; 1 file that failed "
-            f"left in {inbox} to be tried again") in proc.stderr
+    assert (
+        f"score: moved 2 scored files to {done / 'predictions-1'}/; 1 file that failed "
+        f"left in {inbox} to be tried again"
+    ) in proc.stderr
     assert sorted(r["path"] for r in read_rows(out)) == ["a.png", "broken.png", "shop/b.png"]
-    assert sorted(str(p.relative_to(done)) for p in done.rglob("*") if p.is_file()) == \
-        ["predictions-1/a.png", "predictions-1/shop/b.png"]
+    assert sorted(str(p.relative_to(done)) for p in done.rglob("*") if p.is_file()) == [
+        "predictions-1/a.png",
+        "predictions-1/shop/b.png",
+    ]
     assert [p.name for p in inbox.rglob("*") if p.is_file()] == ["broken.png"]
 
     # The next hour: the new arrival is scored, and the failed file tried again; with
@@ -37,8 +42,18 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     Image.new("L", (28, 28), 90).save(inbox / "c.png")
     out2 = tmp_path / "predictions-2.csv"
     failed = tmp_path / "failed"
-    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out2, "--done", done,
-                   "--failed-to", failed)
+    proc = run_cli(
+        "score",
+        inbox,
+        "--model",
+        scoring_model,
+        "--out",
+        out2,
+        "--done",
+        done,
+        "--failed-to",
+        failed,
+    )
     assert proc.returncode == 3, proc.stderr
     assert sorted(r["path"] for r in read_rows(out2)) == ["broken.png", "c.png"]
     assert (done / "predictions-2" / "c.png").is_file()
@@ -51,11 +66,13 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
 def test_failed_to_needs_done_and_must_be_outside_the_inbox(scoring_model, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    for extra, expected in ((["--failed-to", tmp_path / "f"], "--failed-to works with --done"),
-                            (["--done", tmp_path / "d", "--failed-to", inbox / "f"],
-                             "--failed-to")):
-        proc = run_cli("score", inbox, "--model", scoring_model, "--out", tmp_path / "p.csv",
-                       *extra)
+    for extra, expected in (
+        (["--failed-to", tmp_path / "f"], "--failed-to works with --done"),
+        (["--done", tmp_path / "d", "--failed-to", inbox / "f"], "--failed-to"),
+    ):
+        proc = run_cli(
+            "score", inbox, "--model", scoring_model, "--out", tmp_path / "p.csv", *extra
+        )
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -66,8 +83,7 @@ def test_done_inside_the_inbox_is_refused_before_scoring(scoring_model, tmp_path
     inbox.mkdir()
     Image.new("L", (28, 28), 200).save(inbox / "a.png")
     out = tmp_path / "p.csv"
-    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out,
-                   "--done", inbox / "done")
+    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out, "--done", inbox / "done")
     assert proc.returncode == 2 and "is inside" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists() and (inbox / "a.png").is_file()
@@ -106,7 +122,7 @@ def test_what_vanishes_between_listing_and_stat_is_skipped(tmp_path):
     with os.scandir(run) as it:
         entries = list(it)
     (run / "results.json.tmp").rename(tmp_path / "elsewhere")  # a file, after the listing
-    shutil.rmtree(run / "checkpoints")                          # a directory
+    shutil.rmtree(run / "checkpoints")  # a directory
     assert runs.newest_of(entries) == pytest.approx(month, abs=1)  # weights.npz's time
     assert runs.newest_of([e for e in entries if e.name != "weights.npz"]) is None
 
@@ -114,8 +130,9 @@ def test_what_vanishes_between_listing_and_stat_is_skipped(tmp_path):
     os.symlink(tmp_path / "nothing", run / "link")
     os.utime(run, (month, month))
     listed = runs.run_dirs(tmp_path)
-    assert [p.name for p in listed] == ["run"] and runs.last_written(run) == \
-        pytest.approx(month, abs=1)
+    assert [p.name for p in listed] == ["run"] and runs.last_written(run) == pytest.approx(
+        month, abs=1
+    )
     # The whole run renamed away between the listing and its stat.
     os.rename(run, tmp_path / ".pruned-run")
     assert runs.last_written(run) is None and runs.summarize(run) is None

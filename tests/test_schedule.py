@@ -13,17 +13,21 @@ from fmnist.training.variants import Variant
 from conftest import ROOT, run_cli
 
 
-@pytest.mark.parametrize("v", [
-    Variant("plain", (128,)),
-    Variant("deep", (256, 128), dropout=0.2),
-    Variant("bn", (512, 256), normalization="batch"),
-    Variant("ln", (64,), normalization="layer"),
-], ids=lambda v: v.name)
+@pytest.mark.parametrize(
+    "v",
+    [
+        Variant("plain", (128,)),
+        Variant("deep", (256, 128), dropout=0.2),
+        Variant("bn", (512, 256), normalization="batch"),
+        Variant("ln", (64,), normalization="layer"),
+    ],
+    ids=lambda v: v.name,
+)
 def test_parameters_count_what_the_model_trains(v):
     from fmnist.training import model
+
     net = model.build(v)
-    assert schedule.parameters(v) == sum(int(w.shape.num_elements())
-                                         for w in net.trainable_weights)
+    assert schedule.parameters(v) == sum(int(w.shape.num_elements()) for w in net.trainable_weights)
 
 
 # train_seconds per variant measured on the project's 2-core machine (docs/performance.md,
@@ -31,14 +35,16 @@ def test_parameters_count_what_the_model_trains(v):
 # differ only in their seed tie in the estimate and need no order.
 MEASURED = {
     # `train --workers 4`, two at a time, 2026-11-26
-    "jobs/default.toml": {"tutorial": 4.7, "mlp-256-128": 12.2, "wide-1024": 37.4,
-                          "bn-512-256-flip": 36.2},
+    "jobs/default.toml": {
+        "tutorial": 4.7,
+        "mlp-256-128": 12.2,
+        "wide-1024": 37.4,
+        "bn-512-256-flip": 36.2,
+    },
     # issue 16's side-by-side run, two at a time, 2026-11-27
-    "tests/benchmarks/four.toml": {"d128": 8.2, "d256": 12.3, "d256-128": 14.3,
-                                   "d512-256": 28.7},
+    "tests/benchmarks/four.toml": {"d128": 8.2, "d256": 12.3, "d256-128": 14.3, "d512-256": 28.7},
     # four at once on half a CPU each, early stopping on (the accuracy table)
-    "jobs/best.toml": {"bn-1536-768-d4": 655, "bn-1024-512-d4-e60": 606,
-                       "bn-1024-512-d3": 495},
+    "jobs/best.toml": {"bn-1536-768-d4": 655, "bn-1024-512-d4-e60": 606, "bn-1024-512-d3": 495},
 }
 
 
@@ -61,19 +67,25 @@ def test_more_epochs_params_and_smaller_batches_cost_more():
     cost = lambda v: schedule.estimate_seconds(v, 55000)  # noqa: E731
     assert cost(Variant("x", (256,), epochs=10)) == pytest.approx(2 * cost(base))
     assert cost(Variant("x", (512,))) > cost(base)
-    assert cost(Variant("x", (256,), batch_size=16)) > cost(base) > cost(
-        Variant("x", (256,), batch_size=128))
+    assert (
+        cost(Variant("x", (256,), batch_size=16))
+        > cost(base)
+        > cost(Variant("x", (256,), batch_size=128))
+    )
 
 
 def test_floor_is_the_larger_of_even_sharing_and_the_longest_task():
-    assert schedule.floor_seconds([10, 10, 10, 10], 2) == 20        # sum / CPUs
-    assert schedule.floor_seconds([30, 5, 5], 2) == 30              # the longest
+    assert schedule.floor_seconds([10, 10, 10, 10], 2) == 20  # sum / CPUs
+    assert schedule.floor_seconds([30, 5, 5], 2) == 30  # the longest
     assert schedule.floor_seconds([], 2) is None
 
 
 def test_efficiency_uses_only_variants_with_a_training_time():
     assert schedule.efficiency([30.0, 10.0], 50.0, 2.0) == {
-        "cpus_used": 2.0, "floor_seconds": 30.0, "wall_over_floor": pytest.approx(1.667)}
+        "cpus_used": 2.0,
+        "floor_seconds": 30.0,
+        "wall_over_floor": pytest.approx(1.667),
+    }
     assert schedule.efficiency([], 50.0, 2.0)["wall_over_floor"] is None
 
 
@@ -105,9 +117,23 @@ def test_ray_starts_the_variants_longest_first(tmp_path, sweep_file):
     """)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
-        proc = run_cli("train", "--sweep", sweep, "--workers", "3", "--limit", "3000",
-                       "--cpus-per-worker", "1", "--address", cluster.address,
-                       "--runs-dir", tmp_path / "run", "--export-dir", tmp_path / "models")
+        proc = run_cli(
+            "train",
+            "--sweep",
+            sweep,
+            "--workers",
+            "3",
+            "--limit",
+            "3000",
+            "--cpus-per-worker",
+            "1",
+            "--address",
+            cluster.address,
+            "--runs-dir",
+            tmp_path / "run",
+            "--export-dir",
+            tmp_path / "models",
+        )
     finally:
         cluster.shutdown()
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -136,9 +162,21 @@ def test_the_best_is_exported_while_a_slower_variant_still_trains(tmp_path, swee
         learning_rate = 1e-7
         epochs = 8
     """)
-    proc = run_cli("train", "--sweep", sweep, "--workers", "2", "--limit", "3000",
-                   "--cpus-per-worker", "1", "--runs-dir", tmp_path / "run",
-                   "--export-dir", tmp_path / "models")
+    proc = run_cli(
+        "train",
+        "--sweep",
+        sweep,
+        "--workers",
+        "2",
+        "--limit",
+        "3000",
+        "--cpus-per-worker",
+        "1",
+        "--runs-dir",
+        tmp_path / "run",
+        "--export-dir",
+        tmp_path / "models",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["order"] == ["slow", "good"] and results["best"] == "good"

@@ -26,11 +26,10 @@ import pytest
 from PIL import Image
 
 from fmnist.core import data, export
-from fmnist.scoring import images, outputs, score, walk
 from fmnist.core.errors import ScoreError
+from fmnist.scoring import images, outputs, score, walk
 
 from conftest import FMNIST_JOB, cli, read_rows, run_cli
-
 
 N_PER_KIND = 25  # images per format/mode/size variant in the correctness set
 
@@ -42,15 +41,21 @@ N_PER_KIND = 25  # images per format/mode/size variant in the correctness set
 VARIANTS = [
     ("gray", "png", "PNG", lambda a: Image.fromarray(a)),
     ("rgb", "png", "PNG", lambda a: Image.fromarray(a).convert("RGB")),
-    ("jpeg", "jpg", "JPEG", lambda a: Image.fromarray(a).convert("RGB")),        # lossy
-    ("inverted", "png", "PNG", lambda a: Image.fromarray(255 - a)),             # dark on white
+    ("jpeg", "jpg", "JPEG", lambda a: Image.fromarray(a).convert("RGB")),  # lossy
+    ("inverted", "png", "PNG", lambda a: Image.fromarray(255 - a)),  # dark on white
     ("big", "png", "PNG", lambda a: Image.fromarray(a).resize((56, 56), Image.Resampling.NEAREST)),
-    ("nonsquare", "png", "PNG", lambda a: _nonsquare(a)),                        # e.g. 60x84
-    ("cutout", "png", "PNG", lambda a: Image.merge(                              # black object,
-        "RGBA", [Image.new("L", (28, 28), 0)] * 3 + [Image.fromarray(a)])),     # shape in alpha
+    ("nonsquare", "png", "PNG", lambda a: _nonsquare(a)),  # e.g. 60x84
+    (
+        "cutout",
+        "png",
+        "PNG",
+        lambda a: Image.merge(  # black object,
+            "RGBA", [Image.new("L", (28, 28), 0)] * 3 + [Image.fromarray(a)]
+        ),
+    ),  # shape in alpha
     ("palette", "gif", "GIF", lambda a: Image.fromarray(a).convert("P")),
     ("bmp", "bmp", "BMP", lambda a: Image.fromarray(a)),
-    ("webp", "webp", "WEBP", lambda a: Image.fromarray(a).convert("RGB")),       # lossless
+    ("webp", "webp", "WEBP", lambda a: Image.fromarray(a).convert("RGB")),  # lossless
     ("16bit", "tiff", "TIFF", lambda a: Image.fromarray(a.astype(np.uint16) * 257)),
 ]
 EXACT = {"gray", "rgb", "inverted", "cutout", "bmp", "webp", "16bit"}  # same pixels back
@@ -61,7 +66,7 @@ def _nonsquare(a: np.ndarray) -> Image.Image:
     then enlarge 3x: a taller-than-wide photo of the same thing."""
     cols = np.flatnonzero(a.max(axis=0))
     m = min(cols[0], 27 - cols[-1]) if cols.size else 0
-    c = a[:, m:28 - m]
+    c = a[:, m : 28 - m]
     return Image.fromarray(c).resize((3 * c.shape[1], 84), Image.Resampling.NEAREST)
 
 
@@ -92,7 +97,7 @@ def _png_declaring(width: int, height: int) -> bytes:
     buf = io.BytesIO()
     Image.new("L", (1, 1)).save(buf, "PNG")
     png = bytearray(buf.getvalue())
-    png[16:24] = struct.pack(">II", width, height)   # IHDR data starts at byte 16
+    png[16:24] = struct.pack(">II", width, height)  # IHDR data starts at byte 16
     png[29:33] = struct.pack(">I", zlib.crc32(png[12:29]))
     return bytes(png)
 
@@ -122,19 +127,20 @@ def bad_dir(tmp_path_factory, test_set):
         Image.fromarray(x[i]).save(root / f"good/{y[i]}-{i:02d}.png")
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)).save(
-        buf, "JPEG")
-    (root / "bad/truncated.jpg").write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+        buf, "JPEG"
+    )
+    (root / "bad/truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     (root / "bad/corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
     (root / "bad/empty.png").write_bytes(b"")
     (root / "bad/text.jpeg").write_text("this is not an image\n")
-    (root / "bad/bomb.png").write_bytes(_png_declaring(20000, 20000))      # 400 MP: error
+    (root / "bad/bomb.png").write_bytes(_png_declaring(20000, 20000))  # 400 MP: error
     (root / "bad/bomb-warning.png").write_bytes(_png_declaring(8000, 8000))  # 64 MP: warning
     (root / "bad/broken-link.png").symlink_to(root / "bad/does-not-exist.png")
     outside = base / "outside"
     outside.mkdir()
     Image.fromarray(x[0]).save(outside / "secret.png")
     (root / "bad/outside-link.png").symlink_to(outside / "secret.png")
-    (root / "linked-dir").symlink_to(outside, target_is_directory=True)   # not descended
+    (root / "linked-dir").symlink_to(outside, target_is_directory=True)  # not descended
     (root / "good/inside-link.png").symlink_to(root / f"good/{y[0]}-00.png")  # scored
     os.mkfifo(root / "bad/pipe.png")  # unreadable even for root: would block a reader
     (root / "notes.txt").write_text("ignored\n")
@@ -152,21 +158,23 @@ def _mkdir(p: Path) -> Path:
 # -----------------------------------------------------------------------------
 # Decoding (no model): modes, sizes, polarity
 
-@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr",
-                                  "I;16", "I", "F"])
+
+@pytest.mark.parametrize(
+    "mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr", "I;16", "I", "F"]
+)
 def test_every_mode_decodes_to_the_same_grayscale(mode, test_set):
     x, _ = test_set
     a = next(a for a in x if a.min() == 0 and a.max() == 255)  # full range: I, F exact
     if mode == "1":
         a = np.where(a > 127, 255, 0).astype(np.uint8)
     if mode == "I;16":
-        im = Image.fromarray(a.astype(np.uint16) * 257)          # 16 bits, full scale
+        im = Image.fromarray(a.astype(np.uint16) * 257)  # 16 bits, full scale
     elif mode == "I":
-        im = Image.fromarray(a.astype(np.int32) * 1000 - 5)     # no fixed range: stretched
+        im = Image.fromarray(a.astype(np.int32) * 1000 - 5)  # no fixed range: stretched
     elif mode == "F":
-        im = Image.fromarray(a.astype(np.float32) / 255)        # likewise
+        im = Image.fromarray(a.astype(np.float32) / 255)  # likewise
     else:
-        im = Image.fromarray(a).convert(mode)                   # LA, RGBA: alpha 255
+        im = Image.fromarray(a).convert(mode)  # LA, RGBA: alpha 255
     assert im.mode == mode
     got = images.to_model_input(im, invert="never")
     assert got.dtype == np.uint8 and got.shape == (28, 28)
@@ -177,8 +185,12 @@ def test_every_mode_decodes_to_the_same_grayscale(mode, test_set):
 def test_transparency_becomes_background_whatever_the_object_colour():
     alpha = np.zeros((28, 28), np.uint8)
     alpha[6:22, 8:20] = 255
-    for rgb, invert in [((0, 0, 0), "auto"), ((255, 255, 255), "auto"),
-                        ((255, 255, 255), "never"), ((0, 0, 0), "always")]:
+    for rgb, invert in [
+        ((0, 0, 0), "auto"),
+        ((255, 255, 255), "auto"),
+        ((255, 255, 255), "never"),
+        ((0, 0, 0), "always"),
+    ]:
         im = Image.new("RGBA", (28, 28), rgb + (0,))
         im.putalpha(Image.fromarray(alpha))
         got = images.to_model_input(im, invert)
@@ -195,11 +207,11 @@ def test_auto_invert_follows_the_border(test_set):
 
 
 def test_aspect_ratio_is_kept_and_padded_with_the_background():
-    im = Image.new("L", (100, 50), 0)      # 2:1, a white bar on black
+    im = Image.new("L", (100, 50), 0)  # 2:1, a white bar on black
     im.paste(255, (10, 10, 90, 40))
     got = images.to_model_input(im, "never", "whole")  # 28x14, centred: 7 black rows each side
     assert (got[:7] == 0).all() and (got[21:] == 0).all() and (got[13, 5:23] > 200).all()
-    dark = Image.new("L", (50, 100), 30)   # dark object, white margins: pad is white, inverted
+    dark = Image.new("L", (50, 100), 30)  # dark object, white margins: pad is white, inverted
     canvas = Image.new("L", (60, 100), 255)
     canvas.paste(dark, (5, 0))
     got = images.to_model_input(canvas, "auto", "whole")
@@ -220,6 +232,7 @@ def test_walk_order_symlinks_and_ignored_files(bad_dir):
 # -----------------------------------------------------------------------------
 # Correctness: files score like the arrays
 
+
 @pytest.fixture(scope="module")
 def scored_good(good_dir, scoring_model, tmp_path_factory):
     root, _ = good_dir
@@ -229,8 +242,7 @@ def scored_good(good_dir, scoring_model, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_accuracy_from_files_matches_accuracy_from_arrays(good_dir, scored_good, serve,
-                                                          test_set):
+def test_accuracy_from_files_matches_accuracy_from_arrays(good_dir, scored_good, serve, test_set):
     root, index = good_dir
     summary, out = scored_good
     x, y = test_set
@@ -254,8 +266,11 @@ def test_accuracy_from_files_matches_accuracy_from_arrays(good_dir, scored_good,
     # Lossy or resampled encodings (JPEG, 56x56, non-square, palette) still agree with the
     # arrays on nearly every image: a broken resize or padding would not.
     for kind, *_ in VARIANTS:
-        same = [int(r["label"]) == p.argmax() for r, p in zip(rows, probs)
-                if r["path"].rsplit("-", 1)[1].split(".")[0] == kind]
+        same = [
+            int(r["label"]) == p.argmax()
+            for r, p in zip(rows, probs)
+            if r["path"].rsplit("-", 1)[1].split(".")[0] == kind
+        ]
         assert len(same) == 2 * N_PER_KIND and np.mean(same) >= 0.9, kind
 
 
@@ -284,14 +299,22 @@ def test_csv_and_jsonl_hold_the_same_rows(good_dir, scored_good, scoring_model, 
     assert list(first) == list(outputs.COLUMNS)
     assert isinstance(first["label"], int) and isinstance(first["confidence"], float)
     assert first["error"] is None
-    assert read_rows(jsonl_out) == [{k: (v if k not in ("confidence", "top1_prob", "top2_prob",
-                                                         "top3_prob") or v is None
-                                         else str(float(v))) for k, v in r.items()}
-                                    for r in read_rows(csv_out)]
+    assert read_rows(jsonl_out) == [
+        {
+            k: (
+                v
+                if k not in ("confidence", "top1_prob", "top2_prob", "top3_prob") or v is None
+                else str(float(v))
+            )
+            for k, v in r.items()
+        }
+        for r in read_rows(csv_out)
+    ]
 
 
 # -----------------------------------------------------------------------------
 # Bad input: one error row each, the rest scored, exit code 3
+
 
 @pytest.fixture(scope="module")
 def scored_bad(bad_dir, scoring_model, tmp_path_factory):
@@ -336,17 +359,27 @@ def test_everything_else_is_scored(scored_bad, test_set):
 
 
 @pytest.mark.slow
-def test_exit_codes_through_the_cli(bad_dir, good_dir, scoring_model, tmp_path,
-                                    monkeypatch, capsys):
-    code, out, err = cli(["score", good_dir[0], "--model", scoring_model,
-                          "--out", tmp_path / "good.csv"], monkeypatch, capsys)
+def test_exit_codes_through_the_cli(
+    bad_dir, good_dir, scoring_model, tmp_path, monkeypatch, capsys
+):
+    code, out, err = cli(
+        ["score", good_dir[0], "--model", scoring_model, "--out", tmp_path / "good.csv"],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     assert "Ankle boot" in out and "0 failed" in out
     # The rate says what it covers, and the whole run's time is beside it.
-    assert re.search(r"images/s over \d+\.\d\ds of decoding and prediction "
-                     r"\(\d+\.\d\ds with loading the model\)", out), out
-    code, out, err = cli(["score", bad_dir, "--model", scoring_model,
-                          "--out", tmp_path / "bad.jsonl"], monkeypatch, capsys)
+    assert re.search(
+        r"images/s over \d+\.\d\ds of decoding and prediction "
+        r"\(\d+\.\d\ds with loading the model\)",
+        out,
+    ), out
+    code, out, err = cli(
+        ["score", bad_dir, "--model", scoring_model, "--out", tmp_path / "bad.jsonl"],
+        monkeypatch,
+        capsys,
+    )
     assert code == 3, err
     assert f"{len(BAD)} failed" in out and "ignored 2 files" in out
 
@@ -375,24 +408,37 @@ def fatal_cases(tmp_path_factory, scoring_model, good_dir):
     return {
         "missing directory": ([tmp / "nope", "--model", scoring_model], "no such directory"),
         "not a SavedModel": ([images_dir, "--model", tmp / "not-a-model"], "not a SavedModel"),
-        "wrong signature": ([images_dir, "--model", _wrong_signature_model(tmp / "flat")],
-                            "must take only 'images': uint8 [N, 28, 28]"),
+        "wrong signature": (
+            [images_dir, "--model", _wrong_signature_model(tmp / "flat")],
+            "must take only 'images': uint8 [N, 28, 28]",
+        ),
         "missing model": ([images_dir, "--model", tmp / "no-model"], "no such directory"),
-        "no metadata": ([images_dir, "--model", _copy_without_metadata(scoring_model, tmp)],
-                        "no fmnist.json"),
-        "unknown extension": ([images_dir, "--model", scoring_model, "--out", tmp / "p.txt"],
-                              "use .csv or .jsonl"),
-        "output dir missing": ([images_dir, "--model", scoring_model,
-                                "--out", tmp / "a-file" / "p.csv"], "does not exist"),
-        "output not writable": ([images_dir, "--model", scoring_model,
-                                 "--out", "/proc/fmnist-preds.csv"], "cannot write in /proc"),
-        "output is a directory": ([images_dir, "--model", scoring_model,
-                                   "--out", _mkdir(tmp / "dir.csv")], "is a directory"),
+        "no metadata": (
+            [images_dir, "--model", _copy_without_metadata(scoring_model, tmp)],
+            "no fmnist.json",
+        ),
+        "unknown extension": (
+            [images_dir, "--model", scoring_model, "--out", tmp / "p.txt"],
+            "use .csv or .jsonl",
+        ),
+        "output dir missing": (
+            [images_dir, "--model", scoring_model, "--out", tmp / "a-file" / "p.csv"],
+            "does not exist",
+        ),
+        "output not writable": (
+            [images_dir, "--model", scoring_model, "--out", "/proc/fmnist-preds.csv"],
+            "cannot write in /proc",
+        ),
+        "output is a directory": (
+            [images_dir, "--model", scoring_model, "--out", _mkdir(tmp / "dir.csv")],
+            "is a directory",
+        ),
     }
 
 
 def _copy_without_metadata(base: Path, tmp: Path) -> Path:
     import shutil
+
     target = tmp / "nometa" / "1"
     shutil.copytree(base / "1", target)
     (target / export.METADATA).unlink()
@@ -400,12 +446,23 @@ def _copy_without_metadata(base: Path, tmp: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["missing directory", "not a SavedModel", "wrong signature",
-                                  "missing model", "no metadata", "unknown extension",
-                                  "output dir missing", "output not writable",
-                                  "output is a directory"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing directory",
+        "not a SavedModel",
+        "wrong signature",
+        "missing model",
+        "no metadata",
+        "unknown extension",
+        "output dir missing",
+        "output not writable",
+        "output is a directory",
+    ],
+)
 def test_fatal_problems_exit_2_with_one_line_and_keep_the_old_output(
-        case, fatal_cases, tmp_path, monkeypatch, capsys):
+    case, fatal_cases, tmp_path, monkeypatch, capsys
+):
     args, expected = fatal_cases[case]
     if "--out" not in args:
         old = tmp_path / "preds.csv"
@@ -447,13 +504,22 @@ def test_a_previous_output_is_replaced_only_on_success(good_dir, scoring_model, 
 # -----------------------------------------------------------------------------
 # Cluster mode: the same rows from Ray Data
 
+
 @pytest.mark.slow
-def test_ray_mode_writes_the_same_rows_as_local_mode(bad_dir, scored_bad, scoring_model,
-                                                     tmp_path, ray_cluster):
+def test_ray_mode_writes_the_same_rows_as_local_mode(
+    bad_dir, scored_bad, scoring_model, tmp_path, ray_cluster
+):
     local_summary, local_rows, local_out = scored_bad
     out = tmp_path / "ray.csv"
-    summary = score.score(bad_dir, model=scoring_model, out=out, use_ray=True,
-                          address=ray_cluster.gcs, batch_size=16, show=False)
+    summary = score.score(
+        bad_dir,
+        model=scoring_model,
+        out=out,
+        use_ray=True,
+        address=ray_cluster.gcs,
+        batch_size=16,
+        show=False,
+    )
     ray_rows = read_rows(out)
     local = read_rows(local_out)
     assert [r["path"] for r in ray_rows] == [r["path"] for r in local]
@@ -462,22 +528,30 @@ def test_ray_mode_writes_the_same_rows_as_local_mode(bad_dir, scored_bad, scorin
         for k in ("confidence", "top1_prob", "top2_prob", "top3_prob"):
             if a[k] is not None:
                 assert abs(float(a[k]) - float(b[k])) <= 1e-5, (k, a, b)
-    assert (summary.files, summary.failed, summary.ignored, summary.per_class) == \
-        (local_summary.files, local_summary.failed, local_summary.ignored,
-         local_summary.per_class)
+    assert (summary.files, summary.failed, summary.ignored, summary.per_class) == (
+        local_summary.files,
+        local_summary.failed,
+        local_summary.ignored,
+        local_summary.per_class,
+    )
 
 
 # -----------------------------------------------------------------------------
 # Directory edge cases: nothing to score, a flood of empty files, undecodable names
 
+
 @pytest.mark.slow
-def test_a_directory_with_no_images_writes_a_header_and_exits_0(scoring_model, tmp_path,
-                                                                monkeypatch, capsys):
+def test_a_directory_with_no_images_writes_a_header_and_exits_0(
+    scoring_model, tmp_path, monkeypatch, capsys
+):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
     out_file = tmp_path / "p.csv"
-    code, out, err = cli(["score", tmp_path / "empty", "--model", scoring_model,
-                          "--out", out_file], monkeypatch, capsys)
+    code, out, err = cli(
+        ["score", tmp_path / "empty", "--model", scoring_model, "--out", out_file],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     assert "0 of 0" in out and "ignored 1 file" in out
     assert out_file.read_text().splitlines() == [",".join(outputs.COLUMNS)]
@@ -485,14 +559,16 @@ def test_a_directory_with_no_images_writes_a_header_and_exits_0(scoring_model, t
 
 @pytest.mark.slow
 def test_a_hundred_thousand_empty_files_are_a_hundred_thousand_error_rows(
-        scoring_model, tmp_path, monkeypatch, capsys):
+    scoring_model, tmp_path, monkeypatch, capsys
+):
     d = tmp_path / "many"
     d.mkdir()
     for i in range(100_000):
         (d / f"{i:06d}.png").touch()
     out_file = tmp_path / "p.csv"
-    code, out, err = cli(["score", d, "--model", scoring_model, "--out", out_file],
-                         monkeypatch, capsys)
+    code, out, err = cli(
+        ["score", d, "--model", scoring_model, "--out", out_file], monkeypatch, capsys
+    )
     assert code == 3, err
     rows = read_rows(out_file)
     assert len(rows) == 100_000 and all(r["error"] == "empty file" for r in rows)
@@ -500,17 +576,19 @@ def test_a_hundred_thousand_empty_files_are_a_hundred_thousand_error_rows(
 
 
 @pytest.mark.slow
-def test_file_names_that_are_not_utf8_are_scored(scoring_model, test_set, tmp_path,
-                                                 monkeypatch, capsys):
+def test_file_names_that_are_not_utf8_are_scored(
+    scoring_model, test_set, tmp_path, monkeypatch, capsys
+):
     x, _ = test_set
     d = tmp_path / "names"
     d.mkdir()
-    odd = os.fsdecode(b"caf\xe9-\xff.png")          # Latin-1 bytes, not valid UTF-8
+    odd = os.fsdecode(b"caf\xe9-\xff.png")  # Latin-1 bytes, not valid UTF-8
     Image.fromarray(x[0]).save(d / odd, format="PNG")
     Image.fromarray(x[1]).save(d / "plain.png")
     out_file = tmp_path / "p.jsonl"
-    code, out, err = cli(["score", d, "--model", scoring_model, "--out", out_file],
-                         monkeypatch, capsys)
+    code, out, err = cli(
+        ["score", d, "--model", scoring_model, "--out", out_file], monkeypatch, capsys
+    )
     assert code == 0, err
     rows = read_rows(out_file)
     assert len(rows) == 2 and all(r["error"] is None for r in rows)
@@ -519,6 +597,7 @@ def test_file_names_that_are_not_utf8_are_scored(scoring_model, test_set, tmp_pa
 
 # -----------------------------------------------------------------------------
 # Interrupted: no partial output, no process left behind
+
 
 def _descendants(pid: int) -> set[int]:
     found, todo = set(), [pid]
@@ -557,22 +636,30 @@ def many_files(tmp_path_factory, test_set):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code, mode", [
-    (signal.SIGTERM, 143, "local"),     # docker stop, a Kubernetes eviction: the main process
-    (signal.SIGINT, 130, "local"),      # Ctrl-C: the whole process group
-    (signal.SIGTERM, 143, "ray"),
-])
-def test_an_interrupted_score_leaves_no_output_and_no_process(sig, code, mode, many_files,
-                                                              scoring_model, tmp_path):
+@pytest.mark.parametrize(
+    "sig, code, mode",
+    [
+        (signal.SIGTERM, 143, "local"),  # docker stop, a Kubernetes eviction: the main process
+        (signal.SIGINT, 130, "local"),  # Ctrl-C: the whole process group
+        (signal.SIGTERM, 143, "ray"),
+    ],
+)
+def test_an_interrupted_score_leaves_no_output_and_no_process(
+    sig, code, mode, many_files, scoring_model, tmp_path
+):
     out = tmp_path / "preds.csv"
     args = [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out]
     # SIGINT at its default in the child, as under an interactive shell: a job started
     # in the background of a script (`cmd &`, nohup) inherits it ignored, and Python then
     # never turns it into KeyboardInterrupt (seen: the run finished, exit 0).
-    proc = subprocess.Popen([*map(str, args), *(["--ray"] if mode == "ray" else [])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [*map(str, args), *(["--ray"] if mode == "ray" else [])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -603,22 +690,27 @@ def test_an_interrupted_score_leaves_no_output_and_no_process(sig, code, mode, m
 # -----------------------------------------------------------------------------
 # Options and failures that change nothing in the rows
 
+
 @pytest.mark.slow
-def test_batch_size_and_decoders_change_nothing_in_the_rows(good_dir, scored_good,
-                                                            scoring_model, tmp_path):
+def test_batch_size_and_decoders_change_nothing_in_the_rows(
+    good_dir, scored_good, scoring_model, tmp_path
+):
     root, _ = good_dir
     _, reference = scored_good
     out = tmp_path / "p.csv"
     for batch_size, decoders in ((1, 1), (7, 3)):
-        score.score(root, model=scoring_model, out=out, show=False, batch_size=batch_size,
-                    decoders=decoders)
+        score.score(
+            root, model=scoring_model, out=out, show=False, batch_size=batch_size, decoders=decoders
+        )
         rows, expected = read_rows(out), read_rows(reference)
         # The same files, order, labels and errors; probabilities to float tolerance
         # (a batch of 1 multiplies matrices in another blocking than one of 1024).
-        assert [(r["path"], r["label"], r["error"]) for r in rows] == \
-            [(r["path"], r["label"], r["error"]) for r in expected], (batch_size, decoders)
-        got, want = ([[float(r[f"top{k}_prob"]) for k in (1, 2, 3)] for r in x]
-                     for x in (rows, expected))
+        assert [(r["path"], r["label"], r["error"]) for r in rows] == [
+            (r["path"], r["label"], r["error"]) for r in expected
+        ], (batch_size, decoders)
+        got, want = (
+            [[float(r[f"top{k}_prob"]) for k in (1, 2, 3)] for r in x] for x in (rows, expected)
+        )
         assert np.allclose(got, want, atol=2e-6), (batch_size, decoders)
 
 
@@ -638,10 +730,18 @@ def _decoders(pid: int) -> list[int]:
 
 def _start_scoring(many_files, scoring_model, out, *extra) -> subprocess.Popen:
     """A local score of 20,000 files, returned once it is writing rows."""
-    proc = subprocess.Popen([*map(str, [*FMNIST_JOB, "score", many_files, "--model",
-                                        scoring_model, "--out", out, *extra])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            *map(
+                str,
+                [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out, *extra],
+            )
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         partial = list(out.parent.glob(f".{out.name}.*.tmp"))
@@ -654,10 +754,10 @@ def _start_scoring(many_files, scoring_model, out, *extra) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("decoders", [1, 3])
-def test_decoders_option_sets_the_number_of_decoder_processes(decoders, many_files,
-                                                              scoring_model, tmp_path):
-    proc = _start_scoring(many_files, scoring_model, tmp_path / "p.csv",
-                          "--decoders", decoders)
+def test_decoders_option_sets_the_number_of_decoder_processes(
+    decoders, many_files, scoring_model, tmp_path
+):
+    proc = _start_scoring(many_files, scoring_model, tmp_path / "p.csv", "--decoders", decoders)
     try:
         assert len(_decoders(proc.pid)) == decoders
     finally:
@@ -666,8 +766,9 @@ def test_decoders_option_sets_the_number_of_decoder_processes(decoders, many_fil
 
 
 @pytest.mark.slow
-def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(many_files, scoring_model,
-                                                                 tmp_path):
+def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(
+    many_files, scoring_model, tmp_path
+):
     """The out-of-memory killer taking a decoder: exit 1 with one line, nothing written,
     no process left."""
     out = tmp_path / "p.csv"
@@ -683,7 +784,8 @@ def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(many_files, sc
     assert proc.returncode == 1, stderr[-2000:]
     assert stderr.splitlines()[-1] == (
         "fmnist-job: error: a decoder process died (killed, perhaps for memory); nothing "
-        "was written: run again, with fewer --decoders if memory is short"), stderr[-2000:]
+        "was written: run again, with fewer --decoders if memory is short"
+    ), stderr[-2000:]
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
     deadline = time.monotonic() + 15
@@ -694,15 +796,18 @@ def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(many_files, sc
 
 @pytest.mark.slow
 @pytest.mark.parametrize("names", [["T-shirt"] * 9, "not a list", [1] * 10])
-def test_bad_class_names_in_the_metadata_exit_2(names, good_dir, scoring_model, tmp_path,
-                                                 monkeypatch, capsys):
+def test_bad_class_names_in_the_metadata_exit_2(
+    names, good_dir, scoring_model, tmp_path, monkeypatch, capsys
+):
     import shutil
+
     version = tmp_path / "models" / "1"
     shutil.copytree(scoring_model / "1", version)
     meta = json.loads((version / export.METADATA).read_text())
     (version / export.METADATA).write_text(json.dumps({**meta, "class_names": names}))
-    code, _, err = cli(["score", good_dir[0], "--model", version, "--out", tmp_path / "p.csv"],
-                       monkeypatch, capsys)
+    code, _, err = cli(
+        ["score", good_dir[0], "--model", version, "--out", tmp_path / "p.csv"], monkeypatch, capsys
+    )
     assert code == 2 and err.count("\n") == 1, err
     assert f"--model {version}: fmnist.json must list 10 class_names" in err
     assert not (tmp_path / "p.csv").exists()

@@ -16,8 +16,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fmnist"
 # What each side may import besides itself.
-ALLOWED = {"cli": {"training", "scoring", "ops", "core"}, "training": {"ops", "core"},
-           "scoring": {"ops", "core"}, "ops": {"core"}, "core": set()}
+ALLOWED = {
+    "cli": {"training", "scoring", "ops", "core"},
+    "training": {"ops", "core"},
+    "scoring": {"ops", "core"},
+    "ops": {"core"},
+    "core": set(),
+}
 
 
 def modules() -> dict[str, Path]:
@@ -66,7 +71,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         state[node] = "open"
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == "open":
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -102,9 +107,11 @@ def test_every_module_lives_in_a_side_package():
 
 @pytest.mark.parametrize("from_side", sorted(ALLOWED))
 def test_data_flows_one_way(from_side):
-    wrong = {m: sorted(t for t in targets
-                       if side(t) not in ALLOWED[from_side] | {from_side, "__init__"})
-             for m, targets in graph().items() if side(m) == from_side}
+    wrong = {
+        m: sorted(t for t in targets if side(t) not in ALLOWED[from_side] | {from_side, "__init__"})
+        for m, targets in graph().items()
+        if side(m) == from_side
+    }
     assert {m: t for m, t in wrong.items() if t} == {}
 
 
@@ -116,8 +123,11 @@ def test_the_direction_check_sees_a_wrong_import(tmp_path):
 
 
 def test_only_the_cli_knows_exit_codes():
-    users = [m for m, targets in graph().items()
-             if side(m) != "cli" and any(side(t) == "cli" for t in targets)]
+    users = [
+        m
+        for m, targets in graph().items()
+        if side(m) != "cli" and any(side(t) == "cli" for t in targets)
+    ]
     assert users == []
 
 
@@ -126,23 +136,34 @@ def private_imports(path: Path) -> set[str]:
     Ray's generated protocol stubs that a file imports anywhere in it."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module \
-            else [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom) and node.module
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
         for name in names:
             parts = name.split(".")
-            private = any(p.startswith("_") for p in parts[1:]) \
-                or name.startswith("ray.core.generated")
+            private = any(p.startswith("_") for p in parts[1:]) or name.startswith(
+                "ray.core.generated"
+            )
             if parts[0] not in ("fmnist", "__future__") and private:
                 found.add(name)
     return found
 
 
 def test_private_apis_are_used_only_in_internals():
-    users = {name: private_imports(p) for name, p in modules().items()
-             if name != "core.internals" and private_imports(p)}
+    users = {
+        name: private_imports(p)
+        for name, p in modules().items()
+        if name != "core.internals" and private_imports(p)
+    }
     assert users == {}
-    assert private_imports(PACKAGE / "core" / "internals.py") >= {"typer._click.exceptions",
-                                                                  "ray._raylet"}
+    assert private_imports(PACKAGE / "core" / "internals.py") >= {
+        "typer._click.exceptions",
+        "ray._raylet",
+    }
 
 
 # Names with a leading underscore that are documented public API.
@@ -156,10 +177,13 @@ def private_uses(source: str) -> set[str]:
     what another module needs is not private."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
-                and not node.attr.startswith("__") \
-                and ast.unparse(node.value) not in ("self", "cls") \
-                and ast.unparse(node) not in DOCUMENTED:
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and ast.unparse(node.value) not in ("self", "cls")
+            and ast.unparse(node) not in DOCUMENTED
+        ):
             found.add(ast.unparse(node))
         elif isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_"):
             found.add(f"{node.arg}=")
@@ -167,8 +191,11 @@ def private_uses(source: str) -> set[str]:
 
 
 def test_private_attributes_and_keywords_are_used_only_in_internals():
-    users = {name: private_uses(p.read_text()) for name, p in modules().items()
-             if name != "core.internals" and private_uses(p.read_text())}
+    users = {
+        name: private_uses(p.read_text())
+        for name, p in modules().items()
+        if name != "core.internals" and private_uses(p.read_text())
+    }
     assert users == {}
     assert "_node_ip_address=" in private_uses((PACKAGE / "core" / "internals.py").read_text())
 

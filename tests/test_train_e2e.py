@@ -16,7 +16,6 @@ from fmnist.core import data, export
 
 from conftest import ROOT, run_cli
 
-
 TWO_VARIANTS = """
 [defaults]
 epochs = 3
@@ -34,21 +33,36 @@ dropout = 0.1
 
 
 def train_args(tmp_path, sweep, *extra, limit=4000):
-    return ["train", "--sweep", sweep, "--workers", "2", "--limit", limit,
-            "--runs-dir", tmp_path / "run", "--export-dir", tmp_path / "models", *extra]
+    return [
+        "train",
+        "--sweep",
+        sweep,
+        "--workers",
+        "2",
+        "--limit",
+        limit,
+        "--runs-dir",
+        tmp_path / "run",
+        "--export-dir",
+        tmp_path / "models",
+        *extra,
+    ]
 
 
 # `fmnist-job ARGS`, reporting at exit whether the driver process imported TensorFlow.
-DRIVER = ("import atexit, sys\n"
-          "atexit.register(lambda: print('driver imported tensorflow:',\n"
-          "                              'tensorflow' in sys.modules, file=sys.stderr))\n"
-          "from fmnist.cli import main\nsys.exit(main())")
+DRIVER = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('driver imported tensorflow:',\n"
+    "                              'tensorflow' in sys.modules, file=sys.stderr))\n"
+    "from fmnist.cli import main\nsys.exit(main())"
+)
 
 
 def expected_device() -> str:
     """Where a task places its model here: the first GPU when this machine has one (the
     default then gives every task a share of the GPUs), else the CPU."""
     import tensorflow as tf
+
     return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
 
 
@@ -57,10 +71,18 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     sweep = tmp / "two.toml"
     sweep.write_text(TWO_VARIANTS)
-    proc = subprocess.run([sys.executable, "-c", DRIVER,
-                           *map(str, train_args(tmp, sweep, "--threads-per-worker", "2",
-                                                limit=15000))],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DRIVER,
+            *map(str, train_args(tmp, sweep, "--threads-per-worker", "2", limit=15000)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return tmp, proc
 
 
@@ -83,13 +105,13 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
         assert v["status"] == "ok"
         assert len(v["history"]["val_accuracy"]) == v["epochs_run"] == 3
         assert v["host"] and v["device"] == expected_device() and v["train_seconds"] > 0
-        assert v["threads"] == 2                    # --threads-per-worker, as TF ran it
+        assert v["threads"] == 2  # --threads-per-worker, as TF ran it
         assert re.fullmatch(r"[0-9a-f]{56}", v["node_id"]), v["node_id"]  # Ray's NodeID, hex
         assert 0.5 < v["val_accuracy"] <= 1 and 0.5 < v["test_accuracy"] <= 1
     # One embedded Ray: one node for every variant.
     assert len({v["node_id"] for v in results["variants"]}) == 1
     best = max(results["variants"], key=lambda v: v["val_accuracy"])
-    assert results["best"] == best["name"]          # chosen on validation, not test
+    assert results["best"] == best["name"]  # chosen on validation, not test
     assert (tmp / "run" / "val_accuracy.png").stat().st_size > 5000
     # The exported model, scored on the test set after selection.
     exported = results["exported_model_test"]
@@ -123,13 +145,16 @@ def test_results_put_the_run_beside_its_floor(trained):
     assert results["wall_over_floor"] == pytest.approx(ratio, abs=0.001) and ratio > 1
     timeline = results["timeline"]
     assert timeline["export_started"] <= timeline["training_done"] <= timeline["export_built"]
-    assert (f"{results['wall_over_floor']:.2f}x the training floor of "
-            f"{results['floor_seconds']:.1f}s ({cpus:g} CPUs)") in proc.stdout
+    assert (
+        f"{results['wall_over_floor']:.2f}x the training floor of "
+        f"{results['floor_seconds']:.1f}s ({cpus:g} CPUs)"
+    ) in proc.stdout
 
 
 @pytest.mark.slow
 def test_exported_savedmodel_scores_the_test_set(trained):
     import tensorflow as tf
+
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     version = tmp / "models" / "1"
@@ -145,16 +170,21 @@ def test_exported_savedmodel_scores_the_test_set(trained):
     assert abs(accuracy - meta["test_accuracy"]) < 1e-3  # the same model that was measured
     # No staging leftovers beside the version: only the gate's labels (the first export
     # is stable), its history and its lock.
-    assert sorted(p.name for p in (tmp / "models").iterdir()) == \
-        [".models.lock", "1", "models.config", "models.history.json"]
+    assert sorted(p.name for p in (tmp / "models").iterdir()) == [
+        ".models.lock",
+        "1",
+        "models.config",
+        "models.history.json",
+    ]
 
 
 @pytest.mark.slow
 def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, tmp_path):
     from PIL import Image
 
-    import nonclothing
     from fmnist.core import calibration
+
+    import nonclothing
     from conftest import read_rows
 
     tmp, proc = trained
@@ -251,15 +281,21 @@ def test_tasks_never_share_the_cpus_they_asked_for(tmp_path, sweep_file):
     """)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
-        proc = run_cli(*train_args(tmp_path, sweep, "--cpus-per-worker", "1",
-                                   "--address", cluster.address))
+        proc = run_cli(
+            *train_args(tmp_path, sweep, "--cpus-per-worker", "1", "--address", cluster.address)
+        )
     finally:
         cluster.shutdown()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 (of --workers 2) at once" in proc.stdout
     a, b = json.loads((tmp_path / "run" / "results.json").read_text())["variants"]
-    span = {v["name"]: (datetime.fromisoformat(v["started_at"]),
-                        datetime.fromisoformat(v["finished_at"])) for v in (a, b)}
+    span = {
+        v["name"]: (
+            datetime.fromisoformat(v["started_at"]),
+            datetime.fromisoformat(v["finished_at"]),
+        )
+        for v in (a, b)
+    }
     (s1, f1), (s2, f2) = sorted(span.values())
     assert f1 <= s2, f"'{a['name']}' and '{b['name']}' trained at the same time: {span}"
 
@@ -274,8 +310,9 @@ def test_the_embedded_default_ignores_the_last_ray_start(tmp_path, sweep_file):
         (ray_tmp / "ray").mkdir()
         (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")  # nobody there
         sweep = sweep_file('[[variant]]\nname = "one"\nhidden = [32]\nepochs = 1\n')
-        proc = run_cli(*train_args(tmp_path, sweep, limit=2000),
-                       env={"RAY_TMPDIR": str(ray_tmp)}, timeout=180)
+        proc = run_cli(
+            *train_args(tmp_path, sweep, limit=2000), env={"RAY_TMPDIR": str(ray_tmp)}, timeout=180
+        )
         sessions = list((ray_tmp / "ray").glob("session_2*"))
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -290,8 +327,9 @@ def test_log_lines_read_whole_when_not_a_terminal(trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     first = next(line for line in lines if line.startswith("run "))
-    assert re.search(r": 2 variants from \S+two\.toml, .* each, on 1 Ray node; run dir \S+",
-                     first), first
+    assert re.search(
+        r": 2 variants from \S+two\.toml, .* each, on 1 Ray node; run dir \S+", first
+    ), first
     assert "TensorFlow threads) each" in first or "TensorFlow thread) each" in first
     per_class = next(line for line in lines if line.startswith("exported model, test accuracy"))
     assert all(name in per_class for name in data.CLASS_NAMES), per_class

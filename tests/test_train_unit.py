@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 
 from fmnist.core import data, internals, runtime
-from fmnist.training import model, schedule, tasks, fit
+from fmnist.training import fit, model, schedule, tasks
 from fmnist.training.variants import Variant
 
 
-@pytest.mark.parametrize("gpus, expected", [
-    ([], "/CPU:0"),
-    (["/physical_device:GPU:0"], "/GPU:0"),
-    (["/physical_device:GPU:0", "/physical_device:GPU:1"], "/GPU:0"),
-])
+@pytest.mark.parametrize(
+    "gpus, expected",
+    [
+        ([], "/CPU:0"),
+        (["/physical_device:GPU:0"], "/GPU:0"),
+        (["/physical_device:GPU:0", "/physical_device:GPU:1"], "/GPU:0"),
+    ],
+)
 def test_pick_device_uses_the_first_visible_gpu_else_cpu(gpus, expected):
     # Ray narrows CUDA_VISIBLE_DEVICES to the task's GPUs, so index 0 is ours.
     assert runtime.pick_device(gpus) == expected
@@ -33,7 +36,10 @@ def test_plan_resources_defaults_share_cpus_and_gpus():
     assert schedule.plan_resources(2, None, None, {"CPU": 8.0}, [4.0, 4.0]) == (4.0, 0.0)
     assert schedule.plan_resources(4, None, None, {"CPU": 0.5}, [0.5]) == (0.5, 0.0)
     # A cluster with 2 GPUs and 4 workers: half a GPU each; never more than one node's CPUs.
-    assert schedule.plan_resources(4, None, None, {"CPU": 64.0, "GPU": 2.0}, [8.0] * 8) == (8.0, 0.5)
+    assert schedule.plan_resources(4, None, None, {"CPU": 64.0, "GPU": 2.0}, [8.0] * 8) == (
+        8.0,
+        0.5,
+    )
     assert schedule.plan_resources(2, None, None, {"CPU": 8.0, "GPU": 8.0}, [8.0]) == (4.0, 1.0)
     # Explicit values win.
     assert schedule.plan_resources(4, 1.0, 0.25, {"CPU": 2.0}, [2.0]) == (1.0, 0.25)
@@ -49,6 +55,7 @@ def test_at_once_says_how_many_tasks_the_cluster_holds():
 def test_configure_tensorflow_places_on_what_this_machine_has():
     # The GPU when TensorFlow sees one, else the CPU: the same code path either way.
     import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     assert runtime.configure_tensorflow(1) == ("/GPU:0" if gpus else "/CPU:0")
 
@@ -62,12 +69,12 @@ def small():
 def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
     v = Variant("t", (32,), epochs=2, batch_size=50)
     result, weights, _ = fit.fit_variant(v, small, chunk=16)
-    batches = len(small.y_train) // 50          # 2700 // 50 = 54 -> 4 chunks of 13 (2 left out)
+    batches = len(small.y_train) // 50  # 2700 // 50 = 54 -> 4 chunks of 13 (2 left out)
     assert result.status == "ok" and result.epochs_run == 2
     assert len(result.history["val_accuracy"]) == 2
     net = model.build(v)
     net.set_weights(weights)
-    assert result.val_accuracy > 0.6          # it learned; chance is 0.1
+    assert result.val_accuracy > 0.6  # it learned; chance is 0.1
     # One update per minibatch the pipeline delivered, inside the XLA loop; equal-size
     # chunks leave at most chunks-1 minibatches of an epoch out (reshuffled next epoch).
     assert result.optimizer_steps == 2 * 4 * 13
@@ -78,13 +85,21 @@ def test_chunked_step_takes_one_optimizer_step_per_minibatch(small):
 def test_chunked_fit_matches_plain_fit_accuracy(small):
     """The fast path trains the same model as plain fit (not a different one)."""
     import keras
+
     v = Variant("t", (64,), epochs=3, batch_size=32)
     fast, _, _ = fit.fit_variant(v, small)
     keras.utils.set_random_seed(0)
-    plain = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
-    plain.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    plain = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    plain.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     plain.fit(small.x_train / 255.0, small.y_train, epochs=3, batch_size=32, verbose=0)
     _, plain_acc = plain.evaluate(small.x_test / 255.0, small.y_test, verbose=0)
     assert abs(fast.test_accuracy - plain_acc) < 0.03
@@ -92,9 +107,22 @@ def test_chunked_fit_matches_plain_fit_accuracy(small):
 
 @pytest.mark.slow
 def test_dropout_normalization_schedule_and_smoothing_train(small):
-    v = Variant("t", (64, 32), dropout=0.3, normalization="batch", optimizer="adamw",
-                weight_decay=1e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1,
-                epochs=4, batch_size=64, early_stopping=2, augment_flip=True, augment_shift=2)
+    v = Variant(
+        "t",
+        (64, 32),
+        dropout=0.3,
+        normalization="batch",
+        optimizer="adamw",
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_epochs=1,
+        label_smoothing=0.1,
+        epochs=4,
+        batch_size=64,
+        early_stopping=2,
+        augment_flip=True,
+        augment_shift=2,
+    )
     result, _, _ = fit.fit_variant(v, small)
     assert result.val_accuracy > 0.6 and 3 <= result.epochs_run <= 4
 
@@ -122,36 +150,41 @@ def python_ok(code: str) -> None:
 
 
 def test_optional_imports_are_skipped_in_a_training_process():
-    code = ("import sys\nfrom fmnist.core import runtime\nruntime.skip_optional_imports()\n"
-            "import tensorflow, keras\n"
-            "assert sys.modules['pandas'] is None and sys.modules['matplotlib'] is None\n"
-            "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
-            "runtime.skip_optional_imports()  # after TensorFlow: no effect, no error\n"
-            "print('ok')")
+    code = (
+        "import sys\nfrom fmnist.core import runtime\nruntime.skip_optional_imports()\n"
+        "import tensorflow, keras\n"
+        "assert sys.modules['pandas'] is None and sys.modules['matplotlib'] is None\n"
+        "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
+        "runtime.skip_optional_imports()  # after TensorFlow: no effect, no error\n"
+        "print('ok')"
+    )
     python_ok(code)
 
 
 def test_batch_scheduling_covers_threads_started_afterwards():
-    code = ("import os, threading\nfrom fmnist.core import runtime\n"
-            "assert runtime.batch_scheduling()\npolicy = []\n"
-            "t = threading.Thread(target=lambda: policy.append(os.sched_getscheduler(0)))\n"
-            "t.start(); t.join()\n"
-            "assert os.sched_getscheduler(0) == policy[0] == os.SCHED_BATCH, policy\n"
-            "print('ok')")
+    code = (
+        "import os, threading\nfrom fmnist.core import runtime\n"
+        "assert runtime.batch_scheduling()\npolicy = []\n"
+        "t = threading.Thread(target=lambda: policy.append(os.sched_getscheduler(0)))\n"
+        "t.start(); t.join()\n"
+        "assert os.sched_getscheduler(0) == policy[0] == os.SCHED_BATCH, policy\n"
+        "print('ok')"
+    )
     python_ok(code)
 
 
 def test_random_flip_and_shift_move_pixels_not_content():
     import tensorflow as tf
+
     x = np.zeros((4, 28, 28), np.uint8)
     x[:, 10:14, 3:6] = 200
     flipped = model._random_flip(tf.constant(x), tf.constant([1, 2], tf.int64)).numpy()
     shifted = model._random_shift(tf.constant(x), 3, tf.constant([3, 4], tf.int64)).numpy()
     for out in (flipped, shifted):
         assert out.shape == x.shape
-        assert (out.sum(axis=(1, 2)) == x.sum(axis=(1, 2))).all()   # nothing cut off
-    assert any((f[:, 22:25] == 200).any() for f in flipped)          # some got mirrored
-    assert not all((s == x[0]).all() for s in shifted)                # some moved
+        assert (out.sum(axis=(1, 2)) == x.sum(axis=(1, 2))).all()  # nothing cut off
+    assert any((f[:, 22:25] == 200).any() for f in flipped)  # some got mirrored
+    assert not all((s == x[0]).all() for s in shifted)  # some moved
 
 
 def test_gpu_tasks_run_in_workers_that_exit_after_each_task():
@@ -162,7 +195,7 @@ def test_gpu_tasks_run_in_workers_that_exit_after_each_task():
     fn, resources = tasks.task_for(0.5, 0.0)
     assert fn is tasks.train_task and resources == {"num_cpus": 0.5, "num_gpus": 0.0}
     assert tasks.train_task._default_options.get("max_calls", 0) == 0
-    fn.options(**resources)                       # Ray accepts the request
+    fn.options(**resources)  # Ray accepts the request
 
 
 @pytest.mark.slow
@@ -183,6 +216,6 @@ def test_checkpoint_is_replaced_atomically_and_training_resumes(small, tmp_path)
     files = sorted(p.name for p in (ckpt / "backup").iterdir())
     assert files == ["latest.weights.h5", "training_metadata.json"]
     resumed, _, _ = fit.fit_variant(v, small, checkpoint_dir=str(ckpt))
-    assert resumed.optimizer_steps == first.optimizer_steps   # 2 epochs' worth in all
+    assert resumed.optimizer_steps == first.optimizer_steps  # 2 epochs' worth in all
     assert first.attempts == 1 and resumed.attempts == 1
-    assert not (ckpt / "backup").exists()                            # cleaned after success
+    assert not (ckpt / "backup").exists()  # cleaned after success

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, run_cli
 from fmnist.ops import gate, serving_config, versions
+
+from conftest import ROOT, cli, run_cli
 
 
 def make_versions(base: Path, *numbers: int) -> Path:
@@ -25,17 +26,27 @@ def make_versions(base: Path, *numbers: int) -> Path:
         d = base / str(n)
         d.mkdir()
         (d / "saved_model.pb").write_bytes(b"\0" * 100 * n)
-        (d / "fmnist.json").write_text(json.dumps({
-            "variant": {"name": f"v{n}"}, "val_accuracy": 0.8 + n / 100,
-            "test_accuracy": 0.79 + n / 100, "exported_at": f"2026-11-0{n}T02:00:00+00:00",
-            "run_id": f"run{n}"}))
+        (d / "fmnist.json").write_text(
+            json.dumps(
+                {
+                    "variant": {"name": f"v{n}"},
+                    "val_accuracy": 0.8 + n / 100,
+                    "test_accuracy": 0.79 + n / 100,
+                    "exported_at": f"2026-11-0{n}T02:00:00+00:00",
+                    "run_id": f"run{n}",
+                }
+            )
+        )
     return base
 
 
 def snapshot(base: Path) -> dict:
     """Every file under `base` and its bytes: 'nothing lost' is this being unchanged."""
-    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*"))
-            if p.is_file() and p.name != versions.LOCK}
+    return {
+        str(p.relative_to(base)): p.read_bytes()
+        for p in sorted(base.rglob("*"))
+        if p.is_file() and p.name != versions.LOCK
+    }
 
 
 def labels(base: Path) -> dict:
@@ -70,13 +81,17 @@ ON_DISK = """model_config_list {
 
 
 def test_config_round_trips_and_reads_tf_servings_documented_form():
-    config = serving_config.Config("fmnist", "/data/models/fmnist", [3, 1],
-                                   {"stable": 3, "candidate": 1})
+    config = serving_config.Config(
+        "fmnist", "/data/models/fmnist", [3, 1], {"stable": 3, "candidate": 1}
+    )
     text = serving_config.format_config(config)
     assert text == ON_DISK
     again = serving_config.parse_config(text)
-    assert (again.versions, again.labels, again.base_path) == \
-        ([1, 3], {"stable": 3, "candidate": 1}, "/data/models/fmnist")
+    assert (again.versions, again.labels, again.base_path) == (
+        [1, 3],
+        {"stable": 3, "candidate": 1},
+        "/data/models/fmnist",
+    )
     # As TF Serving's documentation writes it: single quotes, colons before braces,
     # comments.
     doc = """model_config_list {
@@ -93,20 +108,29 @@ def test_config_round_trips_and_reads_tf_servings_documented_form():
     assert parsed.versions == [42, 43] and parsed.labels == {"stable": 42, "canary": 43}
 
 
-@pytest.mark.parametrize("text, words", [
-    # TF Serving knows these; fmnist-job would drop them on its next rewrite.
-    ("model_config_list { config { name: 'x' logging_config {} } }",
-     "sets logging_config, which fmnist-job does not manage"),
-    ("custom_model_config {}", "sets custom_model_config, which fmnist-job does not"),
-    ("model_config_list { config { name: 'x' unheard_of: 1 } }", "no field named "
-     '"unheard_of"'),
-    ("model_config_list { config { name: 'x' ", "not a TF Serving model config"),
-    ("", "lists 0 models"),
-    ("model_config_list { config { name: 'x' model_version_policy { latest {} } } }",
-     "'latest'"),
-    ("model_config_list { config { name: 'x' model_version_policy { specific { versions: 1 "
-     "} } version_labels { key: 'stable' value: 2 } } }", "label 'stable' points at version 2"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        # TF Serving knows these; fmnist-job would drop them on its next rewrite.
+        (
+            "model_config_list { config { name: 'x' logging_config {} } }",
+            "sets logging_config, which fmnist-job does not manage",
+        ),
+        ("custom_model_config {}", "sets custom_model_config, which fmnist-job does not"),
+        ("model_config_list { config { name: 'x' unheard_of: 1 } }", 'no field named "unheard_of"'),
+        ("model_config_list { config { name: 'x' ", "not a TF Serving model config"),
+        ("", "lists 0 models"),
+        (
+            "model_config_list { config { name: 'x' model_version_policy { latest {} } } }",
+            "'latest'",
+        ),
+        (
+            "model_config_list { config { name: 'x' model_version_policy { specific { versions: 1 "
+            "} } version_labels { key: 'stable' value: 2 } } }",
+            "label 'stable' points at version 2",
+        ),
+    ],
+)
 def test_a_config_fmnist_cannot_manage_is_refused_naming_why(text, words):
     with pytest.raises(serving_config.VersionsError, match=words.replace("(", r"\(")):
         serving_config.parse_config(text)
@@ -114,13 +138,14 @@ def test_a_config_fmnist_cannot_manage_is_refused_naming_why(text, words):
 
 # -- the gate's decision ----------------------------------------------------------------
 
+
 def test_gate_decision_better_worse_within_tolerance_and_first():
     assert gate.decide(0.90, None)[0] == "promote"
     assert gate.decide(0.91, 0.90) == ("promote", "better than stable by 1.00 points")
-    assert gate.decide(0.90, 0.90)[0] == "promote"                     # equal
-    assert gate.decide(0.8981, 0.90)[0] == "promote"                   # -0.19 points
-    assert gate.decide(0.898, 0.90, tolerance=0.2)[0] == "promote"     # exactly -0.2
-    assert gate.decide(0.8979, 0.90)[0] == "candidate"                 # -0.21 points
+    assert gate.decide(0.90, 0.90)[0] == "promote"  # equal
+    assert gate.decide(0.8981, 0.90)[0] == "promote"  # -0.19 points
+    assert gate.decide(0.898, 0.90, tolerance=0.2)[0] == "promote"  # exactly -0.2
+    assert gate.decide(0.8979, 0.90)[0] == "candidate"  # -0.21 points
     assert gate.decide(0.85, 0.90, tolerance=5)[0] == "promote"
     decision, why = gate.decide(0.85, 0.90)
     assert decision == "candidate" and why.startswith("worse than stable by 5.00 points")
@@ -147,29 +172,46 @@ def test_the_gate_record_keeps_its_json_shape_in_results(tmp_path):
     base = make_versions(tmp_path / "fmnist", 1, 2)
     gate.apply_gate(base, 1, 0.8, None, None, 0.2)
     built = {"val_accuracy": 0.79, "stable_val_accuracy": 0.8}
-    decided = gate.gate(base, 2, built, {"version": 1, "archive": None, "problem": None},
-                        0.2, "r")
+    decided = gate.gate(base, 2, built, {"version": 1, "archive": None, "problem": None}, 0.2, "r")
     (base / versions.CONFIG).write_text("garbage")
-    broken = gate.gate(base, 2, built, {"version": 1, "archive": None, "problem": None},
-                       0.2, "r")
+    broken = gate.gate(base, 2, built, {"version": 1, "archive": None, "problem": None}, 0.2, "r")
     records = []
     for record in (decided, broken):
-        results = RunResults(run_id="r", started_at="t", sweep=[], address="embedded",
-                             settings=RunSettings(val_size=10), dataset_sha256={},
-                             train_size=1, val_size=1, test_size=1)
+        results = RunResults(
+            run_id="r",
+            started_at="t",
+            sweep=[],
+            address="embedded",
+            settings=RunSettings(val_size=10),
+            dataset_sha256={},
+            train_size=1,
+            val_size=1,
+            test_size=1,
+        )
         results.gate = record
         records.append(json.loads(json.dumps(results.dump()))["gate"])
-    assert records[0] == {"decision": "candidate",
-                          "reason": "worse than stable by 1.00 points (tolerance 0.2)",
-                          "version": 2, "stable_before": 1, "compared_with": 1,
-                          "val_accuracy": 0.79, "stable_val_accuracy": 0.8,
-                          "tolerance_points": 0.2}
-    assert set(records[1]) == {"decision", "reason", "version", "compared_with",
-                               "val_accuracy", "stable_val_accuracy", "tolerance_points"}
+    assert records[0] == {
+        "decision": "candidate",
+        "reason": "worse than stable by 1.00 points (tolerance 0.2)",
+        "version": 2,
+        "stable_before": 1,
+        "compared_with": 1,
+        "val_accuracy": 0.79,
+        "stable_val_accuracy": 0.8,
+        "tolerance_points": 0.2,
+    }
+    assert set(records[1]) == {
+        "decision",
+        "reason",
+        "version",
+        "compared_with",
+        "val_accuracy",
+        "stable_val_accuracy",
+        "tolerance_points",
+    }
     assert records[1]["decision"] == "unlabelled"
     assert "not a TF Serving model config" in records[1]["reason"]
-    assert gate.GateDecision.model_validate(records[1]).model_dump(exclude_unset=True) \
-        == records[1]
+    assert gate.GateDecision.model_validate(records[1]).model_dump(exclude_unset=True) == records[1]
     assert gate.gate_line(broken).startswith("gate: version 2 left unlabelled: ")
 
 
@@ -194,51 +236,76 @@ def test_racing_runs_never_both_promote(tmp_path, stable_before):
     if stable_before:
         versions.promote(base, stable_before)
     go = time.time() + 3  # after every process has imported and read the config
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(base), str(v), str(go)],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
-             for v in range(2, 8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(base), str(v), str(go)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for v in range(2, 8)
+    ]
     decisions = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(decisions) == ["candidate"] * 5 + ["promote"]
     winner = 2 + decisions.index("promote")
     config = versions.read_config(base)
     assert config.stable == winner and config.versions == sorted(
-        {*range(2, 8), *([stable_before] if stable_before else [])})
+        {*range(2, 8), *([stable_before] if stable_before else [])}
+    )
     assert versions.read_history(base) == [*([stable_before] if stable_before else []), winner]
 
 
 # -- the commands --------------------------------------------------------------------
 
+
 def test_list_promote_rollback_prune(tmp_path, monkeypatch, capsys):
     base = make_versions(tmp_path / "fmnist", 1, 2, 3, 4, 5)
     d = ["--export-dir", base]
     code, out, _ = cli(["models", "list", *d], monkeypatch, capsys)
-    assert code == 0 and out.splitlines()[0].split()[:4] == ["version", "created", "(UTC)",
-                                                            "variant"]
+    assert code == 0 and out.splitlines()[0].split()[:4] == [
+        "version",
+        "created",
+        "(UTC)",
+        "variant",
+    ]
     assert len(out.splitlines()) == 6
-    assert cli(["models", "promote", "2", *d], monkeypatch, capsys)[1] == \
-        "stable: version 2 (was none)\n"
-    assert cli(["models", "promote", "4", *d], monkeypatch, capsys)[1] == \
-        "stable: version 4 (was 2)\n"
+    assert (
+        cli(["models", "promote", "2", *d], monkeypatch, capsys)[1]
+        == "stable: version 2 (was none)\n"
+    )
+    assert (
+        cli(["models", "promote", "4", *d], monkeypatch, capsys)[1] == "stable: version 4 (was 2)\n"
+    )
     gate.apply_gate(base, 5, 0.5, 4, 0.9, 0.2)  # a worse night: 5 is the candidate
     code, out, _ = cli(["models", "list", "--json", *d], monkeypatch, capsys)
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["labels"] for r in rows] == [[], [], [], ["stable"], ["candidate"]]
     assert rows[3]["variant"] == "v4" and rows[3]["val_accuracy"] == pytest.approx(0.84)
-    assert rows[0]["size_bytes"] > 100 and [r["served"] for r in rows] == \
-        [False, True, False, True, True]
+    assert rows[0]["size_bytes"] > 100 and [r["served"] for r in rows] == [
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
     # prune keeps the newest, the labelled ones and rollback's target (2).
-    assert cli(["models", "prune", "--keep", "1", *d], monkeypatch, capsys)[1] == \
-        "pruned versions 1, 3\n"
+    assert (
+        cli(["models", "prune", "--keep", "1", *d], monkeypatch, capsys)[1]
+        == "pruned versions 1, 3\n"
+    )
     assert versions.disk_versions(base) == [2, 4, 5]
     assert not [p for p in base.iterdir() if p.name.startswith(".pruned")]
-    assert cli(["models", "rollback", *d], monkeypatch, capsys)[1] == \
-        "stable: version 2 (rolled back from 4)\n"
+    assert (
+        cli(["models", "rollback", *d], monkeypatch, capsys)[1]
+        == "stable: version 2 (rolled back from 4)\n"
+    )
     assert labels(base) == {"stable": 2, "candidate": 5}
     code, _, err = cli(["models", "rollback", *d], monkeypatch, capsys)
     assert code == 2 and "version 2 is the first stable version" in err
-    assert cli(["models", "prune", "--keep", "0", *d], monkeypatch, capsys)[1] == \
-        "pruned version 4\n"
+    assert (
+        cli(["models", "prune", "--keep", "0", *d], monkeypatch, capsys)[1] == "pruned version 4\n"
+    )
     assert versions.disk_versions(base) == [2, 5]
 
 
@@ -266,8 +333,7 @@ def test_bad_input_is_one_line_exit_two_and_loses_nothing(tmp_path, monkeypatch,
     for sub in (["list"], ["promote", "1"], ["rollback"], ["prune", "--keep", "1"]):
         code, _, err = cli(["models", *sub, "--export-dir", empty], monkeypatch, capsys)
         assert code == 2 and "no exported versions in it" in err, sub
-        code, _, err = cli(["models", *sub, "--export-dir", tmp_path / "nope"],
-                           monkeypatch, capsys)
+        code, _, err = cli(["models", *sub, "--export-dir", tmp_path / "nope"], monkeypatch, capsys)
         assert code == 2 and "no such export directory" in err, sub
     assert list(empty.iterdir()) == []
 
@@ -289,22 +355,25 @@ def test_bad_input_is_one_line_exit_two_and_loses_nothing(tmp_path, monkeypatch,
 
 def test_models_commands_import_neither_tensorflow_nor_ray(tmp_path):
     base = make_versions(tmp_path / "fmnist", 1, 2)
-    code = ("import sys\nfrom fmnist.cli import main\n"
-            f"sys.argv = ['fmnist-job', 'models', 'promote', '2', '--export-dir', {str(base)!r}]\n"
-            "rc = main()\nheavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
-            "print(rc, heavy)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    code = (
+        "import sys\nfrom fmnist.cli import main\n"
+        f"sys.argv = ['fmnist-job', 'models', 'promote', '2', '--export-dir', {str(base)!r}]\n"
+        "rc = main()\nheavy = [m for m in ('tensorflow', 'ray', 'keras') if m in sys.modules]\n"
+        "print(rc, heavy)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.stdout.splitlines()[-1] == "0 []", proc.stderr
 
 
 # -- what score uses -------------------------------------------------------------------
 
+
 def test_resolve_says_why_and_a_version_named_explicitly_keeps_its_labels(tmp_path):
     base = make_versions(tmp_path / "fmnist", 1, 2, 3)
     newest = versions.resolve(base)
-    assert (newest.path, newest.version, newest.why) == \
-        (base / "3", 3, "newest; no stable label")
+    assert (newest.path, newest.version, newest.why) == (base / "3", 3, "newest; no stable label")
     assert versions.used_version(base / "3") == newest
     assert versions.used_version(base / "2").why == ""
     versions.promote(base, 1)
@@ -329,13 +398,17 @@ def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
     images = tmp_path / "in"
     images.mkdir()
     from PIL import Image
+
     Image.new("L", (28, 28), 200).save(images / "a.png")
 
     def used():
         proc = run_cli("score", images, "--model", base, "--out", tmp_path / "p.csv")
         assert proc.returncode == 0, proc.stderr
-        return [line.split(" with model ")[1] for line in proc.stderr.splitlines()
-                if " with model " in line]
+        return [
+            line.split(" with model ")[1]
+            for line in proc.stderr.splitlines()
+            if " with model " in line
+        ]
 
     assert used() == [f"{base}/2 (newest; no stable label)"]
     assert run_cli("models", "promote", "1", "--export-dir", base).returncode == 0

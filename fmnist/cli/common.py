@@ -25,7 +25,6 @@ def echo_rows(rows: list[dict], as_json: bool, table) -> None:
         typer.echo(table(rows))
 
 
-
 class Terminated(BaseException):
     """SIGTERM arrived (a BaseException, like KeyboardInterrupt: cleanup code that
     catches Exception must not swallow it)."""

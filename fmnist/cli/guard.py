@@ -13,21 +13,34 @@ from fmnist.cli.common import EXIT_OK, fail
 
 def guard(
     ctx: typer.Context,
-    lease: Annotated[Path, typer.Option(
-        help="Lease file on the volume every run shares (its .lock beside it).")],
-    scheduled: Annotated[Optional[str], typer.Option(
-        envvar="FMNIST_SCHEDULED",
-        help="When this run was scheduled: an RFC 3339 time, or the RayJob's name when it "
-             "ends in -<minutes since the epoch>. Empty: lateness is not checked.")] = None,
-    job_name: Annotated[Optional[str], typer.Option(
-        envvar="FMNIST_JOB_NAME",
-        help="The name of the Job or RayJob this run is (deploy/ passes it from a pod "
-             "label). When it ends in -<minutes since the epoch>, as a CronJob's Jobs do, "
-             "that is the scheduled time; otherwise lateness is not checked, with a "
-             "warning, and the lease still applies.")] = None,
-    max_lateness_hours: Annotated[float, typer.Option(
-        min=0.0, help="Skip the run when it starts more than this long after its "
-                      "scheduled time.")] = 6.0,
+    lease: Annotated[
+        Path, typer.Option(help="Lease file on the volume every run shares (its .lock beside it).")
+    ],
+    scheduled: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="FMNIST_SCHEDULED",
+            help="When this run was scheduled: an RFC 3339 time, or the RayJob's name when it "
+            "ends in -<minutes since the epoch>. Empty: lateness is not checked.",
+        ),
+    ] = None,
+    job_name: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="FMNIST_JOB_NAME",
+            help="The name of the Job or RayJob this run is (deploy/ passes it from a pod "
+            "label). When it ends in -<minutes since the epoch>, as a CronJob's Jobs do, "
+            "that is the scheduled time; otherwise lateness is not checked, with a "
+            "warning, and the lease still applies.",
+        ),
+    ] = None,
+    max_lateness_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Skip the run when it starts more than this long after its scheduled time.",
+        ),
+    ] = 6.0,
 ) -> None:
     """Run COMMAND (after --) at most once at a time, and not too late.
 
@@ -36,6 +49,7 @@ def guard(
     import os
 
     from fmnist.ops import guard
+
     command = list(ctx.args)
     if not command:
         raise fail("no command to run: fmnist-job guard --lease FILE -- COMMAND ARGS...")
@@ -46,8 +60,11 @@ def guard(
     if when is None and job_name:
         when = guard.time_in_name(job_name)
         if when is None:
-            typer.echo(f"fmnist-job guard: warning: job name {job_name!r} carries no "
-                       f"scheduled time; lateness not checked", err=True)
+            typer.echo(
+                f"fmnist-job guard: warning: job name {job_name!r} carries no "
+                f"scheduled time; lateness not checked",
+                err=True,
+            )
     fd, message = guard.acquire(lease, when, max_lateness_hours)
     typer.echo(f"fmnist-job guard: {message}", err=True)
     if fd is None:
@@ -57,4 +74,3 @@ def guard(
         os.execvp(command[0], command)
     except OSError as e:
         raise fail(f"cannot run {command[0]!r}: {e.strerror or e}")
-

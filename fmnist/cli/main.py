@@ -8,7 +8,6 @@ TensorFlow and Ray are imported inside the commands, never at module level, so t
 
 from __future__ import annotations
 
-
 import typer
 
 from fmnist.cli import guard, models, runs, score, train
@@ -19,19 +18,22 @@ from fmnist.cli.common import EXIT_USAGE
 app = typer.Typer(
     rich_markup_mode=None,
     help="Train Fashion-MNIST dense classifiers in parallel on Ray and score images "
-         "with the best one.",
+    "with the best one.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command(short_help="Train the sweep on Ray and export the best as a SavedModel.")(
-    train.train)
+app.command(short_help="Train the sweep on Ray and export the best as a SavedModel.")(train.train)
 app.command()(score.score)
-app.add_typer(models.app, name="models",
-              short_help="Exported versions and their labels (TF Serving's models.config).")
+app.add_typer(
+    models.app,
+    name="models",
+    short_help="Exported versions and their labels (TF Serving's models.config).",
+)
 app.add_typer(runs.app, name="runs")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    guard.guard)
+    guard.guard
+)
 
 
 def main() -> int:
@@ -46,8 +48,11 @@ def main() -> int:
         typer.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
         return EXIT_USAGE
     except UsageError as e:
-        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx and e.ctx.parent else \
-            " (see 'fmnist-job --help')"
+        hint = (
+            f" (see '{e.ctx.command_path} --help')"
+            if e.ctx and e.ctx.parent
+            else " (see 'fmnist-job --help')"
+        )
         typer.echo(f"fmnist-job: error: {e.format_message()}{hint}", err=True)
         return EXIT_USAGE
     except typer.Abort:  # Ctrl-C while Click was prompting or parsing

@@ -12,20 +12,23 @@ from fmnist.cli.common import echo_rows, fail
 app = typer.Typer(
     rich_markup_mode=None,
     help="Exported versions and their labels (models.config, TF Serving's model config): "
-         "list, promote, roll back, prune.", no_args_is_help=True)
+    "list, promote, roll back, prune.",
+    no_args_is_help=True,
+)
 
-ExportDir = Annotated[Path, typer.Option(
-    "--export-dir", help="The export base fmnist-job train exported into.")]
+ExportDir = Annotated[
+    Path, typer.Option("--export-dir", help="The export base fmnist-job train exported into.")
+]
 
 
 @app.command("list", short_help="Versions: created, variant, accuracies, labels.")
 def models_list(
     export_dir: ExportDir = Path("models/fmnist"),
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per version.")]
-        = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per version.")] = False,
 ) -> None:
     """Versions with their creation time, variant, val/test accuracy, labels and size."""
     from fmnist.ops import versions
+
     try:
         rows = versions.listing(export_dir)
     except versions.VersionsError as e:
@@ -40,18 +43,22 @@ def models_promote(
 ) -> None:
     """Label VERSION `stable`: score and TF Serving use it from now on."""
     from fmnist.ops import versions
+
     try:
         before, now = versions.promote(export_dir, version)
     except versions.VersionsError as e:
         raise fail(str(e))
-    typer.echo(f"stable: version {now}" + (" (already)" if before == now else
-                                          f" (was {before if before is not None else 'none'})"))
+    typer.echo(
+        f"stable: version {now}"
+        + (" (already)" if before == now else f" (was {before if before is not None else 'none'})")
+    )
 
 
 @app.command("rollback")
 def models_rollback(export_dir: ExportDir = Path("models/fmnist")) -> None:
     """Label the previous `stable` version stable again."""
     from fmnist.ops import versions
+
     try:
         before, now = versions.rollback(export_dir)
     except versions.VersionsError as e:
@@ -61,17 +68,25 @@ def models_rollback(export_dir: ExportDir = Path("models/fmnist")) -> None:
 
 @app.command("prune")
 def models_prune(
-    keep: Annotated[int, typer.Option(
-        min=0, help="Newest versions to keep; the stable and candidate versions and the "
-                    "one rollback would return to are always kept.")],
+    keep: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Newest versions to keep; the stable and candidate versions and the "
+            "one rollback would return to are always kept.",
+        ),
+    ],
     export_dir: ExportDir = Path("models/fmnist"),
 ) -> None:
     """Delete old versions."""
     from fmnist.ops import versions
+
     try:
         gone = versions.prune(export_dir, keep)
     except versions.VersionsError as e:
         raise fail(str(e))
-    typer.echo(f"pruned version{'s' * (len(gone) > 1)} {', '.join(map(str, gone))}" if gone
-               else "nothing to prune")
-
+    typer.echo(
+        f"pruned version{'s' * (len(gone) > 1)} {', '.join(map(str, gone))}"
+        if gone
+        else "nothing to prune"
+    )

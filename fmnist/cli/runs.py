@@ -9,20 +9,22 @@ import typer
 
 from fmnist.cli.common import echo_rows, fail
 
-app = typer.Typer(rich_markup_mode=None,
-                  help="Training runs: what each night did.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Training runs: what each night did.", no_args_is_help=True
+)
 
 
 @app.command("list", short_help="Runs, oldest first: status, best variant, export.")
 def runs_list(
-    runs_dir: Annotated[Path, typer.Option(
-        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")]
-        = False,
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="The directory holding the run directories.")
+    ] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")] = False,
 ) -> None:
     """Runs, oldest first: start, duration, status, best variant, val/test accuracy,
     exported version and the quality gate's decision."""
     from fmnist.ops import runs
+
     try:
         rows = runs.listing(runs_dir)
     except runs.RunsError as e:
@@ -32,17 +34,23 @@ def runs_list(
 
 @app.command("prune", short_help="Delete old run directories (retention).")
 def runs_prune(
-    keep_days: Annotated[float, typer.Option(
-        min=0.0, help="Delete run directories nothing was written to for this many days.")],
-    runs_dir: Annotated[Path, typer.Option(
-        "--runs-dir", help="The directory holding the run directories.")] = Path("runs"),
+    keep_days: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Delete run directories nothing was written to for this many days."
+        ),
+    ],
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="The directory holding the run directories.")
+    ] = Path("runs"),
 ) -> None:
     """Retention for run directories (results, checkpoints, TensorBoard files)."""
     from fmnist.ops import runs
+
     try:
         gone = runs.prune(runs_dir, keep_days)
     except runs.RunsError as e:
         raise fail(str(e))
     from fmnist.core.tables import count
-    typer.echo(f"pruned {count(len(gone), 'run')}" + (f": {', '.join(gone)}" if gone else ""))
 
+    typer.echo(f"pruned {count(len(gone), 'run')}" + (f": {', '.join(gone)}" if gone else ""))

@@ -10,8 +10,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_SOME_FAILED, Terminated,
-                               exit_at_once, fail, raise_terminated)
+from fmnist.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    Terminated,
+    exit_at_once,
+    fail,
+    raise_terminated,
+)
 
 
 class Invert(str, Enum):
@@ -27,84 +34,132 @@ class Fit(str, Enum):
 
 
 def score(
-    directory: Annotated[Path, typer.Argument(
-        help="Directory of images, scanned recursively.")],
-    model: Annotated[Path, typer.Option(
-        help="SavedModel version dir, or the export base: its `stable` version "
-             "(models.config), the newest when nothing is labelled.")]
-        = Path("models/fmnist"),
-    out: Annotated[Path, typer.Option(
-        help="Output file; .csv or .jsonl decides the format.")] = Path("predictions.csv"),
-    invert: Annotated[Invert, typer.Option(
-        help="Invert dark-on-light images: auto decides per image, from the corners' "
-             "colour when trimming, from the border otherwise.")]
-        = Invert.auto,
-    fit: Annotated[Fit, typer.Option(
-        help="How the item is framed in 28x28. trim: cut the margins of the corners' "
-             "colour, then the longest edge to 28 (photos; Fashion-MNIST's own "
-             "conversion). whole: the whole image. auto: trim, except 28x28 images.")]
-        = Fit.auto,
-    preview: Annotated[Optional[Path], typer.Option(
-        help="Also write a contact sheet (.png) of the first inputs as the model saw "
-             "them, with the predicted class and confidence under each.")] = None,
-    preview_count: Annotated[int, typer.Option(
-        min=1, help="How many inputs the --preview sheet shows.")] = 100,
-    save_inputs: Annotated[Optional[Path], typer.Option(
-        help="Also write every converted 28x28 input as a PNG under this directory "
-             "(<relative path>.png).")] = None,
-    min_confidence: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0,
-        help="Rows below this calibrated confidence are `uncertain` (true in that column). "
-             "Default: the threshold chosen on validation at export (0.5 for older "
-             "exports).")] = None,
+    directory: Annotated[Path, typer.Argument(help="Directory of images, scanned recursively.")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            help="SavedModel version dir, or the export base: its `stable` version "
+            "(models.config), the newest when nothing is labelled."
+        ),
+    ] = Path("models/fmnist"),
+    out: Annotated[
+        Path, typer.Option(help="Output file; .csv or .jsonl decides the format.")
+    ] = Path("predictions.csv"),
+    invert: Annotated[
+        Invert,
+        typer.Option(
+            help="Invert dark-on-light images: auto decides per image, from the corners' "
+            "colour when trimming, from the border otherwise."
+        ),
+    ] = Invert.auto,
+    fit: Annotated[
+        Fit,
+        typer.Option(
+            help="How the item is framed in 28x28. trim: cut the margins of the corners' "
+            "colour, then the longest edge to 28 (photos; Fashion-MNIST's own "
+            "conversion). whole: the whole image. auto: trim, except 28x28 images."
+        ),
+    ] = Fit.auto,
+    preview: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also write a contact sheet (.png) of the first inputs as the model saw "
+            "them, with the predicted class and confidence under each."
+        ),
+    ] = None,
+    preview_count: Annotated[
+        int, typer.Option(min=1, help="How many inputs the --preview sheet shows.")
+    ] = 100,
+    save_inputs: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also write every converted 28x28 input as a PNG under this directory "
+            "(<relative path>.png)."
+        ),
+    ] = None,
+    min_confidence: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Rows below this calibrated confidence are `uncertain` (true in that column). "
+            "Default: the threshold chosen on validation at export (0.5 for older "
+            "exports).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 1024,
-    decoders: Annotated[Optional[int], typer.Option(
-        min=1, help="Parallel decoding processes. Default: one per CPU.")] = None,
-    ray: Annotated[bool, typer.Option(
-        "--ray", help="Score on a Ray cluster with Ray Data.")] = False,
-    address: Annotated[Optional[str], typer.Option(
-        envvar="RAY_ADDRESS", help="Ray cluster to join with --ray. "
-                                   "Default: an embedded local Ray.")] = None,
-    done: Annotated[Optional[Path], typer.Option(
-        help="After writing --out, move every file it scored from DIRECTORY to "
-             "DONE/<--out's name without extension>/ (same volume; done/run1/ for --out "
-             "run1.csv), so the next run scores only new files. Files that failed stay.")]
-        = None,
-    failed_to: Annotated[Optional[Path], typer.Option(
-        help="With --done: move the files that failed to FAILED_TO/<--out's name without "
-             "extension>/ instead of leaving them in DIRECTORY to be tried again.")]
-        = None,
+    decoders: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Parallel decoding processes. Default: one per CPU."),
+    ] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Score on a Ray cluster with Ray Data.")
+    ] = False,
+    address: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="RAY_ADDRESS",
+            help="Ray cluster to join with --ray. Default: an embedded local Ray.",
+        ),
+    ] = None,
+    done: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="After writing --out, move every file it scored from DIRECTORY to "
+            "DONE/<--out's name without extension>/ (same volume; done/run1/ for --out "
+            "run1.csv), so the next run scores only new files. Files that failed stay."
+        ),
+    ] = None,
+    failed_to: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --done: move the files that failed to FAILED_TO/<--out's name without "
+            "extension>/ instead of leaving them in DIRECTORY to be tried again."
+        ),
+    ] = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
-    from fmnist.scoring import score as score_mod
     from fmnist.core.errors import DecoderDied, RunError, ScoreError
+    from fmnist.scoring import score as score_mod
 
     if failed_to is not None and done is None:
         raise fail("--failed-to works with --done; add --done DIR (where the scored files go)")
     for option, path in (("--done", done), ("--failed-to", failed_to)):
         if path is not None and directory.resolve() in (path.resolve(), *path.resolve().parents):
-            raise fail(f"{option} {path} is inside {directory}: the next run would score it "
-                       f"again; put it beside the inbox")
+            raise fail(
+                f"{option} {path} is inside {directory}: the next run would score it "
+                f"again; put it beside the inbox"
+            )
 
     # SIGTERM (an eviction, `docker stop`) must clean up as Ctrl-C does: the temporary
     # output removed, the decoder processes or the embedded Ray stopped. Python's default
     # would kill this process on the spot and leave both behind.
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        summary = score_mod.score(directory, model=model, out=out, invert=invert.value,
-                                  fit=fit.value, batch_size=batch_size, decoders=decoders,
-                                  use_ray=ray, address=address, preview_to=preview,
-                                  preview_count=preview_count, save_inputs=save_inputs,
-                                  min_confidence=min_confidence)
-    except ScoreError as e:     # before anything was scored
+        summary = score_mod.score(
+            directory,
+            model=model,
+            out=out,
+            invert=invert.value,
+            fit=fit.value,
+            batch_size=batch_size,
+            decoders=decoders,
+            use_ray=ray,
+            address=address,
+            preview_to=preview,
+            preview_count=preview_count,
+            save_inputs=save_inputs,
+            min_confidence=min_confidence,
+        )
+    except ScoreError as e:  # before anything was scored
         raise fail(str(e))
-    except DecoderDied as e:    # a stuck pool would keep the interpreter from exiting
+    except DecoderDied as e:  # a stuck pool would keep the interpreter from exiting
         if not e.pool_stuck:
             raise fail(str(e), EXIT_FAILED)
         typer.echo(f"fmnist-job: error: {e}", err=True)
         exit_at_once(EXIT_FAILED)
-    except RunError as e:       # broke midway; nothing was written
+    except RunError as e:  # broke midway; nothing was written
         raise fail(str(e), EXIT_FAILED)
     except (KeyboardInterrupt, Terminated) as e:
         sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
@@ -120,18 +175,26 @@ def score(
 def _archive(out: Path, directory: Path, done: Path, failed_to: Path | None) -> None:
     from fmnist.core.tables import count
     from fmnist.scoring import inbox
+
     try:
         archived = inbox.archive(out, directory, done, failed_to)
     except OSError as e:
-        raise fail(f"--done {done}: cannot move the scored files ({e.strerror or e}); "
-                   f"{out} is written, the inbox is as it was", EXIT_FAILED)
+        raise fail(
+            f"--done {done}: cannot move the scored files ({e.strerror or e}); "
+            f"{out} is written, the inbox is as it was",
+            EXIT_FAILED,
+        )
     parts = [f"moved {count(archived.moved, 'scored file')} to {inbox.target(done, out)}/"]
     if archived.failed_kept:
-        parts.append(f"{count(archived.failed_kept, 'file')} that failed left in {directory} "
-                     f"to be tried again (--failed-to DIR moves them)")
+        parts.append(
+            f"{count(archived.failed_kept, 'file')} that failed left in {directory} "
+            f"to be tried again (--failed-to DIR moves them)"
+        )
     if failed_to is not None:
-        parts.append(f"moved {count(archived.failed_moved, 'file')} that failed to "
-                     f"{inbox.target(failed_to, out)}/")
+        parts.append(
+            f"moved {count(archived.failed_moved, 'file')} that failed to "
+            f"{inbox.target(failed_to, out)}/"
+        )
     if archived.missing:
         parts.append(f"{count(archived.missing, 'row')} had no file to move")
     typer.echo("score: " + "; ".join(parts), err=True)

@@ -12,87 +12,170 @@ from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail
 
 
 def train(
-    workers: Annotated[int, typer.Option(
-        min=1, help="Variants trained at once (one Ray task each).")] = 4,
-    sweep: Annotated[Optional[Path], typer.Option(
-        help="Sweep file (TOML) listing the variants. Default: the default sweep packaged "
-             "with fmnist-job (fmnist/jobs/default.toml; jobs/default.toml in a "
-             "checkout), whatever the working directory.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(
-        min=1, help="Override every variant's epochs (quick runs).")] = None,
-    address: Annotated[Optional[str], typer.Option(
-        envvar="RAY_ADDRESS",
-        help="Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'). "
-             "Default: start an embedded local Ray.")] = None,
-    cpus_per_worker: Annotated[Optional[float], typer.Option(
-        min=0.01, help="CPUs each task asks Ray for (and TensorFlow threads). "
-                       "Default: the cluster's CPUs shared among --workers, at least 1 "
-                       "(fewer than --workers then run at once on a small cluster).")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(
-        min=0.0, help="GPUs each task asks Ray for, fractional allowed. "
-                      "Default: a share of the GPUs when the cluster has any, else 0.")] = None,
-    threads_per_worker: Annotated[Optional[int], typer.Option(
-        min=1, help="TensorFlow threads per task. Default: the task's CPUs, rounded (at least 1). "
-                    "More than that lets a sweep's last task use cores the finished "
-                    "ones left idle, at the price of oversubscription while all run.")]
-        = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(
-        help="Run directory for results.json and plots. "
-             "Default: runs/<timestamp>-<id>/.")] = None,
-    export_dir: Annotated[Path, typer.Option(
-        help="Export base; the best model goes to <export-dir>/<next version>/.")]
-        = Path("models/fmnist"),
-    data_dir: Annotated[Optional[Path], typer.Option(
-        envvar="FMNIST_DATA_DIR",
-        help="Directory with the four Fashion-MNIST .gz files. "
-             "Default: the copy bundled with the package.")] = None,
-    val_size: Annotated[Optional[int], typer.Option(
-        min=100, help="Validation images carved (stratified) from the training set. "
-                      "Default: 5000, or a tenth of --limit.")] = None,
-    limit: Annotated[Optional[int], typer.Option(
-        min=200, help="Use only this many training images (stratified; quick runs).")] = None,
-    ensemble: Annotated[Optional[int], typer.Option(
-        min=1, max=50,
-        help="Export an ensemble of the finished variants, chosen greedily on validation "
-             "in up to N steps (members may repeat; weights k/N). 1: the single best. "
-             "Default: the sweep file's [ensemble] size, else 1.")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the sweep's variants (grids and random samples expanded) "
-                          "and exit, without starting anything.")] = False,
-    resume: Annotated[Optional[Path], typer.Option(
-        help="Finish an interrupted run: its directory. Finished variants are kept, "
-             "the others continue from their checkpoints; the run's own sweep and data "
-             "settings are used.")] = None,
-    gate_tolerance: Annotated[float, typer.Option(
-        min=0.0, help="Quality gate: the winner becomes `stable` unless its validation "
-                      "accuracy is below the stable version's (on this run's validation "
-                      "split) by more than this many points; else it is labelled "
-                      "`candidate`.")] = 0.2,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Variants trained at once (one Ray task each).")
+    ] = 4,
+    sweep: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Sweep file (TOML) listing the variants. Default: the default sweep packaged "
+            "with fmnist-job (fmnist/jobs/default.toml; jobs/default.toml in a "
+            "checkout), whatever the working directory."
+        ),
+    ] = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(min=1, help="Override every variant's epochs (quick runs).")
+    ] = None,
+    address: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="RAY_ADDRESS",
+            help="Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'). "
+            "Default: start an embedded local Ray.",
+        ),
+    ] = None,
+    cpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.01,
+            help="CPUs each task asks Ray for (and TensorFlow threads). "
+            "Default: the cluster's CPUs shared among --workers, at least 1 "
+            "(fewer than --workers then run at once on a small cluster).",
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            help="GPUs each task asks Ray for, fractional allowed. "
+            "Default: a share of the GPUs when the cluster has any, else 0.",
+        ),
+    ] = None,
+    threads_per_worker: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="TensorFlow threads per task. Default: the task's CPUs, rounded (at least 1). "
+            "More than that lets a sweep's last task use cores the finished "
+            "ones left idle, at the price of oversubscription while all run.",
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Run directory for results.json and plots. Default: runs/<timestamp>-<id>/."
+        ),
+    ] = None,
+    export_dir: Annotated[
+        Path, typer.Option(help="Export base; the best model goes to <export-dir>/<next version>/.")
+    ] = Path("models/fmnist"),
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            envvar="FMNIST_DATA_DIR",
+            help="Directory with the four Fashion-MNIST .gz files. "
+            "Default: the copy bundled with the package.",
+        ),
+    ] = None,
+    val_size: Annotated[
+        Optional[int],
+        typer.Option(
+            min=100,
+            help="Validation images carved (stratified) from the training set. "
+            "Default: 5000, or a tenth of --limit.",
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option(min=200, help="Use only this many training images (stratified; quick runs)."),
+    ] = None,
+    ensemble: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            max=50,
+            help="Export an ensemble of the finished variants, chosen greedily on validation "
+            "in up to N steps (members may repeat; weights k/N). 1: the single best. "
+            "Default: the sweep file's [ensemble] size, else 1.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the sweep's variants (grids and random samples expanded) "
+            "and exit, without starting anything.",
+        ),
+    ] = False,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Finish an interrupted run: its directory. Finished variants are kept, "
+            "the others continue from their checkpoints; the run's own sweep and data "
+            "settings are used."
+        ),
+    ] = None,
+    gate_tolerance: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Quality gate: the winner becomes `stable` unless its validation "
+            "accuracy is below the stable version's (on this run's validation "
+            "split) by more than this many points; else it is labelled "
+            "`candidate`.",
+        ),
+    ] = 0.2,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
-    options = dict(workers=workers, address=address, cpus_per_worker=cpus_per_worker,
-                   gpus_per_worker=gpus_per_worker, threads_per_worker=threads_per_worker,
-                   export_dir=export_dir, data_dir=data_dir, gate_tolerance=gate_tolerance)
+    options = dict(
+        workers=workers,
+        address=address,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        threads_per_worker=threads_per_worker,
+        export_dir=export_dir,
+        data_dir=data_dir,
+        gate_tolerance=gate_tolerance,
+    )
     if export_dir.exists() and not export_dir.is_dir():
         raise fail(f"--export-dir {export_dir} is a file; name a directory to export into")
     if resume is not None:
         # A resumed run keeps its own sweep and data split (its checkpoints were made
         # with them): an option that would change them is refused, not ignored.
-        given = [option for option, value in (
-            ("--sweep", sweep), ("--epochs", epochs), ("--limit", limit),
-            ("--val-size", val_size), ("--runs-dir", runs_dir),
-            ("--dry-run", dry_run or None), ("--ensemble", ensemble)) if value is not None]
+        given = [
+            option
+            for option, value in (
+                ("--sweep", sweep),
+                ("--epochs", epochs),
+                ("--limit", limit),
+                ("--val-size", val_size),
+                ("--runs-dir", runs_dir),
+                ("--dry-run", dry_run or None),
+                ("--ensemble", ensemble),
+            )
+            if value is not None
+        ]
         if given:
-            raise fail(f"--resume continues the run with its own settings; drop "
-                       f"{', '.join(given)} (or start a new run without --resume)")
+            raise fail(
+                f"--resume continues the run with its own settings; drop "
+                f"{', '.join(given)} (or start a new run without --resume)"
+            )
         job = _resumed_job(resume, options)
     else:
         job = _new_job(sweep, epochs, ensemble, dry_run, val_size, limit, runs_dir, options)
     _run(job)
 
 
-def _new_job(sweep: Path | None, epochs: int | None, ensemble: int | None, dry_run: bool,
-             val_size: int | None, limit: int | None, runs_dir: Path | None, options: dict):
+def _new_job(
+    sweep: Path | None,
+    epochs: int | None,
+    ensemble: int | None,
+    dry_run: bool,
+    val_size: int | None,
+    limit: int | None,
+    runs_dir: Path | None,
+    options: dict,
+):
     from fmnist.training import variants as variants_mod
 
     sweep = sweep if sweep is not None else variants_mod.DEFAULT_SWEEP
@@ -104,6 +187,7 @@ def _new_job(sweep: Path | None, epochs: int | None, ensemble: int | None, dry_r
         raise fail(str(e))
     if dry_run:
         from fmnist.training import report
+
         report.make_console().print(report.sweep_table(chosen, sweep))
         raise typer.Exit(EXIT_OK)
     if val_size is None:
@@ -112,17 +196,30 @@ def _new_job(sweep: Path | None, epochs: int | None, ensemble: int | None, dry_r
         raise fail(f"--val-size {val_size} must be smaller than --limit {limit}")
     if runs_dir is not None and runs_dir.is_dir() and any(runs_dir.iterdir()):
         # Its checkpoints and epoch logs would be taken for this run's own.
-        raise fail(f"--runs-dir {runs_dir} is not empty; name a new directory, or "
-                   f"continue that run with --resume {runs_dir}")
+        raise fail(
+            f"--runs-dir {runs_dir} is not empty; name a new directory, or "
+            f"continue that run with --resume {runs_dir}"
+        )
     # No TensorFlow here: the Ray tasks train and export, the driver only coordinates.
-    from fmnist.training import rundir, sweep as sweep_mod
-    return sweep_mod.SweepJob(chosen, runs_dir=runs_dir or rundir.new_run_dir(),
-                              sweep_file=sweep, val_size=val_size, limit=limit,
-                              ensemble_size=ensemble, **options)
+    from fmnist.training import rundir
+    from fmnist.training import sweep as sweep_mod
+
+    return sweep_mod.SweepJob(
+        chosen,
+        runs_dir=runs_dir or rundir.new_run_dir(),
+        sweep_file=sweep,
+        val_size=val_size,
+        limit=limit,
+        ensemble_size=ensemble,
+        **options,
+    )
 
 
 def _resumed_job(resume: Path, options: dict):
-    from fmnist.training import rundir, sweep as sweep_mod, variants as variants_mod
+    from fmnist.training import rundir
+    from fmnist.training import sweep as sweep_mod
+    from fmnist.training import variants as variants_mod
+
     try:
         return sweep_mod.SweepJob.resume(resume, **options)
     except (rundir.ResumeError, variants_mod.SweepError) as e:
@@ -142,8 +239,10 @@ def _run(job) -> None:
         try:
             files.check_writable(path)
         except OSError as e:
-            raise fail(f"{option} {path}: cannot write there ({e.strerror or e}); "
-                       f"name a directory this user can write to")
+            raise fail(
+                f"{option} {path}: cannot write there ({e.strerror or e}); "
+                f"name a directory this user can write to"
+            )
     try:
         results = sweep_mod.run(job)
     except (data.DataError, cluster.ConnectError, versions.VersionsError) as e:
@@ -151,10 +250,16 @@ def _run(job) -> None:
         raise fail(str(e))
     except Interrupted as stop:
         if stop.published:
-            typer.echo(f"fmnist-job: interrupted ({stop}) after the run finished; "
-                       f"{stop.published} is complete", err=True)
+            typer.echo(
+                f"fmnist-job: interrupted ({stop}) after the run finished; "
+                f"{stop.published} is complete",
+                err=True,
+            )
         else:
-            typer.echo(f"fmnist-job: interrupted ({stop}); what finished is saved. "
-                       f"Resume with: fmnist-job train --resume {stop.run_dir}", err=True)
+            typer.echo(
+                f"fmnist-job: interrupted ({stop}); what finished is saved. "
+                f"Resume with: fmnist-job train --resume {stop.run_dir}",
+                err=True,
+            )
         raise typer.Exit(stop.code)
     raise typer.Exit(EXIT_OK if results.best else EXIT_FAILED)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 ECE_BINS = 15
-T_RANGE = (0.05, 20.0)   # the search interval for T; the fit never reaches its ends
+T_RANGE = (0.05, 20.0)  # the search interval for T; the fit never reaches its ends
 EPS = 1e-12
 
 
@@ -107,7 +107,7 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
 # -----------------------------------------------------------------------------
 # The out-of-distribution signals' constants (baked into the SavedModel), and the flag
 
-PCA_COMPONENTS = 100   # input-space components kept; the residual is what they miss
+PCA_COMPONENTS = 100  # input-space components kept; the residual is what they miss
 COVARIANCE_RIDGE = 1e-3
 
 
@@ -135,8 +135,9 @@ def reconstruction_error(x: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> n
     return ((flat - (flat @ axes.T) @ axes) ** 2).sum(axis=1)
 
 
-def class_gaussian(features: np.ndarray, y: np.ndarray,
-                   classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def class_gaussian(
+    features: np.ndarray, y: np.ndarray, classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Class means and the shared precision matrix of penultimate features (Lee, Lee,
     Lee, Shin, "A simple unified framework for detecting out-of-distribution samples",
     NeurIPS 2018), a small ridge keeping the covariance invertible.
@@ -152,8 +153,7 @@ def class_gaussian(features: np.ndarray, y: np.ndarray,
     return means.astype(np.float32), np.linalg.inv(cov).astype(np.float32)
 
 
-def feature_distance(features: np.ndarray, means: np.ndarray,
-                     precision: np.ndarray) -> np.ndarray:
+def feature_distance(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """Mahalanobis distance (squared) to the nearest class mean."""
     d = np.asarray(features, np.float64)[:, None, :] - means[None]
     return np.einsum("nci,ij,ncj->nc", d, precision, d).min(axis=1)
@@ -192,8 +192,9 @@ def thresholds(confidence: np.ndarray, signals: dict[str, np.ndarray]) -> dict[s
     return out
 
 
-def flags(confidence: np.ndarray, signals: dict[str, np.ndarray],
-          limits: dict[str, float]) -> np.ndarray:
+def flags(
+    confidence: np.ndarray, signals: dict[str, np.ndarray], limits: dict[str, float]
+) -> np.ndarray:
     """True where an item is uncertain: its confidence below `min_confidence`, or any
     signal in `limits` past its threshold (signals without a threshold are ignored).
 

@@ -33,6 +33,7 @@ def connect(address: str | None) -> None:
     if address:
         _check_address(address)
     from ray.exceptions import AuthenticationError
+
     try:
         if address:
             _init_with_retry(address)
@@ -46,12 +47,15 @@ def connect(address: str | None) -> None:
             # "local": a new Ray of our own. Without it, ray.init joins the cluster the
             # last `ray start` here recorded in /tmp/ray/ray_current_cluster, and waits
             # minutes on it when that cluster is gone.
-            internals.ray_init_on_loopback(address="local", include_dashboard=False,
-                                           log_to_driver=False, logging_level="ERROR")
+            internals.ray_init_on_loopback(
+                address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+            )
     except (ConnectionError, ValueError, RuntimeError, TimeoutError, AuthenticationError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConnectError(f"cannot connect to Ray at '{address}': {first}; check "
-                           f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')") from None
+        raise ConnectError(
+            f"cannot connect to Ray at '{address}': {first}; check "
+            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')"
+        ) from None
 
 
 CLIENT_ATTEMPTS = 3  # ray:// connects; see _init_with_retry
@@ -66,19 +70,28 @@ def _init_with_retry(address: str) -> None:
     process, so it is worth two more tries."""
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
-            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV},
-                     log_to_driver=False, logging_level="ERROR")
+            ray.init(
+                address=address,
+                runtime_env={"env_vars": WORKER_ENV},
+                log_to_driver=False,
+                logging_level="ERROR",
+            )
             return
         except ConnectionError as e:
-            if not (address.startswith("ray://") and "Initialization failure" in str(e)
-                    and attempt < CLIENT_ATTEMPTS):
+            if not (
+                address.startswith("ray://")
+                and "Initialization failure" in str(e)
+                and attempt < CLIENT_ATTEMPTS
+            ):
                 raise
             ray.shutdown()
 
 
-AUTH_HINT = ("set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file "
-             "holding it, or put it in ~/.ray/auth_token); on Kubernetes it is in the Secret "
-             "fmnist-ray-auth (deploy/README.md)")
+AUTH_HINT = (
+    "set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file "
+    "holding it, or put it in ~/.ray/auth_token); on Kubernetes it is in the Secret "
+    "fmnist-ray-auth (deploy/README.md)"
+)
 
 
 PROBE_SECONDS = 4.0  # each of at most two probes: the error comes within 10 s
@@ -104,44 +117,61 @@ def _check_address(address: str) -> None:
         token, source = _token_for(address)
         answer = internals.ray_probe(hostport, client, token, PROBE_SECONDS)
         if answer == "unauthenticated":
-            where = source + (" (Ray writes that file when it starts a local cluster, "
-                              "such as fmnist-job's embedded one, so it may hold another "
-                              "cluster's token)" if source == str(default_token_path()) else "")
-            raise ConnectError(f"the Ray cluster at '{address}' rejected the authentication "
-                               f"token from {where}: {AUTH_HINT}")
+            where = source + (
+                " (Ray writes that file when it starts a local cluster, "
+                "such as fmnist-job's embedded one, so it may hold another "
+                "cluster's token)"
+                if source == str(default_token_path())
+                else ""
+            )
+            raise ConnectError(
+                f"the Ray cluster at '{address}' rejected the authentication "
+                f"token from {where}: {AUTH_HINT}"
+            )
         if answer == "ok" and os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
             os.environ["RAY_AUTH_MODE"] = "token"  # for ray.init, and what it starts
             internals.ray_reload_auth_config()  # Ray's config was read at import, without it
     if answer != "ok":
-        raise ConnectError(f"cannot connect to Ray at '{address}': "
-                           f"{_what_answered(answer, hostport, client)}; check --address / "
-                           f"RAY_ADDRESS (e.g. 'auto', 'head:6379' or 'ray://head:10001')")
+        raise ConnectError(
+            f"cannot connect to Ray at '{address}': "
+            f"{_what_answered(answer, hostport, client)}; check --address / "
+            f"RAY_ADDRESS (e.g. 'auto', 'head:6379' or 'ray://head:10001')"
+        )
 
 
 def _what_answered(answer: str, hostport: str, client: bool) -> str:
     if answer == "unimplemented":
-        return (f"{hostport} is a Ray cluster's GCS port, not its Ray Client port (give it "
-                f"without ray://, or use the client port, 10001 by default)" if client else
-                f"{hostport} is a Ray Client server: give it as ray://{hostport}")
-    return {"http": f"{hostport} is an HTTP server, not Ray (the dashboard, 8265 by "
-                    f"default? Ray's GCS port is 6379 by default)",
-            "silent": f"{hostport} accepted the connection but did not answer as Ray "
-                      f"within {PROBE_SECONDS:g} s",
-            "refused": f"nothing listens at {hostport} (connection refused)",
-            "unknown host": f"unknown host in {hostport}"}.get(answer, answer)
+        return (
+            f"{hostport} is a Ray cluster's GCS port, not its Ray Client port (give it "
+            f"without ray://, or use the client port, 10001 by default)"
+            if client
+            else f"{hostport} is a Ray Client server: give it as ray://{hostport}"
+        )
+    return {
+        "http": f"{hostport} is an HTTP server, not Ray (the dashboard, 8265 by "
+        f"default? Ray's GCS port is 6379 by default)",
+        "silent": f"{hostport} accepted the connection but did not answer as Ray "
+        f"within {PROBE_SECONDS:g} s",
+        "refused": f"nothing listens at {hostport} (connection refused)",
+        "unknown host": f"unknown host in {hostport}",
+    }.get(answer, answer)
 
 
 def _token_for(address: str) -> tuple[str, str]:
     """The token to try on a cluster that wants one, and where it came from."""
     mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
     if mode not in ("", "token"):
-        raise ConnectError(f"the Ray cluster at '{address}' requires token authentication, "
-                           f"but RAY_AUTH_MODE is '{mode}': set RAY_AUTH_MODE=token (or unset "
-                           f"it) and {AUTH_HINT}")
+        raise ConnectError(
+            f"the Ray cluster at '{address}' requires token authentication, "
+            f"but RAY_AUTH_MODE is '{mode}': set RAY_AUTH_MODE=token (or unset "
+            f"it) and {AUTH_HINT}"
+        )
     token, source = _find_token()
     if token is None:
-        raise ConnectError(f"the Ray cluster at '{address}' requires token authentication "
-                           f"and no token was found: {AUTH_HINT}")
+        raise ConnectError(
+            f"the Ray cluster at '{address}' requires token authentication "
+            f"and no token was found: {AUTH_HINT}"
+        )
     return token, source
 
 
@@ -156,11 +186,14 @@ def _find_token() -> tuple[str | None, str]:
         try:
             text = Path(path).expanduser().read_text().strip()
         except OSError as e:
-            raise ConnectError(f"RAY_AUTH_TOKEN_PATH={path}: cannot read the token "
-                               f"({e.strerror or e}); name a readable file") from None
+            raise ConnectError(
+                f"RAY_AUTH_TOKEN_PATH={path}: cannot read the token "
+                f"({e.strerror or e}); name a readable file"
+            ) from None
         if not text:
-            raise ConnectError(f"RAY_AUTH_TOKEN_PATH={path}: the file is empty; it must "
-                               f"hold the cluster's token")
+            raise ConnectError(
+                f"RAY_AUTH_TOKEN_PATH={path}: the file is empty; it must hold the cluster's token"
+            )
         return text, f"RAY_AUTH_TOKEN_PATH={path}"
     default = default_token_path()
     try:

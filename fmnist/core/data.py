@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 # The SHA-256 sums of the release files (the ones keras.datasets.fashion_mnist checks).
@@ -58,14 +66,18 @@ def _read_verified(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; expected the Fashion-MNIST release file "
-                        f"(sha256 {SHA256[path.name]}). Point --data-dir at a full copy.") from None
+        raise DataError(
+            f"{path}: missing; expected the Fashion-MNIST release file "
+            f"(sha256 {SHA256[path.name]}). Point --data-dir at a full copy."
+        ) from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror}); check its permissions.") from None
     got = hashlib.sha256(raw).hexdigest()
     if got != SHA256[path.name]:
-        raise DataError(f"{path}: sha256 {got} is not the release's {SHA256[path.name]}; "
-                        f"replace it with the original file.")
+        raise DataError(
+            f"{path}: sha256 {got} is not the release's {SHA256[path.name]}; "
+            f"replace it with the original file."
+        )
     return raw
 
 
@@ -74,7 +86,7 @@ def _parse_idx(raw: bytes, name: str) -> np.ndarray:
     data = gzip.decompress(raw)
     magic = int.from_bytes(data[:4], "big")
     ndim = magic & 0xFF
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     if magic not in (2049, 2051):
         raise DataError(f"{name}: not an IDX uint8 file (magic {magic}).")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
@@ -85,8 +97,10 @@ def check_present(directory: str | os.PathLike | None = None) -> Path:
     reading), so that a wrong --data-dir fails at once, before Ray starts."""
     d = data_dir(directory)
     if not d.is_dir():
-        raise DataError(f"{d}: not a directory; --data-dir / FMNIST_DATA_DIR must name a "
-                        f"directory holding the four Fashion-MNIST .gz files.")
+        raise DataError(
+            f"{d}: not a directory; --data-dir / FMNIST_DATA_DIR must name a "
+            f"directory holding the four Fashion-MNIST .gz files."
+        )
     for name in SHA256:
         if not (d / name).exists():
             _read_verified(d / name)  # names the missing file
@@ -97,9 +111,13 @@ def load_arrays(directory: str | os.PathLike | None = None):
     """(x_train, y_train, x_test, y_test, sha256s) from verified release files."""
     d = check_present(directory)
     arrays = {name: _parse_idx(_read_verified(d / name), name) for name in SHA256}
-    return (arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"],
-            arrays["t10k-images-idx3-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"],
-            dict(SHA256))
+    return (
+        arrays["train-images-idx3-ubyte.gz"],
+        arrays["train-labels-idx1-ubyte.gz"],
+        arrays["t10k-images-idx3-ubyte.gz"],
+        arrays["t10k-labels-idx1-ubyte.gz"],
+        dict(SHA256),
+    )
 
 
 def stratified_split(y: np.ndarray, val_size: int, seed: int = 0):
@@ -112,15 +130,15 @@ def stratified_split(y: np.ndarray, val_size: int, seed: int = 0):
     exact = counts * val_size / len(y)
     take = np.floor(exact).astype(int)
     take[np.argsort(exact - take)[::-1][: val_size - take.sum()]] += 1
-    val = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k]
-                          for c, k in zip(classes, take)])
+    val = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]
+    )
     val.sort()
     train = np.setdiff1d(np.arange(len(y)), val, assume_unique=True)
     return train, val
 
 
-def load(directory=None, val_size: int = 5000, limit: int | None = None,
-         seed: int = 0) -> Splits:
+def load(directory=None, val_size: int = 5000, limit: int | None = None, seed: int = 0) -> Splits:
     """Train/val/test splits. `limit` keeps a stratified slice of the training set
     (for tests and quick runs); the validation split comes out of that slice."""
     x_train, y_train, x_test, y_test, sums = load_arrays(directory)
@@ -128,5 +146,4 @@ def load(directory=None, val_size: int = 5000, limit: int | None = None,
         _, keep = stratified_split(y_train, limit, seed=seed + 1)
         x_train, y_train = x_train[keep], y_train[keep]
     train, val = stratified_split(y_train, val_size, seed=seed)
-    return Splits(x_train[train], y_train[train], x_train[val], y_train[val],
-                  x_test, y_test, sums)
+    return Splits(x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test, sums)

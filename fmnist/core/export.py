@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import shutil
 import tarfile
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -110,9 +110,10 @@ def read_metadata(version: Path) -> ExportMetadata:
     except ValidationError as e:
         error = e.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise MetadataError(f"not an export's metadata ({where or 'the document'}: "
-                            f"{error['msg'].lower()})",
-                            str(error["loc"][0]) if error["loc"] else "") from None
+        raise MetadataError(
+            f"not an export's metadata ({where or 'the document'}: {error['msg'].lower()})",
+            str(error["loc"][0]) if error["loc"] else "",
+        ) from None
 
 
 def versions(base: Path) -> list[int]:
@@ -167,8 +168,7 @@ def unpack(archive: bytes, directory: Path) -> None:
             tar.extractall(directory, members=members)  # noqa: S202 (members checked above)
 
 
-def publish(write: Callable[[Path], None], metadata: ExportMetadata | dict,
-            base: Path) -> Path:
+def publish(write: Callable[[Path], None], metadata: ExportMetadata | dict, base: Path) -> Path:
     """Write a new version under `base`, then rename it into place.
 
     Args:
@@ -183,8 +183,10 @@ def publish(write: Callable[[Path], None], metadata: ExportMetadata | dict,
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
     try:
         write(staging)
-        write_json_atomic(staging / METADATA, metadata.dump()
-                          if isinstance(metadata, ExportMetadata) else metadata)
+        write_json_atomic(
+            staging / METADATA,
+            metadata.dump() if isinstance(metadata, ExportMetadata) else metadata,
+        )
         os.chmod(staging, default_mode(0o777))
         return rename_into_place(staging, base)
     except BaseException:
@@ -206,7 +208,8 @@ def rename_into_place(staging: Path, base: Path) -> Path:
             os.rename(staging, target)
             return target
         except OSError as e:
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) and \
-                    not isinstance(e, FileExistsError):
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) and not isinstance(
+                e, FileExistsError
+            ):
                 raise
             version += 1

@@ -17,6 +17,7 @@ def click_usage_errors() -> tuple[type, type]:
     catching them turns a usage error into our one line and exit code 2. Typer has no
     public name for them."""
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
     return NoArgsIsHelpError, UsageError
 
 
@@ -70,8 +71,12 @@ def ray_probe(hostport: str, client: bool, token: str | None, timeout: float) ->
         "other: <details>".
     """
     import grpc
-    from ray.core.generated import (gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2,
-                                    ray_client_pb2_grpc)
+    from ray.core.generated import (
+        gcs_service_pb2,
+        gcs_service_pb2_grpc,
+        ray_client_pb2,
+        ray_client_pb2_grpc,
+    )
 
     metadata = [("authorization", f"Bearer {token}")] if token else []
     with grpc.insecure_channel(hostport) as channel:
@@ -79,10 +84,13 @@ def ray_probe(hostport: str, client: bool, token: str | None, timeout: float) ->
             if client:
                 ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
                     ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
-                    timeout=timeout, metadata=metadata)
+                    timeout=timeout,
+                    metadata=metadata,
+                )
             else:
                 gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
+                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata
+                )
         except grpc.RpcError as e:
             code, details = e.code(), e.details() or ""
             if code == grpc.StatusCode.UNAUTHENTICATED:

@@ -18,11 +18,10 @@ def count(n: float, noun: str, plural: str | None = None) -> str:
 
 def clip(text: str, width: int) -> str:
     """`text` cut to `width` characters, with an ellipsis where it was cut."""
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def aligned(head: list[str], rows: list[list[str]]) -> str:
     lines = [head] + rows
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)

@@ -37,8 +37,9 @@ class GateDecision(BaseModel):
     tolerance_points: float
 
 
-def decide(winner_val: float, stable_val: float | None,
-           tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, str]:
+def decide(
+    winner_val: float, stable_val: float | None, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[str, str]:
     """(decision, why): promote unless the winner is worse than stable by more than
     `tolerance` accuracy points. Accuracies are fractions (0.8912)."""
     if stable_val is None:
@@ -62,14 +63,14 @@ def gate_baseline(base: Path) -> dict:
     """
     try:
         version, path = stable_for_gate(base)
-        return {"version": version, "archive": export.pack(path) if path else None,
-                "problem": None}
+        return {"version": version, "archive": export.pack(path) if path else None, "problem": None}
     except (VersionsError, OSError) as e:  # the gate then refuses to promote
         return {"version": None, "archive": None, "problem": str(e)}
 
 
-def gate(base: Path, version: int, built: dict, baseline: dict, tolerance: float,
-         run_id: str) -> GateDecision:
+def gate(
+    base: Path, version: int, built: dict, baseline: dict, tolerance: float, run_id: str
+) -> GateDecision:
     """Label the new `version` from what the export task measured.
 
     Args:
@@ -86,16 +87,35 @@ def gate(base: Path, version: int, built: dict, baseline: dict, tolerance: float
     """
     stable = baseline["version"]
     problem = baseline["problem"] or built.get("stable_error")
-    refuse = (f"stable version {stable if stable is not None else '?'} could not be "
-              f"evaluated ({problem}); not promoted") if problem else None
+    refuse = (
+        (
+            f"stable version {stable if stable is not None else '?'} could not be "
+            f"evaluated ({problem}); not promoted"
+        )
+        if problem
+        else None
+    )
     try:
-        return apply_gate(base, version, built["val_accuracy"], stable,
-                          built.get("stable_val_accuracy"), tolerance, run_id, refuse=refuse)
+        return apply_gate(
+            base,
+            version,
+            built["val_accuracy"],
+            stable,
+            built.get("stable_val_accuracy"),
+            tolerance,
+            run_id,
+            refuse=refuse,
+        )
     except VersionsError as e:
-        return GateDecision(decision="unlabelled", reason=str(e), version=version,
-                            val_accuracy=built["val_accuracy"], compared_with=stable,
-                            stable_val_accuracy=built.get("stable_val_accuracy"),
-                            tolerance_points=tolerance)
+        return GateDecision(
+            decision="unlabelled",
+            reason=str(e),
+            version=version,
+            val_accuracy=built["val_accuracy"],
+            compared_with=stable,
+            stable_val_accuracy=built.get("stable_val_accuracy"),
+            tolerance_points=tolerance,
+        )
 
 
 def gate_line(record: GateDecision) -> str:
@@ -106,8 +126,10 @@ def gate_line(record: GateDecision) -> str:
     if record.decision == "promote":
         return f"gate: version {record.version} promoted to stable ({val}; {record.reason})"
     if record.decision == "candidate":
-        return (f"gate: version {record.version} NOT promoted, labelled candidate; "
-                f"stable stays version {record.stable_before} ({val}; {record.reason})")
+        return (
+            f"gate: version {record.version} NOT promoted, labelled candidate; "
+            f"stable stays version {record.stable_before} ({val}; {record.reason})"
+        )
     return f"gate: version {record.version} left unlabelled: {record.reason}"
 
 
@@ -119,14 +141,23 @@ def stable_for_gate(base: Path) -> tuple[int | None, Path | None]:
         return None, None
     path = base / str(config.stable)
     if not (path / "saved_model.pb").is_file():
-        raise VersionsError(f"{base / versions.CONFIG}: stable is version {config.stable}, "
-                            f"which is not on disk; promote an existing one first")
+        raise VersionsError(
+            f"{base / versions.CONFIG}: stable is version {config.stable}, "
+            f"which is not on disk; promote an existing one first"
+        )
     return config.stable, path
 
 
-def apply_gate(base: Path, version: int, winner_val: float, compared_with: int | None,
-               stable_val: float | None, tolerance: float, run_id: str = "",
-               refuse: str | None = None) -> GateDecision:
+def apply_gate(
+    base: Path,
+    version: int,
+    winner_val: float,
+    compared_with: int | None,
+    stable_val: float | None,
+    tolerance: float,
+    run_id: str = "",
+    refuse: str | None = None,
+) -> GateDecision:
     """Label the newly exported `version` stable or candidate, atomically.
 
     Promotes only if stable is still `compared_with`, and never with `refuse` (why the
@@ -135,15 +166,16 @@ def apply_gate(base: Path, version: int, winner_val: float, compared_with: int |
     Returns:
         The decision, as results.json records it.
     """
-    decision, why = ("candidate", refuse) if refuse else \
-        decide(winner_val, stable_val, tolerance)
+    decision, why = ("candidate", refuse) if refuse else decide(winner_val, stable_val, tolerance)
     with versions.locked(base):
         config, history = versions.read_state(base)
         if config.stable != compared_with:
             decision = "candidate"
-            why = (f"stable changed to version {config.stable} while this run compared "
-                   f"with {compared_with if compared_with is not None else 'none'}; "
-                   f"not promoted (fmnist-job models promote {version} to override)")
+            why = (
+                f"stable changed to version {config.stable} while this run compared "
+                f"with {compared_with if compared_with is not None else 'none'}; "
+                f"not promoted (fmnist-job models promote {version} to override)"
+            )
         config.versions = sorted(set(config.versions) | {version})
         before = config.stable
         if decision == "promote":
@@ -154,7 +186,13 @@ def apply_gate(base: Path, version: int, winner_val: float, compared_with: int |
         else:
             config.labels[CANDIDATE] = version
             versions.write_state(base, config)
-    return GateDecision(decision=decision, reason=why, version=version,
-                        stable_before=before, compared_with=compared_with,
-                        val_accuracy=winner_val, stable_val_accuracy=stable_val,
-                        tolerance_points=tolerance)
+    return GateDecision(
+        decision=decision,
+        reason=why,
+        version=version,
+        stable_before=before,
+        compared_with=compared_with,
+        val_accuracy=winner_val,
+        stable_val_accuracy=stable_val,
+        tolerance_points=tolerance,
+    )

@@ -54,20 +54,25 @@ def scheduled_time(value: str | None) -> dt.datetime | None:
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise GuardError(f"--scheduled {value!r}: neither an RFC 3339 time (2026-11-27T02:00:00Z) "
-                         f"nor a RayJob name ending in -<minutes since the epoch>") from None
+        raise GuardError(
+            f"--scheduled {value!r}: neither an RFC 3339 time (2026-11-27T02:00:00Z) "
+            f"nor a RayJob name ending in -<minutes since the epoch>"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def time_in_name(name: str) -> dt.datetime | None:
     """The scheduled time a RayJob's name ends with, or None."""
     match = MINUTES_SUFFIX.search(name.strip())
-    return dt.datetime.fromtimestamp(int(match.group(1)) * 60, dt.timezone.utc) \
-        if match else None
+    return dt.datetime.fromtimestamp(int(match.group(1)) * 60, dt.timezone.utc) if match else None
 
 
-def acquire(lease: Path, scheduled: dt.datetime | None, max_lateness_hours: float,
-            now: dt.datetime | None = None) -> tuple[int | None, str]:
+def acquire(
+    lease: Path,
+    scheduled: dt.datetime | None,
+    max_lateness_hours: float,
+    now: dt.datetime | None = None,
+) -> tuple[int | None, str]:
     """Take the lease for a run, or say why the run is skipped.
 
     Args:
@@ -84,9 +89,11 @@ def acquire(lease: Path, scheduled: dt.datetime | None, max_lateness_hours: floa
     if scheduled is not None:
         late = (current - scheduled).total_seconds() / 3600
         if late > max_lateness_hours:
-            return None, (f"skipped: scheduled for {scheduled:%Y-%m-%d %H:%M} UTC, "
-                          f"{late:.1f} h ago (more than --max-lateness-hours "
-                          f"{max_lateness_hours:g})")
+            return None, (
+                f"skipped: scheduled for {scheduled:%Y-%m-%d %H:%M} UTC, "
+                f"{late:.1f} h ago (more than --max-lateness-hours "
+                f"{max_lateness_hours:g})"
+            )
     lease.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(f"{lease}.lock", os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -94,19 +101,32 @@ def acquire(lease: Path, scheduled: dt.datetime | None, max_lateness_hours: floa
     except BlockingIOError:
         os.close(fd)
         holder = _read(lease)
-        return None, (f"skipped: another run holds {lease}.lock (started "
-                      f"{holder.get('started', '?')} on {holder.get('host', '?')}, scheduled "
-                      f"{holder.get('scheduled') or '?'})")
+        return None, (
+            f"skipped: another run holds {lease}.lock (started "
+            f"{holder.get('started', '?')} on {holder.get('host', '?')}, scheduled "
+            f"{holder.get('scheduled') or '?'})"
+        )
     last = _read(lease).get("scheduled")
     if scheduled is not None and last and scheduled <= scheduled_time(last):
         os.close(fd)
-        return None, (f"skipped: a run scheduled for {last} already started "
-                      f"(this one: {scheduled.isoformat()})")
-    write_json_atomic(lease, {"scheduled": scheduled.isoformat() if scheduled else last,
-                              "started": current.isoformat(timespec="seconds"),
-                              "host": socket.gethostname(), "pid": os.getpid()})
-    when = (f"scheduled {scheduled:%Y-%m-%d %H:%M} UTC" if scheduled else
-            "no scheduled time given: lateness not checked")
+        return None, (
+            f"skipped: a run scheduled for {last} already started "
+            f"(this one: {scheduled.isoformat()})"
+        )
+    write_json_atomic(
+        lease,
+        {
+            "scheduled": scheduled.isoformat() if scheduled else last,
+            "started": current.isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        },
+    )
+    when = (
+        f"scheduled {scheduled:%Y-%m-%d %H:%M} UTC"
+        if scheduled
+        else "no scheduled time given: lateness not checked"
+    )
     return fd, f"running ({when}; holding {lease}.lock)"
 
 

@@ -183,5 +183,8 @@ def _first_problem(e: ValidationError) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"].startswith("json"):
         return f"not JSON ({error['msg']})"
-    return f"not a run's results ({where}: {error['msg'].lower()})" if where else \
-        f"not a run's results ({error['msg'].lower()})"
+    return (
+        f"not a run's results ({where}: {error['msg'].lower()})"
+        if where
+        else f"not a run's results ({error['msg'].lower()})"
+    )

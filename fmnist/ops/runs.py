@@ -30,19 +30,31 @@ def run_dirs(runs_dir: Path) -> list[Path]:
     """
     try:
         with os.scandir(runs_dir) as entries:
-            return sorted(Path(e.path) for e in entries
-                          if not e.name.startswith(".") and e.is_dir())
+            return sorted(
+                Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir()
+            )
     except (FileNotFoundError, NotADirectoryError):
-        raise RunsError(f"{runs_dir}: no such directory; pass the directory holding the "
-                        f"run directories (runs/ by default)") from None
+        raise RunsError(
+            f"{runs_dir}: no such directory; pass the directory holding the "
+            f"run directories (runs/ by default)"
+        ) from None
 
 
 def summarize(run_dir: Path) -> dict | None:
     """What `runs list` shows of one run directory, or None when it is gone (pruned,
     or renamed away, since it was listed)."""
-    row = {"run_id": run_dir.name, "started": None, "duration_seconds": None,
-           "status": "unreadable", "best": None, "val_accuracy": None,
-           "test_accuracy": None, "exported_version": None, "gate": None, "problem": None}
+    row = {
+        "run_id": run_dir.name,
+        "started": None,
+        "duration_seconds": None,
+        "status": "unreadable",
+        "best": None,
+        "val_accuracy": None,
+        "test_accuracy": None,
+        "exported_version": None,
+        "gate": None,
+        "problem": None,
+    }
     try:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
         if not isinstance(results, dict):
@@ -71,14 +83,18 @@ def summarize(run_dir: Path) -> dict | None:
         row["status"] = "ok"
     best = next((v for v in variants if v.get("name") == results.get("best")), None)
     if best:
-        row.update(best=best["name"], val_accuracy=best.get("val_accuracy"),
-                   test_accuracy=best.get("test_accuracy"))
+        row.update(
+            best=best["name"],
+            val_accuracy=best.get("val_accuracy"),
+            test_accuracy=best.get("test_accuracy"),
+        )
     if results.get("export"):
         row["exported_version"] = Path(results["export"]).name
     if results.get("gate") is not None:
         from pydantic import ValidationError
 
         from fmnist.ops.gate import GateDecision
+
         with contextlib.suppress(ValidationError):  # not a gate's record: shown as "-"
             row["gate"] = GateDecision.model_validate(results["gate"]).decision
     return row
@@ -103,13 +119,24 @@ def table(rows: list[dict]) -> str:
     from fmnist.core.tables import aligned, percent
 
     return aligned(
-        ["run", "started (UTC)", "duration", "status", "best", "val%", "test%", "version",
-         "gate"],
-        [[r["run_id"], (r["started"] or "-")[:19].replace("T", " "),
-          f"{r['duration_seconds']:.0f}s" if isinstance(r["duration_seconds"], (int, float))
-          else "-", r["status"], r["best"] or "-", percent(r["val_accuracy"]),
-          percent(r["test_accuracy"]), r["exported_version"] or "-", r["gate"] or "-"]
-         for r in rows])
+        ["run", "started (UTC)", "duration", "status", "best", "val%", "test%", "version", "gate"],
+        [
+            [
+                r["run_id"],
+                (r["started"] or "-")[:19].replace("T", " "),
+                f"{r['duration_seconds']:.0f}s"
+                if isinstance(r["duration_seconds"], (int, float))
+                else "-",
+                r["status"],
+                r["best"] or "-",
+                percent(r["val_accuracy"]),
+                percent(r["test_accuracy"]),
+                r["exported_version"] or "-",
+                r["gate"] or "-",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def prune(runs_dir: Path, keep_days: float, now: float | None = None) -> list[str]:

@@ -32,8 +32,7 @@ CONFIG = "models.config"
 STABLE, CANDIDATE = "stable", "candidate"
 # What fmnist-job writes and keeps on a rewrite; any other field set is refused.
 MANAGED = {"model_config_list"}
-MANAGED_MODEL = {"name", "base_path", "model_platform", "model_version_policy",
-                 "version_labels"}
+MANAGED_MODEL = {"name", "base_path", "model_platform", "model_version_policy", "version_labels"}
 
 
 class VersionsError(Exception):
@@ -80,34 +79,43 @@ def parse_config(text: str, where: str = CONFIG) -> Config:
     try:
         text_format.Parse(text, msg)
     except text_format.ParseError as e:
-        raise VersionsError(f"{where}: not a TF Serving model config ({e}); fix it, or "
-                            f"restore it from a backup (the versions beside it are intact)")
+        raise VersionsError(
+            f"{where}: not a TF Serving model config ({e}); fix it, or "
+            f"restore it from a backup (the versions beside it are intact)"
+        )
     _refuse_unmanaged(msg, MANAGED, where)
     configs = msg.model_config_list.config
     if len(configs) != 1:
-        raise VersionsError(f"{where}: lists {len(configs)} models; fmnist-job manages a "
-                            f"config with exactly one")
+        raise VersionsError(
+            f"{where}: lists {len(configs)} models; fmnist-job manages a config with exactly one"
+        )
     c = configs[0]
     _refuse_unmanaged(c, MANAGED_MODEL, where)
     policy = c.model_version_policy.WhichOneof("policy_choice")
     if policy not in (None, "specific"):
-        raise VersionsError(f"{where}: model_version_policy is '{policy}'; fmnist-job needs "
-                            f"'specific' (the versions it lists are the ones served)")
+        raise VersionsError(
+            f"{where}: model_version_policy is '{policy}'; fmnist-job needs "
+            f"'specific' (the versions it lists are the ones served)"
+        )
     versions = sorted(set(c.model_version_policy.specific.versions))
     labels = dict(c.version_labels)
     for label, version in labels.items():
         if version not in versions:
-            raise VersionsError(f"{where}: label '{label}' points at version {version}, "
-                                f"which the version policy does not list")
+            raise VersionsError(
+                f"{where}: label '{label}' points at version {version}, "
+                f"which the version policy does not list"
+            )
     return Config(name=c.name, base_path=c.base_path, versions=versions, labels=labels)
 
 
 def _refuse_unmanaged(message, managed: set[str], where: str) -> None:
     extra = [field.name for field, _ in message.ListFields() if field.name not in managed]
     if extra:
-        raise VersionsError(f"{where}: sets {', '.join(extra)}, which fmnist-job does not "
-                            f"manage and would drop on its next rewrite; remove it, or "
-                            f"keep this config out of fmnist-job's --export-dir")
+        raise VersionsError(
+            f"{where}: sets {', '.join(extra)}, which fmnist-job does not "
+            f"manage and would drop on its next rewrite; remove it, or "
+            f"keep this config out of fmnist-job's --export-dir"
+        )
 
 
 def format_config(config: Config) -> str:
@@ -116,8 +124,9 @@ def format_config(config: Config) -> str:
     from google.protobuf import text_format
 
     msg = _message()
-    c = msg.model_config_list.config.add(name=config.name, base_path=config.base_path,
-                                         model_platform="tensorflow")
+    c = msg.model_config_list.config.add(
+        name=config.name, base_path=config.base_path, model_platform="tensorflow"
+    )
     c.model_version_policy.specific.versions.extend(sorted(set(config.versions)))
     for label, version in config.labels.items():
         c.version_labels[label] = version
@@ -144,8 +153,7 @@ def new_config(base: Path) -> Config:
     """The config of an export dir that has none yet: no versions, no labels."""
     # base_path is where TF Serving finds the versions: the same path on every pod here
     # (the volume is mounted at /data everywhere, deploy/optional/tfserving.yaml too).
-    return Config(name=base.name or "fmnist", base_path=str(base.resolve()), versions=[],
-                  labels={})
+    return Config(name=base.name or "fmnist", base_path=str(base.resolve()), versions=[], labels={})
 
 
 def write_config(base: Path, config: Config) -> None:

@@ -29,16 +29,24 @@ from typing import Iterator
 
 from fmnist.core import export
 from fmnist.core.files import write_json_atomic
-from fmnist.ops.serving_config import (CANDIDATE, CONFIG, STABLE, Config, VersionsError,
-                                       new_config, read_config, write_config)
+from fmnist.ops.serving_config import (
+    CANDIDATE,
+    CONFIG,
+    STABLE,
+    Config,
+    VersionsError,
+    new_config,
+    read_config,
+    write_config,
+)
 
 HISTORY = "models.history.json"
 LOCK = ".models.lock"
 
 
-
 # -----------------------------------------------------------------------------
 # The export directory
+
 
 def disk_versions(base: Path) -> list[int]:
     """Finished versions on disk (integer dirs with a saved_model.pb), ascending."""
@@ -57,12 +65,15 @@ def read_history(base: Path) -> list[int]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise VersionsError(f"{base / HISTORY}: unreadable ({e}); fix it, or delete it "
-                            f"(rollback then has no earlier stable versions to return to)")
+        raise VersionsError(
+            f"{base / HISTORY}: unreadable ({e}); fix it, or delete it "
+            f"(rollback then has no earlier stable versions to return to)"
+        )
 
 
-def write_state(base: Path, config: Config, history: list[int] | None = None,
-                reason: str = "") -> None:
+def write_state(
+    base: Path, config: Config, history: list[int] | None = None, reason: str = ""
+) -> None:
     """Write the history (when given) and the config; call it under `locked(base)`.
 
     History first, config last: the config is what counts, and a crash between the
@@ -78,8 +89,11 @@ def write_state(base: Path, config: Config, history: list[int] | None = None,
         old = _history_entries(base)
         entries = []
         for i, version in enumerate(history):  # keep the when/why of entries kept
-            entries.append(old[i] if i < len(old) and old[i]["version"] == version else
-                           {"version": version, "since": _now(), "why": reason})
+            entries.append(
+                old[i]
+                if i < len(old) and old[i]["version"] == version
+                else {"version": version, "since": _now(), "why": reason}
+            )
         write_json_atomic(base / HISTORY, {"stable": entries})
     write_config(base, config)
 
@@ -120,26 +134,31 @@ def read_state(base: Path) -> tuple[Config, list[int]]:
 
 def _check_base(base: Path) -> list[int]:
     if not base.is_dir():
-        raise VersionsError(f"{base}: no such export directory; pass the --export-dir "
-                            f"fmnist-job train exported into")
+        raise VersionsError(
+            f"{base}: no such export directory; pass the --export-dir "
+            f"fmnist-job train exported into"
+        )
     found = disk_versions(base)
     if not found:
-        raise VersionsError(f"{base}: no exported versions in it; train first "
-                            f"(fmnist-job train --export-dir {base})")
+        raise VersionsError(
+            f"{base}: no exported versions in it; train first "
+            f"(fmnist-job train --export-dir {base})"
+        )
     return found
 
 
 # -----------------------------------------------------------------------------
 # Which version `score` uses
 
+
 @dataclasses.dataclass(frozen=True)
 class Resolved:
     """The version `score` uses and why, found once and carried to what score prints."""
 
-    path: Path                    # the version directory
-    version: int | None           # its number (None: a directory not named by one)
+    path: Path  # the version directory
+    version: int | None  # its number (None: a directory not named by one)
     labels: tuple[str, ...] = ()  # every label pointing at it, sorted
-    newest: bool = False          # no version is stable and this is the newest
+    newest: bool = False  # no version is stable and this is the newest
 
     @property
     def why(self) -> str:
@@ -149,12 +168,9 @@ class Resolved:
         return "newest; no stable label" if self.newest else ""
 
 
-def _resolved(path: Path, version: int | None, config: Config | None,
-              found: list[int]) -> Resolved:
-    labels = tuple(sorted(k for k, v in (config.labels if config else {}).items()
-                          if v == version))
-    newest = (config is None or config.stable is None) and bool(found) and \
-        version == found[-1]
+def _resolved(path: Path, version: int | None, config: Config | None, found: list[int]) -> Resolved:
+    labels = tuple(sorted(k for k, v in (config.labels if config else {}).items() if v == version))
+    newest = (config is None or config.stable is None) and bool(found) and version == found[-1]
     return Resolved(path, version, labels, newest)
 
 
@@ -170,9 +186,11 @@ def resolve(base: Path) -> Resolved:
     config = read_config(base)
     if config and config.stable is not None:
         if config.stable not in found:
-            raise VersionsError(f"{base / CONFIG}: stable is version {config.stable}, which "
-                                f"is not on disk; promote an existing one "
-                                f"(fmnist-job models promote N)")
+            raise VersionsError(
+                f"{base / CONFIG}: stable is version {config.stable}, which "
+                f"is not on disk; promote an existing one "
+                f"(fmnist-job models promote N)"
+            )
         return _resolved(base / str(config.stable), config.stable, config, found)
     return _resolved(base / str(found[-1]), found[-1], config, found)
 
@@ -194,6 +212,7 @@ def used_version(version_dir: Path) -> Resolved:
 # -----------------------------------------------------------------------------
 # What the `models` commands do
 
+
 def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -211,17 +230,19 @@ def listing(base: Path) -> list[dict]:
             meta = export.read_metadata(base / str(version))
         except (OSError, export.MetadataError):
             meta = export.ExportMetadata()  # a row without the export's own figures
-        rows.append({
-            "version": version,
-            "created": meta.exported_at,
-            "variant": meta.variant_name,
-            "val_accuracy": meta.val_accuracy,
-            "test_accuracy": meta.test_accuracy,
-            "run_id": meta.run_id,
-            "labels": sorted(by_version.get(version, [])),
-            "served": version in config.versions,
-            "size_bytes": size_of(base / str(version)),
-        })
+        rows.append(
+            {
+                "version": version,
+                "created": meta.exported_at,
+                "variant": meta.variant_name,
+                "val_accuracy": meta.val_accuracy,
+                "test_accuracy": meta.test_accuracy,
+                "run_id": meta.run_id,
+                "labels": sorted(by_version.get(version, [])),
+                "served": version in config.versions,
+                "size_bytes": size_of(base / str(version)),
+            }
+        )
     return rows
 
 
@@ -229,8 +250,10 @@ def promote(base: Path, version: int, reason: str = "promote") -> tuple[int | No
     """Label `version` stable; returns (previous stable, version)."""
     found = _check_base(base)
     if version not in found:
-        raise VersionsError(f"version {version} is not in {base} (versions: "
-                            f"{', '.join(map(str, found))}); see fmnist-job models list")
+        raise VersionsError(
+            f"version {version} is not in {base} (versions: "
+            f"{', '.join(map(str, found))}); see fmnist-job models list"
+        )
     with locked(base):
         config, history = read_state(base)
         before = config.stable
@@ -250,15 +273,19 @@ def rollback(base: Path) -> tuple[int, int]:
     with locked(base):
         config, history = read_state(base)
         if config.stable is None:
-            raise VersionsError(f"{base}: no version is labelled stable; nothing to roll "
-                                f"back (fmnist-job models promote N sets one)")
+            raise VersionsError(
+                f"{base}: no version is labelled stable; nothing to roll "
+                f"back (fmnist-job models promote N sets one)"
+            )
         current = config.stable
         stack = history[:-1]
         while stack and (stack[-1] not in found or stack[-1] == current):
             stack.pop()  # pruned by hand, or the same version twice in a row
         if not stack:
-            raise VersionsError(f"{base}: version {current} is the first stable version; "
-                                f"there is none before it to roll back to")
+            raise VersionsError(
+                f"{base}: version {current} is the first stable version; "
+                f"there is none before it to roll back to"
+            )
         target = stack[-1]
         config.labels[STABLE] = target
         config.versions = sorted(set(config.versions) | {target})
@@ -305,7 +332,17 @@ def table(rows: list[dict]) -> str:
 
     return aligned(
         ["version", "created (UTC)", "variant", "val%", "test%", "label", "served", "size"],
-        [[str(r["version"]), (r["created"] or "-")[:19].replace("T", " "), r["variant"] or "-",
-          percent(r["val_accuracy"]), percent(r["test_accuracy"]),
-          ",".join(r["labels"]) or "-", "yes" if r["served"] else "no",
-          f"{r['size_bytes'] / 1e6:.1f} MB"] for r in rows])
+        [
+            [
+                str(r["version"]),
+                (r["created"] or "-")[:19].replace("T", " "),
+                r["variant"] or "-",
+                percent(r["val_accuracy"]),
+                percent(r["test_accuracy"]),
+                ",".join(r["labels"]) or "-",
+                "yes" if r["served"] else "no",
+                f"{r['size_bytes'] / 1e6:.1f} MB",
+            ]
+            for r in rows
+        ],
+    )

@@ -25,16 +25,16 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from fmnist.scoring import images
 from fmnist.core.errors import DecoderDied, RunError, ScoreError
 from fmnist.core.export import ExportMetadata
+from fmnist.scoring import images
 from fmnist.scoring.savedmodel import Model, load_model
 
-MAX_CHUNK = 256          # files per decoder job: big enough to amortise the IPC
+MAX_CHUNK = 256  # files per decoder job: big enough to amortise the IPC
 # Seconds of decoding a job aims at: progress moves and Ctrl-C acts within about that,
 # whether a file is a 28x28 PNG (full chunks) or a 12-megapixel photo (one per job).
 CHUNK_SECONDS = 0.25
-SIGNAL = "signal_"       # Ray Data column prefix of the `uncertain` signals
+SIGNAL = "signal_"  # Ray Data column prefix of the `uncertain` signals
 
 Batch = tuple[list[str], list, np.ndarray, np.ndarray, dict]
 Entries = list[tuple[str, "str | None"]]
@@ -46,9 +46,11 @@ def predict(model: Model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, d
     """Probabilities and signals of `x`, `batch_size` images per model call."""
     if not len(x):
         return np.empty((0, 10), np.float32), {}
-    parts = [model.predict_all(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    return (np.concatenate([p for p, _ in parts]),
-            {k: np.concatenate([s[k] for _, s in parts]) for k in parts[0][1]})
+    parts = [model.predict_all(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return (
+        np.concatenate([p for p, _ in parts]),
+        {k: np.concatenate([s[k] for _, s in parts]) for k in parts[0][1]},
+    )
 
 
 def chunk_size(batch_size: int) -> int:
@@ -58,6 +60,7 @@ def chunk_size(batch_size: int) -> int:
 
 # -----------------------------------------------------------------------------
 # On this machine: a pool of decoders feeding this process's model
+
 
 def default_decoders() -> int:
     try:
@@ -93,10 +96,12 @@ class Local:
         # reading half a message for ever: stop the decoders and give the shutdown a few
         # seconds; if it does not finish, the process must leave without it.
         import threading
+
         for p in self.processes:
             p.kill()
-        closing = threading.Thread(target=self.pool.shutdown, daemon=True,
-                                   kwargs={"wait": True, "cancel_futures": True})
+        closing = threading.Thread(
+            target=self.pool.shutdown, daemon=True, kwargs={"wait": True, "cancel_futures": True}
+        )
         closing.start()
         closing.join(5.0)
         if isinstance(exc, DecoderDied):
@@ -105,9 +110,17 @@ class Local:
     def alive(self) -> bool:
         return all(p.is_alive() for p in self.processes)
 
-    def batches(self, root: Path, entries: Entries, model: Model, *, invert: str, fit: str,
-                batch_size: int, on_decoded: OnDecoded = lambda files, failed: None
-                ) -> Iterator[Batch]:
+    def batches(
+        self,
+        root: Path,
+        entries: Entries,
+        model: Model,
+        *,
+        invert: str,
+        fit: str,
+        batch_size: int,
+        on_decoded: OnDecoded = lambda files, failed: None,
+    ) -> Iterator[Batch]:
         from concurrent.futures.process import BrokenProcessPool
 
         paths: list[str] = []
@@ -127,7 +140,8 @@ class Local:
         jobs = ((str(root), chunk, invert, fit) for chunk in sizer.chunks(entries))
         try:
             for (_, chunk, *_), (x, errs, seconds) in ordered(
-                    self.pool, decode_timed, jobs, 4 * self.workers, self.alive):
+                self.pool, decode_timed, jobs, 4 * self.workers, self.alive
+            ):
                 sizer.observe(len(chunk), seconds)
                 paths.extend(rel for rel, _ in chunk)
                 errors.extend(errs)
@@ -139,9 +153,11 @@ class Local:
                 yield batch()
         except BrokenProcessPool:
             self.broken = True
-            raise DecoderDied("a decoder process died (killed, perhaps for memory); "
-                              "nothing was written: run again, with fewer --decoders if "
-                              "memory is short") from None
+            raise DecoderDied(
+                "a decoder process died (killed, perhaps for memory); "
+                "nothing was written: run again, with fewer --decoders if "
+                "memory is short"
+            ) from None
 
 
 class ChunkSizer:
@@ -164,7 +180,7 @@ class ChunkSizer:
         generator is read as jobs are submitted, so later chunks follow what was seen)."""
         i = 0
         while i < len(entries):
-            chunk = entries[i:i + self.size]
+            chunk = entries[i : i + self.size]
             i += len(chunk)
             yield chunk
 
@@ -187,8 +203,9 @@ def decoder_pool(kind: str, workers: int):
         raise ValueError(f"decoder pool kind must be 'process' or 'thread', got {kind!r}")
     # spawn, not fork: this process has (or will have) TensorFlow's threads, and forking
     # a threaded process can deadlock the child.
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_decoder_init)
+    return cf.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_decoder_init
+    )
 
 
 def _decoder_init() -> None:
@@ -198,11 +215,13 @@ def _decoder_init() -> None:
     # one decoder dies (the OOM killer), the pool terminates the others with it, and a
     # decoder ignoring it hung the parent forever (Python 3.11, tests/test_score.py).
     import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def ordered(pool, fn, jobs: Iterable[tuple], ahead: int,
-            alive: Callable[[], bool] = lambda: True) -> Iterator[tuple]:
+def ordered(
+    pool, fn, jobs: Iterable[tuple], ahead: int, alive: Callable[[], bool] = lambda: True
+) -> Iterator[tuple]:
     """(job, fn(*job)) in job order, with at most `ahead` jobs submitted and not yet
     consumed. (Executor.map submits every job up front: memory would grow with the
     size of the directory.) While waiting, `alive()` is asked every half second: a
@@ -233,6 +252,7 @@ def ordered(pool, fn, jobs: Iterable[tuple], ahead: int,
 # -----------------------------------------------------------------------------
 # On a Ray cluster, with Ray Data
 
+
 class OnRay:
     """Connected to the cluster at `address` (or an embedded local Ray) while entered."""
 
@@ -249,10 +269,12 @@ class OnRay:
         if (self.address or "").startswith("ray://"):
             # Ray Data needs a driver on the cluster; through Ray Client it fails deep
             # inside with a traceback (ray#42739).
-            raise ScoreError(f"score --ray cannot run through Ray Client ('{self.address}'): "
-                             f"Ray Data needs a driver on the cluster; run the command there "
-                             f"with `ray job submit --address http://HEAD:8265 -- fmnist-job "
-                             f"score ... --ray`, or give the GCS address (HEAD:6379)")
+            raise ScoreError(
+                f"score --ray cannot run through Ray Client ('{self.address}'): "
+                f"Ray Data needs a driver on the cluster; run the command there "
+                f"with `ray job submit --address http://HEAD:8265 -- fmnist-job "
+                f"score ... --ray`, or give the GCS address (HEAD:6379)"
+            )
         # ray.init replaces the SIGTERM handler with Ray's own, which aborts the process:
         # keep the caller's (the CLI cleans up and exits 143).
         on_sigterm = signal.getsignal(signal.SIGTERM)
@@ -275,30 +297,42 @@ class OnRay:
 
     def __exit__(self, *exc):
         import ray
+
         ray.shutdown()
 
-    def batches(self, root: Path, entries: Entries, model: Model, *, invert: str, fit: str,
-                batch_size: int, on_decoded: OnDecoded = lambda files, failed: None
-                ) -> Iterator[Batch]:
+    def batches(
+        self,
+        root: Path,
+        entries: Entries,
+        model: Model,
+        *,
+        invert: str,
+        fit: str,
+        batch_size: int,
+        on_decoded: OnDecoded = lambda files, failed: None,
+    ) -> Iterator[Batch]:
         import ray
 
         if not entries:
             return
-        dataset = self.dataset(entries, root, model, invert=invert, fit=fit,
-                               batch_size=batch_size)
+        dataset = self.dataset(entries, root, model, invert=invert, fit=fit, batch_size=batch_size)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = batch["error"] == ""
                 on_decoded(len(ok), int((~ok).sum()))
-                yield (batch["path"].tolist(), [e or None for e in batch["error"].tolist()],
-                       batch["image"][ok], batch["probabilities"][ok],
-                       {k[len(SIGNAL):]: v[ok] for k, v in batch.items()
-                        if k.startswith(SIGNAL)})
+                yield (
+                    batch["path"].tolist(),
+                    [e or None for e in batch["error"].tolist()],
+                    batch["image"][ok],
+                    batch["probabilities"][ok],
+                    {k[len(SIGNAL) :]: v[ok] for k, v in batch.items() if k.startswith(SIGNAL)},
+                )
         except ray.exceptions.RayError as e:
             raise RunError(f"Ray Data failed: {images.describe(e)}") from None
 
-    def dataset(self, entries: Entries, root: Path, model: Model, *, invert: str, fit: str,
-                batch_size: int):
+    def dataset(
+        self, entries: Entries, root: Path, model: Model, *, invert: str, fit: str, batch_size: int
+    ):
         """paths -> (Ray tasks) decoded images -> (a pool of model actors) probabilities.
 
         Decoding is where the time goes (~50 us an image against ~7 us to predict), so
@@ -313,14 +347,24 @@ class OnRay:
         rows = [{"path": p, "error": e or ""} for p, e in entries]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
         ds = ds.map_batches(
-            decode_batch, fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
-            batch_size=chunk_size(batch_size), batch_format="numpy", num_cpus=1,
-            compute=ray.data.TaskPoolStrategy(size=self.decoders) if self.decoders else None)
+            decode_batch,
+            fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
+            batch_size=chunk_size(batch_size),
+            batch_format="numpy",
+            num_cpus=1,
+            compute=ray.data.TaskPoolStrategy(size=self.decoders) if self.decoders else None,
+        )
         return ds.map_batches(
-            Predictor, fn_constructor_kwargs={"version": str(model.directory.resolve()),
-                                              "metadata": model.metadata},
-            batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 8)))
+            Predictor,
+            fn_constructor_kwargs={
+                "version": str(model.directory.resolve()),
+                "metadata": model.metadata,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=0.5,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 8)),
+        )
 
 
 def decode_batch(batch: dict, root: str, invert: str, fit: str) -> dict:
@@ -330,8 +374,11 @@ def decode_batch(batch: dict, root: str, invert: str, fit: str) -> dict:
     full = np.zeros((len(items), images.SIZE, images.SIZE), np.uint8)
     ok = np.array([e is None for e in errs], bool)
     full[ok] = x
-    return {"path": batch["path"], "error": np.array([e or "" for e in errs], dtype=object),
-            "image": full}
+    return {
+        "path": batch["path"],
+        "error": np.array([e or "" for e in errs], dtype=object),
+        "image": full,
+    }
 
 
 class Predictor:
@@ -339,6 +386,7 @@ class Predictor:
 
     def __init__(self, version: str, metadata: ExportMetadata):
         from fmnist.core import runtime
+
         runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
         self.model = load_model(Path(version), metadata)
 
@@ -350,5 +398,10 @@ class Predictor:
             probs[ok], found = self.model.predict_all(batch["image"][ok])
             for k, v in found.items():
                 signals[SIGNAL + k][ok] = v
-        return {"path": batch["path"], "error": batch["error"], "probabilities": probs,
-                "image": batch["image"], **signals}
+        return {
+            "path": batch["path"],
+            "error": batch["error"],
+            "probabilities": probs,
+            "image": batch["image"],
+            **signals,
+        }

@@ -20,10 +20,10 @@ from typing import NamedTuple
 
 
 class Archived(NamedTuple):
-    moved: int          # scored files moved to done/
-    failed_moved: int   # failed files moved to --failed-to
-    failed_kept: int    # failed files left in the inbox
-    missing: int        # rows whose file could not be moved (gone, or a listing error)
+    moved: int  # scored files moved to done/
+    failed_moved: int  # failed files moved to --failed-to
+    failed_kept: int  # failed files left in the inbox
+    missing: int  # rows whose file could not be moved (gone, or a listing error)
 
 
 def recorded(predictions: Path) -> list[tuple[str, bool]]:
@@ -41,8 +41,7 @@ def target(base: Path, predictions: Path) -> Path:
     return base / predictions.with_suffix("").name
 
 
-def archive(predictions: Path, inbox: Path, done: Path,
-            failed_to: Path | None = None) -> Archived:
+def archive(predictions: Path, inbox: Path, done: Path, failed_to: Path | None = None) -> Archived:
     """Move the files `predictions` has rows for out of `inbox` (see the module)."""
     counts = {"moved": 0, "failed_moved": 0, "failed_kept": 0, "missing": 0}
     for rel, failed in recorded(predictions):

@@ -18,8 +18,20 @@ from fmnist.core import files
 from fmnist.core.errors import RunError, ScoreError
 
 # `uncertain` (fmnist/scoring/uncertain.py) last: readers that index columns keep working.
-COLUMNS = ("path", "label", "class_name", "confidence", "top1_class", "top1_prob",
-           "top2_class", "top2_prob", "top3_class", "top3_prob", "error", "uncertain")
+COLUMNS = (
+    "path",
+    "label",
+    "class_name",
+    "confidence",
+    "top1_class",
+    "top1_prob",
+    "top2_class",
+    "top2_prob",
+    "top3_class",
+    "top3_prob",
+    "error",
+    "uncertain",
+)
 
 
 class CsvRows:
@@ -29,9 +41,22 @@ class CsvRows:
 
     def row(self, path, names, top, probs, uncertain):
         (a, b, c), (pa, pb, pc) = top, probs
-        self.csv.writerow((path, a, names[a], f"{pa:.6f}", names[a], f"{pa:.6f}",
-                           names[b], f"{pb:.6f}", names[c], f"{pc:.6f}", "",
-                           "true" if uncertain else "false"))
+        self.csv.writerow(
+            (
+                path,
+                a,
+                names[a],
+                f"{pa:.6f}",
+                names[a],
+                f"{pa:.6f}",
+                names[b],
+                f"{pb:.6f}",
+                names[c],
+                f"{pc:.6f}",
+                "",
+                "true" if uncertain else "false",
+            )
+        )
 
     def error_row(self, path, error):
         self.csv.writerow((path, "", "", "", "", "", "", "", "", "", error, ""))
@@ -43,9 +68,31 @@ class JsonlRows:
 
     def row(self, path, names, top, probs, uncertain):
         (a, b, c), (pa, pb, pc) = top, (round(p, 6) for p in probs)
-        self.file.write(json.dumps(dict(zip(COLUMNS, (
-            path, a, names[a], pa, names[a], pa, names[b], pb, names[c], pc, None,
-            bool(uncertain)))), ensure_ascii=False) + "\n")
+        self.file.write(
+            json.dumps(
+                dict(
+                    zip(
+                        COLUMNS,
+                        (
+                            path,
+                            a,
+                            names[a],
+                            pa,
+                            names[a],
+                            pa,
+                            names[b],
+                            pb,
+                            names[c],
+                            pc,
+                            None,
+                            bool(uncertain),
+                        ),
+                    )
+                ),
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
 
     def error_row(self, path, error):
         row = dict.fromkeys(COLUMNS)
@@ -65,21 +112,24 @@ class Output:
         self.path = path
         writer = FORMATS.get(path.suffix.lower())
         if writer is None:
-            raise ScoreError(f"--out {path}: unknown extension '{path.suffix}'; "
-                             f"use {' or '.join(FORMATS)}")
+            raise ScoreError(
+                f"--out {path}: unknown extension '{path.suffix}'; use {' or '.join(FORMATS)}"
+            )
         self.format = path.suffix.lower().lstrip(".")
         if path.is_dir():
             raise ScoreError(f"--out {path}: is a directory; name a .csv or .jsonl file")
         if not path.parent.is_dir():
             raise ScoreError(f"--out {path}: directory {path.parent} does not exist")
         # Undecodable bytes in file names (surrogates) are written as \udcXX escapes.
-        self._file = files.atomic_file(path, "w", encoding="utf-8", errors="backslashreplace",
-                                       newline="", buffering=1 << 20)
+        self._file = files.atomic_file(
+            path, "w", encoding="utf-8", errors="backslashreplace", newline="", buffering=1 << 20
+        )
         try:
             file = self._file.__enter__()
         except OSError as e:
-            raise ScoreError(f"--out {path}: cannot write in {path.parent} "
-                             f"({e.strerror})") from None
+            raise ScoreError(
+                f"--out {path}: cannot write in {path.parent} ({e.strerror})"
+            ) from None
         self.rows = 0
         self.first_errors: list[tuple[str, str]] = []  # a few, for the summary
         try:
@@ -88,8 +138,14 @@ class Output:
             self.discard()
             raise ScoreError(f"--out {path}: cannot write ({e.strerror})") from None
 
-    def write(self, paths: list[str], errors: list[str | None], probs: np.ndarray,
-              class_names: list[str], uncertain: np.ndarray | None = None) -> np.ndarray:
+    def write(
+        self,
+        paths: list[str],
+        errors: list[str | None],
+        probs: np.ndarray,
+        class_names: list[str],
+        uncertain: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Rows for one batch in order; `probs` and `uncertain` (bool, all false when
         None) have a row per path without an error. Returns the labels written."""
         flags = (np.zeros(len(probs), bool) if uncertain is None else uncertain).tolist()

@@ -19,9 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fmnist.core.files import atomic_file
 
-SCALE = 3            # each 28x28 input drawn at 84x84
+SCALE = 3  # each 28x28 input drawn at 84x84
 COLUMNS = 10
-CAPTION = 34         # pixels under each tile: class and confidence, then the file name
+CAPTION = 34  # pixels under each tile: class and confidence, then the file name
 TILE_W = 28 * SCALE + 16
 UNCERTAIN = (200, 0, 0)  # frame and caption of an uncertain row
 
@@ -37,8 +37,14 @@ class ContactSheet:
     def full(self) -> bool:
         return len(self.tiles) >= self.count
 
-    def add(self, paths: list[str], x: np.ndarray, names: list[str], probs: np.ndarray,
-            uncertain: np.ndarray | None = None):
+    def add(
+        self,
+        paths: list[str],
+        x: np.ndarray,
+        names: list[str],
+        probs: np.ndarray,
+        uncertain: np.ndarray | None = None,
+    ):
         """Inputs `x` (uint8 [k, 28, 28]) of `paths`, with their probabilities [k, 10]
         and `uncertain` flags [k] (none flagged when None)."""
         flags = np.zeros(len(x), bool) if uncertain is None else uncertain
@@ -59,20 +65,25 @@ class ContactSheet:
             tile = Image.fromarray(image).resize((28 * SCALE, 28 * SCALE), Image.Resampling.NEAREST)
             sheet.paste(tile, (x0, y0))
             if unsure:
-                draw.rectangle((x0 - 3, y0 - 3, x0 + 28 * SCALE + 2, y0 + 28 * SCALE + 2),
-                               outline=UNCERTAIN, width=3)
-            draw.text((x0, y0 + 28 * SCALE + 2),
-                      f"{name} {confidence:.0%}" + (" ?" if unsure else ""),
-                      fill=UNCERTAIN if unsure else "black", font=font)
-            draw.text((x0, y0 + 28 * SCALE + 17), _tail(path, 16), fill=(110, 110, 110),
-                      font=font)
+                draw.rectangle(
+                    (x0 - 3, y0 - 3, x0 + 28 * SCALE + 2, y0 + 28 * SCALE + 2),
+                    outline=UNCERTAIN,
+                    width=3,
+                )
+            draw.text(
+                (x0, y0 + 28 * SCALE + 2),
+                f"{name} {confidence:.0%}" + (" ?" if unsure else ""),
+                fill=UNCERTAIN if unsure else "black",
+                font=font,
+            )
+            draw.text((x0, y0 + 28 * SCALE + 17), _tail(path, 16), fill=(110, 110, 110), font=font)
         with atomic_file(self.path) as f:
             sheet.save(f, "PNG")
 
 
 def _tail(path: str, n: int) -> str:
     """The end of a relative path, where the file name is: '...s/3/00003.jpg'."""
-    return path if len(path) <= n else "\u2026" + path[-(n - 1):]
+    return path if len(path) <= n else "\u2026" + path[-(n - 1) :]
 
 
 def save_inputs(directory: Path, paths: list[str], x: np.ndarray) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 
 from fmnist import quiet_native_stderr
 from fmnist.core import export
+from fmnist.core.errors import ScoreError
 from fmnist.ops import versions
 from fmnist.scoring import images
-from fmnist.core.errors import ScoreError
 
 
 @dataclass
@@ -53,11 +53,15 @@ def resolve_model(path: Path) -> versions.Resolved:
     if (path / "saved_model.pb").is_file():
         return versions.used_version(path)
     if not path.exists():
-        raise ScoreError(f"--model {path}: no such directory; train and export a model "
-                         f"first (fmnist-job train) or point --model at one")
+        raise ScoreError(
+            f"--model {path}: no such directory; train and export a model "
+            f"first (fmnist-job train) or point --model at one"
+        )
     if not versions.disk_versions(path):
-        raise ScoreError(f"--model {path}: not a SavedModel (no saved_model.pb) and no "
-                         f"integer version directories with one under it")
+        raise ScoreError(
+            f"--model {path}: not a SavedModel (no saved_model.pb) and no "
+            f"integer version directories with one under it"
+        )
     try:
         return versions.resolve(path)
     except versions.VersionsError as e:
@@ -74,28 +78,31 @@ def read_metadata(version: Path) -> export.ExportMetadata:
     try:
         meta = export.read_metadata(version)
     except FileNotFoundError:
-        raise ScoreError(f"--model {version}: no {export.METADATA} (class names); "
-                         f"not exported by fmnist-job train") from None
+        raise ScoreError(
+            f"--model {version}: no {export.METADATA} (class names); "
+            f"not exported by fmnist-job train"
+        ) from None
     except export.MetadataError as e:
         if e.field in ("", "class_names"):
             raise bad_names from None
         raise ScoreError(f"--model {version}: cannot read {export.METADATA}: {e}") from None
     except (OSError, ValueError) as e:
-        raise ScoreError(f"--model {version}: cannot read {export.METADATA}: "
-                         f"{images.describe(e)}") from None
+        raise ScoreError(
+            f"--model {version}: cannot read {export.METADATA}: {images.describe(e)}"
+        ) from None
     if meta.class_names is None:
         raise bad_names
     return meta
 
 
-def load_model(version: Path, metadata: export.ExportMetadata,
-               threads: int | None = None) -> Model:
+def load_model(version: Path, metadata: export.ExportMetadata, threads: int | None = None) -> Model:
     """Load with tf.saved_model.load (a graph and variables: nothing is unpickled) and
     check the serving signature is the one fmnist-job exports."""
     with quiet_native_stderr():
         # TensorFlow prints start-up lines (oneDNN, CUDA) straight to file descriptor 2,
         # before any logging setting applies; a scoring run's stderr is for its errors.
         import tensorflow as tf
+
         if threads:
             with contextlib.suppress(RuntimeError):  # already initialized in this process
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -103,8 +110,9 @@ def load_model(version: Path, metadata: export.ExportMetadata,
         try:
             loaded = tf.saved_model.load(str(version))
         except Exception as e:  # noqa: BLE001 - any load failure means "not a usable model"
-            raise ScoreError(f"--model {version}: cannot load the SavedModel: "
-                             f"{images.describe(e)}") from None
+            raise ScoreError(
+                f"--model {version}: cannot load the SavedModel: {images.describe(e)}"
+            ) from None
         signature = _check_signature(loaded, version)
         # The first call initializes the runtime (and prints more); do it here.
         signature(**{export.INPUT_KEY: tf.zeros([1, 28, 28], tf.uint8)})
@@ -120,8 +128,14 @@ def load_model(version: Path, metadata: export.ExportMetadata,
         return out[export.OUTPUT_KEY].numpy(), {k: out[k].numpy() for k in signals}
 
     # The signature reads the loaded object's variables: keep that object alive with it.
-    return Model(version, metadata, predict, keepalive=loaded, predict_all=predict_all,
-                 signals=tuple(signals))
+    return Model(
+        version,
+        metadata,
+        predict,
+        keepalive=loaded,
+        predict_all=predict_all,
+        signals=tuple(signals),
+    )
 
 
 def signal_names(signature) -> list[str]:
@@ -140,14 +154,21 @@ def _check_signature(loaded, version: Path):
         raise ScoreError(f"--model {version}: no '{export.SIGNATURE}' signature")
     _, inputs = signature.structured_input_signature
     spec = inputs.get(export.INPUT_KEY)
-    if (len(inputs) != 1 or spec is None or spec.dtype != tf.uint8
-            or spec.shape.rank != 3 or spec.shape[1:] != [28, 28]):
-        raise ScoreError(f"--model {version}: signature '{export.SIGNATURE}' must take only "
-                         f"'{export.INPUT_KEY}': uint8 [N, 28, 28]; it takes {inputs}")
+    if (
+        len(inputs) != 1
+        or spec is None
+        or spec.dtype != tf.uint8
+        or spec.shape.rank != 3
+        or spec.shape[1:] != [28, 28]
+    ):
+        raise ScoreError(
+            f"--model {version}: signature '{export.SIGNATURE}' must take only "
+            f"'{export.INPUT_KEY}': uint8 [N, 28, 28]; it takes {inputs}"
+        )
     out = signature.structured_outputs.get(export.OUTPUT_KEY)
     if out is None or out.dtype != tf.float32 or out.shape.rank != 2 or out.shape[1] != 10:
-        raise ScoreError(f"--model {version}: signature '{export.SIGNATURE}' must return "
-                         f"'{export.OUTPUT_KEY}': float32 [N, 10]")
+        raise ScoreError(
+            f"--model {version}: signature '{export.SIGNATURE}' must return "
+            f"'{export.OUTPUT_KEY}': float32 [N, 10]"
+        )
     return signature
-
-

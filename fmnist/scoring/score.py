@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 
 from fmnist.core import files
+from fmnist.core.errors import RunError, ScoreError
 from fmnist.core.tables import count
 from fmnist.scoring import backends, images, preview, uncertain
-from fmnist.core.errors import RunError, ScoreError
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
 from fmnist.scoring.walk import WalkStats, walk
@@ -38,9 +38,11 @@ PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a term
 # -----------------------------------------------------------------------------
 # Progress: a rich bar on a terminal, a plain line every few seconds otherwise
 
+
 def note(text: str) -> None:
     """A plain line on stderr (stdout is for the summary)."""
     from rich.console import Console
+
     Console(stderr=True).print(text, highlight=False, soft_wrap=True, markup=False)
 
 
@@ -62,16 +64,21 @@ class Progress:
         self._ticker = None
         if enabled and self.console.is_terminal:
             from rich import progress as rp
+
             self.bar = rp.Progress(
-                rp.TextColumn("scoring"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                rp.TextColumn("scoring"),
+                rp.BarColumn(),
+                rp.MofNCompleteColumn(),
                 rp.TextColumn("{task.fields[failed]} failed"),
                 rp.TextColumn("{task.fields[rate]} images/s"),
-                rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
-                console=self.console, transient=True)
+                rp.TimeElapsedColumn(),
+                rp.TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
             self.task = self.bar.add_task("score", total=total, failed=0, rate="-")
         elif enabled:
-            self._ticker = threading.Thread(target=self._tick, name="score-progress",
-                                            daemon=True)
+            self._ticker = threading.Thread(target=self._tick, name="score-progress", daemon=True)
 
     def __enter__(self):
         if self.bar:
@@ -94,20 +101,24 @@ class Progress:
             self.done += files
             self.failed += failed
         if self.bar:
-            self.bar.update(self.task, advance=files, failed=self.failed,
-                            rate=f"{self.rate():,.0f}")
+            self.bar.update(
+                self.task, advance=files, failed=self.failed, rate=f"{self.rate():,.0f}"
+            )
 
     def _tick(self) -> None:
         while not self._stop.wait(PLAIN_PROGRESS_EVERY):
             with self._lock:
                 pct = 100 * self.done / self.total if self.total else 100.0
-                text = (f"score: {self.done:,}/{self.total:,} files ({pct:.1f}%), "
-                        f"{self.failed:,} failed, {self.rate():,.0f} images/s")
+                text = (
+                    f"score: {self.done:,}/{self.total:,} files ({pct:.1f}%), "
+                    f"{self.failed:,} failed, {self.rate():,.0f} images/s"
+                )
             note(text)
 
 
 # -----------------------------------------------------------------------------
 # The command
+
 
 @dataclass
 class Summary:
@@ -118,7 +129,7 @@ class Summary:
     failed: int = 0
     ignored: int = 0
     linked_dirs: int = 0
-    seconds: float = 0.0        # from the first file decoded to the last row written
+    seconds: float = 0.0  # from the first file decoded to the last row written
     total_seconds: float = 0.0  # the whole run: checks, the model's loading, the walk
     uncertain: int = 0
     per_class: dict = field(default_factory=dict)
@@ -133,11 +144,24 @@ class Summary:
         return self.files / self.seconds if self.seconds > 0 else 0.0
 
 
-def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit: str = "auto",
-          batch_size: int = 1024, decoders: int | None = None, use_ray: bool = False,
-          address: str | None = None, pool: str = "process", show: bool = True,
-          preview_to: Path | None = None, preview_count: int = 100,
-          save_inputs: Path | None = None, min_confidence: float | None = None) -> Summary:
+def score(
+    directory: Path,
+    *,
+    model: Path,
+    out: Path,
+    invert: str = "auto",
+    fit: str = "auto",
+    batch_size: int = 1024,
+    decoders: int | None = None,
+    use_ray: bool = False,
+    address: str | None = None,
+    pool: str = "process",
+    show: bool = True,
+    preview_to: Path | None = None,
+    preview_count: int = 100,
+    save_inputs: Path | None = None,
+    min_confidence: float | None = None,
+) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
     anything is scored; RunError if the run breaks later (no output is left then).
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
@@ -145,8 +169,11 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
     entered = time.monotonic()
     directory = Path(directory)
     if not directory.is_dir():
-        raise ScoreError(f"{directory}: no such directory" if not directory.exists()
-                         else f"{directory}: not a directory")
+        raise ScoreError(
+            f"{directory}: no such directory"
+            if not directory.exists()
+            else f"{directory}: not a directory"
+        )
     try:
         os.scandir(directory).close()
     except OSError as e:
@@ -167,8 +194,9 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
     stats = WalkStats()
     try:
         # Entered first: local decoders boot while TensorFlow imports in load_model.
-        with (backends.OnRay(address, decoders) if use_ray
-              else backends.Local(decoders, pool)) as backend:
+        with (
+            backends.OnRay(address, decoders) if use_ray else backends.Local(decoders, pool)
+        ) as backend:
             net = load_model(version, metadata)
             flag = uncertain.rule(metadata, net.signals, min_confidence)
             if show and flag.note:
@@ -176,13 +204,21 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
             seen = observer(sheet, inputs_dir, net.class_names)
             entries = list(walk(directory, stats))
             if show:
-                note(f"score: {len(entries):,} image files under {directory} "
-                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else ""))
+                note(
+                    f"score: {len(entries):,} image files under {directory} "
+                    f"with model {version}" + (f" ({resolved.why})" if resolved.why else "")
+                )
             with Progress(len(entries), enabled=show) as progress:
                 started = time.monotonic()
                 for paths, errors, x, probs, signals in backend.batches(
-                        directory, entries, net, invert=invert, fit=fit,
-                        batch_size=batch_size, on_decoded=progress.advance):
+                    directory,
+                    entries,
+                    net,
+                    invert=invert,
+                    fit=fit,
+                    batch_size=batch_size,
+                    on_decoded=progress.advance,
+                ):
                     unsure = flag.flags(probs, signals)
                     labels = output.write(paths, errors, probs, net.class_names, unsure)
                     counts += np.bincount(labels, minlength=10)
@@ -194,23 +230,31 @@ def score(directory: Path, *, model: Path, out: Path, invert: str = "auto", fit:
                 try:
                     sheet.write()
                 except OSError as e:
-                    raise RunError(f"--preview {sheet.path}: writing failed "
-                                   f"({e.strerror})") from None
+                    raise RunError(
+                        f"--preview {sheet.path}: writing failed ({e.strerror})"
+                    ) from None
         output.commit()
     except BaseException:
         output.discard()
         raise
-    summary = Summary(directory, version, Path(out), files=progress.done,
-                      failed=progress.failed, ignored=stats.ignored,
-                      linked_dirs=stats.linked_dirs, seconds=seconds,
-                      total_seconds=time.monotonic() - entered, uncertain=flagged,
-                      per_class={n: int(c) for n, c in zip(net.class_names, counts)},
-                      first_errors=output.first_errors)
+    summary = Summary(
+        directory,
+        version,
+        Path(out),
+        files=progress.done,
+        failed=progress.failed,
+        ignored=stats.ignored,
+        linked_dirs=stats.linked_dirs,
+        seconds=seconds,
+        total_seconds=time.monotonic() - entered,
+        uncertain=flagged,
+        per_class={n: int(c) for n, c in zip(net.class_names, counts)},
+        first_errors=output.first_errors,
+    )
     if show:
         print_summary(summary, output.format)
         if sheet:
-            say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model "
-                f"saw them)")
+            say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model saw them)")
         if inputs_dir:
             say(f"wrote the model's inputs under {inputs_dir}")
     return summary
@@ -225,8 +269,9 @@ def check_preview(path: Path, count: int) -> preview.ContactSheet:
         # Tried, not asked: os.access says yes to /proc and to a read-only mount.
         files.check_writable(path.parent)
     except OSError as e:
-        raise ScoreError(f"--preview {path}: cannot write there ({e.strerror or e}); name "
-                         f"another .png file") from None
+        raise ScoreError(
+            f"--preview {path}: cannot write there ({e.strerror or e}); name another .png file"
+        ) from None
     if path.is_dir():
         raise ScoreError(f"--preview {path}: is a directory; name a .png file")
     if count < 1:
@@ -237,8 +282,10 @@ def check_preview(path: Path, count: int) -> preview.ContactSheet:
 def check_save_inputs(path: Path, directory: Path) -> Path:
     real, scored = os.path.realpath(path), os.path.realpath(directory)
     if os.path.commonpath([real, scored]) == scored:
-        raise ScoreError(f"--save-inputs {path}: is inside the scored directory; "
-                         f"name a directory outside {directory}")
+        raise ScoreError(
+            f"--save-inputs {path}: is inside the scored directory; "
+            f"name a directory outside {directory}"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -248,14 +295,16 @@ def check_save_inputs(path: Path, directory: Path) -> Path:
     return path
 
 
-def observer(sheet: preview.ContactSheet | None, inputs_dir: Path | None,
-             class_names: list[str]) -> Callable | None:
+def observer(
+    sheet: preview.ContactSheet | None, inputs_dir: Path | None, class_names: list[str]
+) -> Callable | None:
     """What each scored batch also feeds: the contact sheet and the saved inputs."""
     if sheet is None and inputs_dir is None:
         return None
 
-    def seen(paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray,
-             unsure: np.ndarray) -> None:
+    def seen(
+        paths: list[str], errors: list, x: np.ndarray, probs: np.ndarray, unsure: np.ndarray
+    ) -> None:
         scored = [p for p, e in zip(paths, errors) if e is None]
         if sheet and not sheet.full:
             sheet.add(scored, x, class_names, probs, unsure)
@@ -263,14 +312,17 @@ def observer(sheet: preview.ContactSheet | None, inputs_dir: Path | None,
             try:
                 preview.save_inputs(inputs_dir, scored, x)
             except OSError as e:
-                raise RunError(f"--save-inputs {inputs_dir}: writing failed "
-                               f"({e.strerror})") from None
+                raise RunError(
+                    f"--save-inputs {inputs_dir}: writing failed ({e.strerror})"
+                ) from None
+
     return seen
 
 
 def say(text: str) -> None:
     """A plain line on stdout (the summary)."""
     from rich.console import Console
+
     Console().print(text, highlight=False, soft_wrap=True, markup=False)
 
 
@@ -281,10 +333,12 @@ def print_summary(s: Summary, fmt: str) -> None:
 
     console = Console()
 
-    say(f"scored {s.scored:,} of {s.files:,} image files; {s.failed:,} failed; "
+    say(
+        f"scored {s.scored:,} of {s.files:,} image files; {s.failed:,} failed; "
         f"{s.uncertain:,} uncertain; {s.images_per_second:,.0f} images/s over "
         f"{s.seconds:.2f}s of decoding and prediction ({s.total_seconds:.2f}s with "
-        f"loading the model)")
+        f"loading the model)"
+    )
     if s.failed:
         say(f"failed files have the reason in the error column of {s.out}, e.g.")
         for path, error in s.first_errors:
@@ -292,7 +346,9 @@ def print_summary(s: Summary, fmt: str) -> None:
     if s.ignored:
         say(f"ignored {count(s.ignored, 'file')} with other extensions")
     if s.linked_dirs:
-        say(f"did not follow {count(s.linked_dirs, 'symlinked directory', 'symlinked directories')}")
+        say(
+            f"did not follow {count(s.linked_dirs, 'symlinked directory', 'symlinked directories')}"
+        )
     table = Table(title="predictions per class")
     table.add_column("class")
     table.add_column("images", justify="right")

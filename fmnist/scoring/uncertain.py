@@ -24,8 +24,8 @@ DEFAULT_MIN_CONFIDENCE = 0.5  # for exports without thresholds: below it, uncert
 
 @dataclass
 class Rule:
-    limits: dict[str, float]   # "min_confidence", "max_<signal>" / "min_<signal>"
-    note: str | None = None    # said once on stderr when the rule is a fallback
+    limits: dict[str, float]  # "min_confidence", "max_<signal>" / "min_<signal>"
+    note: str | None = None  # said once on stderr when the rule is a fallback
 
     @property
     def min_confidence(self) -> float:
@@ -44,7 +44,9 @@ def check(min_confidence: float | None) -> None:
         raise ScoreError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
 
 
-def rule(metadata: ExportMetadata, signals: tuple[str, ...], min_confidence: float | None = None) -> Rule:
+def rule(
+    metadata: ExportMetadata, signals: tuple[str, ...], min_confidence: float | None = None
+) -> Rule:
     """The flag of an export, from its fmnist.json and the signals its signature returns.
 
     Args:
@@ -59,17 +61,26 @@ def rule(metadata: ExportMetadata, signals: tuple[str, ...], min_confidence: flo
     record = metadata.uncertain
     limits = {}
     if isinstance(record, dict) and isinstance(record.get("min_confidence"), (int, float)):
-        limits = {k: float(v) for k, v in record.items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool)
-                  and (k == "min_confidence"
-                       or k.split("_", 1)[-1] in signals and k.split("_", 1)[0] in ("min", "max"))}
+        limits = {
+            k: float(v)
+            for k, v in record.items()
+            if isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and (
+                k == "min_confidence"
+                or k.split("_", 1)[-1] in signals
+                and k.split("_", 1)[0] in ("min", "max")
+            )
+        }
     note = None
     if not limits:
         limits = {"min_confidence": DEFAULT_MIN_CONFIDENCE}
-        note = (f"score: this export has no calibration (made before fmnist.json had "
-                f"'uncertain' thresholds): uncertain means confidence below "
-                f"{min_confidence if min_confidence is not None else DEFAULT_MIN_CONFIDENCE:.2f}"
-                f" only; export again to flag what is not clothing")
+        note = (
+            f"score: this export has no calibration (made before fmnist.json had "
+            f"'uncertain' thresholds): uncertain means confidence below "
+            f"{min_confidence if min_confidence is not None else DEFAULT_MIN_CONFIDENCE:.2f}"
+            f" only; export again to flag what is not clothing"
+        )
     if min_confidence is not None:
         limits["min_confidence"] = float(min_confidence)
     return Rule(limits, note)

@@ -16,8 +16,8 @@ from fmnist.scoring import images
 
 @dataclass
 class WalkStats:
-    ignored: int = 0        # files whose extension is not an image format's
-    linked_dirs: int = 0    # symlinked directories, never followed
+    ignored: int = 0  # files whose extension is not an image format's
+    linked_dirs: int = 0  # symlinked directories, never followed
 
 
 def walk(root: Path, stats: WalkStats | None = None) -> Iterator[tuple[str, str | None]]:

@@ -27,25 +27,27 @@ class Calibrated:
     """The constants the SavedModel computes its calibrated outputs with."""
 
     temperature: float
-    pca_mean: np.ndarray           # [784]
-    pca_axes: np.ndarray           # [components, 784]
-    feature_means: np.ndarray      # [10, d]: the first member's penultimate features
+    pca_mean: np.ndarray  # [784]
+    pca_axes: np.ndarray  # [components, 784]
+    feature_means: np.ndarray  # [10, d]: the first member's penultimate features
     feature_precision: np.ndarray  # [d, d]
 
 
 def features_model(net):
     """The net up to its last layer: the penultimate features."""
     import keras
+
     return keras.Model(net.inputs[0], net.layers[-2].output)
 
 
 def _batched(fn, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(fn(x[i:i + BATCH])) for i in range(0, len(x), BATCH)])
+    return np.concatenate([np.asarray(fn(x[i : i + BATCH])) for i in range(0, len(x), BATCH)])
 
 
 def raw_probabilities(nets: list[tuple], x: np.ndarray) -> np.ndarray:
     """The members' weighted mean probabilities, before any temperature."""
     import tensorflow as tf
+
     total = 0.0
     for net, share in nets:
         total = total + share * _batched(lambda b, n=net: tf.nn.softmax(n(b, training=False)), x)
@@ -63,8 +65,7 @@ def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     Returns:
         The constants for savedmodel.save_ensemble.
     """
-    temperature = calibration.fit_temperature(raw_probabilities(nets, splits.x_val),
-                                              splits.y_val)
+    temperature = calibration.fit_temperature(raw_probabilities(nets, splits.x_val), splits.y_val)
     mean, axes = calibration.pca(splits.x_train)
     extract = features_model(nets[0][0])
     feats = _batched(lambda b: extract(b, training=False), splits.x_train)
@@ -72,8 +73,9 @@ def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     return Calibrated(temperature, mean, axes, means, precision)
 
 
-def describe(calibrated: Calibrated, raw: dict[str, np.ndarray], served: dict[str, dict],
-             splits: data.Splits) -> dict:
+def describe(
+    calibrated: Calibrated, raw: dict[str, np.ndarray], served: dict[str, dict], splits: data.Splits
+) -> dict:
     """fmnist.json's "calibration" and "uncertain" records.
 
     Args:
@@ -88,23 +90,36 @@ def describe(calibrated: Calibrated, raw: dict[str, np.ndarray], served: dict[st
          "uncertain": {thresholds..., figures...}}.
     """
     labels = {"validation": splits.y_val, "test": splits.y_test}
-    ece = {split: {"before": calibration.ece(raw[split], y),
-                   "after": calibration.ece(served[split]["probabilities"], y)}
-           for split, y in labels.items()}
+    ece = {
+        split: {
+            "before": calibration.ece(raw[split], y),
+            "after": calibration.ece(served[split]["probabilities"], y),
+        }
+        for split, y in labels.items()
+    }
     val = served["validation"]
-    limits = calibration.thresholds(val["probabilities"].max(axis=1),
-                                    {k: val[k] for k in calibration.SIGNALS})
+    limits = calibration.thresholds(
+        val["probabilities"].max(axis=1), {k: val[k] for k in calibration.SIGNALS}
+    )
     figures = {}
     for split, y in labels.items():
         out = served[split]
         flagged = calibration.flags(out["probabilities"].max(axis=1), out, limits)
         right = out["probabilities"].argmax(axis=1) == y
-        figures[split] = {"flagged": float(flagged.mean()), "accuracy": float(right.mean()),
-                          "accuracy_not_flagged": float(right[~flagged].mean())
-                          if (~flagged).any() else None}
-    return {"calibration": {"temperature": calibrated.temperature,
-                            "ece_bins": calibration.ECE_BINS, "ece": ece},
-            "uncertain": {**limits, "shares": {"confidence": calibration.CONFIDENCE_SHARE,
-                                               **calibration.SIGNAL_SHARES},
-                          **{f"{split}_{k}": v for split, f in figures.items()
-                             for k, v in f.items()}}}
+        figures[split] = {
+            "flagged": float(flagged.mean()),
+            "accuracy": float(right.mean()),
+            "accuracy_not_flagged": float(right[~flagged].mean()) if (~flagged).any() else None,
+        }
+    return {
+        "calibration": {
+            "temperature": calibrated.temperature,
+            "ece_bins": calibration.ECE_BINS,
+            "ece": ece,
+        },
+        "uncertain": {
+            **limits,
+            "shares": {"confidence": calibration.CONFIDENCE_SHARE, **calibration.SIGNAL_SHARES},
+            **{f"{split}_{k}": v for split, f in figures.items() for k, v in f.items()},
+        },
+    }

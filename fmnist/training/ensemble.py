@@ -47,8 +47,12 @@ def select(val_probs: dict[str, np.ndarray], y_val: np.ndarray, size: int) -> di
         scores.append((accuracy, neg_nll))
     keep = max(range(len(scores)), key=lambda i: scores[i]) + 1  # first best prefix
     counts = {m: chosen[:keep].count(m) for m in names if m in chosen[:keep]}
-    return {"weights": {m: c / keep for m, c in counts.items()},
-            "val_accuracy": scores[keep - 1][0], "steps": steps, "kept_steps": keep}
+    return {
+        "weights": {m: c / keep for m, c in counts.items()},
+        "val_accuracy": scores[keep - 1][0],
+        "steps": steps,
+        "kept_steps": keep,
+    }
 
 
 def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:

@@ -29,8 +29,9 @@ def best_of(results: list[VariantResult]) -> VariantResult | None:
     return max(ok, key=lambda r: r.val_accuracy) if ok else None
 
 
-def choose_members(ok: list[VariantResult], best: VariantResult, run_dir: RunDir, y_val,
-                   size: int) -> tuple[Members, dict | None, str | None]:
+def choose_members(
+    ok: list[VariantResult], best: VariantResult, run_dir: RunDir, y_val, size: int
+) -> tuple[Members, dict | None, str | None]:
     """The single best variant, or with `size` > 1 an ensemble chosen on validation
     predictions (fmnist/training/ensemble.py).
 
@@ -45,20 +46,32 @@ def choose_members(ok: list[VariantResult], best: VariantResult, run_dir: RunDir
     if size <= 1:
         return single, None, None
     if len(ok) < 2:
-        return single, None, f"{size} steps asked, but only one variant finished: " \
-                             f"exporting {best.name} alone"
+        return (
+            single,
+            None,
+            f"{size} steps asked, but only one variant finished: exporting {best.name} alone",
+        )
     probs = {r.name: run_dir.load_val_probs(r.name) for r in ok}
     probs = {n: p for n, p in probs.items() if p is not None and len(p) == len(y_val)}
     if len(probs) < 2:
-        return single, None, f"{size} steps asked, but fewer than two variants have " \
-                             f"validation predictions: exporting {best.name} alone"
+        return (
+            single,
+            None,
+            f"{size} steps asked, but fewer than two variants have "
+            f"validation predictions: exporting {best.name} alone",
+        )
     selection = ensemble.select(probs, y_val, size)
     members = sorted(selection.pop("weights").items(), key=lambda m: (-m[1], m[0]))
     selection["members"] = [{"name": m, "weight": w} for m, w in members]
     selection["size"] = size
-    note = None if len(members) > 1 else (
-        f"selection on validation kept one member in {size} steps (no other variant "
-        f"improved on it): exporting {members[0][0]} alone")
+    note = (
+        None
+        if len(members) > 1
+        else (
+            f"selection on validation kept one member in {size} steps (no other variant "
+            f"improved on it): exporting {members[0][0]} alone"
+        )
+    )
     return members, selection, note
 
 
@@ -71,8 +84,15 @@ class EarlyExport:
     one; at the end, the export of the final members is used (built then if it was not
     already: always so for an ensemble, whose members are known only at the end)."""
 
-    def __init__(self, variants: list[Variant], run_dir: RunDir, splits_ref, cpus: float,
-                 stable_archive: bytes | None, on_start=lambda: None):
+    def __init__(
+        self,
+        variants: list[Variant],
+        run_dir: RunDir,
+        splits_ref,
+        cpus: float,
+        stable_archive: bytes | None,
+        on_start=lambda: None,
+    ):
         self.variants = {v.name: v for v in variants}
         self.run_dir, self.splits_ref, self.cpus = run_dir, splits_ref, cpus
         self.stable_archive, self.on_start = stable_archive, on_start
@@ -86,7 +106,9 @@ class EarlyExport:
         self.on_start()
         self.ref = export_task.options(num_cpus=self.cpus).remote(
             [(self.variants[m], self.run_dir.load_weights(m), share) for m, share in members],
-            self.splits_ref, self.stable_archive)
+            self.splits_ref,
+            self.stable_archive,
+        )
 
     def result(self, members: Members, signals: DeferredSignals) -> dict:
         """What the export task built for `members` (see tasks._build_export)."""
@@ -96,38 +118,57 @@ class EarlyExport:
         return ray.get(self.ref)
 
 
-def exported_model(results: RunResults, members: Members, predictions,
-                   splits: data.Splits) -> dict:
+def exported_model(results: RunResults, members: Members, predictions, splits: data.Splits) -> dict:
     """The exported model as a leaderboard row: the best variant's own, or the
     ensemble's (its test accuracy from the exported SavedModel's predictions; fills
     results.ensemble["test_accuracy"])."""
     by_name = {r.name: r for r in results.variants}
     if len(members) == 1:
         r = by_name[members[0][0]]
-        return {"name": r.name, "val_accuracy": r.val_accuracy,
-                "test_accuracy": r.test_accuracy, "config": r.config}
+        return {
+            "name": r.name,
+            "val_accuracy": r.val_accuracy,
+            "test_accuracy": r.test_accuracy,
+            "config": r.config,
+        }
     selection = results.ensemble
     selection["test_accuracy"] = float((predictions == splits.y_test).mean())
-    return {"name": "ensemble", "val_accuracy": selection["val_accuracy"],
-            "test_accuracy": selection["test_accuracy"],
-            "config": {"name": "ensemble-" + "+".join(m for m, _ in members),
-                       "members": [{"weight": w, **by_name[m].config}
-                                   for m, w in members]}}
+    return {
+        "name": "ensemble",
+        "val_accuracy": selection["val_accuracy"],
+        "test_accuracy": selection["test_accuracy"],
+        "config": {
+            "name": "ensemble-" + "+".join(m for m, _ in members),
+            "members": [{"weight": w, **by_name[m].config} for m, w in members],
+        },
+    }
 
 
-def export_metadata(exported: dict, run_id: str, splits: data.Splits,
-                    libraries: dict, calibrated: dict | None = None) -> export.ExportMetadata:
+def export_metadata(
+    exported: dict,
+    run_id: str,
+    splits: data.Splits,
+    libraries: dict,
+    calibrated: dict | None = None,
+) -> export.ExportMetadata:
     """What travels beside the SavedModel (fmnist.json). `variant` is the exported
     variant's config; for an ensemble, its name and `members` (each a config with its
     `weight`). `calibrated`: the export task's "calibration" (temperature, ECE before and
     after) and "uncertain" (the flag's thresholds, chosen on validation, and its figures)
     records (fmnist/training/calibrate.py), kept under those keys."""
     return export.ExportMetadata(
-        class_names=list(data.CLASS_NAMES), run_id=run_id, variant=exported["config"],
-        val_accuracy=exported["val_accuracy"], test_accuracy=exported["test_accuracy"],
-        dataset_sha256=splits.sha256, input=export.ExportInput(),
-        output=export.ExportOutput(), libraries=libraries,
-        exported_at=dt.datetime.now(dt.timezone.utc).isoformat(), **(calibrated or {}))
+        class_names=list(data.CLASS_NAMES),
+        run_id=run_id,
+        variant=exported["config"],
+        val_accuracy=exported["val_accuracy"],
+        test_accuracy=exported["test_accuracy"],
+        dataset_sha256=splits.sha256,
+        input=export.ExportInput(),
+        output=export.ExportOutput(),
+        libraries=libraries,
+        exported_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+        **(calibrated or {}),
+    )
 
 
 def describe_export(pred, splits: data.Splits, version, out_dir) -> dict:
@@ -135,8 +176,14 @@ def describe_export(pred, splits: data.Splits, version, out_dir) -> dict:
     of the exported SavedModel's test-set predictions."""
     matrix, per_class = report.confusion(splits.y_test, pred)
     accuracy = float((pred == splits.y_test).mean())
-    report.plot_confusion(matrix, data.CLASS_NAMES,
-                          f"exported model {version}: test accuracy {100 * accuracy:.2f}%",
-                          out_dir / "confusion_matrix.png")
-    return {"accuracy": accuracy, "confusion_matrix": matrix.tolist(),
-            "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class)))}
+    report.plot_confusion(
+        matrix,
+        data.CLASS_NAMES,
+        f"exported model {version}: test accuracy {100 * accuracy:.2f}%",
+        out_dir / "confusion_matrix.png",
+    )
+    return {
+        "accuracy": accuracy,
+        "confusion_matrix": matrix.tolist(),
+        "per_class_accuracy": dict(zip(data.CLASS_NAMES, map(float, per_class))),
+    }

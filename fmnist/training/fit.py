@@ -51,8 +51,9 @@ class EpochLog:
 
     def _save(self) -> None:
         if self.path:
-            write_json_atomic(self.path, {"attempts": self.attempts, "pid": os.getpid(),
-                                          "epochs": self.epochs})
+            write_json_atomic(
+                self.path, {"attempts": self.attempts, "pid": os.getpid(), "epochs": self.epochs}
+            )
 
 
 def epoch_scalars(directory: str):
@@ -77,8 +78,9 @@ def epoch_scalars(directory: str):
         if split not in writers:
             writers[split] = tf.summary.create_file_writer(str(Path(directory) / split))
         with writers[split].as_default():
-            tf.summary.write(f"epoch_{tag}", tf.constant(float(value), tf.float32),
-                             step=step, metadata=meta)
+            tf.summary.write(
+                f"epoch_{tag}", tf.constant(float(value), tf.float32), step=step, metadata=meta
+            )
 
     class EpochScalars(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -113,28 +115,43 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _callbacks(variant: Variant, epoch_end, checkpoint_dir: str | None,
-               tensorboard_dir: str | None) -> list:
+def _callbacks(
+    variant: Variant, epoch_end, checkpoint_dir: str | None, tensorboard_dir: str | None
+) -> list:
     import keras
 
-    callbacks: list = [keras.callbacks.TerminateOnNaN(),
-                       keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)]
+    callbacks: list = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.LambdaCallback(on_epoch_end=epoch_end),
+    ]
     if checkpoint_dir:
         # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
         callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
     if tensorboard_dir:
         callbacks.append(epoch_scalars(tensorboard_dir))
     if variant.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=variant.early_stopping,
-            restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=variant.early_stopping,
+                restore_best_weights=True,
+            )
+        )
     return callbacks
 
 
-def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
-                on_epoch: Callable[[int, dict], None] | None = None,
-                checkpoint_dir: str | None = None, tensorboard_dir: str | None = None,
-                chunk: int | None = None, jit: bool = True) -> Fitted:
+def fit_variant(
+    variant: Variant,
+    splits: Splits,
+    *,
+    device: str = "/CPU:0",
+    on_epoch: Callable[[int, dict], None] | None = None,
+    checkpoint_dir: str | None = None,
+    tensorboard_dir: str | None = None,
+    chunk: int | None = None,
+    jit: bool = True,
+) -> Fitted:
     """Train, then evaluate on validation and test.
 
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
@@ -150,7 +167,8 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
     log = EpochLog(checkpoint_dir)
     started, started_at = time.monotonic(), utc_now()
     ds, steps, k = model_mod.training_dataset(
-        splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK)
+        splits.x_train, splits.y_train, variant, chunk or model_mod.DEFAULT_CHUNK
+    )
     batches_per_epoch = steps * k  # optimizer steps per epoch (for the LR schedule)
 
     ends: list[float] = []  # when each epoch of this attempt ended
@@ -168,36 +186,61 @@ def fit_variant(variant: Variant, splits: Splits, *, device: str = "/CPU:0",
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         net = model_mod.build(variant, jit=jit)
         model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
-        net.fit(ds, epochs=variant.epochs, steps_per_epoch=steps,
-                validation_data=(splits.x_val, splits.y_val),
-                validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
+        net.fit(
+            ds,
+            epochs=variant.epochs,
+            steps_per_epoch=steps,
+            validation_data=(splits.x_val, splits.y_val),
+            validation_batch_size=EVAL_BATCH,
+            callbacks=callbacks,
+            verbose=0,
+        )
         train_seconds = time.monotonic() - started
         hist = log.history()  # every epoch, this attempt's and any earlier one's
         if any(not math.isfinite(v) for v in hist.get("loss", [])):
             raise FloatingPointError(
                 f"loss became NaN/inf at epoch {len(hist['loss'])}; "
-                f"lower learning_rate or add normalization")
-        val_loss, val_acc = net.evaluate(splits.x_val, splits.y_val,
-                                         batch_size=EVAL_BATCH, verbose=0)
-        test_loss, test_acc = net.evaluate(splits.x_test, splits.y_test,
-                                           batch_size=EVAL_BATCH, verbose=0)
+                f"lower learning_rate or add normalization"
+            )
+        val_loss, val_acc = net.evaluate(
+            splits.x_val, splits.y_val, batch_size=EVAL_BATCH, verbose=0
+        )
+        test_loss, test_acc = net.evaluate(
+            splits.x_test, splits.y_test, batch_size=EVAL_BATCH, verbose=0
+        )
         # For ensemble selection, which the driver runs on validation predictions only.
-        val_probs = tf.nn.softmax(net.predict(splits.x_val, batch_size=EVAL_BATCH,
-                                              verbose=0)).numpy()
+        val_probs = tf.nn.softmax(
+            net.predict(splits.x_val, batch_size=EVAL_BATCH, verbose=0)
+        ).numpy()
 
     val_curve = hist.get("val_accuracy", [])
     result = VariantResult(
-        name=variant.name, config=variant.to_dict(), status="ok",
-        val_accuracy=float(val_acc), val_loss=float(val_loss),
-        test_accuracy=float(test_acc), test_loss=float(test_loss),
-        epochs_run=len(val_curve), optimizer_steps=int(net.optimizer.iterations.numpy()),
-        attempts=log.attempts, resumed_from_epoch=log.resumed_from,
+        name=variant.name,
+        config=variant.to_dict(),
+        status="ok",
+        val_accuracy=float(val_acc),
+        val_loss=float(val_loss),
+        test_accuracy=float(test_acc),
+        test_loss=float(test_loss),
+        epochs_run=len(val_curve),
+        optimizer_steps=int(net.optimizer.iterations.numpy()),
+        attempts=log.attempts,
+        resumed_from_epoch=log.resumed_from,
         best_epoch=int(np.argmax(val_curve)) + 1 if val_curve else None,
-        history=hist, train_seconds=round(train_seconds, 2),
+        history=hist,
+        train_seconds=round(train_seconds, 2),
         # This attempt's epochs; the first also holds the XLA compile and data set-up.
         epoch_seconds=[round(b - a, 2) for a, b in zip([started, *ends], ends)],
-        started_at=started_at, finished_at=utc_now(),
-        samples_per_second=round((len(val_curve) - log.resumed_from) * batches_per_epoch
-                                 * variant.batch_size / train_seconds, 1),
-        host=socket.gethostname(), device=device)
+        started_at=started_at,
+        finished_at=utc_now(),
+        samples_per_second=round(
+            (len(val_curve) - log.resumed_from)
+            * batches_per_epoch
+            * variant.batch_size
+            / train_seconds,
+            1,
+        ),
+        host=socket.gethostname(),
+        device=device,
+    )
     return Fitted(result, net.get_weights(), val_probs.astype("float32"))

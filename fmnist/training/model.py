@@ -11,9 +11,9 @@ because it is still `fit`.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from fmnist.training.variants import Variant
 
@@ -69,16 +69,22 @@ class Dropout(keras.layers.Dropout):
 def build(variant: Variant, jit: bool = True) -> ChunkedSequential:
     """uint8 [N, 28, 28] in (0 = background), logits [N, 10] out; scaling is inside.
     `jit`: the model will be trained XLA-compiled (picks the dropout RNG)."""
-    layers: list = [keras.Input((28, 28), dtype="uint8", name="images"),
-                    keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten()]
+    layers: list = [
+        keras.Input((28, 28), dtype="uint8", name="images"),
+        keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Flatten(),
+    ]
     for units in variant.hidden:
         if variant.normalization == "none":
             layers.append(keras.layers.Dense(units, activation=variant.activation))
         else:
             # Normalize the pre-activation; the norm's shift makes a Dense bias redundant.
             layers.append(keras.layers.Dense(units, use_bias=False))
-            layers.append(keras.layers.BatchNormalization() if variant.normalization == "batch"
-                          else keras.layers.LayerNormalization())
+            layers.append(
+                keras.layers.BatchNormalization()
+                if variant.normalization == "batch"
+                else keras.layers.LayerNormalization()
+            )
             layers.append(keras.layers.Activation(variant.activation))
         if variant.dropout:
             layers.append(Dropout(variant.dropout, xla=jit))
@@ -92,8 +98,8 @@ def optimizer(variant: Variant, steps_per_epoch: int) -> keras.optimizers.Optimi
         warmup = variant.warmup_epochs * steps_per_epoch
         decay = max(1, variant.epochs * steps_per_epoch - warmup)
         lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else lr, decay, warmup_target=lr if warmup else None,
-            warmup_steps=warmup)
+            0.0 if warmup else lr, decay, warmup_target=lr if warmup else None, warmup_steps=warmup
+        )
     if variant.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=variant.weight_decay)
     if variant.optimizer == "sgd":
@@ -101,8 +107,9 @@ def optimizer(variant: Variant, steps_per_epoch: int) -> keras.optimizers.Optimi
     return keras.optimizers.Adam(lr)
 
 
-def compile_for_training(model: keras.Model, variant: Variant, steps_per_epoch: int,
-                         jit: bool = True) -> None:
+def compile_for_training(
+    model: keras.Model, variant: Variant, steps_per_epoch: int, jit: bool = True
+) -> None:
     model.compile(
         optimizer=optimizer(variant, steps_per_epoch),
         loss=SmoothedSparseCE(variant.label_smoothing),
@@ -123,17 +130,20 @@ class SmoothedSparseCE(keras.losses.Loss):
     def call(self, y_true, y_pred):
         if not self.label_smoothing:
             return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"),
-                                   NUM_CLASSES)
+        onehot = keras.ops.one_hot(
+            keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), NUM_CLASSES
+        )
         return keras.losses.categorical_crossentropy(
-            onehot, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
+            onehot, y_pred, from_logits=True, label_smoothing=self.label_smoothing
+        )
 
     def get_config(self):
         return {"label_smoothing": self.label_smoothing}
 
 
-def training_dataset(x: np.ndarray, y: np.ndarray, variant: Variant,
-                     chunk: int = DEFAULT_CHUNK) -> tuple[tf.data.Dataset, int, int]:
+def training_dataset(
+    x: np.ndarray, y: np.ndarray, variant: Variant, chunk: int = DEFAULT_CHUNK
+) -> tuple[tf.data.Dataset, int, int]:
     """An endless dataset of [K, batch, 28, 28] chunks, reshuffled every epoch; returns
     (dataset, chunks per epoch, K). Augmentation happens here, on the host, in parallel
     with training.
@@ -145,8 +155,7 @@ def training_dataset(x: np.ndarray, y: np.ndarray, variant: Variant,
     n, b = len(y), variant.batch_size
     batches = n // b
     if batches == 0:
-        raise ValueError(f"{variant.name}: batch_size {b} is larger than the "
-                         f"{n} training images")
+        raise ValueError(f"{variant.name}: batch_size {b} is larger than the {n} training images")
     chunks = -(-batches // chunk)
     k = batches // chunks
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
@@ -159,15 +168,19 @@ def training_dataset(x: np.ndarray, y: np.ndarray, variant: Variant,
             xs = _random_shift(xs, variant.augment_shift, seed + 1)
         return xs, tf.gather(labels, idx)
 
-    ds = (tf.data.Dataset.range(n)
-          .shuffle(n, seed=variant.seed, reshuffle_each_iteration=True)
-          .batch(b, drop_remainder=True)
-          .batch(k, drop_remainder=True)
-          .repeat()
-          .enumerate()
-          .map(lambda i, idx: gather(idx, tf.stack([tf.cast(variant.seed, tf.int64), i])),
-               num_parallel_calls=2)
-          .prefetch(2))
+    ds = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=variant.seed, reshuffle_each_iteration=True)
+        .batch(b, drop_remainder=True)
+        .batch(k, drop_remainder=True)
+        .repeat()
+        .enumerate()
+        .map(
+            lambda i, idx: gather(idx, tf.stack([tf.cast(variant.seed, tf.int64), i])),
+            num_parallel_calls=2,
+        )
+        .prefetch(2)
+    )
     # No tf.data autotuning: its optimization thread sleeps for a period that grows
     # with the iterator's age, and deleting the iterator waits for that sleep. At the
     # end of `fit` a task then sat idle for 0-40 s (measured: 15.9 s to delete a

@@ -37,8 +37,9 @@ def read_resume(run_dir: Path) -> RunResults:
     try:
         return results_mod.read(run_dir)
     except FileNotFoundError:
-        raise ResumeError(f"{path}: not found; --resume takes a run directory that "
-                          f"fmnist-job train created") from None
+        raise ResumeError(
+            f"{path}: not found; --resume takes a run directory that fmnist-job train created"
+        ) from None
     except results_mod.ResultsError as e:
         raise ResumeError(f"{e}; cannot resume from it") from None
 
@@ -59,6 +60,7 @@ class RunDir:
 
     def save_weights(self, name: str, weights) -> None:
         import numpy as np
+
         target = self.path / "weights" / f"{name}.npz"
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target) as f:
@@ -66,6 +68,7 @@ class RunDir:
 
     def load_weights(self, name: str) -> list:
         import numpy as np
+
         with np.load(self.path / "weights" / f"{name}.npz") as z:
             return [z[f"arr_{i}"] for i in range(len(z.files))]
 
@@ -75,6 +78,7 @@ class RunDir:
     def save_val_probs(self, name: str, probs) -> None:
         """The variant's validation probabilities, for ensemble selection (and a resume's)."""
         import numpy as np
+
         target = self.path / "weights" / f"{name}.val.npy"
         with atomic_file(target) as f:
             np.save(f, probs)
@@ -82,6 +86,7 @@ class RunDir:
     def load_val_probs(self, name: str):
         """None for a variant finished before runs kept them."""
         import numpy as np
+
         path = self.path / "weights" / f"{name}.val.npy"
         return np.load(path) if path.exists() else None
 

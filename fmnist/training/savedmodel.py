@@ -59,14 +59,19 @@ def save_ensemble(members: list[tuple], directory: Path, calibrated=None) -> Non
         if calibrated is None:
             return {OUTPUT_KEY: mean_probs([net(images, training=False) for net, _ in nets])}
         feats = first_features(images, training=False)
-        probs = mean_probs([first_head(feats)]
-                           + [net(images, training=False) for net, _ in nets[1:]])
-        return {OUTPUT_KEY: tf.nn.softmax(tf.math.log(tf.maximum(probs, 1e-12))
-                                          / calibrated.temperature),
-                **_signals(images, feats, calibrated)}
+        probs = mean_probs(
+            [first_head(feats)] + [net(images, training=False) for net, _ in nets[1:]]
+        )
+        return {
+            OUTPUT_KEY: tf.nn.softmax(
+                tf.math.log(tf.maximum(probs, 1e-12)) / calibrated.temperature
+            ),
+            **_signals(images, feats, calibrated),
+        }
 
     archive.add_endpoint(
-        name=SIGNATURE, fn=serve,
+        name=SIGNATURE,
+        fn=serve,
         input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_KEY)],
     )
     archive.write_out(str(directory), verbose=False)
@@ -85,11 +90,16 @@ def _signals(images, feats, c) -> dict:
     means, precision = tf.constant(c.feature_means), tf.constant(c.feature_precision)
     fp = tf.matmul(feats, precision)
     mpm = tf.reduce_sum(tf.matmul(means, precision) * means, axis=1)
-    distance = (tf.reduce_sum(fp * feats, axis=1, keepdims=True)
-                - 2.0 * tf.matmul(fp, means, transpose_b=True) + mpm[None, :])
-    return {"reconstruction_error": tf.reduce_sum(tf.square(residual), axis=1),
-            "feature_distance": tf.reduce_min(distance, axis=1),
-            "contrast": tf.math.reduce_std(x, axis=1)}
+    distance = (
+        tf.reduce_sum(fp * feats, axis=1, keepdims=True)
+        - 2.0 * tf.matmul(fp, means, transpose_b=True)
+        + mpm[None, :]
+    )
+    return {
+        "reconstruction_error": tf.reduce_sum(tf.square(residual), axis=1),
+        "feature_distance": tf.reduce_min(distance, axis=1),
+        "contrast": tf.math.reduce_std(x, axis=1),
+    }
 
 
 def export(variant, weights, metadata: dict, base: Path) -> Path:

@@ -33,8 +33,9 @@ SECONDS_PER_SAMPLE_PARAM = 7.8e-11
 SECONDS_PER_STEP = 2.9e-4
 
 
-def plan_resources(workers: int, cpus: float | None, gpus: float | None,
-                   cluster: dict, node_cpus: list[float]) -> tuple[float, float]:
+def plan_resources(
+    workers: int, cpus: float | None, gpus: float | None, cluster: dict, node_cpus: list[float]
+) -> tuple[float, float]:
     """(cpus, gpus) per task.
 
     Defaults: the cluster's CPUs shared among the workers, but at least one CPU (and no
@@ -81,29 +82,40 @@ def at_once(workers: int, cpus: float, gpus: float, cluster: dict) -> str:
 class Plan:
     """How a sweep runs on the cluster it found."""
 
-    cpus: float            # per task
-    gpus: float            # per task
-    threads: int           # TensorFlow threads per task
-    slots: int             # tasks at once
-    at_once: str           # the same, for the run's first line
+    cpus: float  # per task
+    gpus: float  # per task
+    threads: int  # TensorFlow threads per task
+    slots: int  # tasks at once
+    at_once: str  # the same, for the run's first line
     estimates: dict[str, float]
-    todo: list[Variant]    # the variants to train, in the order to start them
+    todo: list[Variant]  # the variants to train, in the order to start them
 
 
-def make_plan(variants: list[Variant], finished: set[str], *, workers: int,
-              cpus_per_worker: float | None, gpus_per_worker: float | None,
-              threads_per_worker: int | None, cluster: dict, node_cpus: list[float],
-              train_size: int) -> Plan:
+def make_plan(
+    variants: list[Variant],
+    finished: set[str],
+    *,
+    workers: int,
+    cpus_per_worker: float | None,
+    gpus_per_worker: float | None,
+    threads_per_worker: int | None,
+    cluster: dict,
+    node_cpus: list[float],
+    train_size: int,
+) -> Plan:
     """The plan for the variants not yet `finished` on a cluster with `cluster`'s
     resources (ray.cluster_resources()) and `node_cpus` (each live node's CPUs)."""
-    cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker, cluster,
-                                node_cpus)
+    cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker, cluster, node_cpus)
     estimates = {v.name: estimate_seconds(v, train_size) for v in variants}
-    return Plan(cpus=cpus, gpus=gpus, threads=threads_per_worker or threads_for(cpus),
-                slots=slots(workers, cpus, gpus, cluster),
-                at_once=at_once(workers, cpus, gpus, cluster), estimates=estimates,
-                todo=longest_first([v for v in variants if v.name not in finished],
-                                   estimates))
+    return Plan(
+        cpus=cpus,
+        gpus=gpus,
+        threads=threads_per_worker or threads_for(cpus),
+        slots=slots(workers, cpus, gpus, cluster),
+        at_once=at_once(workers, cpus, gpus, cluster),
+        estimates=estimates,
+        todo=longest_first([v for v in variants if v.name not in finished], estimates),
+    )
 
 
 def parameters(v: Variant) -> int:
@@ -122,8 +134,7 @@ def estimate_seconds(v: Variant, train_size: int) -> float:
     the ratios between variants; the absolute figure drifts with the machine."""
     params = parameters(v)
     steps = train_size // v.batch_size  # per epoch; the last partial batch sits out
-    return v.epochs * (SECONDS_PER_SAMPLE_PARAM * train_size * params
-                       + steps * SECONDS_PER_STEP)
+    return v.epochs * (SECONDS_PER_SAMPLE_PARAM * train_size * params + steps * SECONDS_PER_STEP)
 
 
 def longest_first(variants: list[Variant], estimates: dict[str, float]) -> list[Variant]:
@@ -152,5 +163,8 @@ def efficiency(train_seconds: list[float], wall_seconds: float, cpus: float) -> 
     run (finished ones: a failed variant has none; a resumed one trained earlier)."""
     times = train_seconds
     floor = floor_seconds(times, cpus)
-    return {"cpus_used": cpus, "floor_seconds": round(floor, 2) if floor else None,
-            "wall_over_floor": round(wall_seconds / floor, 3) if floor else None}
+    return {
+        "cpus_used": cpus,
+        "floor_seconds": round(floor, 2) if floor else None,
+        "wall_over_floor": round(wall_seconds / floor, 3) if floor else None,
+    }

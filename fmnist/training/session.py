@@ -20,12 +20,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; `code` is the exit code (128 + signal)."""
 
-    def __init__(self, signum: int, run_dir: Path | None = None,
-                 published: Path | None = None):
+    def __init__(self, signum: int, run_dir: Path | None = None, published: Path | None = None):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.code = 128 + signum
-        self.run_dir = run_dir      # for the resume hint
+        self.run_dir = run_dir  # for the resume hint
         self.published = published  # the export, when the signal came after it
 
 

@@ -28,10 +28,20 @@ import math
 import random
 
 # Short name parts: "h512x256", "do0.3", "lr0.002"; strings stand as themselves.
-ABBREVIATIONS = {"hidden": "h", "dropout": "do", "learning_rate": "lr", "weight_decay": "wd",
-                 "warmup_epochs": "wu", "label_smoothing": "ls", "batch_size": "b",
-                 "epochs": "e", "early_stopping": "es", "augment_flip": "flip",
-                 "augment_shift": "shift", "seed": "s"}
+ABBREVIATIONS = {
+    "hidden": "h",
+    "dropout": "do",
+    "learning_rate": "lr",
+    "weight_decay": "wd",
+    "warmup_epochs": "wu",
+    "label_smoothing": "ls",
+    "batch_size": "b",
+    "epochs": "e",
+    "early_stopping": "es",
+    "augment_flip": "flip",
+    "augment_shift": "shift",
+    "seed": "s",
+}
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 MAX_VARIANTS = 1000
 
@@ -68,8 +78,9 @@ def grid(table: dict) -> list[tuple[str, dict]]:
             raise ValueError(f"key '{key}': an empty list of values")
     size = math.prod(len(v) for v in axes.values())
     if size > MAX_VARIANTS:
-        raise ValueError(f"{size} combinations; at most {MAX_VARIANTS} (use [[random]] "
-                         f"to sample a large space)")
+        raise ValueError(
+            f"{size} combinations; at most {MAX_VARIANTS} (use [[random]] to sample a large space)"
+        )
     varying = [k for k, v in axes.items() if len(v) > 1]
     out = []
     for combo in itertools.product(*axes.values()):
@@ -92,8 +103,10 @@ def sample(table: dict) -> list[tuple[str, dict]]:
     for key, space in spaces.items():
         _check_space(key, space)
     if not spaces:
-        raise ValueError("no key to sample: give at least one as {choice = [...]}, "
-                         "{uniform = [lo, hi]} or {loguniform = [lo, hi]}")
+        raise ValueError(
+            "no key to sample: give at least one as {choice = [...]}, "
+            "{uniform = [lo, hi]} or {loguniform = [lo, hi]}"
+        )
     rng = random.Random(seed)
     varying = list(spaces)
     out = []
@@ -112,28 +125,36 @@ def _prefix(table: dict) -> str:
 
 def _check_space(key: str, space: dict) -> None:
     if len(space) != 1 or next(iter(space)) not in DISTRIBUTIONS:
-        raise ValueError(f"key '{key}': one of {{choice = [...]}}, {{uniform = [lo, hi]}}, "
-                         f"{{loguniform = [lo, hi]}}; got {space}")
-    (kind, arg), = space.items()
+        raise ValueError(
+            f"key '{key}': one of {{choice = [...]}}, {{uniform = [lo, hi]}}, "
+            f"{{loguniform = [lo, hi]}}; got {space}"
+        )
+    ((kind, arg),) = space.items()
     if kind == "choice":
         if not isinstance(arg, list) or not arg:
             raise ValueError(f"key '{key}': choice needs a non-empty list")
         return
-    if not (isinstance(arg, list) and len(arg) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arg)
-            and arg[0] < arg[1]):
+    if not (
+        isinstance(arg, list)
+        and len(arg) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arg)
+        and arg[0] < arg[1]
+    ):
         raise ValueError(f"key '{key}': {kind} needs [low, high] with low < high; got {arg}")
     if kind == "loguniform" and arg[0] <= 0:
         raise ValueError(f"key '{key}': loguniform needs low > 0; got {arg}")
 
 
 def _draw(rng: random.Random, space: dict):
-    (kind, arg), = space.items()
+    ((kind, arg),) = space.items()
     if kind == "choice":
         return rng.choice(arg)
     lo, hi = arg
-    x = rng.uniform(lo, hi) if kind == "uniform" else math.exp(
-        rng.uniform(math.log(lo), math.log(hi)))
+    x = (
+        rng.uniform(lo, hi)
+        if kind == "uniform"
+        else math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    )
     if isinstance(lo, int) and isinstance(hi, int):
-        return round(x)                     # an integer key (epochs, augment_shift)
+        return round(x)  # an integer key (epochs, augment_shift)
     return float(f"{x:.3g}")

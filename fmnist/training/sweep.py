@@ -23,7 +23,8 @@ from fmnist.core import data, export
 from fmnist.core.tables import count
 from fmnist.ops import gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
-from fmnist.training import exporter, fit, report, schedule, variants as variants_mod
+from fmnist.training import exporter, fit, report, schedule
+from fmnist.training import variants as variants_mod
 from fmnist.training.rundir import RunDir, read_resume
 from fmnist.training.session import DeferredSignals, Interrupted, RaySession
 from fmnist.training.tasks import failed, one_line, task_for
@@ -46,7 +47,7 @@ class SweepJob:
     data_dir: Path | None = None
     val_size: int = 5000
     limit: int | None = None
-    ensemble_size: int = 1          # selection steps for an ensemble; 1: the single best
+    ensemble_size: int = 1  # selection steps for an ensemble; 1: the single best
     gate_tolerance: float = gate.DEFAULT_TOLERANCE  # accuracy points
     finished: list[VariantResult] = field(default_factory=list)  # kept from a resumed run
 
@@ -59,12 +60,19 @@ class SweepJob:
         where = f"{Path(run_dir) / 'results.json'}: sweep"
         settings = saved.settings
         data_dir = options.pop("data_dir", None) or (
-            Path(settings.data_dir) if settings.data_dir else None)
-        return cls(variants=[variants_mod.from_dict(c, where) for c in saved.sweep],
-                   runs_dir=Path(run_dir), data_dir=data_dir,
-                   sweep_file=Path(saved.sweep_file) if saved.sweep_file else None,
-                   val_size=settings.val_size, limit=settings.limit,
-                   ensemble_size=settings.ensemble, finished=saved.finished(), **options)
+            Path(settings.data_dir) if settings.data_dir else None
+        )
+        return cls(
+            variants=[variants_mod.from_dict(c, where) for c in saved.sweep],
+            runs_dir=Path(run_dir),
+            data_dir=data_dir,
+            sweep_file=Path(saved.sweep_file) if saved.sweep_file else None,
+            val_size=settings.val_size,
+            limit=settings.limit,
+            ensemble_size=settings.ensemble,
+            finished=saved.finished(),
+            **options,
+        )
 
 
 def run(job: SweepJob) -> RunResults:
@@ -85,8 +93,7 @@ def run(job: SweepJob) -> RunResults:
     # The data loads (checksums, decompression: hashlib and zlib release the GIL) while
     # ray.init waits for Ray's processes to start.
     loading = concurrent.futures.ThreadPoolExecutor(1, "fmnist-data")
-    splits_future = loading.submit(data.load, job.data_dir, val_size=job.val_size,
-                                   limit=job.limit)
+    splits_future = loading.submit(data.load, job.data_dir, val_size=job.val_size, limit=job.limit)
     loading.shutdown(wait=False)
     splits_future.add_done_callback(lambda _: clock.mark("data_loaded"))
     session = RaySession(job.address)
@@ -140,44 +147,73 @@ class _Trained:
     note: str | None = None  # why an ensemble asked for is a single model
 
 
-def _train(job: SweepJob, splits: data.Splits, run_dir: RunDir, signals: DeferredSignals,
-           console, clock: _Clock) -> _Trained:
+def _train(
+    job: SweepJob,
+    splits: data.Splits,
+    run_dir: RunDir,
+    signals: DeferredSignals,
+    console,
+    clock: _Clock,
+) -> _Trained:
     """Plan on the cluster found, train every variant not yet finished, build the
     export of the winner (started early where a slot idles)."""
     finished = [r for r in job.finished if run_dir.has_weights(r.name)]
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     cluster = ray.cluster_resources()
     plan = schedule.make_plan(
-        job.variants, {r.name for r in finished}, workers=job.workers,
-        cpus_per_worker=job.cpus_per_worker, gpus_per_worker=job.gpus_per_worker,
-        threads_per_worker=job.threads_per_worker, cluster=cluster,
+        job.variants,
+        {r.name for r in finished},
+        workers=job.workers,
+        cpus_per_worker=job.cpus_per_worker,
+        gpus_per_worker=job.gpus_per_worker,
+        threads_per_worker=job.threads_per_worker,
+        cluster=cluster,
         node_cpus=[n["Resources"].get("CPU", 0) for n in nodes],
-        train_size=len(splits.y_train))
+        train_size=len(splits.y_train),
+    )
     results = RunResults(
-        run_id=run_dir.run_id, started_at=clock.started_at, timeline=clock.timeline,
+        run_id=run_dir.run_id,
+        started_at=clock.started_at,
+        timeline=clock.timeline,
         sweep_file=str(job.sweep_file) if job.sweep_file else None,
         sweep=[v.to_dict() for v in job.variants],
-        settings=RunSettings(val_size=job.val_size, limit=job.limit,
-                             ensemble=job.ensemble_size,
-                             data_dir=str(job.data_dir) if job.data_dir else None),
-        dataset_sha256=splits.sha256, address=job.address or "embedded",
-        train_size=len(splits.y_train), val_size=len(splits.y_val),
-        test_size=len(splits.y_test), cpus_per_worker=plan.cpus,
-        gpus_per_worker=plan.gpus, threads_per_worker=plan.threads, slots=plan.slots,
-        order=[v.name for v in plan.todo])
+        settings=RunSettings(
+            val_size=job.val_size,
+            limit=job.limit,
+            ensemble=job.ensemble_size,
+            data_dir=str(job.data_dir) if job.data_dir else None,
+        ),
+        dataset_sha256=splits.sha256,
+        address=job.address or "embedded",
+        train_size=len(splits.y_train),
+        val_size=len(splits.y_val),
+        test_size=len(splits.y_test),
+        cpus_per_worker=plan.cpus,
+        gpus_per_worker=plan.gpus,
+        threads_per_worker=plan.threads,
+        slots=plan.slots,
+        order=[v.name for v in plan.todo],
+    )
     clock.timeline = results.timeline  # pydantic copied it: later steps are marked there
-    console.print(f"run {run_dir.run_id}: {count(len(job.variants), 'variant')}"
-                  + (f" from {job.sweep_file}" if job.sweep_file else "")
-                  + (f" ({len(finished)} already finished, resuming)" if finished else "")
-                  + f", {plan.at_once} at once, {plan.cpus:g} CPU + {plan.gpus:g} GPU "
-                  f"({count(plan.threads, 'TensorFlow thread')}) each, "
-                  f"on {count(len(nodes), 'Ray node')}; run dir {run_dir.path}")
+    console.print(
+        f"run {run_dir.run_id}: {count(len(job.variants), 'variant')}"
+        + (f" from {job.sweep_file}" if job.sweep_file else "")
+        + (f" ({len(finished)} already finished, resuming)" if finished else "")
+        + f", {plan.at_once} at once, {plan.cpus:g} CPU + {plan.gpus:g} GPU "
+        f"({count(plan.threads, 'TensorFlow thread')}) each, "
+        f"on {count(len(nodes), 'Ray node')}; run dir {run_dir.path}"
+    )
     splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
     clock.mark("data_put")
     baseline = gate.gate_baseline(job.export_dir)  # what the winner must match
-    early = exporter.EarlyExport(job.variants, run_dir, splits_ref, plan.cpus,
-                                 baseline["archive"],
-                                 on_start=lambda: clock.mark("export_started"))
+    early = exporter.EarlyExport(
+        job.variants,
+        run_dir,
+        splits_ref,
+        plan.cpus,
+        baseline["archive"],
+        on_start=lambda: clock.mark("export_started"),
+    )
 
     def idle(done: list[VariantResult]) -> None:
         # A core is idle from now on: the plots' library loads there, not at the end.
@@ -187,13 +223,13 @@ def _train(job: SweepJob, splits: data.Splits, run_dir: RunDir, signals: Deferre
         if best_so_far and job.ensemble_size <= 1:
             early.start([(best_so_far.name, 1.0)])
 
-    Execution(job, plan, results, finished, run_dir, splits_ref, signals, console,
-              idle).run()
+    Execution(job, plan, results, finished, run_dir, splits_ref, signals, console, idle).run()
     clock.mark("training_done")
     trained = _Trained(results, plan, exporter.best_of(results.variants), baseline=baseline)
     if trained.best:
         trained.members, results.ensemble, trained.note = exporter.choose_members(
-            results.finished(), trained.best, run_dir, splits.y_val, job.ensemble_size)
+            results.finished(), trained.best, run_dir, splits.y_val, job.ensemble_size
+        )
         try:
             trained.built = early.result(trained.members, signals)
         except Interrupted as stop:  # every variant finished: a resume only exports
@@ -209,12 +245,21 @@ def _plot_curves(results: RunResults, run_dir: RunDir, console) -> None:
     try:
         report.plot_curves(results.variants, run_dir.path / "val_accuracy.png")
     except OSError as e:
-        console.print(f"[yellow]warning:[/] {run_dir.path / 'val_accuracy.png'} not "
-                      f"written: {e}", highlight=False)
+        console.print(
+            f"[yellow]warning:[/] {run_dir.path / 'val_accuracy.png'} not written: {e}",
+            highlight=False,
+        )
 
 
-def _publish(job: SweepJob, trained: _Trained, splits: data.Splits, run_dir: RunDir,
-             signals: DeferredSignals, console, clock: _Clock) -> RunResults:
+def _publish(
+    job: SweepJob,
+    trained: _Trained,
+    splits: data.Splits,
+    run_dir: RunDir,
+    signals: DeferredSignals,
+    console,
+    clock: _Clock,
+) -> RunResults:
     """Publish the export, label it by the gate, write the record and print the end.
 
     Our signal handlers stay until the end, so no signal is dropped: one that came after
@@ -229,29 +274,42 @@ def _publish(job: SweepJob, trained: _Trained, splits: data.Splits, run_dir: Run
     results.best = best.name if best else None
     path = exported = None
     if best:
-        exported = exporter.exported_model(results, trained.members, built["predictions"],
-                                           splits)
+        exported = exporter.exported_model(results, trained.members, built["predictions"], splits)
         calibrated = {k: built[k] for k in ("calibration", "uncertain")}
-        path = export.publish(lambda staging: export.unpack(built["archive"], staging),
-                              exporter.export_metadata(exported, run_dir.run_id, splits,
-                                                       built["libraries"], calibrated),
-                              job.export_dir)
+        path = export.publish(
+            lambda staging: export.unpack(built["archive"], staging),
+            exporter.export_metadata(
+                exported, run_dir.run_id, splits, built["libraries"], calibrated
+            ),
+            job.export_dir,
+        )
         clock.mark("published")
         results.export = str(path)
         results.calibration = CalibrationRecord.model_validate(calibrated)
         results.exported_model_test = exporter.describe_export(
-            built["predictions"], splits, path, run_dir.path)
-        results.gate = gate.gate(job.export_dir, int(path.name), built,
-                                 trained.baseline, job.gate_tolerance, run_dir.run_id)
+            built["predictions"], splits, path, run_dir.path
+        )
+        results.gate = gate.gate(
+            job.export_dir,
+            int(path.name),
+            built,
+            trained.baseline,
+            job.gate_tolerance,
+            run_dir.run_id,
+        )
     clock.mark("export_written")
     # Everything but the wait for Ray's processes to exit (overlapped with the above).
     results.wall_seconds = clock.seconds()
-    trained_now = [r.train_seconds for r in results.variants
-                   if r.name in results.order and r.train_seconds is not None]
+    trained_now = [
+        r.train_seconds
+        for r in results.variants
+        if r.name in results.order and r.train_seconds is not None
+    ]
     for key, value in schedule.efficiency(
-            trained_now, results.wall_seconds,
-            schedule.cpus_used(len(trained.plan.todo), trained.plan.slots,
-                               trained.plan.cpus)).items():
+        trained_now,
+        results.wall_seconds,
+        schedule.cpus_used(len(trained.plan.todo), trained.plan.slots, trained.plan.cpus),
+    ).items():
         setattr(results, key, value)
     run_dir.write(results)
     if trained.note:
@@ -262,21 +320,25 @@ def _publish(job: SweepJob, trained: _Trained, splits: data.Splits, run_dir: Run
     return results
 
 
-def _print_end(results: RunResults, exported: dict | None, path: Path | None,
-               run_dir: RunDir, console) -> None:
+def _print_end(
+    results: RunResults, exported: dict | None, path: Path | None, run_dir: RunDir, console
+) -> None:
     console.print(report.leaderboard(results.variants, results.best, results.ensemble))
     if not exported:
         console.print(f"[red]every variant failed[/]; details in {run_dir.results}")
         return
-    console.print(f"exported: [bold]{exported['config']['name']}[/] val "
-                  f"{100 * exported['val_accuracy']:.2f}% test "
-                  f"{100 * exported['test_accuracy']:.2f}% -> {path}")
+    console.print(
+        f"exported: [bold]{exported['config']['name']}[/] val "
+        f"{100 * exported['val_accuracy']:.2f}% test "
+        f"{100 * exported['test_accuracy']:.2f}% -> {path}"
+    )
     # One line, however long: a log line to grep for (rich would wrap it at 80 columns).
-    console.print(gate.gate_line(results.gate), highlight=False, markup=False,
-                  soft_wrap=True)
+    console.print(gate.gate_line(results.gate), highlight=False, markup=False, soft_wrap=True)
     per_class = results.exported_model_test["per_class_accuracy"]
-    console.print("exported model, test accuracy per class: " + ", ".join(
-        f"{name} {100 * acc:.1f}%" for name, acc in per_class.items()))
+    console.print(
+        "exported model, test accuracy per class: "
+        + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in per_class.items())
+    )
     console.print(f"results: {run_dir.results}  ({wall_line(results)})")
 
 
@@ -284,8 +346,10 @@ def wall_line(results: RunResults) -> str:
     """'61.8s wall, 1.21x the training floor of 51.1s (2 CPUs)': the run's last figure."""
     text = f"{results.wall_seconds:.1f}s wall"
     if results.floor_seconds:
-        text += (f", {results.wall_over_floor:.2f}x the training floor of "
-                 f"{results.floor_seconds:.1f}s ({count(results.cpus_used, 'CPU')})")
+        text += (
+            f", {results.wall_over_floor:.2f}x the training floor of "
+            f"{results.floor_seconds:.1f}s ({count(results.cpus_used, 'CPU')})"
+        )
     return text
 
 
@@ -298,33 +362,42 @@ class Execution:
     stay idle). results.json is rewritten after every change: a killed sweep loses
     nothing."""
 
-    def __init__(self, job: SweepJob, plan: schedule.Plan, results: RunResults,
-                 finished: list[VariantResult], run_dir: RunDir, splits_ref,
-                 signals: DeferredSignals, console, idle):
+    def __init__(
+        self,
+        job: SweepJob,
+        plan: schedule.Plan,
+        results: RunResults,
+        finished: list[VariantResult],
+        run_dir: RunDir,
+        splits_ref,
+        signals: DeferredSignals,
+        console,
+        idle,
+    ):
         self.job, self.plan, self.results, self.run_dir = job, plan, results, run_dir
-        self.splits_ref, self.signals, self.console, self.idle = \
-            splits_ref, signals, console, idle
+        self.splits_ref, self.signals, self.console, self.idle = splits_ref, signals, console, idle
         self.by_name = {r.name: r for r in finished}
         self.queued = list(plan.todo)
         self.running: dict = {}  # ObjectRef -> Variant
         # The event queue lives on the driver's node, so losing a worker node does not
         # lose it.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
-                                              soft=True)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         fn, resources = task_for(plan.cpus, plan.gpus)
         self.task = fn.options(**resources)
 
     def save(self) -> None:
-        self.results.variants = [self.by_name[v.name] for v in self.job.variants
-                                 if v.name in self.by_name]
+        self.results.variants = [
+            self.by_name[v.name] for v in self.job.variants if v.name in self.by_name
+        ]
         self.run_dir.write(self.results)
 
     def run(self) -> None:
         variants = self.job.variants
         self.save()
-        with report.Progress([v.name for v in variants],
-                             {v.name: v.epochs for v in variants}, self.console) as progress:
+        with report.Progress(
+            [v.name for v in variants], {v.name: v.epochs for v in variants}, self.console
+        ) as progress:
             self.progress = progress
             for r in self.by_name.values():
                 progress.finished(r)
@@ -339,8 +412,14 @@ class Execution:
     def _step(self) -> None:
         while self.queued and len(self.running) < self.job.workers:
             v = self.queued.pop(0)
-            ref = self.task.remote(v, self.splits_ref, self.events, self.plan.cpus,
-                                   self.run_dir.checkpoint(v.name), self.plan.threads)
+            ref = self.task.remote(
+                v,
+                self.splits_ref,
+                self.events,
+                self.plan.cpus,
+                self.run_dir.checkpoint(v.name),
+                self.plan.threads,
+            )
             self.running[ref] = v
         ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.25)
         self.signals.check()
@@ -353,8 +432,9 @@ class Execution:
                 result, weights, val_probs = failed(v, one_line(e)), None, None
             self._record(result, weights, val_probs)
             if not self.queued and len(self.running) < self.plan.slots:
-                self.idle([self.by_name[v.name] for v in self.job.variants
-                           if v.name in self.by_name])
+                self.idle(
+                    [self.by_name[v.name] for v in self.job.variants if v.name in self.by_name]
+                )
 
     def _record(self, result: VariantResult, weights, val_probs) -> None:
         if weights is not None:  # before results.json says "ok"
@@ -383,7 +463,8 @@ class Execution:
         for v in self.running.values():
             self.by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
         for v in self.queued:
-            self.by_name[v.name] = failed(v, f"not started: interrupted by {stop}",
-                                          status="interrupted")
+            self.by_name[v.name] = failed(
+                v, f"not started: interrupted by {stop}", status="interrupted"
+            )
         self.results.interrupted = str(stop)
         self.save()

@@ -29,12 +29,19 @@ def one_line(e: BaseException) -> str:
 
 def failed(variant: Variant, error: str, status: str = "failed", **extra) -> VariantResult:
     """The result of a variant that did not finish (`failed` or `interrupted`)."""
-    return VariantResult(name=variant.name, config=variant.to_dict(), status=status,
-                         error=error, **extra)
+    return VariantResult(
+        name=variant.name, config=variant.to_dict(), status=status, error=error, **extra
+    )
 
 
-def _train(variant: Variant, splits: data.Splits, events, cpus: float,
-           checkpoint_dir: str, threads: int | None = None):
+def _train(
+    variant: Variant,
+    splits: data.Splits,
+    events,
+    cpus: float,
+    checkpoint_dir: str,
+    threads: int | None = None,
+):
     """Train one variant; returns (result, weights, validation probabilities), the last two
     None for a failed variant. A retry resumes from the last finished epoch in
     `checkpoint_dir`. Progress events go to the `events` queue, fire and forget."""
@@ -43,8 +50,11 @@ def _train(variant: Variant, splits: data.Splits, events, cpus: float,
     runtime.batch_scheduling()
     device = runtime.configure_tensorflow(cpus, threads)
     setup_seconds = round(time.monotonic() - entered, 2)
-    where = {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
-             "device": device}
+    where = {
+        "host": socket.gethostname(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "device": device,
+    }
 
     def emit(ev):
         try:
@@ -58,9 +68,13 @@ def _train(variant: Variant, splits: data.Splits, events, cpus: float,
         # --logdir runs/` compares the variants of a run and the runs of several nights.
         tensorboard_dir = str(Path(checkpoint_dir).parents[1] / "tensorboard" / variant.name)
         fitted = fit.fit_variant(
-            variant, splits, device=device, checkpoint_dir=checkpoint_dir,
+            variant,
+            splits,
+            device=device,
+            checkpoint_dir=checkpoint_dir,
             tensorboard_dir=tensorboard_dir,
-            on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}))
+            on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}),
+        )
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), **where), None, None
     import tensorflow as tf
@@ -87,12 +101,19 @@ def library_versions() -> dict:
     import keras
     import numpy
     import tensorflow as tf
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "ray": ray.__version__, "numpy": numpy.__version__}
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "ray": ray.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
-def _build_export(members: list[tuple], splits: data.Splits,
-                  stable_archive: bytes | None = None) -> dict:
+def _build_export(
+    members: list[tuple], splits: data.Splits, stable_archive: bytes | None = None
+) -> dict:
     """Build the serving SavedModel from the members' weights and score it.
 
     The temperature and the `uncertain` signals' constants are fitted first
@@ -137,16 +158,23 @@ def _build_export(members: list[tuple], splits: data.Splits,
     with tempfile.TemporaryDirectory() as tmp:
         savedmodel.save_ensemble(members, Path(tmp), calibrated)
         signature = serve(tmp)
-        served = {"validation": outputs(signature, splits.x_val),
-                  "test": outputs(signature, splits.x_test)}
-        raw = {"validation": calibrate.raw_probabilities(nets, splits.x_val),
-               "test": calibrate.raw_probabilities(nets, splits.x_test)}
-        built = {"archive": export.pack(Path(tmp)), "libraries": library_versions(),
-                 "predictions": served["test"][export.OUTPUT_KEY].argmax(axis=1)
-                 .astype("uint8"),
-                 "val_accuracy": float((served["validation"][export.OUTPUT_KEY].argmax(axis=1)
-                                        == splits.y_val).mean()),
-                 **calibrate.describe(calibrated, raw, served, splits)}
+        served = {
+            "validation": outputs(signature, splits.x_val),
+            "test": outputs(signature, splits.x_test),
+        }
+        raw = {
+            "validation": calibrate.raw_probabilities(nets, splits.x_val),
+            "test": calibrate.raw_probabilities(nets, splits.x_test),
+        }
+        built = {
+            "archive": export.pack(Path(tmp)),
+            "libraries": library_versions(),
+            "predictions": served["test"][export.OUTPUT_KEY].argmax(axis=1).astype("uint8"),
+            "val_accuracy": float(
+                (served["validation"][export.OUTPUT_KEY].argmax(axis=1) == splits.y_val).mean()
+            ),
+            **calibrate.describe(calibrated, raw, served, splits),
+        }
     if stable_archive is not None:
         with tempfile.TemporaryDirectory() as tmp:
             try:

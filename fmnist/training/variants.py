@@ -42,22 +42,24 @@ def _between(lo, hi, *, lo_open=False, hi_open=False):
 class Variant:
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     # strict=False only to take TOML's list for the tuple; the sizes stay strict ints.
-    hidden: Annotated[tuple[Annotated[int, _between(1, 8192)], ...],
-                      Field(min_length=1, max_length=8, strict=False)]
+    hidden: Annotated[
+        tuple[Annotated[int, _between(1, 8192)], ...],
+        Field(min_length=1, max_length=8, strict=False),
+    ]
     activation: Literal["relu", "gelu", "elu", "selu", "tanh", "swish", "sigmoid"] = "relu"
     dropout: Annotated[float, _between(0, 1, hi_open=True)] = 0.0
     normalization: Literal["none", "batch", "layer"] = "none"  # after each hidden Dense
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: Annotated[float, _between(0, 1, lo_open=True)] = 1e-3
-    weight_decay: Annotated[float, _between(0, 1)] = 0.0     # decoupled: adamw only
+    weight_decay: Annotated[float, _between(0, 1)] = 0.0  # decoupled: adamw only
     schedule: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 over the epochs
-    warmup_epochs: Annotated[int, _between(0, 100)] = 0     # cosine only
+    warmup_epochs: Annotated[int, _between(0, 100)] = 0  # cosine only
     label_smoothing: Annotated[float, _between(0, 0.5, hi_open=True)] = 0.0
     batch_size: Annotated[int, _between(1, 65536)] = 32
     epochs: Annotated[int, _between(1, 1000)] = 5
     early_stopping: Annotated[int, _between(0, 1000)] = 0  # patience on val accuracy; 0 = off
-    augment_flip: bool = False                             # random horizontal flips
-    augment_shift: Annotated[int, _between(0, 4)] = 0      # random shifts of up to N pixels
+    augment_flip: bool = False  # random horizontal flips
+    augment_shift: Annotated[int, _between(0, 4)] = 0  # random shifts of up to N pixels
     seed: Annotated[int, _between(0, 2**31 - 1)] = 0
 
     def to_dict(self) -> dict:
@@ -84,26 +86,30 @@ def _make(config: dict, where: str) -> Variant:
         error = e.errors()[0]
         key = error["loc"][0] if error["loc"] else None
         if error["type"] == "unexpected_keyword_argument":
-            raise SweepError(f"{where}: unknown key '{key}' (known: {', '.join(KEYS)})") \
-                from None
+            raise SweepError(f"{where}: unknown key '{key}' (known: {', '.join(KEYS)})") from None
         if error["type"] == "missing" or error["type"] == "missing_argument":
             raise SweepError(f"{where}: missing key '{key}'") from None
-        raise SweepError(f"{where}: key '{key}': {error['msg']}, "
-                         f"got {error['input']!r}") from None
+        raise SweepError(f"{where}: key '{key}': {error['msg']}, got {error['input']!r}") from None
 
 
 def _no_dead_keys(v: Variant, where: str) -> None:
     """Keys that would be accepted and do nothing are mistakes: refuse them."""
     if v.warmup_epochs and v.schedule != "cosine":
-        raise SweepError(f"{where}: key 'warmup_epochs' has no effect without "
-                         f"schedule = \"cosine\"; set the schedule or drop the warm-up")
+        raise SweepError(
+            f"{where}: key 'warmup_epochs' has no effect without "
+            f'schedule = "cosine"; set the schedule or drop the warm-up'
+        )
     if v.weight_decay and v.optimizer != "adamw":
-        raise SweepError(f"{where}: key 'weight_decay' has no effect with optimizer "
-                         f"\"{v.optimizer}\" (decoupled decay is AdamW's); use "
-                         f"optimizer = \"adamw\" or drop it")
+        raise SweepError(
+            f"{where}: key 'weight_decay' has no effect with optimizer "
+            f'"{v.optimizer}" (decoupled decay is AdamW\'s); use '
+            f'optimizer = "adamw" or drop it'
+        )
     if v.warmup_epochs >= v.epochs:
-        raise SweepError(f"{where}: key 'warmup_epochs' ({v.warmup_epochs}) must be "
-                         f"fewer than epochs ({v.epochs})")
+        raise SweepError(
+            f"{where}: key 'warmup_epochs' ({v.warmup_epochs}) must be "
+            f"fewer than epochs ({v.epochs})"
+        )
 
 
 def parse(text: str, source: str = "<sweep>") -> list[Variant]:
@@ -113,9 +119,11 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
         raise SweepError(f"{source}: not valid TOML: {_where(str(e), text)}") from None
     unknown = set(doc) - _TOP_KEYS
     if unknown:
-        raise SweepError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
-                         f"(expected [defaults], [ensemble], [[variant]], [[grid]], "
-                         f"[[random]])")
+        raise SweepError(
+            f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
+            f"(expected [defaults], [ensemble], [[variant]], [[grid]], "
+            f"[[random]])"
+        )
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SweepError(f"{source}: 'defaults' must be a table ([defaults])")
@@ -124,16 +132,18 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     # The defaults alone, key by key (the cross-key rules apply to whole variants).
     _make({"name": "defaults", "hidden": [1], **defaults}, f"{source}: [defaults]")
     entries = []  # (label for errors, config) in file order: variants, grids, samples
-    for table, expand in (("variant", None), ("grid", spaces.grid),
-                          ("random", spaces.sample)):
+    for table, expand in (("variant", None), ("grid", spaces.grid), ("random", spaces.sample)):
         raw = doc.get(table, [])
         if not isinstance(raw, list):
             raise SweepError(f"{source}: '{table}' must be an array of tables ([[{table}]])")
         for i, entry in enumerate(raw, 1):
             if not isinstance(entry, dict):
                 raise SweepError(f"{source}: {table} #{i} must be a table ([[{table}]])")
-            label = f"{table} '{entry['name']}'" if isinstance(entry.get("name"), str) \
+            label = (
+                f"{table} '{entry['name']}'"
+                if isinstance(entry.get("name"), str)
                 else f"{table} #{i}"
+            )
             if expand is None:
                 entries.append((label, entry))
                 continue
@@ -141,11 +151,14 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
                 generated = expand(entry)
             except ValueError as e:
                 raise SweepError(f"{source}: {label}: {e}") from None
-            entries += [(f"{label}: variant '{name}'", {**config, "name": name})
-                        for name, config in generated]
+            entries += [
+                (f"{label}: variant '{name}'", {**config, "name": name})
+                for name, config in generated
+            ]
     if not entries:
-        raise SweepError(f"{source}: no variants; add at least one [[variant]], [[grid]] "
-                         f"or [[random]] table")
+        raise SweepError(
+            f"{source}: no variants; add at least one [[variant]], [[grid]] or [[random]] table"
+        )
     variants, seen = [], set()
     for label, entry in entries:
         variant = from_dict({**defaults, **entry}, f"{source}: {label}")
@@ -160,8 +173,10 @@ def _where(message: str, text: str) -> str:
     """tomllib's message, with the line and column of an error at the end of the file
     (tomllib says only 'at end of document')."""
     lines = text.split("\n")
-    return message.replace("(at end of document)", f"(at line {len(lines)}, column "
-                           f"{len(lines[-1]) + 1}: the end of the file)")
+    return message.replace(
+        "(at end of document)",
+        f"(at line {len(lines)}, column {len(lines[-1]) + 1}: the end of the file)",
+    )
 
 
 def ensemble_size(text: str, source: str = "<sweep>") -> int:
@@ -172,12 +187,13 @@ def ensemble_size(text: str, source: str = "<sweep>") -> int:
         raise SweepError(f"{source}: 'ensemble' must be a table ([ensemble])")
     unknown = set(table) - {"size"}
     if unknown:
-        raise SweepError(f"{source}: [ensemble]: unknown key '{sorted(unknown)[0]}' "
-                         f"(known: size)")
+        raise SweepError(f"{source}: [ensemble]: unknown key '{sorted(unknown)[0]}' (known: size)")
     size = table.get("size", 1)
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_ENSEMBLE:
-        raise SweepError(f"{source}: [ensemble]: key 'size': an integer from 1 (off) to "
-                         f"{MAX_ENSEMBLE}, got {size!r}")
+        raise SweepError(
+            f"{source}: [ensemble]: key 'size': an integer from 1 (off) to "
+            f"{MAX_ENSEMBLE}, got {size!r}"
+        )
     return size
 
 
@@ -199,8 +215,9 @@ def read(path: str | Path) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SweepError(f"{p}: sweep file not found; pass --sweep with a file "
-                         f"such as jobs/default.toml") from None
+        raise SweepError(
+            f"{p}: sweep file not found; pass --sweep with a file such as jobs/default.toml"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SweepError(f"{p}: cannot read sweep file ({e})") from None
 
@@ -209,6 +226,6 @@ def with_epochs(variants: list[Variant], epochs: int | None) -> list[Variant]:
     """--epochs N: the same variants, N epochs each (for quick runs)."""
     if epochs is None:
         return variants
-    return [replace(v, epochs=epochs, warmup_epochs=min(v.warmup_epochs, epochs - 1))
-            for v in variants]
-
+    return [
+        replace(v, epochs=epochs, warmup_epochs=min(v.warmup_epochs, epochs - 1)) for v in variants
+    ]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))        # tests/: nonclothing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: nonclothing
 
 import nonclothing
 
@@ -36,6 +36,7 @@ def rows_of(out: Path) -> list[dict]:
 
 def score_dir(root: Path, model: Path, out: Path, min_confidence) -> dict[str, dict]:
     from fmnist.scoring import score
+
     score.score(root, model=model, out=out, show=False, min_confidence=min_confidence)
     return {r["path"]: r for r in rows_of(out)}
 
@@ -60,12 +61,18 @@ def main() -> None:
     cal = meta.get("calibration")
     print(f"model {version}")
     if cal:
-        print(f"temperature {cal['temperature']:.4f}; ECE ({cal['ece_bins']} bins) "
-              + "; ".join(f"{split} {100 * e['before']:.2f}% -> {100 * e['after']:.2f}%"
-                          for split, e in cal["ece"].items()))
+        print(
+            f"temperature {cal['temperature']:.4f}; ECE ({cal['ece_bins']} bins) "
+            + "; ".join(
+                f"{split} {100 * e['before']:.2f}% -> {100 * e['after']:.2f}%"
+                for split, e in cal["ece"].items()
+            )
+        )
         rule = meta["uncertain"]
-        print("thresholds (validation): " + ", ".join(
-            f"{k} {v:.4g}" for k, v in rule.items() if k.startswith(("min_", "max_"))))
+        print(
+            "thresholds (validation): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in rule.items() if k.startswith(("min_", "max_")))
+        )
     else:
         print("no calibration in fmnist.json (an older export)")
 
@@ -80,10 +87,12 @@ def main() -> None:
         rows = score_dir(plain, args.model, tmp / "plain.jsonl", args.min_confidence)
         flagged = np.array([rows[f"{i:05d}.png"]["uncertain"] for i in idx])
         right = np.array([rows[f"{i:05d}.png"]["label"] == y[i] for i in idx])
-        print(f"\nplain 28x28 test items ({args.items:,}, seed {args.seed}): "
-              f"flagged {100 * flagged.mean():.1f}% (target <= 10%); accuracy all "
-              f"{100 * right.mean():.2f}%, not flagged {100 * right[~flagged].mean():.2f}% "
-              f"({100 * (right[~flagged].mean() - right.mean()):+.2f} points; target >= +3)")
+        print(
+            f"\nplain 28x28 test items ({args.items:,}, seed {args.seed}): "
+            f"flagged {100 * flagged.mean():.1f}% (target <= 10%); accuracy all "
+            f"{100 * right.mean():.2f}%, not flagged {100 * right[~flagged].mean():.2f}% "
+            f"({100 * (right[~flagged].mean() - right.mean()):+.2f} points; target >= +3)"
+        )
 
         other = tmp / "nonclothing"
         kinds = [k for k in args.kinds.split(",") if k]

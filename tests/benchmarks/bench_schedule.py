@@ -50,7 +50,9 @@ def _t(stamp: str) -> float:
 
 def ours(name: str, code: Path, label: str = "") -> float:
     from bench_train import _ours
+
     from fmnist.training import schedule
+
     load = load_average()
     t0 = time.time()
     try:
@@ -62,26 +64,35 @@ def ours(name: str, code: Path, label: str = "") -> float:
     first = min(_t(v["started_at"]) for v in runs)
     last = max(_t(v["finished_at"]) for v in runs)
     # Computed here rather than read, so that code from before results.json had it runs too.
-    cpus = schedule.cpus_used(len(runs), 2 if "slots" not in r else r["slots"],
-                              r["cpus_per_worker"])
+    cpus = schedule.cpus_used(
+        len(runs), 2 if "slots" not in r else r["slots"], r["cpus_per_worker"]
+    )
     floor = schedule.floor_seconds([v["train_seconds"] for v in runs], cpus)
-    print(f"  {name + label:<12} wall {r['wall_seconds']:.1f} s (results.json) / floor "
-          f"{floor:.1f} s = {r['wall_seconds'] / floor:.2f}x (target <= {TARGETS[name]:.2f}x); "
-          f"process wall {wall:.1f} s = {wall / floor:.2f}x; load {load} -> {load_average()}")
-    print(f"      process start to first training {first - t0:.1f} s, training span "
-          f"{last - first:.1f} s = {(last - first) / floor:.2f}x the floor, last training's "
-          f"end to exit {t0 + wall - last:.1f} s; {cpus:g} CPUs, "
-          f"{r['threads_per_worker']} thread(s) per task")
+    print(
+        f"  {name + label:<12} wall {r['wall_seconds']:.1f} s (results.json) / floor "
+        f"{floor:.1f} s = {r['wall_seconds'] / floor:.2f}x (target <= {TARGETS[name]:.2f}x); "
+        f"process wall {wall:.1f} s = {wall / floor:.2f}x; load {load} -> {load_average()}"
+    )
+    print(
+        f"      process start to first training {first - t0:.1f} s, training span "
+        f"{last - first:.1f} s = {(last - first) / floor:.2f}x the floor, last training's "
+        f"end to exit {t0 + wall - last:.1f} s; {cpus:g} CPUs, "
+        f"{r['threads_per_worker']} thread(s) per task"
+    )
     if "timeline" in r:
-        print("      driver timeline (s from the run's start): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in r["timeline"].items())
-            + f"; the run started {_t(r['started_at']) - t0:.1f} s after the process")
+        print(
+            "      driver timeline (s from the run's start): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in r["timeline"].items())
+            + f"; the run started {_t(r['started_at']) - t0:.1f} s after the process"
+        )
     for v in sorted(runs, key=lambda v: v["started_at"]):
         epochs = v.get("epoch_seconds") or [float("nan")] * 2
-        print(f"      {v['name']:<16} start {_t(v['started_at']) - t0:5.1f}  end "
-              f"{_t(v['finished_at']) - t0:5.1f}  train {v['train_seconds']:5.1f} s  "
-              f"estimate {v.get('estimate_seconds', float('nan')):5.1f} s  first epoch "
-              f"{epochs[0]:.1f} s, the others' median {statistics.median(epochs[1:]):.1f} s")
+        print(
+            f"      {v['name']:<16} start {_t(v['started_at']) - t0:5.1f}  end "
+            f"{_t(v['finished_at']) - t0:5.1f}  train {v['train_seconds']:5.1f} s  "
+            f"estimate {v.get('estimate_seconds', float('nan')):5.1f} s  first epoch "
+            f"{epochs[0]:.1f} s, the others' median {statistics.median(epochs[1:]):.1f} s"
+        )
     return wall
 
 
@@ -124,15 +135,21 @@ def ray_tune() -> float:
     t = time.perf_counter()
     # Tune's trial processes find bench_train through the environment they inherit.
     path = os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "PYTHONPATH": path})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "PYTHONPATH": path},
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         print(f"  tune     failed after {wall:.1f} s:\n{proc.stderr[-3000:]}")
         return float("nan")
-    print(f"  tune     process wall {wall:.1f} s; load {load} -> {load_average()}; per "
-          f"trial (fit seconds, test accuracy): "
-          + "; ".join(line for line in proc.stdout.splitlines() if line.strip()))
+    print(
+        f"  tune     process wall {wall:.1f} s; load {load} -> {load_average()}; per "
+        f"trial (fit seconds, test accuracy): "
+        + "; ".join(line for line in proc.stdout.splitlines() if line.strip())
+    )
     return wall
 
 
@@ -171,27 +188,43 @@ def ray_start(settle: float = 10.0) -> None:
     """CPU seconds Ray's own processes take to start: a figure that the machine's load
     does not inflate, unlike wall seconds."""
     load = load_average()
-    out = subprocess.run([sys.executable, "-c", RAY_START % {"root": str(ROOT),
-                                                             "settle": settle}],
-                         capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run(
+        [sys.executable, "-c", RAY_START % {"root": str(ROOT), "settle": settle}],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     rows = [line.split(" ", 1) for line in out[1:] if line.strip()]
     total = sum(float(cpu) for cpu, _ in rows)
-    print(f"  ray start: {out[0]} s wall; CPU seconds in the first {settle:g} s: "
-          f"{total:.1f} in all, " + ", ".join(f"{name} {float(cpu):.1f}" for cpu, name in rows)
-          + f"; load {load} -> {load_average()}")
+    print(
+        f"  ray start: {out[0]} s wall; CPU seconds in the first {settle:g} s: "
+        f"{total:.1f} in all, "
+        + ", ".join(f"{name} {float(cpu):.1f}" for cpu, name in rows)
+        + f"; load {load} -> {load_average()}"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--no-tune", action="store_true", help="without Ray Tune (which runs after "
-                   "the four-variant sweep)")
+    p.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="without Ray Tune (which runs after the four-variant sweep)",
+    )
     p.add_argument("--sweeps", nargs="+", choices=sorted(SWEEPS), default=["four", "default"])
-    p.add_argument("--ray-start", action="store_true",
-                   help="only the CPU seconds of the embedded Ray's start, per process")
-    p.add_argument("--before", type=Path, metavar="CHECKOUT",
-                   help="also run this checkout's fmnist before ours, each round (e.g. "
-                        "`git archive REV | tar -x -C DIR`): a before/after in one run")
+    p.add_argument(
+        "--ray-start",
+        action="store_true",
+        help="only the CPU seconds of the embedded Ray's start, per process",
+    )
+    p.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run this checkout's fmnist before ours, each round (e.g. "
+        "`git archive REV | tar -x -C DIR`): a before/after in one run",
+    )
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
@@ -204,8 +237,10 @@ def main() -> None:
                 ours(name, args.before, " before")
             wall = ours(name, ROOT)
             if name == "four" and not args.no_tune:  # Tune right beside the same sweep
-                print(f"  Ray Tune / fmnist-job on the four variants: "
-                      f"{ray_tune() / wall:.2f}x (target >= 3x)")
+                print(
+                    f"  Ray Tune / fmnist-job on the four variants: "
+                    f"{ray_tune() / wall:.2f}x (target >= 3x)"
+                )
         sys.stdout.flush()
 
 

@@ -51,6 +51,7 @@ def load() -> str:
 # -----------------------------------------------------------------------------
 # Inputs
 
+
 def write_pngs(directory: Path) -> list[Path]:
     from PIL import Image
 
@@ -80,15 +81,24 @@ def quick_model(base: Path) -> Path:
 
     v = variants.Variant(name="bench", hidden=(128,), epochs=2, batch_size=64)
     result, weights, _ = fit.fit_variant(v, data.load(limit=8000, val_size=1000))
-    savedmodel.export(v, weights, {"class_names": list(data.CLASS_NAMES), "variant": v.to_dict(),
-                               "val_accuracy": result.val_accuracy,
-                               "test_accuracy": result.test_accuracy, "run_id": "bench"},
-                  base)
+    savedmodel.export(
+        v,
+        weights,
+        {
+            "class_names": list(data.CLASS_NAMES),
+            "variant": v.to_dict(),
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "run_id": "bench",
+        },
+        base,
+    )
     return base
 
 
 # -----------------------------------------------------------------------------
 # Baselines
+
 
 def decode_only(paths: list[Path]) -> float:
     """Images/s of the plainest Pillow loop, one core."""
@@ -129,6 +139,7 @@ def per_image_keras(paths: list[Path], version: Path) -> tuple[float, float]:
 # -----------------------------------------------------------------------------
 # fmnist-job score in a subprocess: wall time, its own rate, peak memory
 
+
 def tree_rss_kb(pid: int) -> int:
     """Resident set size of a process and all its descendants (decoders), in KiB."""
     total = 0
@@ -145,9 +156,12 @@ def tree_rss_kb(pid: int) -> int:
 def run_score(directory: Path, model: Path, out: Path) -> dict:
     started = time.perf_counter()
     with open(out.with_suffix(".stdout"), "w+") as stdout:
-        proc = subprocess.Popen([str(FMNIST_JOB), "score", str(directory), "--model", str(model),
-                                 "--out", str(out)], stdout=stdout, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [str(FMNIST_JOB), "score", str(directory), "--model", str(model), "--out", str(out)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         peak_tree = 0
         done = threading.Event()
 
@@ -172,23 +186,30 @@ def run_score(directory: Path, model: Path, out: Path) -> dict:
         sys.exit(f"fmnist-job score failed ({proc.returncode}):\n{stderr}\n{text}")
     files = int(re.search(r"of ([\d,]+) image files", text).group(1).replace(",", ""))
     reported = float(re.search(r"\(([\d,]+) images/s\)", text).group(1).replace(",", ""))
-    return {"files": files, "wall": wall, "with_startup": files / wall, "reported": reported,
-            "main_peak_mb": usage.ru_maxrss / 1024, "tree_peak_mb": peak_tree / 1024}
+    return {
+        "files": files,
+        "wall": wall,
+        "with_startup": files / wall,
+        "reported": reported,
+        "main_peak_mb": usage.ru_maxrss / 1024,
+        "tree_peak_mb": peak_tree / 1024,
+    }
 
 
 # -----------------------------------------------------------------------------
 # score.score in this process: process vs thread decoders
 
-def in_process(directory: Path, model: Path, out: Path, pool: str, decoders: int,
-               repeats: int) -> tuple[float, float]:
+
+def in_process(
+    directory: Path, model: Path, out: Path, pool: str, decoders: int, repeats: int
+) -> tuple[float, float]:
     """(median reported images/s, median images/s timed around score.score)."""
     from fmnist.scoring import score
 
     reported, around = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        s = score.score(directory, model=model, out=out, pool=pool, decoders=decoders,
-                        show=False)
+        s = score.score(directory, model=model, out=out, pool=pool, decoders=decoders, show=False)
         around.append(s.files / (time.perf_counter() - start))
         reported.append(s.images_per_second)
     return statistics.median(reported), statistics.median(around)
@@ -199,15 +220,18 @@ def versus(tmp: Path, model: Path, other: Path, decode_rate: float, repeats: int
     the machine's speed hits both alike): each one's median reported rate, the ratio,
     and each against the decode-only rate of two cores."""
     from fmnist.scoring import savedmodel
+
     rates: dict[Path, list[float]] = {model: [], other: []}
     for _ in range(repeats):
         for m in rates:
             rates[m].append(run_score(tmp / "png10k", m, tmp / "versus.csv")["reported"])
     a, b = (statistics.median(rates[m]) for m in (model, other))
     for m, rate in ((model, a), (other, b)):
-        print(f"  {savedmodel.resolve_model(m).path}: {rate:,.0f} images/s reported "
-              f"(runs: {', '.join(f'{r:,.0f}' for r in rates[m])}); "
-              f"{rate / (2 * decode_rate):.2f}x the two-core decode-only rate (target >= 0.5x)")
+        print(
+            f"  {savedmodel.resolve_model(m).path}: {rate:,.0f} images/s reported "
+            f"(runs: {', '.join(f'{r:,.0f}' for r in rates[m])}); "
+            f"{rate / (2 * decode_rate):.2f}x the two-core decode-only rate (target >= 0.5x)"
+        )
     print(f"  --versus / --model: {b / a:.2f}x\n{load()}")
 
 
@@ -215,15 +239,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="export base or version directory")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--versus", type=Path, metavar="DIR",
-                        help="only compare --model with this export (an ensemble against a "
-                             "single model, say): score runs taking turns, then the ratio")
+    parser.add_argument(
+        "--versus",
+        type=Path,
+        metavar="DIR",
+        help="only compare --model with this export (an ensemble against a "
+        "single model, say): score runs taking turns, then the ratio",
+    )
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:
         print(f"machine: {os.cpu_count()} CPUs; {load()}", flush=True)
         from fmnist.scoring import savedmodel
+
         model = args.model or quick_model(tmp / "models")
         version = savedmodel.resolve_model(model).path
         print(f"model: {version}", flush=True)
@@ -231,41 +260,60 @@ def main() -> None:
         paths = write_pngs(tmp / "png10k")
         if not args.versus:  # the comparison scores the 10,000 only
             hard_link_copies(tmp / "png10k", tmp / "png50k", 5)
-        print(f"inputs: {len(paths):,} PNGs in {tmp / 'png10k'}"
-              + ("" if args.versus else f", 50,000 hard links in {tmp / 'png50k'}"), flush=True)
+        print(
+            f"inputs: {len(paths):,} PNGs in {tmp / 'png10k'}"
+            + ("" if args.versus else f", 50,000 hard links in {tmp / 'png50k'}"),
+            flush=True,
+        )
 
         decode_rate = max(decode_only(paths) for _ in range(repeats))
-        print(f"\ndecode only (Pillow open+convert+asarray), 1 core: {decode_rate:,.0f} images/s",
-              flush=True)
+        print(
+            f"\ndecode only (Pillow open+convert+asarray), 1 core: {decode_rate:,.0f} images/s",
+            flush=True,
+        )
         if args.versus:
             return versus(tmp, model, args.versus, decode_rate, repeats)
 
-        runs = {n: [run_score(tmp / d, model, tmp / f"out{n}.csv") for _ in range(repeats)]
-                for n, d in ((10_000, "png10k"), (50_000, "png50k"))}
+        runs = {
+            n: [run_score(tmp / d, model, tmp / f"out{n}.csv") for _ in range(repeats)]
+            for n, d in ((10_000, "png10k"), (50_000, "png50k"))
+        }
         best = {n: max(r, key=lambda r: r["reported"]) for n, r in runs.items()}
         for n, rs in runs.items():
             for r in rs:
-                print(f"fmnist-job score, {r['files']:,} files (subprocess): "
-                      f"{r['with_startup']:,.0f} images/s with start-up ({r['wall']:.2f}s wall), "
-                      f"{r['reported']:,.0f} images/s reported (start-up excluded); peak RSS "
-                      f"main {r['main_peak_mb']:.0f} MB, with decoders {r['tree_peak_mb']:.0f} MB",
-                      flush=True)
+                print(
+                    f"fmnist-job score, {r['files']:,} files (subprocess): "
+                    f"{r['with_startup']:,.0f} images/s with start-up ({r['wall']:.2f}s wall), "
+                    f"{r['reported']:,.0f} images/s reported (start-up excluded); peak RSS "
+                    f"main {r['main_peak_mb']:.0f} MB, with decoders {r['tree_peak_mb']:.0f} MB",
+                    flush=True,
+                )
 
-        print("\nscore.score in this process, 10,000 files (median of "
-              f"{repeats}; 'around' includes pool start and model load):", flush=True)
+        print(
+            "\nscore.score in this process, 10,000 files (median of "
+            f"{repeats}; 'around' includes pool start and model load):",
+            flush=True,
+        )
         pools = {}
         for pool in ("process", "thread"):
             for decoders in (1, 2):
-                pools[pool, decoders] = in_process(tmp / "png10k", model, tmp / "inproc.csv",
-                                                   pool, decoders, repeats)
+                pools[pool, decoders] = in_process(
+                    tmp / "png10k", model, tmp / "inproc.csv", pool, decoders, repeats
+                )
                 rep, around = pools[pool, decoders]
-                print(f"  {pool:7s} x{decoders}: {rep:,.0f} images/s reported, "
-                      f"{around:,.0f} images/s around score.score", flush=True)
+                print(
+                    f"  {pool:7s} x{decoders}: {rep:,.0f} images/s reported, "
+                    f"{around:,.0f} images/s around score.score",
+                    flush=True,
+                )
 
         keras_rate, signature_rate = per_image_keras(paths[:PER_IMAGE_SAMPLE], version)
-        print(f"\nper-image loop on {PER_IMAGE_SAMPLE} files, extrapolated: Keras model.predict "
-              f"{keras_rate:,.1f} images/s ({10_000 / keras_rate:,.0f}s for 10,000); "
-              f"signature per image {signature_rate:,.0f} images/s", flush=True)
+        print(
+            f"\nper-image loop on {PER_IMAGE_SAMPLE} files, extrapolated: Keras model.predict "
+            f"{keras_rate:,.1f} images/s ({10_000 / keras_rate:,.0f}s for 10,000); "
+            f"signature per image {signature_rate:,.0f} images/s",
+            flush=True,
+        )
 
         rate = best[10_000]["reported"]
         rss10, rss50 = best[10_000]["main_peak_mb"], best[50_000]["main_peak_mb"]
@@ -273,20 +321,38 @@ def main() -> None:
         print("\nratios and targets (10,000 files, best of the subprocess runs):")
         checks = [
             (f"score rate without start-up {rate:,.0f} images/s >= 15,000", rate >= 15_000),
-            (f"vs decode-only on two cores (2 x {decode_rate:,.0f}): "
-             f"{rate / (2 * decode_rate):.2f}x >= 0.5x", rate >= decode_rate),
+            (
+                f"vs decode-only on two cores (2 x {decode_rate:,.0f}): "
+                f"{rate / (2 * decode_rate):.2f}x >= 0.5x",
+                rate >= decode_rate,
+            ),
             (f"vs decode-only on one core: {rate / decode_rate:.2f}x", True),
-            (f"vs per-image Keras predict: {rate / keras_rate:,.0f}x faster; vs per-image "
-             f"signature: {rate / signature_rate:,.0f}x", True),
-            (f"with start-up: {best[10_000]['with_startup']:,.0f} images/s "
-             f"({best[10_000]['wall']:.2f}s wall)", True),
-            (f"processes vs threads (2 decoders, reported): {pools['process', 2][0]:,.0f} vs "
-             f"{pools['thread', 2][0]:,.0f} images/s = "
-             f"{pools['process', 2][0] / pools['thread', 2][0]:.2f}x", True),
-            (f"peak RSS main process 50k/10k: {rss50:.0f}/{rss10:.0f} MB = "
-             f"{rss50 / rss10:.3f} <= 1.10", rss50 <= 1.10 * rss10),
-            (f"peak RSS with decoders 50k/10k: {tree50:.0f}/{tree10:.0f} MB = "
-             f"{tree50 / tree10:.3f} <= 1.10", tree50 <= 1.10 * tree10),
+            (
+                f"vs per-image Keras predict: {rate / keras_rate:,.0f}x faster; vs per-image "
+                f"signature: {rate / signature_rate:,.0f}x",
+                True,
+            ),
+            (
+                f"with start-up: {best[10_000]['with_startup']:,.0f} images/s "
+                f"({best[10_000]['wall']:.2f}s wall)",
+                True,
+            ),
+            (
+                f"processes vs threads (2 decoders, reported): {pools['process', 2][0]:,.0f} vs "
+                f"{pools['thread', 2][0]:,.0f} images/s = "
+                f"{pools['process', 2][0] / pools['thread', 2][0]:.2f}x",
+                True,
+            ),
+            (
+                f"peak RSS main process 50k/10k: {rss50:.0f}/{rss10:.0f} MB = "
+                f"{rss50 / rss10:.3f} <= 1.10",
+                rss50 <= 1.10 * rss10,
+            ),
+            (
+                f"peak RSS with decoders 50k/10k: {tree50:.0f}/{tree10:.0f} MB = "
+                f"{tree50 / tree10:.3f} <= 1.10",
+                tree50 <= 1.10 * tree10,
+            ),
         ]
         for text, ok in checks:
             print(f"  [{'ok' if ok else 'MISSED'}] {text}")

@@ -44,8 +44,17 @@ def quantity(q: str) -> int:
     m = re.fullmatch(r"(\d+)([KMGT]i?)?", str(q))
     if not m:
         fail(f"cannot read the quantity {q!r}")
-    mult = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[m.group(2)]
+    mult = {
+        None: 1,
+        "K": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }[m.group(2)]
     return int(m.group(1)) * mult
 
 
@@ -54,7 +63,10 @@ def docker_args(pod: dict, container: dict, where: str, as_user: str | None = No
     working directory. The data PVC becomes the test's volume (added by the caller).
     as_user ("uid:gid") runs it as another user than the manifest's."""
     psc, csc = pod.get("securityContext", {}), container.get("securityContext", {})
-    user, group = csc.get("runAsUser", psc.get("runAsUser")), csc.get("runAsGroup", psc.get("runAsGroup"))
+    user, group = (
+        csc.get("runAsUser", psc.get("runAsUser")),
+        csc.get("runAsGroup", psc.get("runAsGroup")),
+    )
     if user is None or group is None:
         fail(f"{where}: no runAsUser/runAsGroup")
     if as_user:
@@ -81,8 +93,10 @@ def docker_args(pod: dict, container: dict, where: str, as_user: str | None = No
             # An emptyDir: writable by the pod's user. Docker gives a tmpfs over a directory
             # of the image that directory's mode (/home/fmnist: 0755, root) whatever mode=
             # says, so the tmpfs is owned by the user and fsGroup instead.
-            args += ["--tmpfs", f"{m['mountPath']}:rw,exec,nosuid,size={size},mode=1777,"
-                                f"uid={user},gid={fs_group}"]
+            args += [
+                "--tmpfs",
+                f"{m['mountPath']}:rw,exec,nosuid,size={size},mode=1777,uid={user},gid={fs_group}",
+            ]
     if container.get("workingDir"):
         args += ["--workdir", container["workingDir"]]
     return args
@@ -91,8 +105,11 @@ def docker_args(pod: dict, container: dict, where: str, as_user: str | None = No
 def cronjob_pod(name: str) -> tuple[dict, dict]:
     (cron,) = [d for d in docs(name) if d["kind"] == "CronJob"]
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    (container,) = [c for c in pod["containers"] if "fmnist-job" in " ".join(
-        c.get("command", []) + c.get("args", []))]
+    (container,) = [
+        c
+        for c in pod["containers"]
+        if "fmnist-job" in " ".join(c.get("command", []) + c.get("args", []))
+    ]
     return pod, container
 
 
@@ -184,6 +201,7 @@ def cmd_check_train(data: str) -> None:
     """A run of `train` without --sweep: the packaged default sweep, every variant ok, the
     export on the volume and readable by everyone."""
     import tomllib
+
     data_dir = Path(data)
     path, results = results_of(data_dir)
     names = [v["name"] for v in results["variants"]]
@@ -193,8 +211,11 @@ def cmd_check_train(data: str) -> None:
         fail(f"{path}: variants {names}, expected the default sweep's {want}")
     if not str(results.get("sweep_file")).endswith("site-packages/fmnist/jobs/default.toml"):
         fail(f"{path}: sweep_file {results.get('sweep_file')!r} is not the packaged default")
-    bad = [f"{v['name']}: {v['status']} {v.get('error') or ''}" for v in results["variants"]
-           if v["status"] != "ok"]
+    bad = [
+        f"{v['name']}: {v['status']} {v.get('error') or ''}"
+        for v in results["variants"]
+        if v["status"] != "ok"
+    ]
     if bad:
         fail(f"{path}: not every variant finished: {bad}")
     export = results.get("export")
@@ -208,8 +229,10 @@ def cmd_check_train(data: str) -> None:
     staging = list((data_dir / "models" / "fmnist").glob(".staging-*"))
     if staging:
         fail(f"staging directories left behind: {staging}")
-    print(f"{path.relative_to(data_dir)}: {len(names)} variants ok, exported {export}, "
-          f"best {results.get('best')}")
+    print(
+        f"{path.relative_to(data_dir)}: {len(names)} variants ok, exported {export}, "
+        f"best {results.get('best')}"
+    )
 
 
 def cmd_check_score(out: str, n: str) -> None:
@@ -224,8 +247,10 @@ def cmd_check_score(out: str, n: str) -> None:
     wrong = sum(r["class_name"] != Path(r["path"]).parent.name for r in rows)
     if len(rows) - wrong < 0.3 * len(rows):
         fail(f"{out}: only {len(rows) - wrong} of {len(rows)} right: the model does not work")
-    print(f"{out}: {len(rows)} rows, no errors; {len(rows) - wrong} of {len(rows)} "
-          f"predicted as the class they were drawn from")
+    print(
+        f"{out}: {len(rows)} rows, no errors; {len(rows) - wrong} of {len(rows)} "
+        f"predicted as the class they were drawn from"
+    )
 
 
 def cmd_check_cluster(data: str, nodes: str, hosts: str) -> None:
@@ -236,7 +261,9 @@ def cmd_check_cluster(data: str, nodes: str, hosts: str) -> None:
     path, results = results_of(Path(data))
     cluster, containers = set(nodes.split(",")), set(hosts.split(","))
     if len(cluster) < 2 or len(containers) < 2:
-        fail(f"the cluster has {len(cluster)} node(s) on {len(containers)} host(s), expected a head and a worker")
+        fail(
+            f"the cluster has {len(cluster)} node(s) on {len(containers)} host(s), expected a head and a worker"
+        )
     for v in results["variants"]:
         if v["status"] != "ok":
             fail(f"{path}: {v['name']}: {v['status']} {v.get('error') or ''}")
@@ -244,29 +271,41 @@ def cmd_check_cluster(data: str, nodes: str, hosts: str) -> None:
     for v in results["variants"]:
         print(f"  {v['name']}: host {v.get('host')}, node {v.get('node_id', '(no node_id)')}")
     if set(where.values()) != containers:
-        fail(f"{path}: tasks ran on hosts {sorted(set(where.values()))}, not on both {sorted(containers)}")
+        fail(
+            f"{path}: tasks ran on hosts {sorted(set(where.values()))}, not on both {sorted(containers)}"
+        )
     if not results.get("export", "").startswith("/data/models/fmnist/"):
         fail(f"{path}: no export under /data/models/fmnist: {results.get('export')!r}")
     missing = [v["name"] for v in results["variants"] if "node_id" not in v]
     if missing:
-        fail(f"{path}: no node_id for {missing} (results.json must record each variant's Ray "
-             f"node id)")
+        fail(
+            f"{path}: no node_id for {missing} (results.json must record each variant's Ray "
+            f"node id)"
+        )
     ids = {v["name"]: v["node_id"] for v in results["variants"]}
     stray = {n: i for n, i in ids.items() if i not in cluster}
     if stray:
         fail(f"{path}: node ids not of this cluster: {stray} (cluster: {sorted(cluster)})")
     if set(ids.values()) != cluster:
         fail(f"{path}: tasks ran on {len(set(ids.values()))} of {len(cluster)} nodes: {ids}")
-    print(f"{path.name}: {len(ids)} variants on both nodes (node ids and hosts), exported "
-          f"{results['export']}")
+    print(
+        f"{path.name}: {len(ids)} variants on both nodes (node ids and hosts), exported "
+        f"{results['export']}"
+    )
 
 
 def main() -> None:
     cmd, *args = sys.argv[1:] or ["help"]
-    commands = {"pod-args": cmd_pod_args, "ray-args": cmd_ray_args, "ray-start": cmd_ray_start,
-                "entrypoint": cmd_entrypoint, "token-env": cmd_token_env,
-                "check-train": cmd_check_train, "check-score": cmd_check_score,
-                "check-cluster": cmd_check_cluster}
+    commands = {
+        "pod-args": cmd_pod_args,
+        "ray-args": cmd_ray_args,
+        "ray-start": cmd_ray_start,
+        "entrypoint": cmd_entrypoint,
+        "token-env": cmd_token_env,
+        "check-train": cmd_check_train,
+        "check-score": cmd_check_score,
+        "check-cluster": cmd_check_cluster,
+    }
     if cmd not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

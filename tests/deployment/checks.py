@@ -103,8 +103,10 @@ def token_auth_problems(doc: Doc) -> list[str]:
             problems.append(f"{where}.authOptions.enableK8sTokenAuth excludes secretName")
         version = tuple(int(x) for x in re.findall(r"\d+", str(cluster.get("rayVersion", "0")))[:3])
         if version < MIN_RAY_FOR_TOKEN_AUTH:
-            problems.append(f"{where}.rayVersion {cluster.get('rayVersion')}: token auth needs "
-                            f">= {'.'.join(map(str, MIN_RAY_FOR_TOKEN_AUTH))}")
+            problems.append(
+                f"{where}.rayVersion {cluster.get('rayVersion')}: token auth needs "
+                f">= {'.'.join(map(str, MIN_RAY_FOR_TOKEN_AUTH))}"
+            )
     for pod in pod_templates(doc):
         for section, c in containers(pod):
             env = env_of(c)
@@ -112,18 +114,25 @@ def token_auth_problems(doc: Doc) -> list[str]:
             token = env.get("RAY_AUTH_TOKEN", {})
             if "value" in token:
                 problems.append(f"{name}: RAY_AUTH_TOKEN inlined; take it from the Secret")
-            ray_container = section == "containers" and c is pod.spec["containers"][0] \
+            ray_container = (
+                section == "containers"
+                and c is pod.spec["containers"][0]
                 and pod.role in ("ray-head", "ray-worker", "submitter")
+            )
             if not ray_container:
                 if set(AUTH_ENV) & set(env):
-                    problems.append(f"{name}: not a Ray cluster container, needs no {sorted(set(AUTH_ENV) & set(env))}")
+                    problems.append(
+                        f"{name}: not a Ray cluster container, needs no {sorted(set(AUTH_ENV) & set(env))}"
+                    )
                 continue
             if env.get("RAY_AUTH_MODE", {}).get("value") != "token":
                 problems.append(f"{name}: env RAY_AUTH_MODE=token")
             ref = token.get("valueFrom", {}).get("secretKeyRef", {})
             if ref != {"name": AUTH_SECRET, "key": AUTH_SECRET_KEY}:
-                problems.append(f"{name}: env RAY_AUTH_TOKEN from secretKeyRef "
-                                f"{{name: {AUTH_SECRET}, key: {AUTH_SECRET_KEY}}}, got {ref or token}")
+                problems.append(
+                    f"{name}: env RAY_AUTH_TOKEN from secretKeyRef "
+                    f"{{name: {AUTH_SECRET}, key: {AUTH_SECRET_KEY}}}, got {ref or token}"
+                )
             if "RAY_AUTH_TOKEN_PATH" in env:
                 problems.append(f"{name}: RAY_AUTH_TOKEN_PATH would compete with RAY_AUTH_TOKEN")
     return problems

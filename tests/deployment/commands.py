@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 import typer
 
 import fmnist.cli
+
 from deployment import IMAGE_WORKDIR
 from deployment.image import dockerfile_entrypoint
 from deployment.manifests import Doc, PodT, containers, pod_templates, rayjob_specs
@@ -30,8 +31,10 @@ class Invocation:
     cwd: PurePosixPath | None  # None: not known (e.g. Ray job driver without `cd`)
 
 
-def shell_commands(script: str, cwd: PurePosixPath | None,
-                   ) -> Iterator[tuple[list[str], PurePosixPath | None]]:
+def shell_commands(
+    script: str,
+    cwd: PurePosixPath | None,
+) -> Iterator[tuple[list[str], PurePosixPath | None]]:
     """Simple commands of a shell script, with the directory each runs in (follows `cd`)."""
     lex = shlex.shlex(script, posix=True, punctuation_chars=";&|")
     lex.whitespace_split = True
@@ -43,7 +46,9 @@ def shell_commands(script: str, cwd: PurePosixPath | None,
         while words and (words[0] == "exec" or ASSIGNMENT.match(words[0])):
             words = words[1:]
         if words and words[0] == "cd":
-            assert len(words) == 2 and words[1].startswith("/"), f"cd needs one absolute dir: {words}"
+            assert len(words) == 2 and words[1].startswith("/"), (
+                f"cd needs one absolute dir: {words}"
+            )
             cwd = PurePosixPath(words[1])
         elif words:
             yield words, cwd
@@ -62,7 +67,7 @@ def command_invocations(argv: list[str], cwd: PurePosixPath | None, where: str) 
     if PurePosixPath(argv[0]).name == "fmnist-job":
         found = [Invocation(where, tuple(argv[1:]), cwd)]
         if argv[1:2] == ["guard"] and "--" in argv:  # and the command it runs
-            found += command_invocations(argv[argv.index("--") + 1:], cwd, where)
+            found += command_invocations(argv[argv.index("--") + 1 :], cwd, where)
         return found
     return []
 

@@ -116,8 +116,10 @@ def crd_problems(body: dict) -> list[str]:
     """Everything the API server would reject or drop in a RayCluster/RayJob/RayCronJob."""
     schema = crd_schema(body["kind"])
     validator = jsonschema.Draft7Validator(schema)
-    problems = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                for e in validator.iter_errors(body)]
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(body)
+    ]
     problems += unknown_fields(body, schema, "")
     problems += cel_violations(body, schema, "")
     return problems

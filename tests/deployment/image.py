@@ -17,6 +17,7 @@ from deployment import DOCKERFILE, DOCKERIGNORE, PYPROJECT
 class Instr:
     """One Dockerfile instruction: its first line (1-based), keyword and arguments, with
     continuation lines joined."""
+
     line: int
     keyword: str
     args: str
@@ -27,8 +28,11 @@ def _parser() -> DockerfileParser:
 
 
 def dockerfile_instructions() -> list[Instr]:
-    return [Instr(s["startline"] + 1, s["instruction"], s["value"])
-            for s in _parser().structure if s["instruction"] != "COMMENT"]
+    return [
+        Instr(s["startline"] + 1, s["instruction"], s["value"])
+        for s in _parser().structure
+        if s["instruction"] != "COMMENT"
+    ]
 
 
 def stages() -> list[list[Instr]]:
@@ -88,7 +92,7 @@ def _glob_regex(pat: str) -> str:
             rx, i = rx + "[^/]", i + 1
         elif pat[i] == "[":  # a character class; Go's [^...] and [!...] negate
             j = pat.index("]", i)
-            body = pat[i + 1:j].replace("!", "^", 1 if pat[i + 1] == "!" else 0)
+            body = pat[i + 1 : j].replace("!", "^", 1 if pat[i + 1] == "!" else 0)
             rx, i = rx + "[" + body + "]", j + 1
         else:
             rx, i = rx + re.escape(pat[i]), i + 1
@@ -111,8 +115,11 @@ def pyproject() -> dict:
 
 
 def ray_pin() -> str:
-    pins = [m.group(2) for dep in pyproject()["project"]["dependencies"]
-            if (m := re.fullmatch(r"ray(\[[^\]]*\])?\s*==\s*([0-9][\w.]*)", dep.strip()))]
+    pins = [
+        m.group(2)
+        for dep in pyproject()["project"]["dependencies"]
+        if (m := re.fullmatch(r"ray(\[[^\]]*\])?\s*==\s*([0-9][\w.]*)", dep.strip()))
+    ]
     assert len(pins) == 1, "pyproject.toml must pin ray exactly once (ray[...]==X.Y.Z)"
     return pins[0]
 
@@ -126,7 +133,9 @@ IMAGE_TAG = re.compile(r"^(?P<version>[^-]+)-ray(?P<ray>[0-9][0-9.]*)(?P<gpu>-gp
 
 def split_image(ref: str) -> tuple[str, str]:
     """(repository, tag) of an image reference, which must have a tag."""
-    assert "@" not in ref or ":" in ref.split("@")[0], f"{ref}: tag it (and optionally pin a digest)"
+    assert "@" not in ref or ":" in ref.split("@")[0], (
+        f"{ref}: tag it (and optionally pin a digest)"
+    )
     name = ref.split("@")[0]
     repo, _, tag = name.rpartition(":")
     assert repo and "/" not in tag, f"image {ref!r} has no tag"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-
 import pytest
 import yaml
 
@@ -18,6 +17,7 @@ from deployment import DEPLOY, RAY_GROUP
 @dataclass(frozen=True)
 class Doc:
     """One YAML document of a manifest file."""
+
     path: Path
     index: int
     body: dict
@@ -90,13 +90,17 @@ def raycluster_specs(doc: Doc) -> list[tuple[str, dict]]:
     """(where, RayClusterSpec) of a RayCluster, or of the cluster a RayJob creates."""
     if doc.kind == "RayCluster":
         return [("spec", doc.body.get("spec", {}))]
-    return [(f"{where}.rayClusterSpec", js["rayClusterSpec"])
-            for where, js in rayjob_specs(doc) if "rayClusterSpec" in js]
+    return [
+        (f"{where}.rayClusterSpec", js["rayClusterSpec"])
+        for where, js in rayjob_specs(doc)
+        if "rayClusterSpec" in js
+    ]
 
 
 @dataclass(frozen=True)
 class PodT:
     """A pod template (or a Pod) somewhere in a manifest."""
+
     where: str
     metadata: dict
     spec: dict
@@ -106,12 +110,24 @@ class PodT:
 def ray_cluster_pods(where: str, cluster: dict) -> list[PodT]:
     pods = []
     head = cluster.get("headGroupSpec", {}).get("template", {})
-    pods.append(PodT(f"{where}.headGroupSpec.template", head.get("metadata", {}),
-                     head.get("spec", {}), "ray-head"))
+    pods.append(
+        PodT(
+            f"{where}.headGroupSpec.template",
+            head.get("metadata", {}),
+            head.get("spec", {}),
+            "ray-head",
+        )
+    )
     for i, group in enumerate(cluster.get("workerGroupSpecs", [])):
         t = group.get("template", {})
-        pods.append(PodT(f"{where}.workerGroupSpecs[{i}]({group.get('groupName')}).template",
-                         t.get("metadata", {}), t.get("spec", {}), "ray-worker"))
+        pods.append(
+            PodT(
+                f"{where}.workerGroupSpecs[{i}]({group.get('groupName')}).template",
+                t.get("metadata", {}),
+                t.get("spec", {}),
+                "ray-worker",
+            )
+        )
     return pods
 
 
@@ -129,16 +145,23 @@ def pod_templates(doc: Doc) -> list[PodT]:
         return [PodT("spec.template", t.get("metadata", {}), t.get("spec", {}), "server")]
     if doc.kind == "CronJob":
         t = spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
-        return [PodT("spec.jobTemplate.spec.template", t.get("metadata", {}),
-                     t.get("spec", {}), "job")]
+        return [
+            PodT("spec.jobTemplate.spec.template", t.get("metadata", {}), t.get("spec", {}), "job")
+        ]
     pods = []
     for where, cluster in raycluster_specs(doc):
         pods += ray_cluster_pods(where, cluster)
     for where, js in rayjob_specs(doc):
         if "submitterPodTemplate" in js:
             t = js["submitterPodTemplate"]
-            pods.append(PodT(f"{where}.submitterPodTemplate", t.get("metadata", {}),
-                             t.get("spec", {}), "submitter"))
+            pods.append(
+                PodT(
+                    f"{where}.submitterPodTemplate",
+                    t.get("metadata", {}),
+                    t.get("spec", {}),
+                    "submitter",
+                )
+            )
     return pods
 
 
@@ -152,8 +175,9 @@ ALL_PODS = all_pods()
 def containers(pod: PodT) -> list[tuple[str, dict]]:
     """(section, container) for the init containers, then the containers."""
     spec = pod.spec
-    return ([("initContainers", c) for c in spec.get("initContainers", [])]
-            + [("containers", c) for c in spec.get("containers", [])])
+    return [("initContainers", c) for c in spec.get("initContainers", [])] + [
+        ("containers", c) for c in spec.get("containers", [])
+    ]
 
 
 def env_of(container: dict) -> dict[str, dict]:
@@ -161,8 +185,22 @@ def env_of(container: dict) -> dict[str, dict]:
 
 
 _QTY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([a-zA-Z]*)$")
-_SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_SUFFIX = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
 
 
 def quantity(q: Any) -> float:
@@ -192,8 +230,7 @@ def mount_for(pod: PodT, container: dict, path: PurePosixPath) -> tuple[dict, di
     for m in container.get("volumeMounts", []):
         mp = PurePosixPath(m["mountPath"])
         holds = path == mp or mp in path.parents
-        if holds and (best is None
-                      or len(mp.parts) > len(PurePosixPath(best["mountPath"]).parts)):
+        if holds and (best is None or len(mp.parts) > len(PurePosixPath(best["mountPath"]).parts)):
             best = m
     return (best, volume_of(pod, best)) if best else None
 

@@ -9,6 +9,7 @@ cancel may come back (sweep._execute).
 
     .venv/bin/python tests/repro/ray_cancel_race.py [seconds]
 """
+
 import random
 import sys
 import time
@@ -28,7 +29,7 @@ ray.get([work.remote(0) for _ in range(8)])  # workers up before the clock start
 start, cancelled = time.monotonic(), 0
 while time.monotonic() - start < float(sys.argv[1] if len(sys.argv) > 1 else 120):
     refs = [work.remote(0.002) for _ in range(4)]
-    time.sleep(random.uniform(0.0, 0.006))   # cancel around the moment they return
+    time.sleep(random.uniform(0.0, 0.006))  # cancel around the moment they return
     for ref in refs:
         ray.cancel(ref)
     cancelled += len(refs)
