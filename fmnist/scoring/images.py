@@ -65,6 +65,8 @@ FUZZ = round(0.05 * 255)
 EDGE = 2
 # Item contrast below which stretching would only amplify noise (a blank image).
 MIN_CONTRAST = 32
+# A cut-out's gray levels varying by more than this (a standard deviation) are a photo's.
+SHADED = 20.0
 # The backdrop is fitted to a ring this many work pixels wide; content must stand out
 # from it by NOISE_SIGMAS times the ring's noise (when that is above FUZZ).
 RING = 2
@@ -73,6 +75,12 @@ NOISE_SIGMAS = 4.0
 # contrast within PART_GAP of its size, or PAIR_SHARE within PAIR_GAP (a pair of shoes).
 PART_SHARE, PART_GAP = 0.02, 0.1
 PAIR_SHARE, PAIR_GAP = 0.25, 0.5
+SHADOW_SLACK = 0.02
+# Straightening: a minimum-area box turned by MIN_TILT..MAX_TILT degrees, at most
+# TIGHTER of the upright box's area.
+STRAIGHTEN = True
+MIN_TILT, MAX_TILT, TIGHTER = 3.0, 12.0, 0.97
+AGREE = 3.0
 
 
 class ImageError(Exception):
@@ -181,7 +189,9 @@ def composite(la: np.ndarray, invert: str) -> np.ndarray:
     Transparent means "background", and the background must end up black in model
     space. With --invert never that is black; with always, white (inverted later). With
     auto the visible content decides: dark content (a product cut-out) goes on white,
-    light content on black, and then the border rule inverts the first kind."""
+    light content on black, and then the border rule inverts the first kind. Light but
+    shaded content is a photo cut out of its light backdrop (a flat colour carries the
+    item's shape in its alpha, a photo its own shading): it goes back on white."""
     gray, alpha = la[..., 0].astype(np.float32), la[..., 1].astype(np.float32) / 255.0
     if invert == "never":
         background = 0.0
@@ -190,7 +200,8 @@ def composite(la: np.ndarray, invert: str) -> np.ndarray:
     else:
         weight = alpha.sum()
         content = (gray * alpha).sum() / weight if weight > 0 else 255.0
-        background = 255.0 if content < 128 else 0.0
+        shading = np.sqrt((alpha * (gray - content) ** 2).sum() / weight) if weight > 0 else 0.0
+        background = 255.0 if content < 128 or shading > SHADED else 0.0
     mixed = gray * alpha + background * (1.0 - alpha)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
@@ -232,10 +243,11 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
     signed = g.astype(np.float32) - item.background
     pixels = np.clip(np.rint(-signed if dark else signed), 0, 255).astype(np.uint8)
     if item.box:
+        pixels[item.other] = 0  # marks, stickers, dust and shadow inside the box: not item
         left, top, right, bottom = item.box
-        pixels = pixels[top:bottom, left:right].copy()
-        # Marks, stickers and dust that fall inside the box are not item.
-        pixels[item.other[top:bottom, left:right]] = 0
+        if item.tilt:
+            pixels, (left, top, right, bottom) = straightened(pixels, item)
+        pixels = pixels[top:bottom, left:right]
     crop = Image.fromarray(pixels)
     if max(crop.size) != SIZE:
         # BOX, BILINEAR, BICUBIC and LANCZOS gave the same accuracy on the photo sets
@@ -258,6 +270,25 @@ class Item(NamedTuple):
     dark: bool              # the item is darker than its backdrop (a product photo)
     box: tuple[int, int, int, int] | None  # (left, upper, right, lower); None: blank
     other: np.ndarray       # bool [h, w]: content that is not the item (marks, dust)
+    chosen: np.ndarray | None = None  # bool [h, w]: the item's pixels
+    tilt: float = 0.0       # degrees counter-clockwise that would straighten it
+
+
+def straightened(pixels: np.ndarray, item: Item) -> tuple[np.ndarray, tuple]:
+    """(the contrast image turned by item.tilt about the item's centre, on a canvas
+    grown so no corner is lost; the item's box in it)."""
+    h, w = pixels.shape
+    pad = max(h, w) // 4
+    left, top, right, bottom = item.box
+    turn = cv2.getRotationMatrix2D(((left + right) / 2 + pad, (top + bottom) / 2 + pad),
+                                   item.tilt, 1.0)
+    size = (w + 2 * pad, h + 2 * pad)
+    grown = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    mask = cv2.copyMakeBorder(item.chosen.view(np.uint8), pad, pad, pad, pad,
+                              cv2.BORDER_CONSTANT, value=0)
+    turned = cv2.warpAffine(grown, turn, size, flags=cv2.INTER_LINEAR)
+    region = cv2.warpAffine(mask, turn, size, flags=cv2.INTER_NEAREST).astype(bool)
+    return turned, _box(region)
 
 
 def locate(g: np.ndarray) -> Item:
@@ -286,11 +317,77 @@ def locate(g: np.ndarray) -> Item:
         mass = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     keep = select(mass, stats[1:, :4])
     chosen = np.isin(labels, 1 + np.flatnonzero(keep))
-    x0, y0 = stats[1:, 0][keep].min(), stats[1:, 1][keep].min()
-    x1 = (stats[1:, 0] + stats[1:, 2])[keep].max()
-    y1 = (stats[1:, 1] + stats[1:, 3])[keep].max()
     dark = float(diff[chosen].sum()) < 0
-    return Item(background, dark, (int(x0), int(y0), int(x1), int(y1)), content & ~chosen)
+    box = unshadowed(chosen, strong & chosen)
+    other = content & ~chosen
+    if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
+        other |= chosen & ~silhouette(strong & chosen)
+    return Item(background, dark, box, other, chosen, tilt(strong & chosen, box))
+
+
+def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """The turn (degrees, counter-clockwise) that would straighten an item set at a
+    small angle, or 0: the minimum-area rectangle around its strong pixels, trusted only
+    between MIN_TILT and MAX_TILT degrees and when it is much tighter than the upright
+    box (an irregular shape, a sandal, has a slanted minimum box of about the same area)."""
+    if not STRAIGHTEN:
+        return 0.0
+    points = cv2.findNonZero(strong.view(np.uint8))
+    if points is None or len(points) < 20:
+        return 0.0
+    (_, _), (w, h), angle = cv2.minAreaRect(points)
+    angle = (angle + 45) % 90 - 45  # OpenCV gives [-90, 0): the nearest upright turn
+    cols, rows = np.flatnonzero(strong.any(axis=0)), np.flatnonzero(strong.any(axis=1))
+    upright = (cols[-1] - cols[0] + 1) * (rows[-1] - rows[0] + 1)
+    if not MIN_TILT <= abs(angle) <= MAX_TILT or w * h > TIGHTER * upright:
+        return 0.0
+    # The principal axis (second moments) must agree: on an upright irregular shape the
+    # two disagree, on a turned one they turn together.
+    m = cv2.moments(strong.view(np.uint8), binaryImage=True)
+    axis = np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
+    axis = (axis + 45) % 90 - 45
+    return float(angle) if abs(axis - angle) <= AGREE else 0.0
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def silhouette(strong: np.ndarray) -> np.ndarray:
+    """The strong pixels closed, their holes filled and grown by 2 pixels: the item's
+    outline with its faint inside and edge, not what lies beside it."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    closed = cv2.morphologyEx(strong.view(np.uint8), cv2.MORPH_CLOSE, kernel)
+    outside = np.pad(1 - closed, 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return cv2.dilate((outside[1:-1, 1:-1] != 2).view(np.uint8), kernel).astype(bool)
+
+
+def unshadowed(chosen: np.ndarray, strong: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the chosen content, less a drop shadow. An item's faint edge reaches
+    about as far beyond its strong pixels on either side; a shadow is cast to one side
+    (or two adjacent ones), so on each axis the weak margin may exceed the opposite
+    one by at most SHADOW_SLACK of the item's size (2 pixels at least)."""
+    box = []
+    for axis in (0, 1):  # columns (x), then rows (y)
+        spread = np.flatnonzero(chosen.any(axis=axis))
+        core = np.flatnonzero(strong.any(axis=axis))
+        box.append([int(spread[0]), int(spread[-1]) + 1])
+        if core.size:
+            box[-1].append((int(core[0]), int(core[-1]) + 1))
+    size = max(b[1] - b[0] for b in box)
+    out = []
+    for b in box:
+        lo, hi = b[0], b[1]
+        if len(b) == 3:
+            (c0, c1), slack = b[2], max(2.0, SHADOW_SLACK * size)
+            below, above = c0 - lo, hi - c1
+            lo = c0 - int(min(below, above + slack))
+            hi = c1 + int(min(above, below + slack))
+        out.append((lo, hi))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, x1, y1
 
 
 def select(mass: np.ndarray, boxes: np.ndarray) -> np.ndarray:
