@@ -7,7 +7,8 @@ a noisy white background, transparent cut-outs in both polarities, non-square ca
 a 4000x3000 photo and a tiny one (GROUPS). KINDS are studio and shop photos: the item
 280-300 px on a 380-640 px canvas, shot on backdrops that are not flat (a studio sweep,
 uneven light), with a drop shadow, shop marks and dust, turned a few degrees, in colour,
-cut out with a matte edge, in low light, or cut by the frame. Scoring a group and the
+cut out with a matte edge, in low light, or cut by the frame; HELD_OUT two more (a
+vignette, text along an edge), kept out of development. Scoring a group and the
 same items as plain 28x28 arrays must give nearly the same accuracy: what differs is only
 how the item was framed.
 
@@ -357,12 +358,62 @@ def cut_by_frame(a, rng):
                           DARK[int(rng.integers(len(DARK)))], (x, y)), rng)
 
 
+# The two kinds held out while the conversion was developed (named in the first commit
+# of the work, written only after it): reported as they came out, never tuned to.
+
+def vignette(a, rng):
+    """A vignette: white in the middle, the corners falling off to light grey (195-225),
+    smoothly (a cos^4-like fall-off of random strength and width)."""
+    size, canvas = _studio_size(rng)
+    x, y = _grid(canvas)
+    r = np.sqrt((x - 0.5) ** 2 + (y - 0.5) ** 2) / np.sqrt(0.5)
+    corner = float(rng.uniform(195, 225)) / 255
+    width = float(rng.uniform(0.8, 1.3))
+    fall = np.cos(np.clip(r / width, 0, 1) * np.pi / 2) ** 4
+    light = corner + (1 - corner) * fall / fall.max()
+    alpha = _alpha(a, size)
+    back = _shade(_flat(canvas, (255,) * 3), light)
+    return _jpeg(_compose(back, alpha, DARK[int(rng.integers(len(DARK)))],
+                          _somewhere(alpha, canvas, rng)), rng)
+
+
+EDGE_LINES = ["FREE SHIPPING ON ALL ORDERS", "www.shop.example/item/4521", "SIZE M | 100% COTTON",
+              "NEW SEASON - NEW COLOURS", "Photo: Studio 7"]
+
+
+def edge_text(a, rng):
+    """A line of text along an edge of the photo (top, bottom, or up a side), grey or
+    dark, 12-20 px high, 4-15 px from the edge. Flat light backdrop, JPEG."""
+    size, canvas = _studio_size(rng)
+    alpha = _alpha(a, size)
+    pixels = _compose(_flat(canvas, (int(rng.choice([255, 250])),) * 3), alpha,
+                      DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng))
+    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    font = ImageFont.load_default(size=int(rng.integers(12, 21)))
+    text = EDGE_LINES[int(rng.integers(len(EDGE_LINES)))]
+    left, top, right, bottom = font.getbbox(text)
+    line = Image.new("L", (right - left + 2, bottom - top + 2), 0)
+    ImageDraw.Draw(line).text((1 - left, 1 - top), text, fill=255, font=font)
+    side, margin = int(rng.integers(4)), int(rng.integers(4, 16))
+    if side >= 2:  # up the left or right side
+        line = line.rotate(90, expand=True)
+    w, h = line.size
+    w_, h_ = min(w, canvas[0]), min(h, canvas[1])
+    line = line.crop((0, 0, w_, h_))
+    spot = {0: ((canvas[0] - w_) // 2, margin), 1: ((canvas[0] - w_) // 2, canvas[1] - h_ - margin),
+            2: (margin, (canvas[1] - h_) // 2), 3: (canvas[0] - w_ - margin, (canvas[1] - h_) // 2)}
+    im.paste((int(rng.integers(40, 171)),) * 3, spot[side], line)
+    return im, "jpg", {"quality": int(rng.integers(75, 96))}
+
+
+HELD_OUT: dict[str, Callable] = {"vignette": vignette, "edge-text": edge_text}
+
 KINDS: dict[str, Callable] = {
     "sweep": sweep, "uneven": uneven, "shadow": shadow, "corner-mark": corner_mark,
     "rotated": rotated, "coloured": coloured, "cutout-matte": cutout_matte,
     "low-light": low_light, "cut-by-frame": cut_by_frame,
 }
-ALL: dict[str, Callable] = {**GROUPS, **KINDS}
+ALL: dict[str, Callable] = {**GROUPS, **KINDS, **HELD_OUT}
 
 
 def write_group(root: Path, group: str, x: np.ndarray, y: np.ndarray,
