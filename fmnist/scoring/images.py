@@ -75,7 +75,7 @@ NOISE_SIGMAS = 4.0
 # contrast within PART_GAP of its size, or PAIR_SHARE within PAIR_GAP (a pair of shoes).
 PART_SHARE, PART_GAP = 0.02, 0.1
 PAIR_SHARE, PAIR_GAP = 0.25, 0.5
-SHADOW_SLACK = 0.02
+UNSHADOW, SHADOW_SLACK = True, 0.02
 # Straightening: a minimum-area box turned by MIN_TILT..MAX_TILT degrees, at most
 # TIGHTER of the upright box's area.
 STRAIGHTEN = True
@@ -318,7 +318,7 @@ def locate(g: np.ndarray) -> Item:
     keep = select(mass, stats[1:, :4])
     chosen = np.isin(labels, 1 + np.flatnonzero(keep))
     dark = float(diff[chosen].sum()) < 0
-    box = unshadowed(chosen, strong & chosen)
+    box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
@@ -429,6 +429,11 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
         keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
         if keep.sum() < 12:
             break
+    # A surface that explains the border no better than its median (within a gray
+    # level of noise) is only fitting noise: the backdrop is flat, as it was before.
+    flat = float(np.median(v[keep])) if keep.any() else level
+    if _sigma(v[keep] - flat) <= noise + 1.0:
+        return np.full((h, w), flat, np.float32), _sigma(v[keep] - flat)
     gx, gy = np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32)
     surface = (coef[0] + coef[1] * gx[None] + coef[2] * gy[:, None] + coef[3] * gx[None] ** 2
                + coef[4] * gx[None] * gy[:, None] + coef[5] * gy[:, None] ** 2)
