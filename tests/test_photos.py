@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 import photos
 from conftest import cli, read_rows
-from fmnist.scoring import images, preview, score
+from fmnist.scoring import framing, images, preview, score
 
 PER_GROUP = 400       # items per photo group (one item is a quarter of a point)
 HUGE = 200            # 4000x3000 JPEGs: the slowest to make
@@ -334,7 +335,7 @@ def test_the_backdrop_fit_follows_a_gradient_and_ignores_an_item_on_the_border()
     g = truth.copy()
     g[60:120, 20:70] = 40                                  # a dark item cut by the bottom edge
     g[:6, 140:] = 90                                       # and a mark in a corner
-    model, noise = images.backdrop(g)
+    model, noise = framing.backdrop(g)
     assert np.abs(model - truth).max() < 1.0, np.abs(model - truth).max()
     assert noise < 0.5
 
@@ -342,8 +343,8 @@ def test_the_backdrop_fit_follows_a_gradient_and_ignores_an_item_on_the_border()
 def test_the_backdrop_fit_of_a_flat_noisy_backdrop_is_flat():
     rng = np.random.default_rng(0)
     g = np.clip(np.rint(235 + rng.normal(0, 4, (100, 140))), 0, 255).astype(np.uint8)
-    smooth = images.cv2.blur(g.astype(np.float32), (3, 3), borderType=images.cv2.BORDER_REPLICATE)
-    model, noise = images.backdrop(smooth)
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    model, noise = framing.backdrop(smooth)
     assert np.ptp(model) < 1.0 and abs(float(model.mean()) - 235) < 0.5
     assert 0.8 < noise < 2.5                               # sigma 4 after a 3x3 mean: 4/3
 
@@ -359,7 +360,7 @@ def test_locate_finds_the_item_on_a_gradient_not_the_mark_in_the_corner():
     g = _photo()
     g[135:145, 170:195] = 120                              # "(c) shop", bottom right
     g[8:10, 10:12] = 100                                   # dust
-    item = images.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
     assert item.dark and item.tilt == 0.0
     assert item.box == (60, 30, 110, 110), item.box
     assert item.other[140, 180] and item.other[9, 11] and not item.other[50, 70]
@@ -373,9 +374,9 @@ def test_on_a_flat_backdrop_the_box_is_the_old_5_percent_rule():
     g = _photo(backdrop=245)
     g[20:30, 50:120] = g[110:120, 50:120] = 225            # faint parts (20 levels off)
     g = np.clip(np.rint(g + rng.normal(0, 2, g.shape)), 0, 255).astype(np.uint8)
-    smooth = images.cv2.blur(g.astype(np.float32), (3, 3), borderType=images.cv2.BORDER_REPLICATE)
-    old = (np.abs(smooth - 245) > images.FUZZ) & (np.abs(g.astype(int) - 245) > images.EDGE)
-    assert images.locate(g).box == images._box(old) == (50, 20, 120, 120)
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    old = (np.abs(smooth - 245) > framing.FUZZ) & (np.abs(g.astype(int) - 245) > framing.EDGE)
+    assert framing.locate(g).box == framing._box(old) == (50, 20, 120, 120)
 
 
 def test_select_keeps_the_main_region_and_close_parts_not_far_or_tiny_ones():
@@ -385,10 +386,10 @@ def test_select_keeps_the_main_region_and_close_parts_not_far_or_tiny_ones():
                       [100, 183, 1, 1],                    # a speck beside it
                       [5, 5, 30, 8]])                      # a mark far away
     mass = np.array([4000.0, 3000.0, 120.0, 5.0, 300.0])
-    assert images.select(mass, boxes).tolist() == [True, True, True, False, False]
+    assert framing.select(mass, boxes).tolist() == [True, True, True, False, False]
     far = boxes.copy()
     far[1, 0] = 400                                        # the pair 250 px away: not item
-    assert images.select(mass, far).tolist() == [True, False, True, False, False]
+    assert framing.select(mass, far).tolist() == [True, False, True, False, False]
 
 
 def test_a_drop_shadow_does_not_widen_the_box():
@@ -396,10 +397,10 @@ def test_a_drop_shadow_does_not_widen_the_box():
     g = np.full((h, w), 250, np.float32)
     shade = np.zeros((h, w), np.float32)
     shade[45:125, 75:125] = 1                              # the item's shape, 15 px down-right
-    shade = images.cv2.GaussianBlur(shade, (0, 0), 4)
+    shade = cv2.GaussianBlur(shade, (0, 0), 4)
     g *= 1 - 0.35 * shade
     g[30:110, 60:110] = 50
-    item = images.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
     left, top, right, bottom = item.box
     assert abs(left - 60) <= 1 and abs(top - 30) <= 1 and right <= 113 and bottom <= 113, item.box
 
@@ -407,21 +408,21 @@ def test_a_drop_shadow_does_not_widen_the_box():
 def test_a_turned_item_is_straightened_and_an_upright_one_is_not():
     def rectangle(angle):
         g = np.full((200, 200), 250, np.uint8)
-        corners = images.cv2.boxPoints(((100, 100), (50, 110), angle)).astype(np.int32)
-        images.cv2.fillPoly(g, [corners], 40)
+        corners = cv2.boxPoints(((100, 100), (50, 110), angle)).astype(np.int32)
+        cv2.fillPoly(g, [corners], 40)
         return g
-    assert images.locate(rectangle(0)).tilt == 0.0
+    assert framing.locate(rectangle(0)).tilt == 0.0
     for angle in (-7, 7):
-        assert abs(images.locate(rectangle(angle)).tilt - angle) < 1.0
+        assert abs(framing.locate(rectangle(angle)).tilt - angle) < 1.0
     upright = images.to_model_input(Image.fromarray(rectangle(0)))
     turned = images.to_model_input(Image.fromarray(rectangle(7)))
     assert np.abs(upright.astype(int) - turned).mean() < 6
-    images.STRAIGHTEN = False
+    framing.STRAIGHTEN = False
     try:
         assert np.abs(upright.astype(int) - images.to_model_input(
             Image.fromarray(rectangle(7)))).mean() > 12   # straightening made the difference
     finally:
-        images.STRAIGHTEN = True
+        framing.STRAIGHTEN = True
 
 
 @pytest.mark.parametrize("backdrop", [110, 140, 200])
