@@ -23,6 +23,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+# Decoders run one per core already: OpenCV's own threads would only compete with them.
+cv2.setNumThreads(1)
+
 # A pixel is backdrop when its gray level is within 5% of the backdrop model (the data
 # set's tolerance, of its corner colour) after a 3x3 mean, which keeps sensor noise and
 # JPEG ripples from counting as content; the pixel itself must differ by more than EDGE.
@@ -46,7 +49,7 @@ AGREE = 3.0
 
 class Item(NamedTuple):
     """Where the item is in a work image, and what is behind it."""
-    background: np.ndarray  # float32 [h, w]: the backdrop model, gray levels
+    background: np.ndarray  # float32 [h, w] (or a scalar, flat): the backdrop model
     dark: bool              # the item is darker than its backdrop (a product photo)
     box: tuple[int, int, int, int] | None  # (left, upper, right, lower); None: blank
     other: np.ndarray       # bool [h, w]: content that is not the item (marks, dust)
@@ -72,14 +75,15 @@ def locate(g: np.ndarray) -> Item:
     # Otsu on the difference picks the item's own contrast out of the image: only
     # components with pixels above it can be the item; the weaker pixels around them
     # (the item's faint edge) still count for its extent.
-    otsu, _ = cv2.threshold(np.clip(far, 0, 255).astype(np.uint8), 0, 255,
-                            cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    otsu, _ = cv2.threshold(far.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     strong = far > max(low, otsu)
-    mass = np.bincount(labels[strong], weights=far[strong], minlength=count)[1:]
-    if not mass.any():
-        mass = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-    keep = select(mass, stats[1:, :4])
-    chosen = np.isin(labels, 1 + np.flatnonzero(keep))
+    if count == 2:  # one region (a clean photo): it is the item
+        chosen = content
+    else:
+        mass = np.bincount(labels[strong], weights=far[strong], minlength=count)[1:]
+        if not mass.any():
+            mass = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+        chosen = np.concatenate([[False], select(mass, stats[1:, :4])])[labels]
     dark = float(diff[chosen].sum()) < 0
     box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
@@ -95,20 +99,23 @@ def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
     box (an irregular shape, a sandal, has a slanted minimum box of about the same area)."""
     if not STRAIGHTEN:
         return 0.0
-    points = cv2.findNonZero(strong.view(np.uint8))
-    if points is None or len(points) < 20:
+    # The principal axis (second moments) must agree with the rectangle: on an upright
+    # irregular shape the two disagree, on a turned one they turn together. It is
+    # cheaper, so it goes first: most items are upright.
+    mask = strong.view(np.uint8)
+    m = cv2.moments(mask, binaryImage=True)
+    axis = np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
+    axis = (axis + 45) % 90 - 45
+    if m["m00"] < 20 or not MIN_TILT - AGREE <= abs(axis) <= MAX_TILT + AGREE:
         return 0.0
-    (_, _), (w, h), angle = cv2.minAreaRect(points)
+    # The minimum-area rectangle of the points is that of their outer contours.
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    (_, _), (w, h), angle = cv2.minAreaRect(np.concatenate(contours))
     angle = (angle + 45) % 90 - 45  # OpenCV gives [-90, 0): the nearest upright turn
     cols, rows = np.flatnonzero(strong.any(axis=0)), np.flatnonzero(strong.any(axis=1))
     upright = (cols[-1] - cols[0] + 1) * (rows[-1] - rows[0] + 1)
     if not MIN_TILT <= abs(angle) <= MAX_TILT or w * h > TIGHTER * upright:
         return 0.0
-    # The principal axis (second moments) must agree: on an upright irregular shape the
-    # two disagree, on a turned one they turn together.
-    m = cv2.moments(strong.view(np.uint8), binaryImage=True)
-    axis = np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
-    axis = (axis + 45) % 90 - 45
     return float(angle) if abs(axis - angle) <= AGREE else 0.0
 
 
@@ -169,22 +176,28 @@ def select(mass: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
-    """(the backdrop model: float32 [h, w], the border's noise: a robust sigma in gray
-    levels) of a smoothed image. A quadratic surface is fitted by least squares to the
-    outermost RING pixels, the ones far from it (an item cut by the frame, a mark in a
-    corner) left out in turn, so gradients, vignettes and uneven light are followed; a
-    flat backdrop comes out flat."""
+    """(the backdrop model: float32 [h, w], or a float32 scalar when the backdrop is
+    flat; the border's noise: a robust sigma in gray levels) of a smoothed image. A
+    quadratic surface is fitted by least squares to the outermost RING pixels, the ones
+    far from it (an item cut by the frame, a mark in a corner) left out in turn, so
+    gradients, vignettes and uneven light are followed; a flat backdrop comes out flat."""
     h, w = smooth.shape
-    ring = np.zeros((h, w), bool)
-    ring[:RING], ring[-RING:], ring[:, :RING], ring[:, -RING:] = True, True, True, True
-    v = smooth[ring]
+    if min(h, w) < 4 * RING:
+        v = smooth.ravel()
+        level = float(np.median(v))
+        return np.float32(level), _sigma(v - level)
+    r = RING
+    v = np.concatenate([smooth[:r].ravel(), smooth[-r:].ravel(), smooth[r:-r, :r].ravel(),
+                        smooth[r:-r, -r:].ravel()])
     level = float(np.median(v))
-    spread = max(float(FUZZ), 2.5 * _sigma(v - level))
-    keep = np.abs(v - level) <= spread
-    if min(h, w) < 4 * RING or keep.sum() < 12:
-        return np.full((h, w), level, np.float32), _sigma(v[keep] - level)
-    ys, xs = np.nonzero(ring)
-    terms = _terms(xs / max(w - 1, 1) * 2 - 1, ys / max(h - 1, 1) * 2 - 1)
+    spread = _sigma(v - level)
+    if spread <= 1.0:  # within a gray level of its median: flat, no surface can do better
+        return np.float32(level), spread
+    keep = np.abs(v - level) <= max(float(FUZZ), 2.5 * spread)
+    if keep.sum() < 12:
+        return np.float32(level), _sigma(v[keep] - level)
+    xs, ys = _ring_xy(h, w)
+    terms = _terms(xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1)
     for _ in range(3):
         coef = np.linalg.lstsq(terms[keep], v[keep], rcond=None)[0]
         residual = v - terms @ coef
@@ -196,15 +209,25 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
     # level of noise) is only fitting noise: the backdrop is flat, as it was before.
     flat = float(np.median(v[keep])) if keep.any() else level
     if _sigma(v[keep] - flat) <= noise + 1.0:
-        return np.full((h, w), flat, np.float32), _sigma(v[keep] - flat)
-    gx, gy = np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32)
-    surface = (coef[0] + coef[1] * gx[None] + coef[2] * gy[:, None] + coef[3] * gx[None] ** 2
-               + coef[4] * gx[None] * gy[:, None] + coef[5] * gy[:, None] ** 2)
-    return np.clip(surface, 0, 255).astype(np.float32), noise
+        return np.float32(flat), _sigma(v[keep] - flat)
+    gx, gy = np.linspace(-1, 1, w, dtype=np.float32)[None], np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    c = coef.astype(np.float32)
+    surface = (c[0] + gx * (c[1] + c[3] * gx)) + gy * (c[2] + c[4] * gx + c[5] * gy)
+    return np.clip(surface, 0, 255), noise
+
+
+def _ring_xy(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the outermost RING rows and columns, in backdrop's order."""
+    r, inner = RING, np.arange(RING, h - RING)
+    xs = np.concatenate([np.tile(np.arange(w), 2 * r), np.tile(np.arange(r), h - 2 * r),
+                         np.tile(np.arange(w - r, w), h - 2 * r)])
+    ys = np.concatenate([np.repeat(np.arange(r), w), np.repeat(np.arange(h - r, h), w),
+                         np.repeat(inner, r), np.repeat(inner, r)])
+    return xs, ys
 
 
 def _terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1).astype(np.float32)
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
 
 
 def _sigma(r: np.ndarray) -> float:

@@ -220,16 +220,20 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
     g = np.asarray(gray)
     item = locate(g)
     dark = item.dark if invert == "auto" else invert == "always"
+    left, top, right, bottom = item.box if item.box and not item.tilt else (0, 0) + gray.size
+    background = item.background
+    if np.ndim(background):
+        background = background[top:bottom, left:right]
     # The item's contrast against the backdrop model, light on black: a gradient or a
     # vignette behind the item is subtracted, not kept as grey.
-    signed = g.astype(np.float32) - item.background
+    signed = g[top:bottom, left:right].astype(np.float32) - background
     pixels = np.clip(np.rint(-signed if dark else signed), 0, 255).astype(np.uint8)
     if item.box:
-        pixels[item.other] = 0  # marks, stickers, dust and shadow inside the box: not item
-        left, top, right, bottom = item.box
+        # Marks, stickers, dust and shadow inside the box: not item.
+        pixels[item.other[top:bottom, left:right]] = 0
         if item.tilt:
             pixels, (left, top, right, bottom) = straightened(pixels, item)
-        pixels = pixels[top:bottom, left:right]
+            pixels = pixels[top:bottom, left:right]
     crop = Image.fromarray(pixels)
     if max(crop.size) != SIZE:
         # BOX, BILINEAR, BICUBIC and LANCZOS gave the same accuracy on the photo sets

@@ -16,7 +16,8 @@ frames the same items differently), then prints:
   within 4; below-28 excepted: detail lost below the model's resolution does not come
   back);
 * with --versus, the conversion's speed against that module's, in one run, alternating
-  (decode only, one core, on 28x28 PNGs and 500x500 JPEG photos): the ratio, >= 0.5x;
+  (decode only, one core, on 28x28 PNGs and 500x500 JPEG photos): the ratio, >= 0.5x
+  (--conversion-speed: only this);
 * speed, all in one run: decode-only rate (Pillow open + convert("L") + asarray, one
   core) and `fmnist-job score` rate (start-up excluded, the rate it reports) on the
   10,000 test images as 28x28 PNGs and on 2,000 500x500 catalogue JPEGs; targets:
@@ -176,12 +177,20 @@ def main() -> None:
     parser.add_argument("--versus", type=Path, help="another images.py to compare with")
     parser.add_argument("--seed", type=int, default=11, help="which items, which framings")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--conversion-speed", action="store_true",
+                        help="only the conversion's speed against --versus")
     args = parser.parse_args()
+    if args.conversion_speed and not args.versus:
+        parser.error("--conversion-speed needs --versus")
     tmp = Path(tempfile.mkdtemp(prefix="bench-photos-"))
     try:
         print(f"machine: {os.cpu_count()} CPUs; {bench_score.load()}", flush=True)
-        model = args.model or bench_score.quick_model(tmp / "models")
         before = load_module(args.versus) if args.versus else None
+        if args.conversion_speed:
+            for name, ratio in conversion_speed(before, tmp).items():
+                print(f"  [{'ok' if ratio >= 0.5 else 'MISSED'}] {name}: {ratio:.2f}x >= 0.5x")
+            return
+        model = args.model or bench_score.quick_model(tmp / "models")
         rows = accuracy_table(model, tmp / "photos", args.items, args.seed, before)
         worst = min(rows, key=lambda r: r[2]["auto"] - r[2]["plain"] if r[0] != "below-28"
                     else 1.0)
