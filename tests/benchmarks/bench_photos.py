@@ -1,16 +1,23 @@
 """Benchmark `fmnist-job score` on product photos: accuracy per photo group, and speed.
 
-    .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist [--items 1000]
+    .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist [--items 300]
+    git show main:fmnist/scoring/images.py > /tmp/images_before.py
+    .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist \
+        --versus /tmp/images_before.py
 
-A script, not a test. It makes the photo groups of tests/photos.py from the same random
-test items (each group frames the same items differently), then prints:
+A script, not a test. It makes the photo groups and the studio/shop kinds of
+tests/photos.py (the held-out kinds marked *) from the same random test items (each
+frames the same items differently), then prints:
 
-* accuracy per group with `--fit auto` (the default), `--fit whole` (the whole image,
-  what score did before), auto followed by the data set's sharpening step (Gaussian
-  unsharp mask, radius 1; not part of the product: measured here to decide) and auto
-  without its contrast stretch (an ablation), beside the accuracy of the same items as
-  plain 28x28 arrays; target: every group within 2 points (below-28 excepted: detail
-  lost below the model's resolution does not come back);
+* accuracy per group with `--fit auto` (the default), with the conversion of the module
+  given as --versus (another images.py, "before"), with `--fit whole`, and auto without
+  straightening and without the drop-shadow rule (ablations), beside the accuracy of the
+  same items as plain 28x28 arrays; target: every group within 2 points (a turned item
+  within 4; below-28 excepted: detail lost below the model's resolution does not come
+  back);
+* with --versus, the conversion's speed against that module's, in one run, alternating
+  (decode only, one core, on 28x28 PNGs and 500x500 JPEG photos): the ratio, >= 0.5x
+  (--conversion-speed: only this);
 * speed, all in one run: decode-only rate (Pillow open + convert("L") + asarray, one
   core) and `fmnist-job score` rate (start-up excluded, the rate it reports) on the
   10,000 test images as 28x28 PNGs and on 2,000 500x500 catalogue JPEGs; targets:
@@ -33,21 +40,31 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))        # tests/: photos
-sys.path.insert(0, str(Path(__file__).resolve().parent))            # bench_score
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: photos
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_score
 
-import bench_score  # noqa: E402
-import photos  # noqa: E402
+import bench_score
+
+import photos
 
 SPEED_PHOTOS = 2000
 
 
-def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple]:
+def load_module(path: Path):
+    """Another version of fmnist/scoring/images.py, imported under its own name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("images_versus", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def accuracy_table(model: Path, root: Path, items: int, seed: int, before=None) -> list[tuple]:
     import tensorflow as tf
-    from PIL import Image, ImageFilter
 
     from fmnist.core import data, export
-    from fmnist.scoring import images, savedmodel
+    from fmnist.scoring import framing, images, savedmodel
 
     version = savedmodel.resolve_model(model).path
     signature = tf.saved_model.load(str(version)).signatures[export.SIGNATURE]
@@ -55,99 +72,162 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int) -> list[tuple
     def predict(x):
         return signature(**{export.INPUT_KEY: tf.constant(x)})[export.OUTPUT_KEY].numpy().argmax(1)
 
-    def sharpen(a):
-        return np.asarray(Image.fromarray(a).filter(
-            ImageFilter.UnsharpMask(radius=1, percent=100, threshold=0)))
-
-    def unstretched(root, rels):
-        """auto without the contrast stretch (an ablation: MIN_CONTRAST out of reach)."""
-        saved, images.MIN_CONTRAST = images.MIN_CONTRAST, 256
+    def without(flag, rels):
+        """auto with one step switched off (an ablation)."""
+        setattr(framing, flag, False)
         try:
             return np.stack([images.decode(root / r) for r in rels])
         finally:
-            images.MIN_CONTRAST = saved
+            setattr(framing, flag, True)
 
     _, _, x, y, _ = data.load_arrays()
     idx = np.random.default_rng(seed).choice(len(x), items, replace=False)
     plain = float(np.mean(predict(x[idx]) == y[idx]))
     rows = []
-    print(f"\n{items:,} test items (seed {seed}); plain 28x28 arrays: {100 * plain:.2f}%",
-          flush=True)
-    print(f"{'group':14s} {'auto':>7s} {'Δ plain':>8s} {'whole':>7s} {'+sharpen':>9s} "
-          f"{'no stretch':>10s} {'items':>6s} {'s':>5s}")
-    for group in photos.GROUPS:
+    print(
+        f"\n{items:,} test items (seed {seed}); plain 28x28 arrays: {100 * plain:.2f}%", flush=True
+    )
+    print(
+        f"{'group':14s} {'auto':>7s} {'Δ plain':>8s} {'before':>7s} {'whole':>7s} "
+        f"{'no turn':>8s} {'no unshadow':>11s} {'items':>6s} {'s':>5s}"
+    )
+    for group in photos.ALL:
         started = time.perf_counter()
         n = min(items, 300) if group == "huge" else items
         made = photos.write_group(root, group, x[idx[:n]], y[idx[:n]], seed=seed)
         rels = sorted(made, key=made.get)
         truth = y[idx[:n]]
-        auto = np.stack([images.decode(root / r) for r in rels])
         acc = {
-            "auto": np.mean(predict(auto) == truth),
-            "whole": np.mean(predict(np.stack([images.decode(root / r, fit="whole")
-                                               for r in rels])) == truth),
-            "sharpen": np.mean(predict(np.stack([sharpen(a) for a in auto])) == truth),
-            "no stretch": np.mean(predict(unstretched(root, rels)) == truth),
+            "auto": np.mean(predict(np.stack([images.decode(root / r) for r in rels])) == truth),
+            "before": np.mean(predict(np.stack([before.decode(root / r) for r in rels])) == truth)
+            if before
+            else float("nan"),
+            "whole": np.mean(
+                predict(np.stack([images.decode(root / r, fit="whole") for r in rels])) == truth
+            ),
+            "no turn": np.mean(predict(without("STRAIGHTEN", rels)) == truth),
+            "no unshadow": np.mean(predict(without("UNSHADOW", rels)) == truth),
             "plain": np.mean(predict(x[idx[:n]]) == truth),
         }
         rows.append((group, n, acc))
-        print(f"{group:14s} {100 * acc['auto']:6.2f}% {100 * (acc['auto'] - acc['plain']):+7.2f} "
-              f"{100 * acc['whole']:6.2f}% {100 * acc['sharpen']:8.2f}% "
-              f"{100 * acc['no stretch']:9.2f}% {n:6d} "
-              f"{time.perf_counter() - started:5.0f}", flush=True)
+        name = group + ("*" if group in photos.HELD_OUT else "")
+        print(
+            f"{name:14s} {100 * acc['auto']:6.2f}% {100 * (acc['auto'] - acc['plain']):+7.2f} "
+            f"{100 * acc['before']:6.2f}% {100 * acc['whole']:6.2f}% "
+            f"{100 * acc['no turn']:7.2f}% {100 * acc['no unshadow']:10.2f}% {n:6d} "
+            f"{time.perf_counter() - started:5.0f}",
+            flush=True,
+        )
         shutil.rmtree(root / group)
     return rows
 
 
-def speed(model: Path, tmp: Path) -> dict:
+def catalogue_jpegs(root: Path, count: int) -> list[Path]:
+    """count 500x500 catalogue photos (JPEG 90) of the first test items."""
     from fmnist.core import data
 
-    pngs = bench_score.write_pngs(tmp / "png10k")
     _, _, x, y, _ = data.load_arrays()
-    jpegs_root = tmp / "jpeg500"
     rng = np.random.default_rng(5)
-    for i in range(SPEED_PHOTOS):
-        a = x[i]
+    for i in range(count):
         size = int(rng.integers(200, 361))
-        im = photos._place(photos._item(a, size, photos.DARK[i % len(photos.DARK)]),
-                           (500, 500), (255, 255, 255), rng)
-        d = jpegs_root / str(y[i])
+        im = photos._place(
+            photos._item(x[i], size, photos.DARK[i % len(photos.DARK)]),
+            (500, 500),
+            (255, 255, 255),
+            rng,
+        )
+        d = root / str(y[i])
         d.mkdir(parents=True, exist_ok=True)
         im.save(d / f"{i:05d}.jpg", quality=90)
-    jpegs = sorted(jpegs_root.rglob("*.jpg"))
+    return sorted(root.rglob("*.jpg"))
+
+
+def conversion_speed(before, tmp: Path, rounds: int = 5) -> dict:
+    """The conversion against another version of it, decode only on one core,
+    alternating in one run: {kind of file: median of the per-round ratios new/before}."""
+    from fmnist.scoring import images
+
+    pngs = bench_score.write_pngs(tmp / "png10k")[:3000]
+    jpegs = catalogue_jpegs(tmp / "jpeg500-speed", 500)
     out = {}
-    for name, root, paths in (("28x28 PNG", tmp / "png10k", pngs),
-                              ("500x500 JPEG", jpegs_root, jpegs)):
+    for name, paths in (("28x28 PNG", pngs), ("500x500 JPEG", jpegs)):
+        ratios = []
+        for _ in range(rounds):
+            rate = {}
+            for label, module in (("new", images), ("before", before)):
+                started = time.perf_counter()
+                for path in paths:
+                    module.decode(path)
+                rate[label] = len(paths) / (time.perf_counter() - started)
+            ratios.append(rate["new"] / rate["before"])
+        out[name] = float(np.median(ratios))
+        print(
+            f"{name:13s} conversion speed, new / before: median {out[name]:.2f}x "
+            f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
+            flush=True,
+        )
+    return out
+
+
+def speed(model: Path, tmp: Path) -> dict:
+    pngs = bench_score.write_pngs(tmp / "png10k")
+    jpegs_root = tmp / "jpeg500"
+    jpegs = catalogue_jpegs(jpegs_root, SPEED_PHOTOS)
+    out = {}
+    for name, root, paths in (
+        ("28x28 PNG", tmp / "png10k", pngs),
+        ("500x500 JPEG", jpegs_root, jpegs),
+    ):
         decode = max(bench_score.decode_only(paths) for _ in range(2))
         runs = [bench_score.run_score(root, model, tmp / "out.csv") for _ in range(2)]
         rate = max(r["reported"] for r in runs)
         out[name] = (decode, rate)
-        print(f"{name:13s} decode only, 1 core {decode:9,.0f} images/s; fmnist-job score "
-              f"{rate:9,.0f} images/s (start-up excluded) = {rate / (2 * decode):.2f}x the "
-              f"two-core decode rate", flush=True)
+        print(
+            f"{name:13s} decode only, 1 core {decode:9,.0f} images/s; fmnist-job score "
+            f"{rate:9,.0f} images/s (start-up excluded) = {rate / (2 * decode):.2f}x the "
+            f"two-core decode rate",
+            flush=True,
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="export base or version directory")
-    parser.add_argument("--items", type=int, default=1000, help="test items per group")
+    parser.add_argument("--items", type=int, default=300, help="test items per group")
+    parser.add_argument("--versus", type=Path, help="another images.py to compare with")
     parser.add_argument("--seed", type=int, default=11, help="which items, which framings")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument(
+        "--conversion-speed",
+        action="store_true",
+        help="only the conversion's speed against --versus",
+    )
     args = parser.parse_args()
+    if args.conversion_speed and not args.versus:
+        parser.error("--conversion-speed needs --versus")
     tmp = Path(tempfile.mkdtemp(prefix="bench-photos-"))
     try:
         print(f"machine: {os.cpu_count()} CPUs; {bench_score.load()}", flush=True)
+        before = load_module(args.versus) if args.versus else None
+        if args.conversion_speed:
+            for name, ratio in conversion_speed(before, tmp).items():
+                print(f"  [{'ok' if ratio >= 0.5 else 'MISSED'}] {name}: {ratio:.2f}x >= 0.5x")
+            return
         model = args.model or bench_score.quick_model(tmp / "models")
-        rows = accuracy_table(model, tmp / "photos", args.items, args.seed)
-        worst = min(rows, key=lambda r: r[2]["auto"] - r[2]["plain"] if r[0] != "below-28"
-                    else 1.0)
-        sharpen_gain = np.mean([r[2]["sharpen"] - r[2]["auto"] for r in rows])
-        stretch_gain = np.mean([r[2]["auto"] - r[2]["no stretch"] for r in rows])
-        print(f"\nworst asserted group: {worst[0]} "
-              f"{100 * (worst[2]['auto'] - worst[2]['plain']):+.2f} points (target >= -2)")
-        print(f"sharpening, mean change over the groups: {100 * sharpen_gain:+.2f} points")
-        print(f"contrast stretch, mean gain over the groups: {100 * stretch_gain:+.2f} points")
+        rows = accuracy_table(model, tmp / "photos", args.items, args.seed, before)
+        worst = min(rows, key=lambda r: r[2]["auto"] - r[2]["plain"] if r[0] != "below-28" else 1.0)
+        print(
+            f"\nworst group: {worst[0]} "
+            f"{100 * (worst[2]['auto'] - worst[2]['plain']):+.2f} points (target >= -2)"
+        )
+        for step, column in (("straightening", "no turn"), ("the shadow rule", "no unshadow")):
+            gain = np.mean([r[2]["auto"] - r[2][column] for r in rows])
+            print(f"{step}, mean gain over the groups: {100 * gain:+.2f} points")
+        if before and not args.skip_speed:
+            print(f"\nconversion speed ({bench_score.load()}):", flush=True)
+            for name, ratio in conversion_speed(before, tmp).items():
+                print(f"  [{'ok' if ratio >= 0.5 else 'MISSED'}] {name}: {ratio:.2f}x >= 0.5x")
         if not args.skip_speed:
             print(f"\nspeed ({bench_score.load()}):", flush=True)
             for name, (decode, rate) in speed(model, tmp).items():

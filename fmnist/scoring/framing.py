@@ -1,0 +1,276 @@
+"""Where the item is in a photo, and what is behind it: the trim of fmnist.scoring.images.
+
+A product photo's backdrop is rarely flat: a studio sweep is lit at the top and darker
+at the bottom, a vignette darkens the corners, a drop shadow falls beside the item, and
+shops put marks, stickers and text in the corners. `locate` finds the item in a small
+grayscale work image of the photo:
+
+    backdrop: a quadratic surface fitted by robust least squares to the border ring
+    -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher)
+    -> regions: connected components, weighed by their pixels above Otsu's threshold
+    -> the item: the heaviest region and the parts close to it (select)
+    -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
+
+The library is OpenCV's headless build (connected components with stats, Otsu,
+morphology, minAreaRect, affine warps): one dependency, fast enough for the decoder
+processes, with no SciPy behind it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+# Decoders run one per core already: OpenCV's own threads would only compete with them.
+cv2.setNumThreads(1)
+
+# A pixel is backdrop when its gray level is within 5% of the backdrop model (the data
+# set's tolerance, of its corner colour) after a 3x3 mean, which keeps sensor noise and
+# JPEG ripples from counting as content; the pixel itself must differ by more than EDGE.
+FUZZ = round(0.05 * 255)
+EDGE = 2
+# The backdrop is fitted to a ring this many work pixels wide; content must stand out
+# from it by NOISE_SIGMAS times the ring's noise (when that is above FUZZ).
+RING = 2
+NOISE_SIGMAS = 4.0
+# Parts of the item away from its main region: kept when they carry PART_SHARE of its
+# contrast within PART_GAP of its size, or PAIR_SHARE within PAIR_GAP (a pair of shoes).
+PART_SHARE, PART_GAP = 0.02, 0.1
+PAIR_SHARE, PAIR_GAP = 0.25, 0.5
+UNSHADOW, SHADOW_SLACK = True, 0.02
+# Straightening: a minimum-area box turned by MIN_TILT..MAX_TILT degrees, at most
+# TIGHTER of the upright box's area.
+STRAIGHTEN = True
+MIN_TILT, MAX_TILT, TIGHTER = 3.0, 12.0, 0.97
+AGREE = 3.0
+
+
+class Item(NamedTuple):
+    """Where the item is in a work image, and what is behind it."""
+
+    background: np.ndarray  # float32 [h, w] (or a scalar, flat): the backdrop model
+    dark: bool  # the item is darker than its backdrop (a product photo)
+    box: tuple[int, int, int, int] | None  # (left, upper, right, lower); None: blank
+    other: np.ndarray  # bool [h, w]: content that is not the item (marks, dust)
+    chosen: np.ndarray | None = None  # bool [h, w]: the item's pixels
+    tilt: float = 0.0  # degrees counter-clockwise that would straighten it
+
+
+def locate(g: np.ndarray) -> Item:
+    """The item in a uint8 [h, w] work image: a backdrop model fitted to the border,
+    content where the 3x3 mean differs from it by more than the noise allows, and the
+    main connected region with the parts close to it (select)."""
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    background, noise = backdrop(smooth)
+    diff = smooth - background
+    far = np.abs(diff)
+    # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
+    low = max(float(FUZZ), NOISE_SIGMAS * noise)
+    content = (far > low) & (np.abs(g - background) > EDGE)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        content.view(np.uint8), connectivity=8
+    )
+    if count < 2:
+        return Item(background, float(np.median(background)) > 127, None, content)
+    # Otsu on the difference picks the item's own contrast out of the image: only
+    # components with pixels above it can be the item; the weaker pixels around them
+    # (the item's faint edge) still count for its extent.
+    otsu, _ = cv2.threshold(far.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    strong = far > max(low, otsu)
+    if count == 2:  # one region (a clean photo): it is the item
+        chosen = content
+    else:
+        mass = np.bincount(labels[strong], weights=far[strong], minlength=count)[1:]
+        if not mass.any():
+            mass = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+        chosen = np.concatenate([[False], select(mass, stats[1:, :4])])[labels]
+    dark = float(diff[chosen].sum()) < 0
+    box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
+    other = content & ~chosen
+    if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
+        other |= chosen & ~silhouette(strong & chosen)
+    return Item(background, dark, box, other, chosen, tilt(strong & chosen, box))
+
+
+def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """The turn (degrees, counter-clockwise) that would straighten an item set at a
+    small angle, or 0: the minimum-area rectangle around its strong pixels, trusted only
+    between MIN_TILT and MAX_TILT degrees and when it is much tighter than the upright
+    box (an irregular shape, a sandal, has a slanted minimum box of about the same area)."""
+    if not STRAIGHTEN:
+        return 0.0
+    # The principal axis (second moments) must agree with the rectangle: on an upright
+    # irregular shape the two disagree, on a turned one they turn together. It is
+    # cheaper, so it goes first: most items are upright.
+    mask = strong.view(np.uint8)
+    m = cv2.moments(mask, binaryImage=True)
+    axis = np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
+    axis = (axis + 45) % 90 - 45
+    if m["m00"] < 20 or not MIN_TILT - AGREE <= abs(axis) <= MAX_TILT + AGREE:
+        return 0.0
+    # The minimum-area rectangle of the points is that of their outer contours.
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    (_, _), (w, h), angle = cv2.minAreaRect(np.concatenate(contours))
+    angle = (angle + 45) % 90 - 45  # OpenCV gives [-90, 0): the nearest upright turn
+    cols, rows = np.flatnonzero(strong.any(axis=0)), np.flatnonzero(strong.any(axis=1))
+    upright = (cols[-1] - cols[0] + 1) * (rows[-1] - rows[0] + 1)
+    if not MIN_TILT <= abs(angle) <= MAX_TILT or w * h > TIGHTER * upright:
+        return 0.0
+    return float(angle) if abs(axis - angle) <= AGREE else 0.0
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def silhouette(strong: np.ndarray) -> np.ndarray:
+    """The strong pixels closed, their holes filled and grown by 2 pixels: the item's
+    outline with its faint inside and edge, not what lies beside it."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    closed = cv2.morphologyEx(strong.view(np.uint8), cv2.MORPH_CLOSE, kernel)
+    outside = np.pad(1 - closed, 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return cv2.dilate((outside[1:-1, 1:-1] != 2).view(np.uint8), kernel).astype(bool)
+
+
+def unshadowed(chosen: np.ndarray, strong: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the chosen content, less a drop shadow. An item's faint edge reaches
+    about as far beyond its strong pixels on either side; a shadow is cast to one side
+    (or two adjacent ones), so on each axis the weak margin may exceed the opposite
+    one by at most SHADOW_SLACK of the item's size (2 pixels at least)."""
+    box = []
+    for axis in (0, 1):  # columns (x), then rows (y)
+        spread = np.flatnonzero(chosen.any(axis=axis))
+        core = np.flatnonzero(strong.any(axis=axis))
+        box.append([int(spread[0]), int(spread[-1]) + 1])
+        if core.size:
+            box[-1].append((int(core[0]), int(core[-1]) + 1))
+    size = max(b[1] - b[0] for b in box)
+    out = []
+    for b in box:
+        lo, hi = b[0], b[1]
+        if len(b) == 3:
+            (c0, c1), slack = b[2], max(2.0, SHADOW_SLACK * size)
+            below, above = c0 - lo, hi - c1
+            lo = c0 - int(min(below, above + slack))
+            hi = c1 + int(min(above, below + slack))
+        out.append((lo, hi))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, x1, y1
+
+
+def select(mass: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Which connected regions are the item (bool [n]), from their contrast mass and
+    boxes (x, y, w, h): the heaviest, and the regions close to it that are not specks
+    (a pair of sandals, a bag and its strap). Text, logos and dust away from it are not."""
+    main = int(np.argmax(mass))
+    x, y, w, h = boxes[main]
+    gap_x = np.maximum(np.maximum(x - (boxes[:, 0] + boxes[:, 2]), boxes[:, 0] - (x + w)), 0)
+    gap_y = np.maximum(np.maximum(y - (boxes[:, 1] + boxes[:, 3]), boxes[:, 1] - (y + h)), 0)
+    gap = np.maximum(gap_x, gap_y) / max(w, h)
+    share = mass / mass[main]
+    keep = ((share >= PART_SHARE) & (gap <= PART_GAP)) | ((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
+    keep[main] = True
+    return keep
+
+
+def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the backdrop model: float32 [h, w], or a float32 scalar when the backdrop is
+    flat; the border's noise: a robust sigma in gray levels) of a smoothed image. A
+    quadratic surface is fitted by least squares to the outermost RING pixels, the ones
+    far from it (an item cut by the frame, a mark in a corner) left out in turn, so
+    gradients, vignettes and uneven light are followed; a flat backdrop comes out flat."""
+    h, w = smooth.shape
+    if min(h, w) < 4 * RING:
+        v = smooth.ravel()
+        level = float(np.median(v))
+        return np.float32(level), _sigma(v - level)
+    r = RING
+    v = np.concatenate(
+        [
+            smooth[:r].ravel(),
+            smooth[-r:].ravel(),
+            smooth[r:-r, :r].ravel(),
+            smooth[r:-r, -r:].ravel(),
+        ]
+    )
+    level = float(np.median(v))
+    spread = _sigma(v - level)
+    if spread <= 1.0:  # within a gray level of its median: flat, no surface can do better
+        return np.float32(level), spread
+    keep = np.abs(v - level) <= max(float(FUZZ), 2.5 * spread)
+    if keep.sum() < 12:
+        return np.float32(level), _sigma(v[keep] - level)
+    xs, ys = _ring_xy(h, w)
+    terms = _terms(xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1)
+    for _ in range(3):
+        coef = np.linalg.lstsq(terms[keep], v[keep], rcond=None)[0]
+        residual = v - terms @ coef
+        noise = _sigma(residual[keep])
+        keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
+        if keep.sum() < 12:
+            break
+    # A surface that explains the border no better than its median (within a gray
+    # level of noise) is only fitting noise: the backdrop is flat, as it was before.
+    flat = float(np.median(v[keep])) if keep.any() else level
+    if _sigma(v[keep] - flat) <= noise + 1.0:
+        return np.float32(flat), _sigma(v[keep] - flat)
+    gx, gy = (
+        np.linspace(-1, 1, w, dtype=np.float32)[None],
+        np.linspace(-1, 1, h, dtype=np.float32)[:, None],
+    )
+    c = coef.astype(np.float32)
+    surface = (c[0] + gx * (c[1] + c[3] * gx)) + gy * (c[2] + c[4] * gx + c[5] * gy)
+    return np.clip(surface, 0, 255), noise
+
+
+def _ring_xy(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the outermost RING rows and columns, in backdrop's order."""
+    r, inner = RING, np.arange(RING, h - RING)
+    xs = np.concatenate(
+        [
+            np.tile(np.arange(w), 2 * r),
+            np.tile(np.arange(r), h - 2 * r),
+            np.tile(np.arange(w - r, w), h - 2 * r),
+        ]
+    )
+    ys = np.concatenate(
+        [
+            np.repeat(np.arange(r), w),
+            np.repeat(np.arange(h - r, h), w),
+            np.repeat(inner, r),
+            np.repeat(inner, r),
+        ]
+    )
+    return xs, ys
+
+
+def _terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
+def _sigma(r: np.ndarray) -> float:
+    """A robust standard deviation: 1.4826 x the median absolute deviation."""
+    return 1.4826 * float(np.median(np.abs(r - np.median(r)))) if r.size else 0.0
+
+
+def straightened(pixels: np.ndarray, item: Item) -> tuple[np.ndarray, tuple]:
+    """(the contrast image turned by item.tilt about the item's centre, on a canvas
+    grown so no corner is lost; the item's box in it)."""
+    h, w = pixels.shape
+    pad = max(h, w) // 4
+    left, top, right, bottom = item.box
+    turn = cv2.getRotationMatrix2D(
+        ((left + right) / 2 + pad, (top + bottom) / 2 + pad), item.tilt, 1.0
+    )
+    size = (w + 2 * pad, h + 2 * pad)
+    grown = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    mask = cv2.copyMakeBorder(
+        item.chosen.view(np.uint8), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0
+    )
+    turned = cv2.warpAffine(grown, turn, size, flags=cv2.INTER_LINEAR)
+    region = cv2.warpAffine(mask, turn, size, flags=cv2.INTER_NEAREST).astype(bool)
+    return turned, _box(region)

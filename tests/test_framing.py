@@ -1,0 +1,144 @@
+"""The photo conversion's parts on small synthetic arrays (fmnist.scoring.framing): the
+backdrop fit, the choice of the item's regions, the drop shadow, straightening, and the
+polarity of low-light photos and shaded cut-outs. No model, no data set: the unit tier.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.scoring import framing, images
+
+
+def _surface(h: int, w: int) -> np.ndarray:
+    """A studio backdrop: lit at the top-left, darker (by up to 60 levels) to the bottom."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return 250 - 40 * (y / h) ** 2 - 20 * (x / w)
+
+
+def test_the_backdrop_fit_follows_a_gradient_and_ignores_an_item_on_the_border():
+    h, w = 120, 160
+    truth = _surface(h, w)
+    g = truth.copy()
+    g[60:120, 20:70] = 40  # a dark item cut by the bottom edge
+    g[:6, 140:] = 90  # and a mark in a corner
+    model, noise = framing.backdrop(g)
+    assert np.abs(model - truth).max() < 1.0, np.abs(model - truth).max()
+    assert noise < 0.5
+
+
+def test_the_backdrop_fit_of_a_flat_noisy_backdrop_is_flat():
+    rng = np.random.default_rng(0)
+    g = np.clip(np.rint(235 + rng.normal(0, 4, (100, 140))), 0, 255).astype(np.uint8)
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    model, noise = framing.backdrop(smooth)
+    assert np.ptp(model) < 1.0 and abs(float(model.mean()) - 235) < 0.5
+    assert 0.8 < noise < 2.5  # sigma 4 after a 3x3 mean: 4/3
+
+
+def _photo(h=150, w=200, backdrop=None) -> np.ndarray:
+    g = _surface(h, w) if backdrop is None else np.full((h, w), backdrop, np.float32)
+    g[30:110, 60:110] = 50  # the item: 50 wide, 80 tall
+    g[30:110, 80] = 140  # with an inside
+    return g
+
+
+def test_locate_finds_the_item_on_a_gradient_not_the_mark_in_the_corner():
+    g = _photo()
+    g[135:145, 170:195] = 120  # "(c) shop", bottom right
+    g[8:10, 10:12] = 100  # dust
+    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    assert item.dark and item.tilt == 0.0
+    assert item.box == (60, 30, 110, 110), item.box
+    assert item.other[140, 180] and item.other[9, 11] and not item.other[50, 70]
+
+
+def test_on_a_flat_backdrop_the_box_is_the_old_5_percent_rule():
+    """Flat backdrops stay as they were: the box is that of every pixel whose 3x3 mean
+    is more than 5% off the backdrop (and the pixel itself more than 2 levels off). (A
+    faint part on one side only is taken for a drop shadow: test_a_drop_shadow...)"""
+    rng = np.random.default_rng(1)
+    g = _photo(backdrop=245)
+    g[20:30, 50:120] = g[110:120, 50:120] = 225  # faint parts (20 levels off)
+    g = np.clip(np.rint(g + rng.normal(0, 2, g.shape)), 0, 255).astype(np.uint8)
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    old = (np.abs(smooth - 245) > framing.FUZZ) & (np.abs(g.astype(int) - 245) > framing.EDGE)
+    assert framing.locate(g).box == framing._box(old) == (50, 20, 120, 120)
+
+
+def test_select_keeps_the_main_region_and_close_parts_not_far_or_tiny_ones():
+    boxes = np.array(
+        [
+            [100, 100, 50, 80],  # the main region
+            [155, 110, 45, 70],  # its pair, 5 px away
+            [100, 183, 40, 3],  # a thin strap, 3 px below
+            [100, 183, 1, 1],  # a speck beside it
+            [5, 5, 30, 8],
+        ]
+    )  # a mark far away
+    mass = np.array([4000.0, 3000.0, 120.0, 5.0, 300.0])
+    assert framing.select(mass, boxes).tolist() == [True, True, True, False, False]
+    far = boxes.copy()
+    far[1, 0] = 400  # the pair 250 px away: not item
+    assert framing.select(mass, far).tolist() == [True, False, True, False, False]
+
+
+def test_a_drop_shadow_does_not_widen_the_box():
+    h, w = 160, 200
+    g = np.full((h, w), 250, np.float32)
+    shade = np.zeros((h, w), np.float32)
+    shade[45:125, 75:125] = 1  # the item's shape, 15 px down-right
+    shade = cv2.GaussianBlur(shade, (0, 0), 4)
+    g *= 1 - 0.35 * shade
+    g[30:110, 60:110] = 50
+    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    left, top, right, bottom = item.box
+    assert abs(left - 60) <= 1 and abs(top - 30) <= 1 and right <= 113 and bottom <= 113, item.box
+
+
+def test_a_turned_item_is_straightened_and_an_upright_one_is_not():
+    def rectangle(angle):
+        g = np.full((200, 200), 250, np.uint8)
+        corners = cv2.boxPoints(((100, 100), (50, 110), angle)).astype(np.int32)
+        cv2.fillPoly(g, [corners], 40)
+        return g
+
+    assert framing.locate(rectangle(0)).tilt == 0.0
+    for angle in (-7, 7):
+        assert abs(framing.locate(rectangle(angle)).tilt - angle) < 1.0
+    upright = images.to_model_input(Image.fromarray(rectangle(0)))
+    turned = images.to_model_input(Image.fromarray(rectangle(7)))
+    assert np.abs(upright.astype(int) - turned).mean() < 6
+    framing.STRAIGHTEN = False
+    try:
+        assert (
+            np.abs(
+                upright.astype(int) - images.to_model_input(Image.fromarray(rectangle(7)))
+            ).mean()
+            > 12
+        )  # straightening made the difference
+    finally:
+        framing.STRAIGHTEN = True
+
+
+@pytest.mark.parametrize("backdrop", [110, 140, 200])
+def test_low_light_dark_item_on_grey_comes_out_light_on_black(backdrop):
+    g = _photo(backdrop=backdrop)
+    g[30:110, 60:110] = backdrop * 0.3
+    got = images.to_model_input(Image.fromarray(np.clip(np.rint(g), 0, 255).astype(np.uint8)))
+    assert got.max() == 255 and got[:, :4].max() == 0 and got[10:18, 10:18].min() == 255
+
+
+def test_a_shaded_light_cutout_goes_back_on_white():
+    """A photo cut out of its white backdrop (its own shading inside the matte) is
+    composited on white, as it was shot; a flat light colour stays on black."""
+    la = np.zeros((40, 40, 2), np.uint8)
+    la[5:35, 5:35, 1] = 255
+    la[5:35, 5:35, 0] = 250  # the white fringe of the matte
+    la[10:30, 10:30, 0] = 120  # the item
+    assert (images.composite(la, "auto")[0, 0], images.composite(la, "auto")[20, 20]) == (255, 120)
+    la[5:35, 5:35, 0] = 230  # a flat light colour
+    assert images.composite(la, "auto")[0, 0] == 0
