@@ -168,20 +168,7 @@ def score(
     column (fmnist/scoring/uncertain.py)."""
     entered = time.monotonic()
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ScoreError(
-            f"{directory}: no such directory"
-            if not directory.exists()
-            else f"{directory}: not a directory"
-        )
-    try:
-        os.scandir(directory).close()
-    except OSError as e:
-        raise ScoreError(f"{directory}: cannot list it ({e.strerror})") from None
-    if invert not in images.INVERT_MODES:
-        raise ScoreError(f"--invert must be one of {', '.join(images.INVERT_MODES)}")
-    if fit not in images.FIT_MODES:
-        raise ScoreError(f"--fit must be one of {', '.join(images.FIT_MODES)}")
+    check_inputs(directory, invert, fit)
     uncertain.check(min_confidence)
     resolved = resolve_model(Path(model))
     version = resolved.path
@@ -253,11 +240,33 @@ def score(
     )
     if show:
         print_summary(summary, output.format)
-        if sheet:
-            say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model saw them)")
-        if inputs_dir:
-            say(f"wrote the model's inputs under {inputs_dir}")
+        print_written(sheet, inputs_dir)
     return summary
+
+
+def print_written(sheet: preview.ContactSheet | None, inputs_dir: Path | None) -> None:
+    if sheet:
+        say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model saw them)")
+    if inputs_dir:
+        say(f"wrote the model's inputs under {inputs_dir}")
+
+
+def check_inputs(directory: Path, invert: str, fit: str) -> None:
+    """The directory can be listed and the conversion's modes exist (ScoreError)."""
+    if not directory.is_dir():
+        raise ScoreError(
+            f"{directory}: no such directory"
+            if not directory.exists()
+            else f"{directory}: not a directory"
+        )
+    try:
+        os.scandir(directory).close()
+    except OSError as e:
+        raise ScoreError(f"{directory}: cannot list it ({e.strerror})") from None
+    if invert not in images.INVERT_MODES:
+        raise ScoreError(f"--invert must be one of {', '.join(images.INVERT_MODES)}")
+    if fit not in images.FIT_MODES:
+        raise ScoreError(f"--fit must be one of {', '.join(images.FIT_MODES)}")
 
 
 def check_preview(path: Path, count: int) -> preview.ContactSheet:

@@ -141,6 +141,25 @@ def _callbacks(
     return callbacks
 
 
+def _evaluate(net, splits: Splits, hist: dict) -> tuple:
+    """(val loss, val accuracy, test loss, test accuracy, validation probabilities) of a
+    trained net; a NaN or infinite loss in `hist` fails the variant instead."""
+    import tensorflow as tf
+
+    if any(not math.isfinite(v) for v in hist.get("loss", [])):
+        raise FloatingPointError(
+            f"loss became NaN/inf at epoch {len(hist['loss'])}; "
+            f"lower learning_rate or add normalization"
+        )
+    val_loss, val_acc = net.evaluate(splits.x_val, splits.y_val, batch_size=EVAL_BATCH, verbose=0)
+    test_loss, test_acc = net.evaluate(
+        splits.x_test, splits.y_test, batch_size=EVAL_BATCH, verbose=0
+    )
+    # For ensemble selection, which the driver runs on validation predictions only.
+    val_probs = tf.nn.softmax(net.predict(splits.x_val, batch_size=EVAL_BATCH, verbose=0))
+    return val_loss, val_acc, test_loss, test_acc, val_probs.numpy()
+
+
 def fit_variant(
     variant: Variant,
     splits: Splits,
@@ -197,23 +216,10 @@ def fit_variant(
         )
         train_seconds = time.monotonic() - started
         hist = log.history()  # every epoch, this attempt's and any earlier one's
-        if any(not math.isfinite(v) for v in hist.get("loss", [])):
-            raise FloatingPointError(
-                f"loss became NaN/inf at epoch {len(hist['loss'])}; "
-                f"lower learning_rate or add normalization"
-            )
-        val_loss, val_acc = net.evaluate(
-            splits.x_val, splits.y_val, batch_size=EVAL_BATCH, verbose=0
-        )
-        test_loss, test_acc = net.evaluate(
-            splits.x_test, splits.y_test, batch_size=EVAL_BATCH, verbose=0
-        )
-        # For ensemble selection, which the driver runs on validation predictions only.
-        val_probs = tf.nn.softmax(
-            net.predict(splits.x_val, batch_size=EVAL_BATCH, verbose=0)
-        ).numpy()
+        val_loss, val_acc, test_loss, test_acc, val_probs = _evaluate(net, splits, hist)
 
     val_curve = hist.get("val_accuracy", [])
+    trained = len(val_curve) - log.resumed_from  # epochs of this attempt
     result = VariantResult(
         name=variant.name,
         config=variant.to_dict(),
@@ -234,11 +240,7 @@ def fit_variant(
         started_at=started_at,
         finished_at=utc_now(),
         samples_per_second=round(
-            (len(val_curve) - log.resumed_from)
-            * batches_per_epoch
-            * variant.batch_size
-            / train_seconds,
-            1,
+            trained * batches_per_epoch * variant.batch_size / train_seconds, 1
         ),
         host=socket.gethostname(),
         device=device,

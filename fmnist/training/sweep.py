@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
-from ray.util.queue import Empty, Queue
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fmnist.core import data, export
 from fmnist.core.tables import count
@@ -25,9 +23,9 @@ from fmnist.ops import gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
 from fmnist.training import exporter, fit, report, schedule
 from fmnist.training import variants as variants_mod
+from fmnist.training.execution import Execution
 from fmnist.training.rundir import RunDir, read_resume
 from fmnist.training.session import DeferredSignals, Interrupted, RaySession
-from fmnist.training.tasks import failed, one_line, task_for
 from fmnist.training.variants import Variant
 
 
@@ -171,7 +169,62 @@ def _train(
         node_cpus=[n["Resources"].get("CPU", 0) for n in nodes],
         train_size=len(splits.y_train),
     )
-    results = RunResults(
+    results = _new_record(job, splits, run_dir, plan, clock)
+    clock.timeline = results.timeline  # pydantic copied it: later steps are marked there
+    console.print(_first_line(job, run_dir, plan, len(finished), len(nodes)))
+    splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
+    clock.mark("data_put")
+    baseline = gate.gate_baseline(job.export_dir)  # what the winner must match
+    early = exporter.EarlyExport(
+        job.variants,
+        run_dir,
+        splits_ref,
+        plan.cpus,
+        baseline["archive"],
+        on_start=lambda: clock.mark("export_started"),
+    )
+
+    def idle(done: list[VariantResult]) -> None:
+        # A core is idle from now on: the plots' library loads there, not at the end.
+        report.warm_up()
+        # An ensemble's members are known only at the end: nothing to start early.
+        best_so_far = exporter.best_of(done)
+        if best_so_far and job.ensemble_size <= 1:
+            early.start([(best_so_far.name, 1.0)])
+
+    Execution(
+        job.variants,
+        job.workers,
+        plan,
+        results,
+        finished,
+        run_dir,
+        splits_ref,
+        signals,
+        console,
+        idle,
+    ).run()
+    clock.mark("training_done")
+    trained = _Trained(results, plan, exporter.best_of(results.variants), baseline=baseline)
+    if trained.best:
+        trained.members, results.ensemble, trained.note = exporter.choose_members(
+            results.finished(), trained.best, run_dir, splits.y_val, job.ensemble_size
+        )
+        try:
+            trained.built = early.result(trained.members, signals)
+        except Interrupted as stop:  # every variant finished: a resume only exports
+            results.interrupted = str(stop)
+            run_dir.write(results)
+            raise
+        clock.mark("export_built")
+    return trained
+
+
+def _new_record(
+    job: SweepJob, splits: data.Splits, run_dir: RunDir, plan: schedule.Plan, clock: _Clock
+) -> RunResults:
+    """The run's record as it starts: settings, data, plan; variants come as they finish."""
+    return RunResults(
         run_id=run_dir.run_id,
         started_at=clock.started_at,
         timeline=clock.timeline,
@@ -194,50 +247,20 @@ def _train(
         slots=plan.slots,
         order=[v.name for v in plan.todo],
     )
-    clock.timeline = results.timeline  # pydantic copied it: later steps are marked there
-    console.print(
+
+
+def _first_line(
+    job: SweepJob, run_dir: RunDir, plan: schedule.Plan, finished: int, nodes: int
+) -> str:
+    """'run <id>: 4 variants from jobs/default.toml, 2 (of --workers 4) at once, ...'."""
+    return (
         f"run {run_dir.run_id}: {count(len(job.variants), 'variant')}"
         + (f" from {job.sweep_file}" if job.sweep_file else "")
-        + (f" ({len(finished)} already finished, resuming)" if finished else "")
+        + (f" ({finished} already finished, resuming)" if finished else "")
         + f", {plan.at_once} at once, {plan.cpus:g} CPU + {plan.gpus:g} GPU "
         f"({count(plan.threads, 'TensorFlow thread')}) each, "
-        f"on {count(len(nodes), 'Ray node')}; run dir {run_dir.path}"
+        f"on {count(nodes, 'Ray node')}; run dir {run_dir.path}"
     )
-    splits_ref = ray.put(splits)  # once; every task reads the same shared-memory copy
-    clock.mark("data_put")
-    baseline = gate.gate_baseline(job.export_dir)  # what the winner must match
-    early = exporter.EarlyExport(
-        job.variants,
-        run_dir,
-        splits_ref,
-        plan.cpus,
-        baseline["archive"],
-        on_start=lambda: clock.mark("export_started"),
-    )
-
-    def idle(done: list[VariantResult]) -> None:
-        # A core is idle from now on: the plots' library loads there, not at the end.
-        report.warm_up()
-        # An ensemble's members are known only at the end: nothing to start early.
-        best_so_far = exporter.best_of(done)
-        if best_so_far and job.ensemble_size <= 1:
-            early.start([(best_so_far.name, 1.0)])
-
-    Execution(job, plan, results, finished, run_dir, splits_ref, signals, console, idle).run()
-    clock.mark("training_done")
-    trained = _Trained(results, plan, exporter.best_of(results.variants), baseline=baseline)
-    if trained.best:
-        trained.members, results.ensemble, trained.note = exporter.choose_members(
-            results.finished(), trained.best, run_dir, splits.y_val, job.ensemble_size
-        )
-        try:
-            trained.built = early.result(trained.members, signals)
-        except Interrupted as stop:  # every variant finished: a resume only exports
-            results.interrupted = str(stop)
-            run_dir.write(results)
-            raise
-        clock.mark("export_built")
-    return trained
 
 
 def _plot_curves(results: RunResults, run_dir: RunDir, console) -> None:
@@ -351,120 +374,3 @@ def wall_line(results: RunResults) -> str:
             f"{results.floor_seconds:.1f}s ({count(results.cpus_used, 'CPU')})"
         )
     return text
-
-
-class Execution:
-    """The training phase: the plan's `todo` in its order, at most --workers in flight.
-
-    Ray starts a function's tasks in the order they were submitted, so the order of
-    `todo` is the order in which they start. `idle(finished results)` is called after a
-    variant finishes whenever fewer than the plan's slots are left training (a slot will
-    stay idle). results.json is rewritten after every change: a killed sweep loses
-    nothing."""
-
-    def __init__(
-        self,
-        job: SweepJob,
-        plan: schedule.Plan,
-        results: RunResults,
-        finished: list[VariantResult],
-        run_dir: RunDir,
-        splits_ref,
-        signals: DeferredSignals,
-        console,
-        idle,
-    ):
-        self.job, self.plan, self.results, self.run_dir = job, plan, results, run_dir
-        self.splits_ref, self.signals, self.console, self.idle = splits_ref, signals, console, idle
-        self.by_name = {r.name: r for r in finished}
-        self.queued = list(plan.todo)
-        self.running: dict = {}  # ObjectRef -> Variant
-        # The event queue lives on the driver's node, so losing a worker node does not
-        # lose it.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
-        fn, resources = task_for(plan.cpus, plan.gpus)
-        self.task = fn.options(**resources)
-
-    def save(self) -> None:
-        self.results.variants = [
-            self.by_name[v.name] for v in self.job.variants if v.name in self.by_name
-        ]
-        self.run_dir.write(self.results)
-
-    def run(self) -> None:
-        variants = self.job.variants
-        self.save()
-        with report.Progress(
-            [v.name for v in variants], {v.name: v.epochs for v in variants}, self.console
-        ) as progress:
-            self.progress = progress
-            for r in self.by_name.values():
-                progress.finished(r)
-            try:
-                while self.queued or self.running:
-                    self._step()
-                self._drain()
-            except Interrupted as stop:
-                self._interrupted(stop)
-                raise
-
-    def _step(self) -> None:
-        while self.queued and len(self.running) < self.job.workers:
-            v = self.queued.pop(0)
-            ref = self.task.remote(
-                v,
-                self.splits_ref,
-                self.events,
-                self.plan.cpus,
-                self.run_dir.checkpoint(v.name),
-                self.plan.threads,
-            )
-            self.running[ref] = v
-        ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.25)
-        self.signals.check()
-        self._drain()
-        for ref in ready:
-            v = self.running.pop(ref)
-            try:
-                result, weights, val_probs = ray.get(ref)
-            except ray.exceptions.RayError as e:  # retries exhausted: lost again
-                result, weights, val_probs = failed(v, one_line(e)), None, None
-            self._record(result, weights, val_probs)
-            if not self.queued and len(self.running) < self.plan.slots:
-                self.idle(
-                    [self.by_name[v.name] for v in self.job.variants if v.name in self.by_name]
-                )
-
-    def _record(self, result: VariantResult, weights, val_probs) -> None:
-        if weights is not None:  # before results.json says "ok"
-            self.run_dir.save_weights(result.name, weights)
-            self.run_dir.save_val_probs(result.name, val_probs)
-        result.estimate_seconds = round(self.plan.estimates[result.name], 2)
-        self.by_name[result.name] = result
-        self.progress.finished(result)
-        self.save()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self.progress.event(self.events.get_nowait())
-            except Empty:
-                return
-            except ray.exceptions.RayError:  # queue lost: only the live view suffers
-                return
-
-    def _interrupted(self, stop: Interrupted) -> None:
-        # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...
-        # Tried to complete task that was not pending") when it meets a task that is
-        # just returning (tests/repro/ray_cancel_race.py). The ray.shutdown that follows
-        # stops the tasks anyway: Ray kills a driver's tasks when it leaves, on a
-        # cluster too.
-        for v in self.running.values():
-            self.by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
-        for v in self.queued:
-            self.by_name[v.name] = failed(
-                v, f"not started: interrupted by {stop}", status="interrupted"
-            )
-        self.results.interrupted = str(stop)
-        self.save()

@@ -1,0 +1,137 @@
+"""The training phase of a sweep: the variants' Ray tasks, at most --workers in flight.
+
+fmnist/training/sweep.py plans the run and hands over; this module submits the tasks in
+the plan's order, gathers their results (and live events through a small queue actor),
+keeps results.json current after every change, and on a signal records what was running
+as interrupted.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.util.queue import Empty, Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from fmnist.ops.results import RunResults, VariantResult
+from fmnist.training import report, schedule
+from fmnist.training.rundir import RunDir
+from fmnist.training.session import DeferredSignals, Interrupted
+from fmnist.training.tasks import failed, one_line, task_for
+from fmnist.training.variants import Variant
+
+
+class Execution:
+    """The training phase: the plan's `todo` in its order, at most --workers in flight.
+
+    Ray starts a function's tasks in the order they were submitted, so the order of
+    `todo` is the order in which they start. `idle(finished results)` is called after a
+    variant finishes whenever fewer than the plan's slots are left training (a slot will
+    stay idle). results.json is rewritten after every change: a killed sweep loses
+    nothing."""
+
+    def __init__(
+        self,
+        variants: list[Variant],
+        workers: int,
+        plan: schedule.Plan,
+        results: RunResults,
+        finished: list[VariantResult],
+        run_dir: RunDir,
+        splits_ref,
+        signals: DeferredSignals,
+        console,
+        idle,
+    ):
+        self.variants, self.workers = variants, workers
+        self.plan, self.results, self.run_dir = plan, results, run_dir
+        self.splits_ref, self.signals, self.console, self.idle = splits_ref, signals, console, idle
+        self.by_name = {r.name: r for r in finished}
+        self.queued = list(plan.todo)
+        self.running: dict = {}  # ObjectRef -> Variant
+        # The event queue lives on the driver's node, so losing a worker node does not
+        # lose it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        fn, resources = task_for(plan.cpus, plan.gpus)
+        self.task = fn.options(**resources)
+
+    def save(self) -> None:
+        self.results.variants = [
+            self.by_name[v.name] for v in self.variants if v.name in self.by_name
+        ]
+        self.run_dir.write(self.results)
+
+    def run(self) -> None:
+        variants = self.variants
+        self.save()
+        with report.Progress(
+            [v.name for v in variants], {v.name: v.epochs for v in variants}, self.console
+        ) as progress:
+            self.progress = progress
+            for r in self.by_name.values():
+                progress.finished(r)
+            try:
+                while self.queued or self.running:
+                    self._step()
+                self._drain()
+            except Interrupted as stop:
+                self._interrupted(stop)
+                raise
+
+    def _step(self) -> None:
+        while self.queued and len(self.running) < self.workers:
+            v = self.queued.pop(0)
+            ref = self.task.remote(
+                v,
+                self.splits_ref,
+                self.events,
+                self.plan.cpus,
+                self.run_dir.checkpoint(v.name),
+                self.plan.threads,
+            )
+            self.running[ref] = v
+        ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.25)
+        self.signals.check()
+        self._drain()
+        for ref in ready:
+            v = self.running.pop(ref)
+            try:
+                result, weights, val_probs = ray.get(ref)
+            except ray.exceptions.RayError as e:  # retries exhausted: lost again
+                result, weights, val_probs = failed(v, one_line(e)), None, None
+            self._record(result, weights, val_probs)
+            if not self.queued and len(self.running) < self.plan.slots:
+                self.idle([self.by_name[v.name] for v in self.variants if v.name in self.by_name])
+
+    def _record(self, result: VariantResult, weights, val_probs) -> None:
+        if weights is not None:  # before results.json says "ok"
+            self.run_dir.save_weights(result.name, weights)
+            self.run_dir.save_val_probs(result.name, val_probs)
+        result.estimate_seconds = round(self.plan.estimates[result.name], 2)
+        self.by_name[result.name] = result
+        self.progress.finished(result)
+        self.save()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.progress.event(self.events.get_nowait())
+            except Empty:
+                return
+            except ray.exceptions.RayError:  # queue lost: only the live view suffers
+                return
+
+    def _interrupted(self, stop: Interrupted) -> None:
+        # No ray.cancel: in Ray 2.60 it crashes the driver (exit 1, "Check failed ...
+        # Tried to complete task that was not pending") when it meets a task that is
+        # just returning (tests/repro/ray_cancel_race.py). The ray.shutdown that follows
+        # stops the tasks anyway: Ray kills a driver's tasks when it leaves, on a
+        # cluster too.
+        for v in self.running.values():
+            self.by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
+        for v in self.queued:
+            self.by_name[v.name] = failed(
+                v, f"not started: interrupted by {stop}", status="interrupted"
+            )
+        self.results.interrupted = str(stop)
+        self.save()
