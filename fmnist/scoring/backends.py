@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -354,6 +355,16 @@ class OnRay:
             num_cpus=1,
             compute=ray.data.TaskPoolStrategy(size=self.decoders) if self.decoders else None,
         )
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for max_restarts (below) and warns that the
+            # keyword route goes away in 2.64: revisit with that upgrade.
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            return self._predict(ds, model, batch_size, cpus)
+
+    @staticmethod
+    def _predict(ds, model: Model, batch_size: int, cpus: int):
+        import ray
+
         return ds.map_batches(
             Predictor,
             fn_constructor_kwargs={
@@ -364,6 +375,11 @@ class OnRay:
             batch_format="numpy",
             num_cpus=0.5,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 8)),
+            # Ray Data keeps a predictor's constructor in the object store, where an actor
+            # restart cannot rely on it (ray#53727); with restarts on, Ray logs an error
+            # line on every run (ray#57733). A lost predictor fails the run (exit 1,
+            # nothing written) instead of a restart that may not work.
+            max_restarts=0,
         )
 
 
