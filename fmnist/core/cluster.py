@@ -40,8 +40,7 @@ def connect(address: str | None) -> None:
         else:
             # The embedded Ray's processes inherit this environment. A runtime_env
             # would do the same but keep the workers Ray prestarts at ray.init from
-            # being used (they have no runtime_env): measured, four tasks started in
-            # 2.0 s with it, 1.0 s without.
+            # being used, as they have none (docs/decisions.md, "less start-up work").
             os.environ.update(WORKER_ENV)
             internals.ray_single_machine_mode()  # listen on 127.0.0.1 only
             # "local": a new Ray of our own. Without it, ray.init joins the cluster the

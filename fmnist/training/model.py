@@ -18,7 +18,7 @@ import tensorflow as tf
 from fmnist.training.variants import Variant
 
 NUM_CLASSES = 10
-DEFAULT_CHUNK = 256  # minibatches per XLA program; measured: 64 and 256 within noise
+DEFAULT_CHUNK = 256  # minibatches per XLA program (docs/decisions.md, "the chunked XLA step")
 
 
 class ChunkedSequential(keras.Sequential):
@@ -37,8 +37,8 @@ class ChunkedSequential(keras.Sequential):
 
     def make_test_function(self, force=False):
         # Evaluation is a few large batches per epoch: XLA-compiling it cost more than
-        # it saved (0.5-0.8 s more per variant, measured; same accuracies). Only the
-        # training steps are compiled.
+        # it saved (docs/decisions.md, "less start-up work"). Only the training steps
+        # are compiled.
         jit, self.jit_compile = self.jit_compile, False
         try:
             return super().make_test_function(force)
@@ -181,10 +181,9 @@ def training_dataset(
         )
         .prefetch(2)
     )
-    # No tf.data autotuning: its optimization thread sleeps for a period that grows
-    # with the iterator's age, and deleting the iterator waits for that sleep. At the
-    # end of `fit` a task then sat idle for 0-40 s (measured: 15.9 s to delete a
-    # 25-second-old iterator with autotuning, 0.01 s without). Fixed parallelism is
+    # No tf.data autotuning: deleting an autotuned iterator waits for its optimization
+    # thread's sleep, which grows with the iterator's age, so a task sat idle at the
+    # end of `fit` (docs/decisions.md, "no tf.data autotuning"). Fixed parallelism is
     # all this pipeline needs: a chunk is one gather, prepared while XLA trains.
     options = tf.data.Options()
     options.autotune.enabled = False

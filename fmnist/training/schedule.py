@@ -41,8 +41,8 @@ def plan_resources(
     Defaults: the cluster's CPUs shared among the workers, but at least one CPU (and no
     more than one node has), and a GPU share when the cluster has GPUs. At least one CPU
     because a training task keeps its core busy: tasks sharing a core only take turns on
-    it and evict each other's caches (docs/performance.md, "CPUs per task"). --workers
-    stays the upper bound; --cpus-per-worker 0.5 shares cores.
+    it and evict each other's caches (docs/decisions.md, "a whole core per task by
+    default"). --workers stays the upper bound; --cpus-per-worker 0.5 shares cores.
 
     Args:
         workers: --workers.

@@ -23,8 +23,8 @@ frames the same items differently), then prints:
   10,000 test images as 28x28 PNGs and on 2,000 500x500 catalogue JPEGs; targets:
   score >= 0.5x the two-core decode-only rate on both.
 
-Without --model it trains the tutorial net for 2 epochs to have one (the README's
-figures use the default sweep's export). The machine's speed drifts from day to day:
+Without --model it trains the tutorial net for 2 epochs to have one (the figures in
+docs/photos.md use the default sweep's export). The machine's speed drifts from day to day:
 compare the ratios, not the rates.
 """
 
