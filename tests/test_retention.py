@@ -140,3 +140,53 @@ def test_what_vanishes_between_listing_and_stat_is_skipped(tmp_path):
     os.rename(tmp_path / ".pruned-run", run)
     assert runs.prune(tmp_path, 30) == ["run"] and not run.exists()
     assert runs.listing(tmp_path) == []
+
+
+def test_runs_list_reads_results_through_the_record(tmp_path):
+    """Each state of a results.json as the sweep writes it, and two that are not one."""
+    header = {
+        "run_id": "r",
+        "started_at": "2026-12-01T00:00:00+00:00",
+        "sweep": [],
+        "settings": {"val_size": 500},
+        "dataset_sha256": {},
+        "address": "embedded",
+        "train_size": 1,
+        "val_size": 1,
+        "test_size": 1,
+        "variants": [
+            {
+                "name": "a",
+                "config": {},
+                "status": "ok",
+                "val_accuracy": 0.9,
+                "test_accuracy": 0.8,
+                "started_at": "2026-12-01T00:00:01+00:00",
+            }
+        ],
+    }
+    cases = {
+        "running": header,
+        "done": {**header, "wall_seconds": 9.5, "best": "a", "export": "/m/3", "gate": None},
+        "stopped": {**header, "interrupted": "SIGTERM"},
+        "foreign": {"hello": 1},
+    }
+    for name, record in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(record))
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "results.json").write_text('{"run_id": "cut", "varia')
+    rows = {n: runs.summarize(tmp_path / n) for n in [*cases, "cut"]}
+    assert rows["running"]["status"] == "incomplete"
+    assert rows["running"]["started"] == "2026-12-01T00:00:01+00:00"
+    assert (
+        rows["done"]["status"],
+        rows["done"]["best"],
+        rows["done"]["val_accuracy"],
+        rows["done"]["exported_version"],
+        rows["done"]["duration_seconds"],
+    ) == ("ok", "a", 0.9, "3", 9.5)
+    assert rows["stopped"]["status"] == "interrupted"
+    assert rows["foreign"]["status"] == "unreadable"
+    assert rows["foreign"]["problem"].startswith("not a run's results")
+    assert rows["cut"]["status"] == "unreadable" and "not JSON" in rows["cut"]["problem"]

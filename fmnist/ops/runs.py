@@ -9,13 +9,13 @@ JSON, written by something else) as `unreadable`. Nothing here imports TensorFlo
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import time
 from pathlib import Path
+
+from fmnist.ops import results as results_mod
 
 
 class RunsError(Exception):
@@ -56,47 +56,33 @@ def summarize(run_dir: Path) -> dict | None:
         "problem": None,
     }
     try:
-        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-        if not isinstance(results, dict):
-            raise ValueError("not a JSON object")
+        record = results_mod.read(run_dir)
     except FileNotFoundError:
         if not run_dir.is_dir():
             return None
         row["problem"] = "no results.json"
         row["started"] = _mtime(run_dir)
         return row
-    except (OSError, ValueError) as e:
-        row["problem"] = f"results.json: {e}"
+    except results_mod.ResultsError as e:
+        row["problem"] = str(e).removeprefix(f"{run_dir / results_mod.RESULTS}: ")
         row["started"] = _mtime(run_dir)
         return row
-    variants = [v for v in results.get("variants", []) if isinstance(v, dict)]
-    starts = sorted(v["started_at"] for v in variants if isinstance(v.get("started_at"), str))
+    starts = sorted(v.started_at for v in record.variants if v.started_at)
     row["started"] = starts[0] if starts else _mtime(run_dir)
-    row["duration_seconds"] = results.get("wall_seconds")
-    if "interrupted" in results:
+    row["duration_seconds"] = record.wall_seconds
+    if record.interrupted is not None:
         row["status"] = "interrupted"
-    elif "wall_seconds" not in results:
+    elif record.wall_seconds is None:
         row["status"] = "incomplete"  # running, or killed without a word
-    elif not results.get("best"):
-        row["status"] = "failed"
     else:
-        row["status"] = "ok"
-    best = next((v for v in variants if v.get("name") == results.get("best")), None)
+        row["status"] = "ok" if record.best else "failed"
+    best = record.variant(record.best)
     if best:
-        row.update(
-            best=best["name"],
-            val_accuracy=best.get("val_accuracy"),
-            test_accuracy=best.get("test_accuracy"),
-        )
-    if results.get("export"):
-        row["exported_version"] = Path(results["export"]).name
-    if results.get("gate") is not None:
-        from pydantic import ValidationError
-
-        from fmnist.ops.gate import GateDecision
-
-        with contextlib.suppress(ValidationError):  # not a gate's record: shown as "-"
-            row["gate"] = GateDecision.model_validate(results["gate"]).decision
+        row.update(best=best.name, val_accuracy=best.val_accuracy, test_accuracy=best.test_accuracy)
+    if record.export:
+        row["exported_version"] = Path(record.export).name
+    if record.gate is not None:
+        row["gate"] = record.gate.decision
     return row
 
 
