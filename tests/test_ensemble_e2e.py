@@ -86,6 +86,11 @@ def test_the_export_is_the_weighted_mean_of_the_selected_members(ensembled):
         w * tf.nn.softmax(_net(sweep[n], _weights(tmp / "run", n))(x)).numpy()
         for n, w in weights.items()
     )
+    # ...temperature-scaled as fitted on validation (docs/calibration.md).
+    temperature = json.loads((tmp / "models" / "1" / export.METADATA).read_text())["calibration"][
+        "temperature"
+    ]
+    expected = tf.nn.softmax(np.log(np.maximum(expected, 1e-12)) / temperature).numpy()
     serve = tf.saved_model.load(str(tmp / "models" / "1")).signatures[export.SIGNATURE]
     got = serve(images=tf.constant(x))[export.OUTPUT_KEY].numpy()
     assert np.allclose(got, expected, atol=1e-5)
