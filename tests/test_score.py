@@ -782,7 +782,15 @@ def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, stderr[-2000:]
-    assert stderr.splitlines()[-1] == (
+    # When the pool could not shut down (the decoder died writing its result), the
+    # process leaves without it and Python's resource tracker, a process of its own,
+    # may add its warning about the pool's semaphores after our line.
+    ours = [
+        line
+        for line in stderr.splitlines()
+        if "resource_tracker" not in line and "warnings.warn(" not in line
+    ]
+    assert ours[-1] == (
         "fmnist-job: error: a decoder process died (killed, perhaps for memory); nothing "
         "was written: run again, with fewer --decoders if memory is short"
     ), stderr[-2000:]
