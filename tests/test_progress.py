@@ -1,4 +1,5 @@
-"""Scoring big photos: progress moves per decoded file, and Ctrl-C acts within 2 s.
+"""Scoring big photos: progress moves per decoded file (locally and with --ray), and
+Ctrl-C acts within 2 s.
 
 Real processes on real files: twelve-megapixel PNGs (a few tenths of a second each to
 decode), one decoder, stderr a pipe as in a pod's log. Before, progress came only when a
@@ -68,6 +69,30 @@ def test_plain_progress_moves_per_decoded_file(
     counts = [int(m.group(1)) for m in re.finditer(rf"score: (\d+)/{N} files", err)]
     # Lines from files decoded so far, not from a batch of --batch-size (1,024) at the
     # end: several below N, never going back.
+    assert len([c for c in counts if 0 < c < N]) >= 2, err[-3000:]
+    assert counts == sorted(counts)
+
+
+@pytest.mark.slow
+def test_plain_progress_moves_per_decoded_file_with_ray(
+    big_photos, scoring_model, tmp_path, monkeypatch, capsys, ray_cluster
+):
+    """The same with --ray: Ray Data hands rows back a batch at a time (here all N in
+    one), so the lines come from what the decoder tasks report as they decode."""
+    from fmnist.scoring import score
+
+    monkeypatch.setattr(score, "PLAIN_PROGRESS_EVERY", 0.5)
+    summary = score.score(
+        big_photos,
+        model=scoring_model,
+        out=tmp_path / "p.csv",
+        decoders=1,
+        use_ray=True,
+        address=ray_cluster.gcs,
+    )
+    assert summary.files == N and summary.failed == 0
+    err = capsys.readouterr().err
+    counts = [int(m.group(1)) for m in re.finditer(rf"score: (\d+)/{N} files", err)]
     assert len([c for c in counts if 0 < c < N]) >= 2, err[-3000:]
     assert counts == sorted(counts)
 

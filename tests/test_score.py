@@ -312,6 +312,146 @@ def test_csv_and_jsonl_hold_the_same_rows(good_dir, scored_good, scoring_model, 
     ]
 
 
+def _as_csv_rows(parquet: Path) -> list[dict]:
+    """A Parquet output's rows as read_rows gives the CSV's: strings, None for empty."""
+    import pyarrow.parquet as pq
+
+    rows = []
+    for r in pq.read_table(parquet).to_pylist():
+        top = r["top3"] or [{"class_name": None, "prob": None}] * 3
+        row = {
+            "path": r["path"],
+            "label": None if r["label"] is None else str(r["label"]),
+            "class_name": r["class_name"],
+            "confidence": None if r["confidence"] is None else f"{r['confidence']:.6f}",
+        }
+        for k, t in enumerate(top, 1):
+            row[f"top{k}_class"] = t["class_name"]
+            row[f"top{k}_prob"] = None if t["prob"] is None else f"{t['prob']:.6f}"
+        row["error"] = r["error"]
+        row["uncertain"] = None if r["uncertain"] is None else str(r["uncertain"]).lower()
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.slow
+def test_csv_jsonl_and_parquet_hold_the_same_rows(bad_dir, scored_bad, scoring_model, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, _, csv_out = scored_bad
+    jsonl_out, parquet_out = tmp_path / "p.jsonl", tmp_path / "p.parquet"
+    for out in (jsonl_out, parquet_out):
+        score.score(bad_dir, model=scoring_model, out=out, show=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.jsonl", "p.parquet"]
+    schema = pq.read_schema(parquet_out)
+    assert schema.names == list(outputs.PARQUET_COLUMNS)
+    assert schema.field("confidence").type == pa.float32()
+    assert schema.field("label").type == pa.int64()
+    assert schema.field("top3").type == pa.list_(
+        pa.struct([("class_name", pa.string()), ("prob", pa.float32())])
+    )
+    assert schema.field("error").type == pa.string()
+    assert schema.field("uncertain").type == pa.bool_()
+    expected = read_rows(csv_out)
+    assert any(r["error"] for r in expected) and any(r["error"] is None for r in expected)
+    assert _as_csv_rows(parquet_out) == expected
+    probs = ("confidence", "top1_prob", "top2_prob", "top3_prob")
+    assert read_rows(jsonl_out) == [
+        {k: (str(float(v)) if k in probs and v is not None else v) for k, v in r.items()}
+        for r in expected
+    ]
+
+
+def test_parquet_rows_are_typed_and_read_back_by_done(tmp_path):
+    """Output and inbox.recorded on their own (no model): nulls where a file failed, a
+    file name that is not UTF-8 escaped as the text formats escape it."""
+    import pyarrow.parquet as pq
+
+    from fmnist.scoring import inbox
+
+    out = outputs.Output(tmp_path / "p.parquet")
+    odd = os.fsdecode(b"caf\xe9.png")
+    probs = np.array([[0.7] + [0.3 / 9] * 9, [0.1] * 9 + [0.1]], np.float32)
+    out.write(["a.png", "b.png", odd], [None, "empty file", None], probs, list(data.CLASS_NAMES))
+    out.commit()
+    rows = pq.read_table(tmp_path / "p.parquet").to_pylist()
+    assert [r["path"] for r in rows] == ["a.png", "b.png", "caf\\udce9.png"]
+    assert rows[0]["label"] == 0 and rows[0]["uncertain"] is False and rows[0]["error"] is None
+    assert rows[0]["top3"][0] == {"class_name": "T-shirt/top", "prob": pytest.approx(0.7)}
+    assert rows[1] == dict.fromkeys(outputs.PARQUET_COLUMNS) | {
+        "path": "b.png",
+        "error": "empty file",
+    }
+    assert inbox.recorded(tmp_path / "p.parquet") == [
+        ("a.png", False),
+        ("b.png", True),
+        ("caf\\udce9.png", False),
+    ]
+
+
+def test_a_discarded_parquet_output_leaves_nothing(tmp_path):
+    (tmp_path / "p.parquet").write_bytes(b"previous")
+    out = outputs.Output(tmp_path / "p.parquet")
+    out.write(["a.png"], [None], np.full((1, 10), 0.1, np.float32), list(data.CLASS_NAMES))
+    out.discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["p.parquet"]
+    assert (tmp_path / "p.parquet").read_bytes() == b"previous"
+
+
+# -----------------------------------------------------------------------------
+# Error budget: --max-errors
+
+
+@pytest.mark.parametrize(
+    "text, files, allowed",
+    [("0", 100, 0), ("9", 3, 9), ("10%", 51, 5), ("20%", 51, 10), ("0.5%", 1000, 5)],
+)
+def test_max_errors_counts_and_percentages(text, files, allowed):
+    from fmnist.scoring import budget
+
+    b = budget.parse(text)
+    assert b.allowed(files) == allowed
+    assert not b.exceeded(allowed, files) and b.exceeded(allowed + 1, files)
+
+
+@pytest.mark.parametrize("text", ["", "x", "-1", "1.5", "101%", "%", "5%%", "ten"])
+def test_bad_max_errors_is_one_line_and_exit_2(text, tmp_path, monkeypatch, capsys):
+    code, out, err = cli(["score", tmp_path, "--max-errors", text], monkeypatch, capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "--max-errors" in err and "5%" in err, err
+
+
+@pytest.mark.slow
+def test_past_the_error_budget_rows_are_written_and_exit_4(
+    bad_dir, scoring_model, tmp_path, monkeypatch, capsys
+):
+    files = len(BAD) + 42
+    out_file = tmp_path / "bad.csv"
+    code, out, err = cli(
+        ["score", bad_dir, "--model", scoring_model, "--out", out_file, "--max-errors", "8"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 4, err
+    assert len(read_rows(out_file)) == files
+    assert f"{len(BAD)} failed (over --max-errors 8);" in out
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"fmnist-job: error: {len(BAD)} of {files} files failed, over the error budget "
+        f"(--max-errors 8); the rows are in {out_file}"
+    )
+    # Within the budget: the exit code of a run with some failed files, as without one.
+    code, out, err = cli(
+        ["score", bad_dir, "--model", scoring_model, "--out", out_file, "--max-errors", "20%"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 3, err
+    assert f"{len(BAD)} failed (--max-errors 20%: at most 10 of {files});" in out
+    assert "error budget" not in err
+
+
 # -----------------------------------------------------------------------------
 # Bad input: one error row each, the rest scored, exit code 3
 
@@ -419,7 +559,7 @@ def fatal_cases(tmp_path_factory, scoring_model, good_dir):
         ),
         "unknown extension": (
             [images_dir, "--model", scoring_model, "--out", tmp / "p.txt"],
-            "use .csv or .jsonl",
+            "use .csv, .jsonl or .parquet",
         ),
         "output dir missing": (
             [images_dir, "--model", scoring_model, "--out", tmp / "a-file" / "p.csv"],
@@ -534,6 +674,59 @@ def test_ray_mode_writes_the_same_rows_as_local_mode(
         local_summary.ignored,
         local_summary.per_class,
     )
+
+
+@pytest.mark.slow
+def test_ray_mode_runs_on_a_one_cpu_cluster(bad_dir, scored_bad, scoring_model, tmp_path):
+    """`ray start --head --num-cpus 1`: the predictor actor and a decoder task fit on
+    the one CPU (before, the decoders asked for a whole CPU beside the actor's half,
+    and the run waited for ever)."""
+    from raycluster import RayStartCluster
+
+    cluster = RayStartCluster(tmp_path, auth=False, num_cpus=1)
+    try:
+        cluster.start(second_node=False)
+        out = tmp_path / "ray.csv"
+        proc = run_cli(
+            "score", bad_dir, "--model", scoring_model, "--out", out, "--ray",
+            "--address", cluster.gcs, "--batch-size", "16",
+            timeout=300,
+        )  # fmt: skip
+    finally:
+        cluster.stop()
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    got, local = read_rows(out), read_rows(scored_bad[2])
+    assert [(r["path"], r["label"], r["error"]) for r in got] == [
+        (r["path"], r["label"], r["error"]) for r in local
+    ]
+    for a, b in zip(got, local):
+        if a["confidence"] is not None:
+            assert abs(float(a["confidence"]) - float(b["confidence"])) <= 1e-5, (a, b)
+
+
+@pytest.mark.slow
+def test_ray_mode_on_a_cluster_without_cpus_says_so_and_exits_2(good_dir, scoring_model, tmp_path):
+    from raycluster import RayStartCluster
+
+    cluster = RayStartCluster(tmp_path, auth=False, num_cpus=0)
+    try:
+        cluster.start(second_node=False)
+        proc = run_cli(
+            "score", good_dir[0], "--model", scoring_model, "--out", tmp_path / "p.csv",
+            "--ray", "--address", cluster.gcs,
+            timeout=120,
+        )  # fmt: skip
+    finally:
+        cluster.stop()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"fmnist-job: error: the Ray cluster at '{cluster.gcs}' has no node with a CPU to "
+        f"score on (1 node, 0 CPUs): score --ray needs at least one CPU for its decoders "
+        f"and model; add a node with CPUs (`ray start --address HEAD:PORT --num-cpus 1` "
+        f"or more)"
+    )
+    assert not (tmp_path / "p.csv").exists()
 
 
 # -----------------------------------------------------------------------------

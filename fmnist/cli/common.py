@@ -8,6 +8,7 @@ import typer
 
 # Exit codes (documented in the README).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_TOO_MANY_FAILED = 4  # score: more files failed than --max-errors allows
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

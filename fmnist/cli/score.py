@@ -14,6 +14,7 @@ from fmnist.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    EXIT_TOO_MANY_FAILED,
     Terminated,
     exit_at_once,
     fail,
@@ -43,7 +44,7 @@ def score(
         ),
     ] = Path("models/fmnist"),
     out: Annotated[
-        Path, typer.Option(help="Output file; .csv or .jsonl decides the format.")
+        Path, typer.Option(help="Output file; .csv, .jsonl or .parquet decides the format.")
     ] = Path("predictions.csv"),
     invert: Annotated[
         Invert,
@@ -85,6 +86,14 @@ def score(
             help="Rows below this calibrated confidence are `uncertain` (true in that column). "
             "Default: the threshold chosen on validation at export (0.5 for older "
             "exports).",
+        ),
+    ] = None,
+    max_errors: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="N|P%",
+            help="Error budget: past this many failed files (10) or this share of the files "
+            "(5%), exit 4 instead of 3; the rows are written either way. Default: unlimited.",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 1024,
@@ -151,6 +160,7 @@ def score(
             preview_count=preview_count,
             save_inputs=save_inputs,
             min_confidence=min_confidence,
+            max_errors=max_errors,
         )
     except ScoreError as e:  # before anything was scored
         raise fail(str(e))
@@ -169,6 +179,12 @@ def score(
         signal.signal(signal.SIGTERM, previous)
     if done is not None:
         _archive(out, directory, done, failed_to)
+    if summary.over_budget:
+        raise fail(
+            f"{summary.failed:,} of {summary.files:,} files failed, over the error budget "
+            f"({summary.max_errors.describe(summary.files)}); the rows are in {out}",
+            EXIT_TOO_MANY_FAILED,
+        )
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
 
 

@@ -18,6 +18,7 @@ of actors holding the model predicts, and the rows come back in order.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections import deque
@@ -28,6 +29,7 @@ import numpy as np
 
 from fmnist.core.errors import DecoderDied, RunError, ScoreError
 from fmnist.core.export import ExportMetadata
+from fmnist.core.tables import count
 from fmnist.scoring import images
 from fmnist.scoring.savedmodel import Model, load_model
 
@@ -36,6 +38,14 @@ MAX_CHUNK = 256  # files per decoder job: big enough to amortise the IPC
 # whether a file is a 28x28 PNG (full chunks) or a 12-megapixel photo (one per job).
 CHUNK_SECONDS = 0.25
 SIGNAL = "signal_"  # Ray Data column prefix of the `uncertain` signals
+# What each predictor actor and each decoder task asks Ray for. Together they fit one
+# CPU, so a one-CPU node runs an actor beside a decoder, and a node of N CPUs runs N
+# decoders (N < 99) with the actor's small share of work on top: predicting is ~7 us an
+# image against ~50 us to decode (tests/benchmarks/bench_ray_resources.py).
+ACTOR_CPUS = 0.01
+DECODER_CPUS = 1 - ACTOR_CPUS
+# Seconds between a decoder task's reports of files decoded, for the progress line.
+REPORT_SECONDS = 0.5
 
 Batch = tuple[list[str], list, np.ndarray, np.ndarray, dict]
 Entries = list[tuple[str, "str | None"]]
@@ -286,6 +296,11 @@ class OnRay:
         finally:
             if on_sigterm is not None:  # None: a handler not set from Python
                 signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            check_fits(self.address or "the embedded Ray", ray.nodes())
+        except ScoreError:
+            ray.shutdown()
+            raise
         # Ray Data logs to the console at INFO (and warns that we turned its progress
         # bars off: ours is the one on screen); a scoring run's stderr is for errors.
         # Ray Data reads this each time it sets up its loggers; set it to see them.
@@ -316,11 +331,21 @@ class OnRay:
 
         if not entries:
             return
-        dataset = self.dataset(entries, root, model, invert=invert, fit=fit, batch_size=batch_size)
+        # Decoder tasks report the files they decode to a small actor as they go; a
+        # thread here passes that on: Ray Data hands back rows only a batch at a time,
+        # which with big photos can be minutes apart.
+        tally = ray.remote(num_cpus=0)(Tally).remote()
+        dataset = self.dataset(
+            entries, root, model, invert=invert, fit=fit, batch_size=batch_size, tally=tally
+        )
+        stop = threading.Event()
+        relay = threading.Thread(
+            target=relay_progress, args=(tally, on_decoded, stop), name="ray-progress", daemon=True
+        )
+        relay.start()
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = batch["error"] == ""
-                on_decoded(len(ok), int((~ok).sum()))
                 yield (
                     batch["path"].tolist(),
                     [e or None for e in batch["error"].tolist()],
@@ -330,9 +355,24 @@ class OnRay:
                 )
         except ray.exceptions.RayError as e:
             raise RunError(f"Ray Data failed: {images.describe(e)}") from None
+        finally:
+            stop.set()
+            relay.join(timeout=1.0)  # progress only: an interrupted run does not wait
+            try:
+                ray.kill(tally)
+            except (ray.exceptions.RayError, ConnectionError, ValueError):  # the cluster is gone
+                pass
 
     def dataset(
-        self, entries: Entries, root: Path, model: Model, *, invert: str, fit: str, batch_size: int
+        self,
+        entries: Entries,
+        root: Path,
+        model: Model,
+        *,
+        invert: str,
+        fit: str,
+        batch_size: int,
+        tally=None,
     ):
         """paths -> (Ray tasks) decoded images -> (a pool of model actors) probabilities.
 
@@ -341,18 +381,21 @@ class OnRay:
         SavedModel once, predict. The actors ask for half a CPU: they mostly wait for
         decoded batches, and resources different from the tasks' also keep Ray Data from
         fusing decoding into the actors (which would put a TensorFlow runtime on every
-        CPU)."""
+        CPU). Blocks of at most a chunk, and at least four per CPU: a few hundred big
+        photos still spread over every decoder."""
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         rows = [{"path": p, "error": e or ""} for p, e in entries]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
+        chunk = chunk_size(batch_size)
+        blocks = max(-(-len(rows) // chunk), min(len(rows), 4 * cpus))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
-            batch_size=chunk_size(batch_size),
+            fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit, "tally": tally},
+            batch_size=chunk,
             batch_format="numpy",
-            num_cpus=1,
+            num_cpus=DECODER_CPUS,
             compute=ray.data.TaskPoolStrategy(size=self.decoders) if self.decoders else None,
         )
         with warnings.catch_warnings():
@@ -373,7 +416,7 @@ class OnRay:
             },
             batch_size=batch_size,
             batch_format="numpy",
-            num_cpus=0.5,
+            num_cpus=ACTOR_CPUS,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 8)),
             # Ray Data keeps a predictor's constructor in the object store, where an actor
             # restart cannot rely on it (ray#53727); with restarts on, Ray logs an error
@@ -383,10 +426,72 @@ class OnRay:
         )
 
 
-def decode_batch(batch: dict, root: str, invert: str, fit: str) -> dict:
-    """Ray Data task: paths (and walk errors) -> decoded images, one row per file."""
+def check_fits(where: str, nodes: list[dict]) -> None:
+    """ScoreError, at once, when no alive node can hold a decoder task and a predictor
+    actor: Ray would otherwise wait for resources that never come, without a word."""
+    alive = [n for n in nodes if n.get("Alive")]
+    cpus = [n.get("Resources", {}).get("CPU", 0) for n in alive]
+    if max(cpus, default=0) < ACTOR_CPUS + DECODER_CPUS:
+        raise ScoreError(
+            f"the Ray cluster at '{where}' has no node with a CPU to score on "
+            f"({count(len(alive), 'node')}, {sum(cpus):g} CPUs): score --ray needs at least "
+            f"one CPU for its decoders and model; add a node with CPUs (`ray start "
+            f"--address HEAD:PORT --num-cpus 1` or more)"
+        )
+
+
+class Tally:
+    """Ray actor: files decoded (and failed) since the driver last asked."""
+
+    def __init__(self):
+        self.files = self.failed = 0
+
+    def add(self, files: int, failed: int) -> None:
+        self.files += files
+        self.failed += failed
+
+    def take(self) -> tuple[int, int]:
+        out, self.files, self.failed = (self.files, self.failed), 0, 0
+        return out
+
+
+def relay_progress(tally, on_decoded: OnDecoded, stop: threading.Event) -> None:
+    """Pass the decoders' reports on to `on_decoded` until `stop`, then the last ones."""
+    import ray
+
+    while True:
+        stopping = stop.wait(REPORT_SECONDS)
+        try:
+            files, failed = ray.get(tally.take.remote(), timeout=10)
+        except (ray.exceptions.RayError, ConnectionError):  # the run's own error says why
+            return
+        if files or failed:
+            on_decoded(files, failed)
+        if stopping:
+            return
+
+
+def decode_batch(batch: dict, root: str, invert: str, fit: str, tally=None) -> dict:
+    """Ray Data task: paths (and walk errors) -> decoded images, one row per file. It
+    decodes in chunks of about CHUNK_SECONDS and tells `tally` what it decoded every
+    REPORT_SECONDS and at its end."""
     items = [(p, e or None) for p, e in zip(batch["path"].tolist(), batch["error"].tolist())]
-    x, errs = images.decode_many(root, items, invert, fit)
+    parts, errs = [], []
+    sizer = ChunkSizer(len(items))
+    reported, unreported = time.monotonic(), [0, 0]
+    for chunk in sizer.chunks(items):
+        x, chunk_errs, seconds = decode_timed(root, chunk, invert, fit)
+        sizer.observe(len(chunk), seconds)
+        parts.append(x)
+        errs.extend(chunk_errs)
+        unreported[0] += len(chunk)
+        unreported[1] += len(chunk) - len(x)
+        if tally is not None and time.monotonic() - reported >= REPORT_SECONDS:
+            tally.add.remote(*unreported)
+            reported, unreported = time.monotonic(), [0, 0]
+    if tally is not None and unreported[0]:
+        tally.add.remote(*unreported)
+    x = np.concatenate(parts) if parts else np.empty((0, images.SIZE, images.SIZE), np.uint8)
     full = np.zeros((len(items), images.SIZE, images.SIZE), np.uint8)
     ok = np.array([e is None for e in errs], bool)
     full[ok] = x

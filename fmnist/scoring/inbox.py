@@ -27,8 +27,13 @@ class Archived(NamedTuple):
 
 
 def recorded(predictions: Path) -> list[tuple[str, bool]]:
-    """(relative path, whether it failed) of each row of a predictions file (.csv or
-    .jsonl)."""
+    """(relative path, whether it failed) of each row of a predictions file (.csv,
+    .jsonl or .parquet)."""
+    if predictions.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(predictions, columns=["path", "error"]).to_pydict()
+        return [(p, bool(e)) for p, e in zip(table["path"], table["error"])]
     with predictions.open(encoding="utf-8", newline="") as f:
         if predictions.suffix.lower() == ".csv":
             return [(row["path"], bool(row["error"])) for row in csv.DictReader(f)]

@@ -27,7 +27,7 @@ import numpy as np
 from fmnist.core import files
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.core.tables import count
-from fmnist.scoring import backends, images, preview, uncertain
+from fmnist.scoring import backends, budget, images, preview, uncertain
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
 from fmnist.scoring.walk import WalkStats, walk
@@ -98,11 +98,12 @@ class Progress:
     def advance(self, files: int, failed: int) -> None:
         """`files` more decoded, `failed` of them with an error."""
         with self._lock:
-            self.done += files
-            self.failed += failed
+            # At most the total: a Ray task run again after a lost worker reports twice.
+            self.done = min(self.done + files, self.total)
+            self.failed = min(self.failed + failed, self.done)
         if self.bar:
             self.bar.update(
-                self.task, advance=files, failed=self.failed, rate=f"{self.rate():,.0f}"
+                self.task, completed=self.done, failed=self.failed, rate=f"{self.rate():,.0f}"
             )
 
     def _tick(self) -> None:
@@ -134,10 +135,15 @@ class Summary:
     uncertain: int = 0
     per_class: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
+    max_errors: budget.Budget | None = None  # None: unlimited
 
     @property
     def scored(self) -> int:
         return self.files - self.failed
+
+    @property
+    def over_budget(self) -> bool:
+        return self.max_errors is not None and self.max_errors.exceeded(self.failed, self.files)
 
     @property
     def images_per_second(self) -> float:
@@ -161,14 +167,17 @@ def score(
     preview_count: int = 100,
     save_inputs: Path | None = None,
     min_confidence: float | None = None,
+    max_errors: str | None = None,
 ) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
     anything is scored; RunError if the run breaks later (no output is left then).
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
-    column (fmnist/scoring/uncertain.py)."""
+    column (fmnist/scoring/uncertain.py). `max_errors` is the error budget
+    (fmnist/scoring/budget.py): the summary says whether the run went past it."""
     entered = time.monotonic()
     directory = Path(directory)
     check_inputs(directory, invert, fit)
+    allowed = budget.parse(max_errors)
     uncertain.check(min_confidence)
     resolved = resolve_model(Path(model))
     version = resolved.path
@@ -228,8 +237,8 @@ def score(
         directory,
         version,
         Path(out),
-        files=progress.done,
-        failed=progress.failed,
+        files=output.rows,
+        failed=output.failed,
         ignored=stats.ignored,
         linked_dirs=stats.linked_dirs,
         seconds=seconds,
@@ -237,6 +246,7 @@ def score(
         uncertain=flagged,
         per_class={n: int(c) for n, c in zip(net.class_names, counts)},
         first_errors=output.first_errors,
+        max_errors=allowed,
     )
     if show:
         print_summary(summary, output.format)
@@ -335,6 +345,13 @@ def say(text: str) -> None:
     Console().print(text, highlight=False, soft_wrap=True, markup=False)
 
 
+def budget_note(s: Summary) -> str:
+    """` (--max-errors 5%: at most 10 of 200)` after the failed count, `over` when past it."""
+    if s.max_errors is None:
+        return ""
+    return f" ({'over ' if s.over_budget else ''}{s.max_errors.describe(s.files)})"
+
+
 def print_summary(s: Summary, fmt: str) -> None:
     """Files scored and failed, the rate, then images per predicted class (stdout)."""
     from rich.console import Console
@@ -343,7 +360,7 @@ def print_summary(s: Summary, fmt: str) -> None:
     console = Console()
 
     say(
-        f"scored {s.scored:,} of {s.files:,} image files; {s.failed:,} failed; "
+        f"scored {s.scored:,} of {s.files:,} image files; {s.failed:,} failed{budget_note(s)}; "
         f"{s.uncertain:,} uncertain; {s.images_per_second:,.0f} images/s over "
         f"{s.seconds:.2f}s of decoding and prediction ({s.total_seconds:.2f}s with "
         f"loading the model)"
