@@ -378,10 +378,10 @@ class OnRay:
 
         Decoding is where the time goes (~50 us an image against ~7 us to predict), so
         it fans out as tasks over every CPU while a few actors, each loading the
-        SavedModel once, predict. The actors ask for half a CPU: they mostly wait for
-        decoded batches, and resources different from the tasks' also keep Ray Data from
-        fusing decoding into the actors (which would put a TensorFlow runtime on every
-        CPU). Blocks of at most a chunk, and at least four per CPU: a few hundred big
+        SavedModel once, predict. The actors ask for a sliver of a CPU (ACTOR_CPUS): they
+        mostly wait for decoded batches; and remote arguments different from the tasks'
+        keep Ray Data from fusing decoding into the actors (which would put a TensorFlow
+        runtime on every CPU). Blocks of at most a chunk, and at least four per CPU: a few hundred big
         photos still spread over every decoder."""
         import ray
 
