@@ -17,7 +17,8 @@ from pathlib import Path
 
 import ray
 
-from fmnist.core import data, export
+from fmnist.core import data, export, storage
+from fmnist.core.errors import RunError
 from fmnist.core.tables import count
 from fmnist.ops import gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
@@ -299,12 +300,13 @@ def _publish(
     if best:
         exported = exporter.exported_model(results, trained.members, built["predictions"], splits)
         calibrated = {k: built[k] for k in ("calibration", "uncertain")}
-        path = export.publish(
+        path = _publish_or_keep(
             lambda staging: export.unpack(built["archive"], staging),
             exporter.export_metadata(
                 exported, run_dir.run_id, splits, built["libraries"], calibrated
             ),
             job.export_dir,
+            run_dir,
         )
         clock.mark("published")
         results.export = str(path)
@@ -341,6 +343,25 @@ def _publish(
     if signals.pending:
         raise Interrupted(signals.pending, run_dir.path, published=path)
     return results
+
+
+def _publish_or_keep(write, metadata, base, run_dir: RunDir):
+    """export.publish, and when a bucket fails midway (the network, the credentials),
+    the model kept in the run directory rather than lost with the hour that made it.
+
+    Raises:
+        RunError: the upload failed; the message says where the model is.
+    """
+    try:
+        return export.publish(write, metadata, base)
+    except Exception as e:  # noqa: BLE001 (botocore's errors are many; storage.explain names them)
+        if not storage.is_remote(base):
+            raise
+        kept = export.publish(write, metadata, run_dir.path / "unpublished")
+        raise RunError(
+            f"--export-dir {base}: publishing failed ({storage.explain(e, storage.bucket_of(base))}); "
+            f"the model is kept in {kept}"
+        ) from None
 
 
 def _print_end(
