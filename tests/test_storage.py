@@ -345,3 +345,94 @@ def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path):
     results = json.loads((tmp_path / "runs" / "n2" / "results.json").read_text())
     assert results["export"] == f"{uri}/2" and results["gate"]["compared_with"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.toml", "n2.toml", "runs"]
+
+
+# -----------------------------------------------------------------------------
+# Scoring from and into a bucket
+
+
+def _photos(root: Path, test_set, n: int = 40) -> Path:
+    """n test-set images as PNGs in two folders, and one corrupt file."""
+    from PIL import Image
+
+    x, _ = test_set
+    for i in range(n):
+        path = root / ("shoes" if i % 2 else "tops") / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i]).save(path)
+    (root / "tops" / "corrupt.png").write_bytes(b"not an image")
+    return root
+
+
+def _upload(local: Path, uri: str) -> None:
+    storage.upload_tree(local, storage.location(uri, "--x"))
+
+
+@pytest.mark.slow
+def test_score_a_bucket_with_a_model_in_a_bucket_gives_the_local_rows(
+    bucket, tmp_path, scoring_model, test_set
+):
+    photos = _photos(tmp_path / "photos", test_set)
+    _upload(photos, f"{bucket}/inbox")
+    _upload(scoring_model, f"{bucket}/models/fmnist")
+    work = tmp_path / "work"
+    work.mkdir()
+    local = run_cli("score", photos, "--model", scoring_model, "--out", tmp_path / "local.csv")
+    assert local.returncode == 3, local.stderr  # the corrupt file
+    remote = run_cli(
+        "score",
+        f"{bucket}/inbox/",
+        "--model",
+        f"{bucket}/models/fmnist",
+        "--out",
+        f"{bucket}/preds/night.csv",
+        "--preview",
+        f"{bucket}/preds/sheet.png",
+        cwd=work,
+    )
+    assert remote.returncode == 3, remote.stderr
+    assert f"with model {bucket}/models/fmnist/1 (newest; no stable label)" in remote.stderr
+    assert f"under {bucket}/inbox" in remote.stderr
+    assert f"wrote {bucket}/preds/night.csv (CSV, 41 rows)" in remote.stdout
+    out = storage.location(f"{bucket}/preds/night.csv", "--out")
+    assert out.read_text() == (tmp_path / "local.csv").read_text()
+    assert storage.location(f"{bucket}/preds/sheet.png", "--x").read_bytes()[:4] == b"\x89PNG"
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_done_in_a_bucket_moves_the_scored_objects_and_keeps_the_failed(
+    bucket, tmp_path, scoring_model, test_set
+):
+    _upload(_photos(tmp_path / "photos", test_set, n=6), f"{bucket}/inbox")
+    r = run_cli(
+        "score",
+        f"{bucket}/inbox",
+        "--model",
+        scoring_model,
+        "--out",
+        f"{bucket}/preds/run1.csv",
+        "--done",
+        f"{bucket}/done",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 3, r.stderr
+    assert f"moved 6 scored files to {bucket}/done/run1/" in r.stderr
+    base = storage.location(bucket, "--x")
+    keys = sorted(k.split("/", 1)[1] for k in base.fs.find(base.path))
+    assert "inbox/tops/corrupt.png" in keys and "done/run1/shoes/001.png" in keys
+    assert not [k for k in keys if k.startswith("inbox/") and k.endswith(("0.png", "1.png"))]
+
+
+def test_score_refuses_moving_between_a_bucket_and_a_disk(bucket, tmp_path):
+    r = run_cli("score", f"{bucket}/inbox", "--done", tmp_path / "done", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "files are moved within one store; name a bucket location" in r.stderr
+
+
+def test_score_of_a_missing_prefix_is_one_line(bucket, tmp_path):
+    r = run_cli("score", f"{bucket}/nothing-here", "--out", tmp_path / "p.csv", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"fmnist-job: error: {bucket}/nothing-here: no such directory (no objects under it)"
+    )

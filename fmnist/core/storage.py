@@ -102,6 +102,17 @@ def uri(path) -> str:
     return str(path) if is_remote(path) else str(Path(path).resolve())
 
 
+def inside(directory, path) -> bool:
+    """Whether `path` is `directory` or under it (in the same store)."""
+    if is_remote(directory) != is_remote(path):
+        return False
+    if is_remote(path):
+        top = str(directory).rstrip("/") + "/"
+        return str(path).rstrip("/") + "/" == top or str(path).startswith(top)
+    directory = Path(directory).resolve()
+    return directory in (Path(path).resolve(), *Path(path).resolve().parents)
+
+
 def check(path, option: str, *, write: bool = False) -> None:
     """Prove `path` can be used before any work starts: its bucket exists and answers
     with these credentials, and (`write`) an object can be made in it. Local paths are
@@ -245,10 +256,12 @@ def replace(path, data: bytes, etag: str) -> None:
 def upload_tree(local: Path, remote, last: str | None = None) -> None:
     """Every file under `local` to the same relative keys under `remote`, `last` (a
     relative name: the commit object) after all the others."""
-    files = sorted(p for p in Path(local).rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.relative_to(local).as_posix() == last)
-    for source in files:
-        remote.fs.put_file(str(source), (remote / source.relative_to(local).as_posix()).path)
+    names = sorted(p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file())
+    first = [name for name in names if name != last]
+    if first:  # one call for all: s3fs uploads them concurrently
+        remote.fs.put([str(local / n) for n in first], [(remote / n).path for n in first])
+    if last in names:  # then the commit object, alone
+        remote.fs.put_file(str(local / last), (remote / last).path)
 
 
 def download_tree(remote, local: Path) -> Path:
@@ -256,10 +269,12 @@ def download_tree(remote, local: Path) -> Path:
     local = Path(local)
     local.mkdir(parents=True, exist_ok=True)
     prefix = remote.path.rstrip("/") + "/"
-    for key in remote.fs.find(remote.path):
-        target = local / key[len(prefix) :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remote.fs.get_file(key, str(target))
+    keys = [k for k in remote.fs.find(remote.path) if k.startswith(prefix)]
+    targets = [local / k[len(prefix) :] for k in keys]
+    for target in {t.parent for t in targets}:
+        target.mkdir(parents=True, exist_ok=True)
+    if keys:  # one call for all: s3fs fetches them concurrently
+        remote.fs.get(keys, [str(t) for t in targets])
     return local
 
 

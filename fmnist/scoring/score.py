@@ -24,10 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist.core import files
+from fmnist.core import files, storage
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.core.tables import count
-from fmnist.scoring import backends, images, preview, uncertain
+from fmnist.scoring import backends, images, preview, staging, uncertain
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
 from fmnist.scoring.walk import WalkStats, walk
@@ -149,6 +149,39 @@ def score(
     *,
     model: Path,
     out: Path,
+    show: bool = True,
+    preview_to: Path | None = None,
+    save_inputs: Path | None = None,
+    **options,
+) -> Summary:
+    """Score every image file under `directory` into `out`. Raises ScoreError before
+    anything is scored; RunError if the run breaks later (no output is left then).
+    Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket
+    (fmnist/scoring/staging.py). `options` are _score's."""
+    with staging.Staged(directory, out, preview_to, save_inputs) as staged:
+        summary, fmt, sheet, inputs_dir = _score(
+            staged.directory,
+            model=model,
+            out=staged.out,
+            show=show,
+            preview_to=staged.preview,
+            save_inputs=staged.save_inputs,
+            shown=directory,
+            **options,
+        )
+        staged.upload()
+    summary.directory, summary.out = directory, out
+    if show:
+        print_summary(summary, fmt)
+        print_written(preview_to if sheet else None, len(sheet.tiles) if sheet else 0, save_inputs)
+    return summary
+
+
+def _score(
+    directory: Path,
+    *,
+    model: Path,
+    out: Path,
     invert: str = "auto",
     fit: str = "auto",
     batch_size: int = 1024,
@@ -161,16 +194,17 @@ def score(
     preview_count: int = 100,
     save_inputs: Path | None = None,
     min_confidence: float | None = None,
-) -> Summary:
-    """Score every image file under `directory` into `out`. Raises ScoreError before
-    anything is scored; RunError if the run breaks later (no output is left then).
+    shown: Path | None = None,
+) -> tuple[Summary, str, preview.ContactSheet | None, Path | None]:
+    """score() on local paths (but the model); returns the summary, the output's format,
+    the contact sheet and the saved inputs' directory, for score() to print.
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
-    column (fmnist/scoring/uncertain.py)."""
+    column (fmnist/scoring/uncertain.py); `shown` is the directory's name in messages."""
     entered = time.monotonic()
     directory = Path(directory)
     check_inputs(directory, invert, fit)
     uncertain.check(min_confidence)
-    resolved = resolve_model(Path(model))
+    resolved = resolve_model(model if storage.is_remote(model) else Path(model))
     version = resolved.path
     metadata = read_metadata(version)
     sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
@@ -192,7 +226,7 @@ def score(
             entries = list(walk(directory, stats))
             if show:
                 note(
-                    f"score: {len(entries):,} image files under {directory} "
+                    f"score: {len(entries):,} image files under {shown or directory} "
                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else "")
                 )
             with Progress(len(entries), enabled=show) as progress:
@@ -238,15 +272,12 @@ def score(
         per_class={n: int(c) for n, c in zip(net.class_names, counts)},
         first_errors=output.first_errors,
     )
-    if show:
-        print_summary(summary, output.format)
-        print_written(sheet, inputs_dir)
-    return summary
+    return summary, output.format, sheet, inputs_dir
 
 
-def print_written(sheet: preview.ContactSheet | None, inputs_dir: Path | None) -> None:
+def print_written(sheet: Path | None, tiles: int, inputs_dir: Path | None) -> None:
     if sheet:
-        say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model saw them)")
+        say(f"wrote {sheet} (the first {tiles:,} inputs as the model saw them)")
     if inputs_dir:
         say(f"wrote the model's inputs under {inputs_dir}")
 
