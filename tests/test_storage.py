@@ -436,3 +436,50 @@ def test_score_of_a_missing_prefix_is_one_line(bucket, tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (
         f"fmnist-job: error: {bucket}/nothing-here: no such directory (no objects under it)"
     )
+
+
+@pytest.mark.slow
+def test_score_ray_on_two_nodes_reads_the_bucket_and_gives_the_local_rows(
+    s3_server, bucket, tmp_path, scoring_model, test_set
+):
+    """The photos and the model are only in the bucket when the cluster scores: the
+    decoding tasks and the predictors read them there, on whichever node they run."""
+    from raycluster import RayStartCluster
+
+    photos = _photos(tmp_path / "photos", test_set, n=300)
+    local = run_cli("score", photos, "--model", scoring_model, "--out", tmp_path / "local.csv")
+    assert local.returncode == 3, local.stderr
+    _upload(photos, f"{bucket}/inbox")
+    _upload(scoring_model, f"{bucket}/models/fmnist")
+    import shutil
+
+    shutil.rmtree(photos)
+    cluster = RayStartCluster(tmp_path / "cluster", auth=False, num_cpus=1)
+    cluster.env.update(s3_server.env)  # each node's credentials, as a pod's would be
+    try:
+        cluster.start(second_node=True)
+        assert len(cluster.node_ids()) == 2
+        work = tmp_path / "work"
+        work.mkdir()
+        r = run_cli(
+            "score",
+            f"{bucket}/inbox",
+            "--model",
+            f"{bucket}/models/fmnist",
+            "--out",
+            f"{bucket}/preds/ray.csv",
+            "--ray",
+            "--address",
+            cluster.gcs,
+            "--batch-size",
+            "64",
+            cwd=work,
+            env={**cluster.env, "PYTHONPATH": str(ROOT)},
+            timeout=600,
+        )
+    finally:
+        cluster.stop()
+    assert r.returncode == 3, r.stderr[-3000:]
+    out = storage.location(f"{bucket}/preds/ray.csv", "--out")
+    assert out.read_text() == (tmp_path / "local.csv").read_text()
+    assert list(work.iterdir()) == []

@@ -350,7 +350,7 @@ class OnRay:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
+            fn_kwargs={"root": storage.uri(root), "invert": invert, "fit": fit},
             batch_size=chunk_size(batch_size),
             batch_format="numpy",
             num_cpus=1,

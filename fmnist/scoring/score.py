@@ -30,7 +30,7 @@ from fmnist.core.tables import count
 from fmnist.scoring import backends, images, preview, staging, uncertain
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
-from fmnist.scoring.walk import WalkStats, walk
+from fmnist.scoring.walk import WalkStats, walk, walk_bucket
 
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 
@@ -158,7 +158,9 @@ def score(
     anything is scored; RunError if the run breaks later (no output is left then).
     Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket
     (fmnist/scoring/staging.py). `options` are _score's."""
-    with staging.Staged(directory, out, preview_to, save_inputs) as staged:
+    # With Ray, the decoding tasks read a bucket's photos themselves, on every node.
+    download = not options.get("use_ray")
+    with staging.Staged(directory, out, preview_to, save_inputs, download) as staged:
         summary, fmt, sheet, inputs_dir = _score(
             staged.directory,
             model=model,
@@ -201,7 +203,7 @@ def _score(
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
     column (fmnist/scoring/uncertain.py); `shown` is the directory's name in messages."""
     entered = time.monotonic()
-    directory = Path(directory)
+    directory = directory if storage.is_remote(directory) else Path(directory)
     check_inputs(directory, invert, fit)
     uncertain.check(min_confidence)
     resolved = resolve_model(model if storage.is_remote(model) else Path(model))
@@ -223,7 +225,9 @@ def _score(
             if show and flag.note:
                 note(flag.note)
             seen = observer(sheet, inputs_dir, net.class_names)
-            entries = list(walk(directory, stats))
+            entries = list(
+                (walk_bucket if storage.is_remote(directory) else walk)(directory, stats)
+            )
             if show:
                 note(
                     f"score: {len(entries):,} image files under {shown or directory} "
@@ -284,14 +288,18 @@ def print_written(sheet: Path | None, tiles: int, inputs_dir: Path | None) -> No
 
 def check_inputs(directory: Path, invert: str, fit: str) -> None:
     """The directory can be listed and the conversion's modes exist (ScoreError)."""
-    if not directory.is_dir():
+    if storage.is_remote(directory):
+        if not directory.is_dir():
+            raise ScoreError(f"{directory}: no such directory (no objects under it)")
+    elif not directory.is_dir():
         raise ScoreError(
             f"{directory}: no such directory"
             if not directory.exists()
             else f"{directory}: not a directory"
         )
     try:
-        os.scandir(directory).close()
+        if not storage.is_remote(directory):
+            os.scandir(directory).close()
     except OSError as e:
         raise ScoreError(f"{directory}: cannot list it ({e.strerror})") from None
     if invert not in images.INVERT_MODES:
@@ -320,8 +328,7 @@ def check_preview(path: Path, count: int) -> preview.ContactSheet:
 
 
 def check_save_inputs(path: Path, directory: Path) -> Path:
-    real, scored = os.path.realpath(path), os.path.realpath(directory)
-    if os.path.commonpath([real, scored]) == scored:
+    if storage.inside(directory, path):
         raise ScoreError(
             f"--save-inputs {path}: is inside the scored directory; "
             f"name a directory outside {directory}"

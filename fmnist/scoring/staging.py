@@ -2,7 +2,8 @@
 
 The photos under an s3:// DIRECTORY are downloaded into a temporary directory first, with
 their relative paths (the rows' `path` column is relative to DIRECTORY, so the rows are
-those a local copy gives); --out, --preview and --save-inputs in a bucket are written
+those a local copy gives), except with --ray, whose decoding tasks read them from the
+bucket on whichever node they run (fmnist/scoring/images.py); --out, --preview and --save-inputs in a bucket are written
 locally as on disk and uploaded once the run has succeeded. An object appears whole with
 its one PUT, so a reader of --out sees the previous predictions or the new ones; a run
 that fails uploads nothing.
@@ -22,11 +23,12 @@ class Staged:
     """`directory`, `out`, `preview` and `save_inputs` as local paths for the run; the
     given ones (`given`) for what it prints."""
 
-    def __init__(self, directory, out, preview=None, save_inputs=None):
+    def __init__(self, directory, out, preview=None, save_inputs=None, download=True):
         self.given = {"directory": directory, "out": out, "preview": preview}
         self.given["save_inputs"] = save_inputs
         self._tmp: Path | None = None
         self._keep = False
+        self._download_inputs = download
         self._uploads: list[tuple[Path, object, str]] = []
         self.directory, self.out = directory, out
         self.preview, self.save_inputs = preview, save_inputs
@@ -36,7 +38,7 @@ class Staged:
             return self
         self._tmp = Path(tempfile.mkdtemp(prefix="fmnist-score-"))
         try:
-            if storage.is_remote(self.directory):
+            if storage.is_remote(self.directory) and self._download_inputs:
                 self.directory = self._download(self.directory)
             self.out = self._stand_in(self.out, "--out")
             if self.preview is not None:
