@@ -164,13 +164,12 @@ def _aws() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
 
 
-@pytest.mark.parametrize("option", ["--runs-dir", "--resume"])
-def test_a_run_directory_in_a_bucket_is_refused_in_one_line(bucket, tmp_path, option):
-    r = run_cli("train", option, f"{bucket}/runs/r1", cwd=tmp_path)
+def test_resume_of_a_bucket_prefix_without_a_run_is_one_line(bucket, tmp_path):
+    r = run_cli("train", "--resume", f"{bucket}/runs/r1", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip() == (
-        f"fmnist-job: error: {option} {bucket}/runs/r1: this option takes a local path "
-        f"(a bucket is not supported here yet); see docs/cli.md, Object storage"
+        f"fmnist-job: error: {bucket}/runs/r1/results.json: not found; --resume takes a "
+        f"run directory that fmnist-job train created"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -483,3 +482,61 @@ def test_score_ray_on_two_nodes_reads_the_bucket_and_gives_the_local_rows(
     out = storage.location(f"{bucket}/preds/ray.csv", "--out")
     assert out.read_text() == (tmp_path / "local.csv").read_text()
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_run_directory_in_a_bucket_survives_a_killed_worker(bucket, tmp_path):
+    """Checkpoints committed to the bucket after every epoch: the retried task restores
+    the last one from there, not from its node's disk."""
+    import signal
+    import time
+
+    runs = f"{bucket}/runs/night"
+    (tmp_path / "victim.toml").write_text(
+        '[[variant]]\nname = "victim"\nhidden = [256, 256]\nepochs = 6\nbatch_size = 64\n'
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fmnist.cli",
+            "train",
+            "--sweep",
+            tmp_path / "victim.toml",
+            "--workers",
+            "1",
+            "--limit",
+            "6000",
+            "--runs-dir",
+            runs,
+            "--export-dir",
+            f"{bucket}/models/fmnist",
+        ],  # fmt: skip
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = storage.location(f"{runs}/checkpoints/victim", "--x")
+    deadline = time.monotonic() + 300
+    while not (checkpoint / "latest").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+        time.sleep(0.5)
+    epoch = (checkpoint / "latest").read_text().strip()
+    pid = json.loads((checkpoint / epoch / "history.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer, or a lost node, would
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    results = json.loads(storage.location(f"{runs}/results.json", "--x").read_text())
+    victim = results["variants"][0]
+    assert victim["status"] == "ok" and victim["attempts"] == 2
+    assert victim["resumed_from_epoch"] >= 1
+    assert len(victim["history"]["val_accuracy"]) == victim["epochs_run"] == 6
+    base = storage.location(runs, "--x")
+    keys = [k.split("/runs/night/", 1)[1] for k in base.fs.find(base.path)]
+    assert "weights/victim.npz" in keys and "val_accuracy.png" in keys
+    assert any(k.startswith("tensorboard/victim/validation/") for k in keys)
+    assert [k for k in keys if k.startswith("checkpoints/")] != []
+    assert results["export"] == f"{bucket}/models/fmnist/1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.toml"]

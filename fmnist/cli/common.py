@@ -16,7 +16,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def place(text, option: str, *, write: bool = False, bucket: bool = True):
+def place(text, option: str, *, write: bool = False):
     """The location an option names (a Path, or a UPath for s3://), checked now: a URI
     that cannot be used is a one-line error before any work starts.
 
@@ -24,17 +24,11 @@ def place(text, option: str, *, write: bool = False, bucket: bool = True):
         text: the option's value (a str: pathlib would turn s3://b into s3:/b).
         option: its name, for the message.
         write: also prove an object can be written there.
-        bucket: whether this option takes a bucket at all (False: local only, for now).
     """
     from fmnist.core import storage
 
     try:
         path = storage.location(text, option)
-        if storage.is_remote(path) and not bucket:
-            raise storage.LocationError(
-                f"{option} {text}: this option takes a local path (a bucket is not "
-                f"supported here yet); see docs/cli.md, Object storage"
-            )
         storage.check(path, option, write=write)
     except storage.LocationError as e:
         raise fail(str(e))

@@ -131,11 +131,9 @@ def train(
     ] = 0.2,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
-    # Run directories stay on a local (or shared) disk for now: their checkpoints are
-    # written by the Ray tasks themselves.
     export_dir = place(export_dir, "--export-dir", write=True)
-    runs_dir = None if runs_dir is None else place(runs_dir, "--runs-dir", bucket=False)
-    resume = None if resume is None else place(resume, "--resume", bucket=False)
+    runs_dir = None if runs_dir is None else place(runs_dir, "--runs-dir", write=True)
+    resume = None if resume is None else place(resume, "--resume", write=True)
     options = dict(
         workers=workers,
         address=address,
@@ -244,9 +242,11 @@ def _run(job) -> None:
 
     # Found now, not as a traceback after an hour of training; a run that fails before
     # it starts leaves no empty run or export directory behind.
-    places = [("--runs-dir", job.runs_dir)]
-    if not storage.is_remote(job.export_dir):  # a bucket was checked by place()
-        places.append(("--export-dir", job.export_dir))
+    places = [  # a bucket was checked by place()
+        (option, path)
+        for option, path in (("--runs-dir", job.runs_dir), ("--export-dir", job.export_dir))
+        if not storage.is_remote(path)
+    ]
     created = [files.missing_parents(path) for _, path in places]
 
     def remove_created():

@@ -93,6 +93,11 @@ def is_remote(path) -> bool:
     return not isinstance(path, Path)
 
 
+def as_location(path):
+    """`path` as a location: a bucket's UPath stays one, anything else becomes a Path."""
+    return path if is_remote(path) else Path(path)
+
+
 def bucket_of(path) -> str:
     return path.path.split("/", 1)[0] if is_remote(path) else ""
 

@@ -56,14 +56,14 @@ class SweepJob:
         finished variants; `options` are those a resume may set (--workers, --address,
         --export-dir, ...). Raises ResumeError or SweepError (one line)."""
         saved = read_resume(run_dir)
-        where = f"{Path(run_dir) / 'results.json'}: sweep"
+        where = f"{storage.as_location(run_dir) / 'results.json'}: sweep"
         settings = saved.settings
         data_dir = options.pop("data_dir", None) or (
             Path(settings.data_dir) if settings.data_dir else None
         )
         return cls(
             variants=[variants_mod.from_dict(c, where) for c in saved.sweep],
-            runs_dir=Path(run_dir),
+            runs_dir=storage.as_location(run_dir),
             data_dir=data_dir,
             sweep_file=Path(saved.sweep_file) if saved.sweep_file else None,
             val_size=settings.val_size,
@@ -105,7 +105,8 @@ def run(job: SweepJob) -> RunResults:
         clock.mark("ray_ready")
         splits = splits_future.result()
         run_dir = RunDir(job.runs_dir)
-        run_dir.path.mkdir(parents=True, exist_ok=True)
+        if not storage.is_remote(run_dir.path):  # a bucket has no directories to make
+            run_dir.path.mkdir(parents=True, exist_ok=True)
         try:
             with DeferredSignals() as signals:
                 trained = _train(job, splits, run_dir, signals, console, clock)
@@ -357,7 +358,8 @@ def _publish_or_keep(write, metadata, base, run_dir: RunDir):
     except Exception as e:  # noqa: BLE001 (botocore's errors are many; storage.explain names them)
         if not storage.is_remote(base):
             raise
-        kept = export.publish(write, metadata, run_dir.path / "unpublished")
+        keep = run_dir.path if not storage.is_remote(run_dir.path) else Path(run_dir.run_id)
+        kept = export.publish(write, metadata, keep / "unpublished")
         raise RunError(
             f"--export-dir {base}: publishing failed ({storage.explain(e, storage.bucket_of(base))}); "
             f"the model is kept in {kept}"
