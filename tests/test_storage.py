@@ -429,12 +429,17 @@ def test_score_refuses_moving_between_a_bucket_and_a_disk(bucket, tmp_path):
     assert "files are moved within one store; name a bucket location" in r.stderr
 
 
-def test_score_of_a_missing_prefix_is_one_line(bucket, tmp_path):
-    r = run_cli("score", f"{bucket}/nothing-here", "--out", tmp_path / "p.csv", cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == (
-        f"fmnist-job: error: {bucket}/nothing-here: no such directory (no objects under it)"
-    )
+@pytest.mark.slow
+def test_a_prefix_without_objects_is_an_empty_inbox(bucket, tmp_path, scoring_model):
+    """A bucket has no empty directories: an hourly run after --done emptied the inbox
+    scores nothing and succeeds, as an empty local directory does."""
+    r = run_cli(
+        "score", f"{bucket}/inbox", "--model", scoring_model, "--out", tmp_path / "p.csv",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"score: 0 image files under {bucket}/inbox" in r.stderr
+    assert (tmp_path / "p.csv").read_text().count("\n") == 1  # the header
 
 
 @pytest.mark.slow

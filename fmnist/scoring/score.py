@@ -289,8 +289,7 @@ def print_written(sheet: Path | None, tiles: int, inputs_dir: Path | None) -> No
 def check_inputs(directory: Path, invert: str, fit: str) -> None:
     """The directory can be listed and the conversion's modes exist (ScoreError)."""
     if storage.is_remote(directory):
-        if not directory.is_dir():
-            raise ScoreError(f"{directory}: no such directory (no objects under it)")
+        pass  # no objects under a prefix is an empty inbox: a bucket has no empty directories
     elif not directory.is_dir():
         raise ScoreError(
             f"{directory}: no such directory"

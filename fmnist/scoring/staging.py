@@ -55,11 +55,9 @@ class Staged:
     def _download(self, directory) -> Path:
         local = self._tmp / "in" / (directory.name or "photos")
         try:
-            if not directory.is_dir():
-                raise ScoreError(f"{directory}: no such directory (no objects under it)")
+            # A prefix with no objects is an empty inbox (a bucket has no empty
+            # directories): scored as one, header only (check_inputs).
             return storage.download_tree(directory, local)
-        except ScoreError:
-            raise
         except Exception as e:  # noqa: BLE001 (botocore's errors are many; explain names them)
             raise ScoreError(
                 f"{directory}: cannot read it ({storage.explain(e, storage.bucket_of(directory))})"
