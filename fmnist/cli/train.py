@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail
+from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail, place
 
 
 def train(
@@ -61,14 +61,18 @@ def train(
         ),
     ] = None,
     runs_dir: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="Run directory for results.json and plots. Default: runs/<timestamp>-<id>/."
         ),
     ] = None,
     export_dir: Annotated[
-        Path, typer.Option(help="Export base; the best model goes to <export-dir>/<next version>/.")
-    ] = Path("models/fmnist"),
+        str,
+        typer.Option(
+            help="Export base (a directory, or s3://BUCKET/PATH); the best model goes to "
+            "<export-dir>/<next version>/."
+        ),
+    ] = "models/fmnist",
     data_dir: Annotated[
         Optional[Path],
         typer.Option(
@@ -108,7 +112,7 @@ def train(
         ),
     ] = False,
     resume: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="Finish an interrupted run: its directory. Finished variants are kept, "
             "the others continue from their checkpoints; the run's own sweep and data "
@@ -127,6 +131,9 @@ def train(
     ] = 0.2,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
+    export_dir = place(export_dir, "--export-dir", write=True)
+    runs_dir = None if runs_dir is None else place(runs_dir, "--runs-dir", write=True)
+    resume = None if resume is None else place(resume, "--resume", write=True)
     options = dict(
         workers=workers,
         address=address,
@@ -227,18 +234,30 @@ def _resumed_job(resume: Path, options: dict):
 
 
 def _run(job) -> None:
-    from fmnist.core import cluster, data, files
+    from fmnist.core import cluster, data, files, storage
+    from fmnist.core.errors import RunError
     from fmnist.ops import versions
     from fmnist.training import sweep as sweep_mod
     from fmnist.training.session import Interrupted
 
     # Found now, not as a traceback after an hour of training; a run that fails before
-    # it starts leaves no empty run directory behind.
-    created = files.missing_parents(job.runs_dir)
-    for option, path in (("--export-dir", job.export_dir), ("--runs-dir", job.runs_dir)):
+    # it starts leaves no empty run or export directory behind.
+    places = [  # a bucket was checked by place()
+        (option, path)
+        for option, path in (("--runs-dir", job.runs_dir), ("--export-dir", job.export_dir))
+        if not storage.is_remote(path)
+    ]
+    created = [files.missing_parents(path) for _, path in places]
+
+    def remove_created():
+        for missing in created:
+            files.remove_empty(missing)
+
+    for option, path in places:
         try:
             files.check_writable(path)
         except OSError as e:
+            remove_created()
             raise fail(
                 f"{option} {path}: cannot write there ({e.strerror or e}); "
                 f"name a directory this user can write to"
@@ -246,8 +265,10 @@ def _run(job) -> None:
     try:
         results = sweep_mod.run(job)
     except (data.DataError, cluster.ConnectError, versions.VersionsError) as e:
-        files.remove_empty(created)
+        remove_created()
         raise fail(str(e))
+    except RunError as e:  # after training: the message says where its result is
+        raise fail(str(e), EXIT_FAILED)
     except Interrupted as stop:
         if stop.published:
             typer.echo(
