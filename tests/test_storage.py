@@ -545,3 +545,27 @@ def test_a_run_directory_in_a_bucket_survives_a_killed_worker(bucket, tmp_path):
     assert [k for k in keys if k.startswith("checkpoints/")] != []
     assert results["export"] == f"{bucket}/models/fmnist/1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.toml"]
+
+
+def test_runs_list_and_prune_on_a_bucket(bucket, tmp_path):
+    from fmnist.ops.results import RunResults, RunSettings
+
+    base = storage.location(f"{bucket}/runs", "--runs-dir")
+    RunResults(
+        run_id="night-1", started_at="t", sweep=[], address="embedded",
+        settings=RunSettings(val_size=10), dataset_sha256={}, train_size=1, val_size=1,
+        test_size=1, wall_seconds=12.5,
+    ).write(base / "night-1")  # fmt: skip
+    storage.write_bytes(base / "night-2" / "weights" / "a.npz", b"partial")  # no results.json
+    r = run_cli("runs", "list", "--json", "--runs-dir", f"{bucket}/runs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = {row["run_id"]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert rows["night-1"]["status"] == "failed" and rows["night-1"]["duration_seconds"] == 12.5
+    assert rows["night-2"]["problem"] == "no results.json" and rows["night-2"]["started"]
+    # Written just now: nothing is older than a day; everything is older than -1 days.
+    r = run_cli("runs", "prune", "--keep-days", "1", "--runs-dir", f"{bucket}/runs", cwd=tmp_path)
+    assert r.returncode == 0 and base.fs.find(base.path)
+    from fmnist.ops import runs
+
+    assert sorted(runs.prune(base, keep_days=-1)) == ["night-1", "night-2"]
+    assert base.fs.find(base.path) == [] and list(tmp_path.iterdir()) == []
