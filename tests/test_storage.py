@@ -569,3 +569,50 @@ def test_runs_list_and_prune_on_a_bucket(bucket, tmp_path):
 
     assert sorted(runs.prune(base, keep_days=-1)) == ["night-1", "night-2"]
     assert base.fs.find(base.path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_endpoint_that_is_not_s3_is_named(bucket, tmp_path, monkeypatch):
+    """Python's HTTP server answers 404 with no S3 error document."""
+    from raycluster import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import time
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        r = run_cli(
+            "models", "list", "--export-dir", f"{bucket}/m", cwd=tmp_path,
+            env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait()
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"fmnist-job: error: --export-dir {bucket}/m: the endpoint http://127.0.0.1:{port} "
+        f"(AWS_ENDPOINT_URL) answered HTTP 404 without an S3 error; is it an S3 service?"
+    )
+
+
+def test_score_with_a_model_key_that_is_not_there_is_one_line(bucket, tmp_path):
+    storage.write_bytes(storage.location(f"{bucket}/inbox/a.png", "--x"), b"any bytes")
+    r = run_cli("score", f"{bucket}/inbox", "--model", f"{bucket}/models/nothing", cwd=tmp_path)
+    assert r.returncode == 2
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"fmnist-job: error: --model {bucket}/models/nothing: no such directory; ")
+    )
+    assert not (tmp_path / "predictions.csv").exists()
