@@ -616,3 +616,67 @@ def test_score_with_a_model_key_that_is_not_there_is_one_line(bucket, tmp_path):
         .startswith(f"fmnist-job: error: --model {bucket}/models/nothing: no such directory; ")
     )
     assert not (tmp_path / "predictions.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_sweep_resumes_its_variants_from_the_bucket(bucket, tmp_path):
+    """Two Ray nodes; the run directory and the export only in the bucket. The worker
+    node goes away while two variants train there: their retries on the head restore
+    the checkpoints the lost node committed, not a file on its disk."""
+    import time
+
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=2)
+    runs = f"{bucket}/runs/night"
+    (tmp_path / "abc.toml").write_text(
+        "[defaults]\nhidden = [256, 256]\nepochs = 6\nbatch_size = 64\n"
+        + "".join(f'[[variant]]\nname = "{n}"\n' for n in "abc")
+    )
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fmnist.cli",
+                "train",
+                "--sweep",
+                tmp_path / "abc.toml",
+                "--workers",
+                "3",
+                "--cpus-per-worker",
+                "1",
+                "--limit",
+                "5000",
+                "--address",
+                cluster.address,
+                "--runs-dir",
+                runs,
+                "--export-dir",
+                f"{bucket}/models/fmnist",
+            ],  # fmt: skip
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        latest = [storage.location(f"{runs}/checkpoints/{n}/latest", "--x") for n in "abc"]
+        deadline = time.monotonic() + 400
+        while not all(p.exists() for p in latest):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.5)
+        cluster.remove_node(worker)  # the node is gone, and its disk with it
+        _, err = proc.communicate(timeout=600)
+    finally:
+        cluster.shutdown()
+    assert proc.returncode == 0, err[-3000:]
+    results = json.loads(storage.location(f"{runs}/results.json", "--x").read_text())
+    variants = results["variants"]
+    assert [v["status"] for v in variants] == ["ok"] * 3, [v.get("error") for v in variants]
+    retried = [v for v in variants if v["attempts"] > 1]
+    assert len(retried) == 2, [(v["name"], v["attempts"]) for v in variants]
+    for v in retried:
+        assert v["resumed_from_epoch"] >= 1 and len(v["history"]["val_accuracy"]) == 6
+    assert results["export"] == f"{bucket}/models/fmnist/1"
