@@ -387,6 +387,8 @@ def test_score_a_bucket_with_a_model_in_a_bucket_gives_the_local_rows(
         f"{bucket}/preds/night.csv",
         "--preview",
         f"{bucket}/preds/sheet.png",
+        "--save-inputs",
+        f"{bucket}/preds/seen",
         cwd=work,
     )
     assert remote.returncode == 3, remote.stderr
@@ -396,6 +398,8 @@ def test_score_a_bucket_with_a_model_in_a_bucket_gives_the_local_rows(
     out = storage.location(f"{bucket}/preds/night.csv", "--out")
     assert out.read_text() == (tmp_path / "local.csv").read_text()
     assert storage.location(f"{bucket}/preds/sheet.png", "--x").read_bytes()[:4] == b"\x89PNG"
+    seen = storage.location(f"{bucket}/preds/seen", "--x")
+    assert (seen / "shoes" / "001.png.png").read_bytes()[:4] == b"\x89PNG"
     assert list(work.iterdir()) == []
 
 
