@@ -684,3 +684,22 @@ def test_a_node_lost_mid_sweep_resumes_its_variants_from_the_bucket(bucket, tmp_
     for v in retried:
         assert v["resumed_from_epoch"] >= 1 and len(v["history"]["val_accuracy"]) == 6
     assert results["export"] == f"{bucket}/models/fmnist/1"
+
+
+def test_refused_credentials_are_named(tmp_path):
+    from s3server import S3Server
+
+    server = S3Server(tmp_path / "moto.log", check_keys=True).start()
+    try:
+        r = run_cli(
+            "train", "--export-dir", "s3://any-bucket/models", cwd=tmp_path,
+            env={**server.env, "AWS_ACCESS_KEY_ID": "AKIANOTKNOWNHERE0000"},
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "fmnist-job: error: --export-dir s3://any-bucket/models: the credentials were "
+        "refused (InvalidAccessKeyId); check AWS_ACCESS_KEY_ID and the secret"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moto.log"]
