@@ -16,7 +16,7 @@ import pytest
 from fmnist.core import export, storage
 from fmnist.ops import versions
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start, wait_for
 
 
 def client(s3_server):
@@ -498,40 +498,17 @@ def test_a_run_directory_in_a_bucket_survives_a_killed_worker(bucket, tmp_path):
     """Checkpoints committed to the bucket after every epoch: the retried task restores
     the last one from there, not from its node's disk."""
     import signal
-    import time
 
     runs = f"{bucket}/runs/night"
     (tmp_path / "victim.toml").write_text(
         '[[variant]]\nname = "victim"\nhidden = [256, 256]\nepochs = 6\nbatch_size = 64\n'
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fmnist.cli",
-            "train",
-            "--sweep",
-            tmp_path / "victim.toml",
-            "--workers",
-            "1",
-            "--limit",
-            "6000",
-            "--runs-dir",
-            runs,
-            "--export-dir",
-            f"{bucket}/models/fmnist",
-        ],  # fmt: skip
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(
+        "train", "--sweep", tmp_path / "victim.toml", "--workers", "1", "--limit", "6000",
+        "--runs-dir", runs, "--export-dir", f"{bucket}/models/fmnist", cwd=tmp_path,
+    )  # fmt: skip
     checkpoint = storage.location(f"{runs}/checkpoints/victim", "--x")
-    deadline = time.monotonic() + 300
-    while not (checkpoint / "latest").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
-        time.sleep(0.5)
+    wait_for((checkpoint / "latest").exists, proc, 300, "the first epoch's commit")
     epoch = (checkpoint / "latest").read_text().strip()
     pid = json.loads((checkpoint / epoch / "history.json").read_text())["pid"]
     os.kill(pid, signal.SIGKILL)  # as the OOM killer, or a lost node, would
@@ -627,7 +604,6 @@ def test_a_node_lost_mid_sweep_resumes_its_variants_from_the_bucket(bucket, tmp_
     """Two Ray nodes; the run directory and the export only in the bucket. The worker
     node goes away while two variants train there: their retries on the head restore
     the checkpoints the lost node committed, not a file on its disk."""
-    import time
 
     from ray.cluster_utils import Cluster
 
@@ -639,38 +615,13 @@ def test_a_node_lost_mid_sweep_resumes_its_variants_from_the_bucket(bucket, tmp_
         + "".join(f'[[variant]]\nname = "{n}"\n' for n in "abc")
     )
     try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fmnist.cli",
-                "train",
-                "--sweep",
-                tmp_path / "abc.toml",
-                "--workers",
-                "3",
-                "--cpus-per-worker",
-                "1",
-                "--limit",
-                "5000",
-                "--address",
-                cluster.address,
-                "--runs-dir",
-                runs,
-                "--export-dir",
-                f"{bucket}/models/fmnist",
-            ],  # fmt: skip
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start(
+            "train", "--sweep", tmp_path / "abc.toml", "--workers", "3", "--cpus-per-worker",
+            "1", "--limit", "5000", "--address", cluster.address, "--runs-dir", runs,
+            "--export-dir", f"{bucket}/models/fmnist", cwd=tmp_path,
+        )  # fmt: skip
         latest = [storage.location(f"{runs}/checkpoints/{n}/latest", "--x") for n in "abc"]
-        deadline = time.monotonic() + 400
-        while not all(p.exists() for p in latest):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
-            time.sleep(0.5)
+        wait_for(lambda: all(p.exists() for p in latest), proc, 400, "all three committed")
         cluster.remove_node(worker)  # the node is gone, and its disk with it
         _, err = proc.communicate(timeout=600)
     finally:
