@@ -382,8 +382,8 @@ class OnRay:
         SavedModel once, predict. The actors ask for a sliver of a CPU (ACTOR_CPUS): they
         mostly wait for decoded batches; and remote arguments different from the tasks'
         keep Ray Data from fusing decoding into the actors (which would put a TensorFlow
-        runtime on every CPU). Blocks of at most a chunk, and at least four per CPU: a few hundred big
-        photos still spread over every decoder."""
+        runtime on every CPU). Blocks of at most a chunk, and at least four per CPU: a
+        few hundred big photos still spread over every decoder."""
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
