@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fmnist.cli import reporting
 from fmnist.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -33,6 +34,7 @@ class Fit(str, Enum):
     whole = "whole"
 
 
+@reporting.reported("score")
 def score(
     directory: Annotated[Path, typer.Argument(help="Directory of images, scanned recursively.")],
     model: Annotated[
@@ -117,6 +119,8 @@ def score(
             "extension>/ instead of leaving them in DIRECTORY to be tried again."
         ),
     ] = None,
+    metrics_push: reporting.MetricsPush = None,
+    metrics_file: reporting.MetricsFile = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
@@ -167,6 +171,14 @@ def score(
         exit_at_once(143 if sig == "SIGTERM" else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if reporting.current():
+        reporting.current().set_score(
+            files=summary.files,
+            failed=summary.failed,
+            uncertain=summary.uncertain,
+            images_per_second=summary.images_per_second,
+            model=summary.model,
+        )
     if done is not None:
         _archive(out, directory, done, failed_to)
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
