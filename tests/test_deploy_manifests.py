@@ -70,7 +70,7 @@ def test_every_scenario_is_covered():
     assert any(pod_gpus(p) > 0 for _, p in ALL_PODS), "a GPU variant"
 
 
-BUILTIN_DOCS = [d for d in DOCS if not d.is_ray]
+BUILTIN_DOCS = [d for d in DOCS if not d.is_ray and not d.is_prometheus_operator]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

@@ -17,7 +17,7 @@ from fmnist.ops.gate import GateDecision
 from fmnist.ops.results import RunResults, RunSettings, VariantResult
 
 from conftest import run_cli
-from promtools import Pushgateway, free_port, jobs_of, samples, value
+from promtools import Pushgateway, binary, free_port, jobs_of, samples, value
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,15 @@ def _write_run(runs: Path, run_id: str, started: str, export, decision) -> Path:
 
 # -----------------------------------------------------------------------------
 # The values, the textfile, the gate streak: no binaries needed
+
+
+def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install"):
+        binary("fmnist-no-such-tool")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        binary("fmnist-no-such-tool")
 
 
 def test_a_run_reports_its_outcome_and_only_a_success_moves_the_last_success():
