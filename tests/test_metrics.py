@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -107,6 +108,20 @@ def _text(registry) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(registry).decode()
+
+
+def test_a_second_publish_with_a_failure_is_no_success(tmp_path):
+    """The guard publishes before it execs; an exec that fails publishes again."""
+    m = metrics.JobMetrics("guard", file=tmp_path / "g.prom")
+    assert m.publish(0) == []
+    stamp = value(
+        samples((tmp_path / "g.prom").read_text()), "fmnist_guard_last_success_timestamp_seconds"
+    )
+    time.sleep(0.01)
+    assert m.publish(2) == []
+    found = samples((tmp_path / "g.prom").read_text())
+    assert value(found, "fmnist_guard_success") == 0
+    assert value(found, "fmnist_guard_last_success_timestamp_seconds") == stamp  # kept, not moved
 
 
 def test_labels_must_be_those_declared():

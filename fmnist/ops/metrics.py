@@ -181,6 +181,7 @@ class JobMetrics:
 
         now = time.time() if now is None else now
         success = exit_code in SUCCESS_CODES[self.job]
+        self.values.pop("last_success_timestamp_seconds", None)  # from an earlier publish
         self.set("success", 1 if success else 0)
         self.set("exit_code", exit_code)
         self.set("duration_seconds", round(time.monotonic() - self.started, 3))
