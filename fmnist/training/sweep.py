@@ -19,7 +19,7 @@ import ray
 
 from fmnist.core import data, export
 from fmnist.core.tables import count
-from fmnist.ops import gate, versions
+from fmnist.ops import cards, gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
 from fmnist.training import exporter, fit, report, schedule
 from fmnist.training import variants as variants_mod
@@ -299,11 +299,12 @@ def _publish(
     if best:
         exported = exporter.exported_model(results, trained.members, built["predictions"], splits)
         calibrated = {k: built[k] for k in ("calibration", "uncertain")}
+        metadata = exporter.export_metadata(
+            exported, run_dir.run_id, splits, built["libraries"], calibrated
+        )
         path = export.publish(
             lambda staging: export.unpack(built["archive"], staging),
-            exporter.export_metadata(
-                exported, run_dir.run_id, splits, built["libraries"], calibrated
-            ),
+            metadata,
             job.export_dir,
         )
         clock.mark("published")
@@ -320,6 +321,7 @@ def _publish(
             job.gate_tolerance,
             run_dir.run_id,
         )
+        _write_card(path, metadata, results, run_dir, console)
     clock.mark("export_written")
     # Everything but the wait for Ray's processes to exit (overlapped with the above).
     results.wall_seconds = clock.seconds()
@@ -341,6 +343,15 @@ def _publish(
     if signals.pending:
         raise Interrupted(signals.pending, run_dir.path, published=path)
     return results
+
+
+def _write_card(path: Path, metadata, results: RunResults, run_dir: RunDir, console) -> None:
+    # The version's card (fmnist/ops/cards.py), once the gate has decided: a card that
+    # cannot be written costs a warning, never the published version.
+    try:
+        cards.write(path, metadata, results, run_dir.path)
+    except OSError as e:
+        console.print(f"[yellow]warning:[/] {path / cards.CARD} not written: {e}", highlight=False)
 
 
 def _print_end(
