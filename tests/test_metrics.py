@@ -5,6 +5,8 @@ for node_exporter's textfile collector; read back with prometheus_client's parse
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -17,7 +19,7 @@ from fmnist.ops import metrics
 from fmnist.ops.gate import GateDecision
 from fmnist.ops.results import RunResults, RunSettings, VariantResult
 
-from conftest import run_cli
+from conftest import FMNIST_JOB, ROOT, run_cli
 from promtools import Pushgateway, binary, free_port, jobs_of, samples, value
 
 
@@ -327,3 +329,34 @@ def test_train_pushes_the_run_and_a_later_failure(gateway, tmp_path, sweep_file)
     stamp = "fmnist_train_last_success_timestamp_seconds"
     assert value(after, stamp) == value(found, stamp)
     assert (tmp_path / "models" / "1").is_dir()
+
+
+@pytest.mark.slow
+def test_an_interrupted_score_still_reports(scoring_model, tmp_path, no_metrics_env):
+    """SIGTERM leaves score through exit_at_once, past every `finally`: the hook reports."""
+    import numpy as np
+
+    inbox = tmp_path / "big"
+    inbox.mkdir()
+    ramp = np.linspace(0, 255, 6000, dtype=np.float32)[None, :].repeat(4000, 0).astype(np.uint8)
+    for i in range(30):  # 24-megapixel PNGs: seconds of decoding on one core
+        Image.fromarray(np.roll(ramp, 37 * i, axis=1)).save(inbox / f"{i:02}.png", compress_level=1)
+    prom = tmp_path / "score.prom"
+    proc = subprocess.Popen(
+        [*FMNIST_JOB, "score", str(inbox), "--model", str(scoring_model), "--decoders", "1",
+         "--out", str(tmp_path / "p.csv"), "--metrics-file", str(prom)],
+        cwd=ROOT, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for line in proc.stderr:
+            if "image files under" in line:  # decoding has begun
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, rest[-2000:]
+    found = samples(prom.read_text())
+    assert value(found, "fmnist_score_exit_code") == 143
+    assert value(found, "fmnist_score_success") == 0
+    assert value(found, "fmnist_score_last_success_timestamp_seconds") is None
