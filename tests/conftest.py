@@ -72,6 +72,29 @@ def ray_cluster(tmp_path_factory):
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on loopback for the session (tests/s3server.py)."""
+    from s3server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server, monkeypatch):
+    """A new empty bucket on the test S3 server, as 's3://NAME'; this process's
+    environment points at the server (what run_cli passes on, too)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(key, raising=False)
+    return f"s3://{s3_server.new_bucket()}"
+
+
 @pytest.fixture
 def clean_cli_env(monkeypatch):
     """Options with envvar= would pick these up from the test's own environment."""

@@ -11,7 +11,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from deployment import DATA_MOUNT, IMAGE_WORKDIR, ROOT, WORKLOAD_KINDS
+from deployment import BUCKET_URI, DATA_MOUNT, IMAGE_WORKDIR, ROOT, WORKLOAD_KINDS
+from deployment.checks import bucket_access_problems
 from deployment.commands import SHELLS, invocations, parse_cli
 from deployment.manifests import (
     DOCS,
@@ -39,6 +40,8 @@ def test_command_lines_parse_with_the_real_cli(doc):
     assert found, f"{doc.id}: no fmnist-job command line found"
     gpu_cluster = any(pod_gpus(p) > 0 for p in pod_templates(doc))
     ray_pods = [p for p in pod_templates(doc) if p.role in ("ray-head", "ray-worker")]
+    # deploy/bucket/: models and photos in the bucket, the rest on the pods' emptyDirs.
+    shared_kind = "emptyDir" if doc.in_bucket_variant else "persistentVolumeClaim"
     for inv, pod, c in found:
         try:
             name, params = parse_cli(inv.argv)
@@ -47,17 +50,31 @@ def test_command_lines_parse_with_the_real_cli(doc):
         # The containers and pods that see the paths of this command line.
         if pod is not None:
             pods_and_containers = [(pod, c)]
+            drivers = pods_and_containers
         else:  # the driver runs on the head, its tasks on the workers: all must see the paths
             pods_and_containers = [(p, p.spec["containers"][0]) for p in ray_pods]
+            drivers = [(p, cont) for p, cont in pods_and_containers if p.role == "ray-head"]
         assert pods_and_containers, f"{inv.where}: no pod runs this"
 
-        def on_pvc(path: Path, writable: bool) -> None:
+        def on_storage(path, writable: bool) -> None:
+            """`path` is where every pod running the command sees it: on the shared volume
+            (an emptyDir of each pod in deploy/bucket/), or in the bucket, which the
+            driver reaches."""
+            if str(path).startswith("s3://"):
+                assert doc.in_bucket_variant, f"{inv.where}: {path}: buckets in deploy/bucket/"
+                assert str(path).startswith(f"{BUCKET_URI}/"), (
+                    f"{inv.where}: {path}: the placeholder bucket {BUCKET_URI} (substituted)"
+                )
+                for p, cont in drivers:
+                    problems = bucket_access_problems(p, cont)
+                    assert not problems, f"{inv.where}: {path}: " + "; ".join(problems)
+                return
             pp = PurePosixPath(str(path))
             assert pp.is_absolute(), f"{inv.where}: {path} must be absolute"
             for p, cont in pods_and_containers:
                 m = mount_for(p, cont, pp)
-                assert m and "persistentVolumeClaim" in m[1], (
-                    f"{inv.where}: {path} is not on a PVC in {p.where}"
+                assert m and shared_kind in m[1], (
+                    f"{inv.where}: {path} is not on a volume of kind {shared_kind} in {p.where}"
                 )
                 if writable:
                     assert not m[0].get("readOnly"), f"{inv.where}: {path} is mounted read-only"
@@ -68,14 +85,14 @@ def test_command_lines_parse_with_the_real_cli(doc):
                 assert inv.cwd, f"{inv.where}: relative --sweep with an unknown working directory"
                 sweep = inv.cwd / sweep
             assert image_path_to_repo(sweep).is_file(), f"{inv.where}: {sweep} is not in the image"
-            on_pvc(params["export_dir"], writable=True)
+            on_storage(params["export_dir"], writable=True)
             if params["runs_dir"] is not None:
-                on_pvc(params["runs_dir"], writable=True)
+                on_storage(params["runs_dir"], writable=True)
             else:  # the default runs/<timestamp>-<id>/ is relative to the working directory
                 assert inv.cwd, (
                     f"{inv.where}: default --runs-dir with an unknown working directory (cd first)"
                 )
-                on_pvc(inv.cwd / "runs", writable=True)
+                on_storage(inv.cwd / "runs", writable=True)
             assert params["data_dir"] is None, "use the data set bundled in the image"
             assert params["limit"] is None and params["epochs"] is None, (
                 "no quick-run options in production"
@@ -89,27 +106,30 @@ def test_command_lines_parse_with_the_real_cli(doc):
             directory, model, out = (
                 PurePosixPath(str(params[k])) for k in ("directory", "model", "out")
             )
-            on_pvc(params["directory"], writable=False)
-            on_pvc(params["model"], writable=False)
-            on_pvc(params["out"], writable=True)
+            on_storage(params["directory"], writable=False)
+            on_storage(params["model"], writable=False)
+            on_storage(params["out"], writable=True)
             assert out.parent == directory.parent, (
                 f"{inv.where}: predictions go next to {directory}"
             )
-            assert DATA_MOUNT in model.parents, f"{inv.where}: the model comes from {DATA_MOUNT}"
+            if not doc.in_bucket_variant:
+                assert DATA_MOUNT in model.parents, (
+                    f"{inv.where}: the model comes from {DATA_MOUNT}"
+                )
             assert out.suffix in (".csv", ".jsonl")
             if params["done"] is not None:  # scored files move there: writable, not inside
-                on_pvc(params["done"], writable=True)
+                on_storage(params["done"], writable=True)
                 done = PurePosixPath(str(params["done"]))
                 assert directory not in (done, *done.parents), f"{inv.where}: --done in the inbox"
         elif name == "guard":
-            on_pvc(params["lease"], writable=True)
+            on_storage(params["lease"], writable=True)
             assert inv.argv[inv.argv.index("--") + 1] == "fmnist-job", (
                 f"{inv.where}: guards fmnist-job"
             )
         elif name.startswith("models "):
-            on_pvc(params["export_dir"], writable=name != "models list")
+            on_storage(params["export_dir"], writable=name != "models list")
         elif name == "runs prune":
-            on_pvc(params["runs_dir"], writable=True)
+            on_storage(params["runs_dir"], writable=True)
         else:
             pytest.fail(f"{inv.where}: unexpected subcommand {name}")
 
@@ -135,7 +155,7 @@ def test_nightly_training_runs_behind_one_guard():
     `fmnist-job guard` with the same lease on the data PVC: the RayCronJob has no
     concurrencyPolicy or starting deadline (tests/test_nightly.py replays a backlog), and
     scenarios applied together must not train at once either."""
-    leases = set()
+    leases: dict[bool, set[str]] = {False: set(), True: set()}  # by in_bucket_variant
     for d in docs_of("CronJob", "RayCronJob"):
         argvs = [inv.argv for inv, _, _ in invocations(d)]
         if not any(parse_cli(a)[0] == "train" for a in argvs):
@@ -146,7 +166,7 @@ def test_nightly_training_runs_behind_one_guard():
         params = parse_cli(guard)[1]
         assert params["max_lateness_hours"] <= 6
         assert parse_cli(guard[guard.index("--") + 2 :])[0] == "train"
-        leases.add(str(params["lease"]))
+        leases[d.in_bucket_variant].add(str(params["lease"]))
         names = [
             e
             for p in pod_templates(d)
@@ -155,7 +175,28 @@ def test_nightly_training_runs_behind_one_guard():
             if e["name"] == "FMNIST_JOB_NAME"
         ]
         assert names, f"{d.id}: FMNIST_JOB_NAME (the scheduled time) for the guard"
-    assert len(leases) == 1, f"one lease for all scenarios: {leases}"
+    # deploy/bucket/'s lease is on each pod's /tmp: it checks lateness only (README).
+    assert len(leases[False]) == 1, f"one lease for all scenarios: {leases[False]}"
+    assert len(leases[True]) == 1, f"one lease path for the bucket's: {leases[True]}"
+
+
+def exports(in_bucket: bool, subcommand: str = "train", key: str = "export_dir") -> set[str]:
+    """What the PVC scenarios' or the bucket scenarios' command lines name as `key`."""
+    return {
+        str(parse_cli(inv.argv)[1][key])
+        for d in WORKLOADS
+        if d.in_bucket_variant == in_bucket
+        for inv, _, _ in invocations(d)
+        if parse_cli(inv.argv)[0] == subcommand
+    }
+
+
+def test_scoring_reads_the_models_training_exports():
+    for in_bucket in (False, True):
+        trainers = exports(in_bucket)
+        assert len(trainers) == 1, f"one export base (bucket: {in_bucket}): {trainers}"
+        assert exports(in_bucket, "score", "model") == trainers
+    assert all(e.startswith(f"{BUCKET_URI}/") for e in exports(True))
 
 
 def test_tf_serving_serves_what_score_uses_read_only():
@@ -164,12 +205,7 @@ def test_tf_serving_serves_what_score_uses_read_only():
     (c,) = pod.spec["containers"]
     args = dict(a.split("=", 1) for a in c["args"])
     config = PurePosixPath(args["--model_config_file"])
-    trainers = {
-        str(parse_cli(inv.argv)[1]["export_dir"])
-        for d in WORKLOADS
-        for inv, _, _ in invocations(d)
-        if parse_cli(inv.argv)[0] == "train"
-    }
+    trainers = exports(in_bucket=False)
     assert {str(config.parent)} == trainers and config.name == "models.config"
     mount = mount_for(pod, c, config)
     assert mount and mount[0].get("readOnly") and mount[1]["persistentVolumeClaim"]["readOnly"]

@@ -15,6 +15,7 @@ import pytest
 from deployment import (
     AUTH_SECRET,
     AUTH_SECRET_KEY,
+    BUCKET_SECRET,
     CRD_DIR,
     CRD_FILES,
     DEPLOY,
@@ -222,7 +223,18 @@ def test_the_token_secret_is_never_in_a_manifest():
         if (ref := e.get("valueFrom", {}).get("secretKeyRef"))
     }
     assert refs == {AUTH_SECRET}, f"Secrets referenced: {refs}"
+    # The bucket's keys: a whole optional Secret (absent with a workload identity).
+    env_from = [
+        ref
+        for d in DOCS
+        for p in pod_templates(d)
+        for _, c in containers(p)
+        for e in c.get("envFrom", [])
+        if (ref := e.get("secretRef"))
+    ]
+    assert env_from and all(r == {"name": BUCKET_SECRET, "optional": True} for r in env_from)
     readme = (DEPLOY / "README.md").read_text()
-    assert f"kubectl -n {NAMESPACE} create secret generic {AUTH_SECRET}" in readme, (
-        "deploy/README.md must say how to create the Secret"
-    )
+    for secret in (AUTH_SECRET, BUCKET_SECRET):
+        assert f"kubectl -n {NAMESPACE} create secret generic {secret}" in readme, (
+            f"deploy/README.md must say how to create the Secret {secret}"
+        )

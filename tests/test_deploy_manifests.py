@@ -15,7 +15,16 @@ import copy
 import kubernetes_validate
 import pytest
 
-from deployment import APP_NAME, DEPLOY, K8S_VERSIONS, NAMESPACE
+from deployment import (
+    APP_NAME,
+    AWS_CREDENTIAL_ENV,
+    BUCKET_ACCOUNT,
+    BUCKET_CONFIG,
+    DEPLOY,
+    K8S_VERSIONS,
+    NAMESPACE,
+)
+from deployment.checks import bucket_variant_problems
 from deployment.commands import invocations, parse_cli
 from deployment.manifests import (
     ALL_PODS,
@@ -68,6 +77,38 @@ def test_every_scenario_is_covered():
     }
     assert subcommands - {"guard"} == {"train", "score"}, "plain CronJobs: one trains, one scores"
     assert any(pod_gpus(p) > 0 for _, p in ALL_PODS), "a GPU variant"
+    bucket = [d for d in DOCS if d.in_bucket_variant]
+    assert {"ConfigMap", "ServiceAccount", "RayJob", "RayCronJob", "CronJob"} == {
+        d.kind for d in bucket
+    }, "the bucket variant of each scenario"
+    subcommands = {
+        parse_cli(inv.argv)[0]
+        for d in bucket
+        if d.kind == "CronJob"
+        for inv, _, _ in invocations(d)
+    }
+    assert subcommands - {"guard"} == {"train", "score"}, "bucket CronJobs: train and score"
+
+
+BUCKET_DOCS = [d for d in DOCS if d.in_bucket_variant]
+
+
+@pytest.mark.parametrize("doc", BUCKET_DOCS, ids=ids(BUCKET_DOCS))
+def test_bucket_variant_needs_no_shared_volume_and_holds_no_key(doc):
+    problems = bucket_variant_problems(doc)
+    assert not problems, f"{doc.id}:\n  " + "\n  ".join(problems)
+
+
+def test_bucket_settings_and_identity():
+    (config,) = [d for d in docs_of("ConfigMap") if d.name == BUCKET_CONFIG]
+    assert config.in_bucket_variant
+    data = config.body["data"]
+    assert set(data) == {"AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"}, "no keys in a ConfigMap"
+    assert not set(AWS_CREDENTIAL_ENV) & set(data)
+    (account,) = [d for d in docs_of("ServiceAccount") if d.name == BUCKET_ACCOUNT]
+    assert account.body.get("automountServiceAccountToken") is False
+    # The IRSA annotation is the deployer's (README); an example role must not ship.
+    assert not account.body["metadata"].get("annotations"), "annotate it when deploying"
 
 
 BUILTIN_DOCS = [d for d in DOCS if not d.is_ray and not d.is_prometheus_operator]

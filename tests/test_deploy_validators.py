@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 
 from deployment import K8S_VERSIONS
-from deployment.checks import pod_security_problems, token_auth_problems
+from deployment.checks import bucket_variant_problems, pod_security_problems, token_auth_problems
 from deployment.commands import parse_cli
 from deployment.crds import crd_problems
 from deployment.manifests import Doc, docs_of, pod_templates
@@ -101,3 +101,30 @@ def test_validators_catch_mistakes(clean_cli_env):
         {"name": "RAY_AUTH_MODE", "value": "token"}
     ]
     assert any("needs no" in p for p in token_auth_problems(broken_doc))
+
+
+def test_bucket_checks_catch_mistakes():
+    """deploy/bucket/'s rules are not vacuous: a PVC, a key in env, a Secret that must
+    exist, a worker with the bucket's identity, a head without it."""
+    (rayjob,) = [d for d in docs_of("RayJob") if d.in_bucket_variant]
+    assert not bucket_variant_problems(rayjob)
+    broken = Doc(rayjob.path, rayjob.index, copy.deepcopy(rayjob.body))
+    cluster = broken.body["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    head["containers"][0]["envFrom"][1]["secretRef"].pop("optional")
+    head["containers"][0]["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "x"})
+    worker = cluster["workerGroupSpecs"][0]["template"]["spec"]
+    worker["serviceAccountName"] = "fmnist-bucket"
+    worker["volumes"].append(
+        {"name": "data", "persistentVolumeClaim": {"claimName": "fmnist-data"}}
+    )
+    problems = bucket_variant_problems(broken)
+    for expected in (
+        "ray-head: envFrom",
+        "AWS_SECRET_ACCESS_KEY in env",
+        "never touches the bucket",
+        "volume data is a PVC",
+    ):
+        assert any(expected in p for p in problems), (expected, problems)
+    head.pop("serviceAccountName")
+    assert any("serviceAccountName fmnist-bucket" in p for p in bucket_variant_problems(broken))

@@ -16,6 +16,25 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def place(text, option: str, *, write: bool = False):
+    """The location an option names (a Path, or a UPath for s3://), checked now: a URI
+    that cannot be used is a one-line error before any work starts.
+
+    Args:
+        text: the option's value (a str: pathlib would turn s3://b into s3:/b).
+        option: its name, for the message.
+        write: also prove an object can be written there.
+    """
+    from fmnist.core import storage
+
+    try:
+        path = storage.location(text, option)
+        storage.check(path, option, write=write)
+    except storage.LocationError as e:
+        raise fail(str(e))
+    return path
+
+
 def echo_rows(rows: list[dict], as_json: bool, table) -> None:
     """JSON lines (one object a row, for scripts) or the aligned table."""
     if as_json:

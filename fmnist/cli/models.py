@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fmnist.cli.common import echo_rows, fail
+from fmnist.cli.common import echo_rows, fail, place
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -17,20 +16,23 @@ app = typer.Typer(
 )
 
 ExportDir = Annotated[
-    Path, typer.Option("--export-dir", help="The export base fmnist-job train exported into.")
+    str,
+    typer.Option(
+        "--export-dir", help="The export base fmnist-job train exported into (or s3://...)."
+    ),
 ]
 
 
 @app.command("list", short_help="Versions: created, variant, accuracies, labels.")
 def models_list(
-    export_dir: ExportDir = Path("models/fmnist"),
+    export_dir: ExportDir = "models/fmnist",
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per version.")] = False,
 ) -> None:
     """Versions with their creation time, variant, val/test accuracy, labels and size."""
     from fmnist.ops import versions
 
     try:
-        rows = versions.listing(export_dir)
+        rows = versions.listing(place(export_dir, "--export-dir"))
     except versions.VersionsError as e:
         raise fail(str(e))
     echo_rows(rows, as_json, versions.table)
@@ -39,13 +41,13 @@ def models_list(
 @app.command("promote")
 def models_promote(
     version: Annotated[int, typer.Argument(help="The version to label stable.")],
-    export_dir: ExportDir = Path("models/fmnist"),
+    export_dir: ExportDir = "models/fmnist",
 ) -> None:
     """Label VERSION `stable`: score and TF Serving use it from now on."""
     from fmnist.ops import versions
 
     try:
-        before, now = versions.promote(export_dir, version)
+        before, now = versions.promote(place(export_dir, "--export-dir"), version)
     except versions.VersionsError as e:
         raise fail(str(e))
     typer.echo(
@@ -55,12 +57,12 @@ def models_promote(
 
 
 @app.command("rollback")
-def models_rollback(export_dir: ExportDir = Path("models/fmnist")) -> None:
+def models_rollback(export_dir: ExportDir = "models/fmnist") -> None:
     """Label the previous `stable` version stable again."""
     from fmnist.ops import versions
 
     try:
-        before, now = versions.rollback(export_dir)
+        before, now = versions.rollback(place(export_dir, "--export-dir"))
     except versions.VersionsError as e:
         raise fail(str(e))
     typer.echo(f"stable: version {now} (rolled back from {before})")
@@ -76,13 +78,13 @@ def models_prune(
             "one rollback would return to are always kept.",
         ),
     ],
-    export_dir: ExportDir = Path("models/fmnist"),
+    export_dir: ExportDir = "models/fmnist",
 ) -> None:
     """Delete old versions."""
     from fmnist.ops import versions
 
     try:
-        gone = versions.prune(export_dir, keep)
+        gone = versions.prune(place(export_dir, "--export-dir"), keep)
     except versions.VersionsError as e:
         raise fail(str(e))
     typer.echo(
@@ -95,7 +97,7 @@ def models_prune(
 @app.command("show", short_help="A version's model card: what to read before promoting it.")
 def models_show(
     version: Annotated[int, typer.Argument(help="The version whose card to print.")],
-    export_dir: ExportDir = Path("models/fmnist"),
+    export_dir: ExportDir = "models/fmnist",
 ) -> None:
     """Print VERSION's model card (card.md beside its fmnist.json): variant and sweep,
     data checksums, accuracies per class, calibration, the gate's decision, lineage; then
@@ -103,24 +105,25 @@ def models_show(
     from fmnist.ops import cards, versions
 
     try:
-        typer.echo(cards.show(export_dir, version), nl=False)
+        typer.echo(cards.show(place(export_dir, "--export-dir"), version), nl=False)
     except versions.VersionsError as e:
         raise fail(str(e))
 
 
 @app.command("history", short_help="Who made which version stable, when and why.")
 def models_history(
-    export_dir: ExportDir = Path("models/fmnist"),
+    export_dir: ExportDir = "models/fmnist",
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per change.")] = False,
 ) -> None:
     """Every change of `stable`, oldest first: the gate's promotions, promote and
     rollback, with when, why and by whom (models.history.json)."""
     from fmnist.ops import versions
 
+    base = place(export_dir, "--export-dir")
     try:
-        if not Path(export_dir).is_dir():
+        if not base.is_dir():
             raise versions.VersionsError(f"{export_dir}: no such directory; pass --export-dir")
-        rows = versions.history_events(export_dir)
+        rows = versions.history_events(base)
     except versions.VersionsError as e:
         raise fail(str(e))
     echo_rows(rows, as_json, versions.history_table)

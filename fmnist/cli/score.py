@@ -18,6 +18,7 @@ from fmnist.cli.common import (
     Terminated,
     exit_at_once,
     fail,
+    place,
     raise_terminated,
 )
 
@@ -36,17 +37,19 @@ class Fit(str, Enum):
 
 @reporting.reported("score")
 def score(
-    directory: Annotated[Path, typer.Argument(help="Directory of images, scanned recursively.")],
+    directory: Annotated[
+        str, typer.Argument(help="Directory of images (or s3://...), scanned recursively.")
+    ],
     model: Annotated[
-        Path,
+        str,
         typer.Option(
             help="SavedModel version dir, or the export base: its `stable` version "
             "(models.config), the newest when nothing is labelled."
         ),
-    ] = Path("models/fmnist"),
+    ] = "models/fmnist",
     out: Annotated[
-        Path, typer.Option(help="Output file; .csv or .jsonl decides the format.")
-    ] = Path("predictions.csv"),
+        str, typer.Option(help="Output file (or s3://...); .csv or .jsonl decides the format.")
+    ] = "predictions.csv",
     invert: Annotated[
         Invert,
         typer.Option(
@@ -63,7 +66,7 @@ def score(
         ),
     ] = Fit.auto,
     preview: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="Also write a contact sheet (.png) of the first inputs as the model saw "
             "them, with the predicted class and confidence under each."
@@ -73,7 +76,7 @@ def score(
         int, typer.Option(min=1, help="How many inputs the --preview sheet shows.")
     ] = 100,
     save_inputs: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="Also write every converted 28x28 input as a PNG under this directory "
             "(<relative path>.png)."
@@ -105,7 +108,7 @@ def score(
         ),
     ] = None,
     done: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="After writing --out, move every file it scored from DIRECTORY to "
             "DONE/<--out's name without extension>/ (same volume; done/run1/ for --out "
@@ -113,7 +116,7 @@ def score(
         ),
     ] = None,
     failed_to: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="With --done: move the files that failed to FAILED_TO/<--out's name without "
             "extension>/ instead of leaving them in DIRECTORY to be tried again."
@@ -124,13 +127,29 @@ def score(
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
+    from fmnist.core import storage
     from fmnist.core.errors import DecoderDied, RunError, ScoreError
     from fmnist.scoring import score as score_mod
 
     if failed_to is not None and done is None:
         raise fail("--failed-to works with --done; add --done DIR (where the scored files go)")
+    directory = place(directory, "DIRECTORY")
+    model = place(model, "--model")
+    out = place(out, "--out", write=True)
+    preview = None if preview is None else place(preview, "--preview", write=True)
+    save_inputs = None if save_inputs is None else place(save_inputs, "--save-inputs", write=True)
+    done = None if done is None else place(done, "--done", write=True)
+    failed_to = None if failed_to is None else place(failed_to, "--failed-to", write=True)
     for option, path in (("--done", done), ("--failed-to", failed_to)):
-        if path is not None and directory.resolve() in (path.resolve(), *path.resolve().parents):
+        if path is None:
+            continue
+        if storage.is_remote(path) != storage.is_remote(directory):
+            raise fail(
+                f"{option} {path}: files are moved within one store; name a "
+                f"{'bucket' if storage.is_remote(directory) else 'local'} location as "
+                f"DIRECTORY {directory} is"
+            )
+        if storage.inside(directory, path):
             raise fail(
                 f"{option} {path} is inside {directory}: the next run would score it "
                 f"again; put it beside the inbox"

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist.cli import reporting
-from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail
+from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail, place
 
 
 @reporting.reported("train", skip_when="dry_run")
@@ -63,14 +63,18 @@ def train(
         ),
     ] = None,
     runs_dir: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="Run directory for results.json and plots. Default: runs/<timestamp>-<id>/."
         ),
     ] = None,
     export_dir: Annotated[
-        Path, typer.Option(help="Export base; the best model goes to <export-dir>/<next version>/.")
-    ] = Path("models/fmnist"),
+        str,
+        typer.Option(
+            help="Export base (a directory, or s3://BUCKET/PATH); the best model goes to "
+            "<export-dir>/<next version>/."
+        ),
+    ] = "models/fmnist",
     data_dir: Annotated[
         Optional[Path],
         typer.Option(
@@ -110,7 +114,7 @@ def train(
         ),
     ] = False,
     resume: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             help="Finish an interrupted run: its directory. Finished variants are kept, "
             "the others continue from their checkpoints; the run's own sweep and data "
@@ -131,6 +135,9 @@ def train(
     metrics_file: reporting.MetricsFile = None,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
+    export_dir = place(export_dir, "--export-dir", write=True)
+    runs_dir = None if runs_dir is None else place(runs_dir, "--runs-dir", write=True)
+    resume = None if resume is None else place(resume, "--resume", write=True)
     options = dict(
         workers=workers,
         address=address,
@@ -231,7 +238,8 @@ def _resumed_job(resume: Path, options: dict):
 
 
 def _run(job) -> None:
-    from fmnist.core import cluster, data, files
+    from fmnist.core import cluster, data, files, storage
+    from fmnist.core.errors import RunError
     from fmnist.ops import versions
     from fmnist.training import sweep as sweep_mod
     from fmnist.training.session import Interrupted
@@ -239,12 +247,23 @@ def _run(job) -> None:
     if reporting.current():  # what results.json says when the run ends, however it ends
         reporting.current().train_run = (job.runs_dir, job.export_dir)
     # Found now, not as a traceback after an hour of training; a run that fails before
-    # it starts leaves no empty run directory behind.
-    created = files.missing_parents(job.runs_dir)
-    for option, path in (("--export-dir", job.export_dir), ("--runs-dir", job.runs_dir)):
+    # it starts leaves no empty run or export directory behind.
+    places = [  # a bucket was checked by place()
+        (option, path)
+        for option, path in (("--runs-dir", job.runs_dir), ("--export-dir", job.export_dir))
+        if not storage.is_remote(path)
+    ]
+    created = [files.missing_parents(path) for _, path in places]
+
+    def remove_created():
+        for missing in created:
+            files.remove_empty(missing)
+
+    for option, path in places:
         try:
             files.check_writable(path)
         except OSError as e:
+            remove_created()
             raise fail(
                 f"{option} {path}: cannot write there ({e.strerror or e}); "
                 f"name a directory this user can write to"
@@ -252,8 +271,10 @@ def _run(job) -> None:
     try:
         results = sweep_mod.run(job)
     except (data.DataError, cluster.ConnectError, versions.VersionsError) as e:
-        files.remove_empty(created)
+        remove_created()
         raise fail(str(e))
+    except RunError as e:  # after training: the message says where its result is
+        raise fail(str(e), EXIT_FAILED)
     except Interrupted as stop:
         if stop.published:
             typer.echo(

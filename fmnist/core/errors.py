@@ -1,4 +1,4 @@
-"""The two ways a scoring run fails, shared by the modules that score. The CLI turns
+"""The two ways a run fails, shared by the modules that score and train. The CLI turns
 each into one line and its exit code; nothing below it knows the codes."""
 
 
@@ -7,7 +7,8 @@ class ScoreError(Exception):
 
 
 class RunError(Exception):
-    """The run broke after it started (output disk full, decoder or Ray failure; exit 1)."""
+    """The run broke after it started (output disk full, decoder or Ray failure, an
+    upload that failed; exit 1)."""
 
 
 class DecoderDied(RunError):

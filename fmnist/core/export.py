@@ -2,10 +2,16 @@
 
     <export-dir>/<version>/saved_model.pb, variables/, fmnist.json
 
-The version is written under a hidden temporary name in the same directory and
-renamed into place, so TF Serving, `fmnist-job score` or a concurrent sweep never sees
-a half-written version. If another exporter took the version number first, the
+On disk, the version is written under a hidden temporary name in the same directory
+and renamed into place, so TF Serving, `fmnist-job score` or a concurrent sweep never
+sees a half-written version. If another exporter took the version number first, the
 rename fails and we take the next one.
+
+In a bucket (s3://), where there is no rename, the number is claimed first with a
+conditional write (`<export-dir>/.claims/<version>`: one claimant wins), the version's
+objects are uploaded, and its fmnist.json is written last: a version without one is
+not there yet for any reader here, and TF Serving loads only the versions
+models.config lists, which the gate writes after the commit (docs/design.md).
 
 fmnist.json, what travels beside the SavedModel, is written and read through one
 schema: ExportMetadata.
@@ -25,6 +31,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fmnist.core import storage
 from fmnist.core.files import default_mode, write_json_atomic
 
 METADATA = "fmnist.json"
@@ -104,7 +111,7 @@ def read_metadata(version: Path) -> ExportMetadata:
         ValueError: it is not JSON (json's own error), or MetadataError: it is not an
             export's metadata.
     """
-    document = json.loads((Path(version) / METADATA).read_bytes())
+    document = json.loads((version / METADATA).read_bytes())
     try:
         return ExportMetadata.model_validate(document)
     except ValidationError as e:
@@ -117,7 +124,11 @@ def read_metadata(version: Path) -> ExportMetadata:
 
 
 def versions(base: Path) -> list[int]:
-    """Integer version directories under an export base, ascending."""
+    """Integer version directories under an export base, ascending (in a bucket: those
+    committed, with their fmnist.json)."""
+    if storage.is_remote(base):
+        found = base.fs.glob(f"{base.path}/*/{METADATA}")
+        return sorted(int(k.split("/")[-2]) for k in found if k.split("/")[-2].isdigit())
     if not base.is_dir():
         return []
     return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
@@ -126,8 +137,8 @@ def versions(base: Path) -> list[int]:
 def pack(directory: Path) -> bytes:
     """A SavedModel directory as one tar archive, to carry it between machines."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(directory, arcname=".")
+    with storage.local_copy(directory) as local, tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(local, arcname=".")
     return buf.getvalue()
 
 
@@ -179,6 +190,8 @@ def publish(write: Callable[[Path], None], metadata: ExportMetadata | dict, base
     Returns:
         The new version's directory.
     """
+    if storage.is_remote(base):
+        return _publish_remote(write, metadata, base)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
     try:
@@ -212,4 +225,39 @@ def rename_into_place(staging: Path, base: Path) -> Path:
                 e, FileExistsError
             ):
                 raise
+            version += 1
+
+
+CLAIMS = ".claims"
+
+
+def _publish_remote(write: Callable[[Path], None], metadata: ExportMetadata | dict, base):
+    """publish() into a bucket: claim the next number, upload, commit with fmnist.json."""
+    document = metadata.dump() if isinstance(metadata, ExportMetadata) else metadata
+    with tempfile.TemporaryDirectory(prefix="fmnist-export-") as tmp:
+        staging = Path(tmp) / "version"
+        staging.mkdir()
+        write(staging)
+        write_json_atomic(staging / METADATA, document)
+        version = claim_version(base)
+        target = base / str(version)
+        try:
+            storage.upload_tree(staging, target, last=METADATA)
+        except BaseException:
+            storage.remove_tree(target)  # never committed: no reader saw it
+            raise
+        return target
+
+
+def claim_version(base) -> int:
+    """The next version number under a bucket's export base, claimed with a conditional
+    write so that two exporters racing never get the same one."""
+    claimed = base.fs.glob(f"{base.path}/{CLAIMS}/*")
+    taken = [int(k.rsplit("/", 1)[-1]) for k in claimed if k.rsplit("/", 1)[-1].isdigit()]
+    version = max(taken + versions(base) + [0]) + 1
+    while True:
+        try:
+            storage.create(base / CLAIMS / str(version), storage.claim_note())
+            return version
+        except storage.Changed:
             version += 1

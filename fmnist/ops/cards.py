@@ -10,12 +10,10 @@ TensorFlow or Ray.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-from fmnist.core import export
-from fmnist.core.files import atomic_file, atomic_path
+from fmnist.core import export, storage
 from fmnist.ops import versions
 from fmnist.ops.results import RunResults
 
@@ -65,7 +63,7 @@ def render(
     meta: export.ExportMetadata,
     record: RunResults | None = None,
     commit: str | None = None,
-    run_dir: Path | None = None,
+    run_dir=None,
     confusion: bool = False,
 ) -> str:
     """The card, in Markdown. `record` is the run's results.json (None: what fmnist.json
@@ -200,20 +198,16 @@ def render(
     return "\n".join(lines)
 
 
-def write(
-    version_dir: Path, meta: export.ExportMetadata, record: RunResults, run_dir: Path
-) -> Path:
-    """card.md (and the run's confusion_matrix.png) into the published version, each
-    written aside and renamed."""
-    version_dir = Path(version_dir)
-    png = Path(run_dir) / CONFUSION
+def write(version_dir, meta: export.ExportMetadata, record: RunResults, run_dir) -> Path:
+    """card.md (and the run's confusion_matrix.png) into the published version: each
+    written whole (aside and renamed on disk, one PUT in a bucket). Both directories
+    are locations (fmnist/core/storage.py)."""
+    png = storage.as_location(run_dir) / CONFUSION
     confusion = png.is_file()
     if confusion:
-        with atomic_path(version_dir / CONFUSION) as tmp:
-            shutil.copyfile(png, tmp)
-    text = render(int(version_dir.name), meta, record, code_commit(), Path(run_dir), confusion)
-    with atomic_file(version_dir / CARD, "w", encoding="utf-8") as f:
-        f.write(text)
+        storage.write_bytes(version_dir / CONFUSION, png.read_bytes())
+    text = render(int(version_dir.name), meta, record, code_commit(), run_dir, confusion)
+    storage.write_text(version_dir / CARD, text)
     return version_dir / CARD
 
 
@@ -223,13 +217,14 @@ def show(base: Path, version: int) -> str:
     Raises:
         VersionsError: no such version, an unreadable config or history.
     """
-    found = versions.disk_versions(Path(base))
+    base = storage.as_location(base)
+    found = versions.disk_versions(base)
     if version not in found:
         raise versions.VersionsError(
             f"version {version} is not in {base} (versions: "
             f"{', '.join(map(str, found)) or 'none'}); see fmnist-job models list"
         )
-    path = Path(base) / str(version)
+    path = base / str(version)
     try:
         text = (path / CARD).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -240,7 +235,7 @@ def show(base: Path, version: int) -> str:
         text = render(version, meta) + (
             "\n(no card.md: exported before cards were written; this is what fmnist.json tells)\n"
         )
-    config = versions.read_config(Path(base))
+    config = versions.read_config(base)
     labels = sorted(k for k, v in (config.labels if config else {}).items() if v == version)
     events = [
         e for e in versions.history_events(Path(base)) if version in (e.get("stable"), e.get("was"))

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from fmnist.core import storage
 from fmnist.ops import results as results_mod
 from fmnist.ops import runs as runs_mod
 
@@ -100,6 +101,11 @@ def check_file(path: Path) -> Path:
     return path
 
 
+def _last_part(location) -> str:
+    """'3' of models/fmnist/3 or s3://bucket/fmnist/3 (a str, Path or UPath)."""
+    return str(location).rstrip("/").rsplit("/", 1)[-1]
+
+
 def metric_name(job: str, key: str) -> str:
     return f"fmnist_{job}_{key}"
 
@@ -149,8 +155,8 @@ class JobMetrics:
         if best:
             self.set("best_val_accuracy", best.val_accuracy)
             self.set("best_test_accuracy", best.test_accuracy)
-        if record.export and Path(record.export).name.isdigit():
-            self.set("exported_version", int(Path(record.export).name))
+        if record.export and _last_part(record.export).isdigit():
+            self.set("exported_version", int(_last_part(record.export)))
         if record.gate is not None:
             self.one_hot("gate_decision", "decision", GATE_DECISIONS, record.gate.decision)
             self.set("gate_refusals_in_a_row", gate_refusals_in_a_row(run_dir, export_dir))
@@ -169,8 +175,8 @@ class JobMetrics:
         self.set("images_failed", failed)
         self.set("images_uncertain", uncertain)
         self.set("images_per_second", images_per_second)
-        if Path(model).name.isdigit():
-            self.set("model_version", int(Path(model).name))
+        if _last_part(model).isdigit():
+            self.set("model_version", int(_last_part(model)))
 
     def set_guard(self, ran: bool) -> None:
         self.one_hot("decision", "decision", ("run", "skip"), "run" if ran else "skip")
@@ -199,11 +205,14 @@ class JobMetrics:
     def publish(self, exit_code: int) -> list[str]:
         """Push and/or write this run's metrics. Returns one warning line per sink that
         failed; raises nothing a sink does."""
+        warnings = []
         if self.train_run:
-            self.set_train(*self.train_run)
+            try:
+                self.set_train(*self.train_run)
+            except Exception as e:  # noqa: BLE001 - a bucket's errors too; the outcome still goes
+                warnings.append(f"metrics: {self.train_run[0]}'s results not read ({reason(e)})")
         registry = self.registry(exit_code)
         self.published_code = exit_code
-        warnings = []
         if self.push:
             try:
                 push(self.push, self.job, registry)
@@ -264,12 +273,13 @@ def reason(e: Exception) -> str:
     return f"HTTP {code}: {text}" if isinstance(code, int) else text
 
 
-def gate_refusals_in_a_row(run_dir: Path, export_dir: Path) -> int:
+def gate_refusals_in_a_row(run_dir, export_dir) -> int:
     """How many runs in a row, up to `run_dir`'s, exported into `export_dir` a winner the
     gate did not promote: the run directories beside `run_dir` (runs/ by default),
-    oldest first, counting only those that exported into the same directory."""
-    target = Path(export_dir).resolve()
-    mine = Path(run_dir).resolve()
+    oldest first, counting only those that exported into the same directory. Both are
+    locations (fmnist/core/storage.py)."""
+    mine = storage.as_location(run_dir)
+    target = storage.uri(storage.as_location(export_dir))
     gated = []
     try:
         siblings = runs_mod.run_dirs(mine.parent)
@@ -282,12 +292,14 @@ def gate_refusals_in_a_row(run_dir: Path, export_dir: Path) -> int:
             continue
         if record.gate is None or not record.export:
             continue
-        if Path(record.export).resolve().parent != target:
+        exported = storage.location(record.export, "export")
+        if storage.uri(exported.parent) != target:
             continue
-        gated.append((record.started_at, path.resolve() == mine, record.gate.decision))
-    gated.sort(key=lambda g: (g[1], g[0]))  # this run last, whatever the clocks said
+        this = storage.uri(path) == storage.uri(mine)
+        gated.append((this, record.started_at, record.gate.decision))
+    gated.sort(key=lambda g: (g[0], g[1]))  # this run last, whatever the clocks said
     streak = 0
-    for _, _, decision in reversed(gated):
+    for *_, decision in reversed(gated):
         if decision == "promote":
             break
         streak += 1

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fmnist.core.files import write_json_atomic
+from fmnist.core import storage
 from fmnist.ops.gate import GateDecision
 
 RESULTS = "results.json"
@@ -157,7 +157,7 @@ class RunResults(_Record):
         return next((r for r in self.variants if r.name == name), None)
 
     def write(self, run_dir: Path) -> None:
-        write_json_atomic(Path(run_dir) / RESULTS, self.dump())
+        storage.write_json(storage.as_location(run_dir) / RESULTS, self.dump())
 
 
 class ResultsError(Exception):
@@ -167,7 +167,7 @@ class ResultsError(Exception):
 def read(run_dir: Path) -> RunResults:
     """The record in `run_dir`/results.json. Raises FileNotFoundError when there is none,
     ResultsError (one line naming the file) when it cannot be read as a run's record."""
-    path = Path(run_dir) / RESULTS
+    path = storage.as_location(run_dir) / RESULTS
     try:
         return RunResults.model_validate_json(path.read_bytes())
     except FileNotFoundError:

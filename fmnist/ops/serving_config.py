@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from fmnist.core.files import atomic_file
+from fmnist.core import storage
 
 CONFIG = "models.config"
 STABLE, CANDIDATE = "stable", "candidate"
@@ -153,10 +153,9 @@ def new_config(base: Path) -> Config:
     """The config of an export dir that has none yet: no versions, no labels."""
     # base_path is where TF Serving finds the versions: the same path on every pod here
     # (the volume is mounted at /data everywhere, deploy/optional/tfserving.yaml too).
-    return Config(name=base.name or "fmnist", base_path=str(base.resolve()), versions=[], labels={})
+    return Config(name=base.name or "fmnist", base_path=storage.uri(base), versions=[], labels={})
 
 
 def write_config(base: Path, config: Config) -> None:
-    """Write models.config aside and rename it into place: readers see old or new."""
-    with atomic_file(base / CONFIG, "w", encoding="utf-8") as f:
-        f.write(format_config(config))
+    """Write models.config whole (aside and renamed, or one PUT): readers see old or new."""
+    storage.write_text(base / CONFIG, format_config(config))

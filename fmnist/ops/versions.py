@@ -10,7 +10,8 @@ Every change happens under an exclusive lock on `<export-dir>/.models.lock` (fcn
 held by an open file, released by the kernel when the process dies, so a killed process
 never leaves a stale lock) and is written aside and renamed into place (files.atomic_file):
 a reader sees the old config or the new one. The quality gate (fmnist/ops/gate.py) labels
-under the same lock.
+under the same lock. In a bucket (s3://) the lock is a lease object made with a
+conditional write (storage.lease) and each file is one PUT, atomic as it is.
 
 No TensorFlow, no Ray: `models` commands answer in about the time Typer takes to import.
 """
@@ -27,8 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from fmnist.core import export
-from fmnist.core.files import write_json_atomic
+from fmnist.core import export, storage
 from fmnist.ops.serving_config import (
     CANDIDATE,
     CONFIG,
@@ -100,7 +100,7 @@ def write_state(
             events.append(
                 {"at": _now(), "stable": history[-1], "was": was, "why": reason, "by": _who()}
             )
-        write_json_atomic(base / HISTORY, {"stable": entries, "events": events})
+        storage.write_json(base / HISTORY, {"stable": entries, "events": events})
     write_config(base, config)
 
 
@@ -173,7 +173,15 @@ def _now() -> str:
 @contextlib.contextmanager
 def locked(base: Path) -> Iterator[None]:
     """Exclusive across processes and machines sharing the volume (flock over NFS is a
-    POSIX lock on Linux clients), released when the process ends however it ends."""
+    POSIX lock on Linux clients), released when the process ends however it ends; in a
+    bucket, a lease (storage.lease) that expires if its holder dies."""
+    if storage.is_remote(base):
+        try:
+            with storage.lease(base / LOCK):
+                yield
+        except storage.Held as e:
+            raise VersionsError(str(e)) from None
+        return
     base.mkdir(parents=True, exist_ok=True)
     fd = os.open(base / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -275,6 +283,8 @@ def used_version(version_dir: Path) -> Resolved:
 
 
 def size_of(path: Path) -> int:
+    if storage.is_remote(path):
+        return int(path.fs.du(path.path))
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
@@ -381,6 +391,10 @@ def prune(base: Path, keep: int) -> list[int]:
             config.versions = [v for v in config.versions if v not in doomed]
             write_state(base, config)
         for version in doomed:
+            if storage.is_remote(base):  # its fmnist.json first: no longer a version
+                (base / str(version) / export.METADATA).unlink(missing_ok=True)
+                storage.remove_tree(base / str(version))
+                continue
             hidden = base / f".pruned-{version}"
             os.rename(base / str(version), hidden)
             shutil.rmtree(hidden, ignore_errors=True)

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from fmnist.core import storage
 from fmnist.core.errors import DecoderDied, RunError, ScoreError
 from fmnist.core.export import ExportMetadata
 from fmnist.scoring import images
@@ -349,7 +350,7 @@ class OnRay:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"root": str(root.resolve()), "invert": invert, "fit": fit},
+            fn_kwargs={"root": storage.uri(root), "invert": invert, "fit": fit},
             batch_size=chunk_size(batch_size),
             batch_format="numpy",
             num_cpus=1,
@@ -368,7 +369,7 @@ class OnRay:
         return ds.map_batches(
             Predictor,
             fn_constructor_kwargs={
-                "version": str(model.directory.resolve()),
+                "version": storage.uri(model.directory),  # each node reads it (or downloads it)
                 "metadata": model.metadata,
             },
             batch_size=batch_size,
@@ -404,7 +405,7 @@ class Predictor:
         from fmnist.core import runtime
 
         runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
-        self.model = load_model(Path(version), metadata)
+        self.model = load_model(storage.location(version, "--model"), metadata)
 
     def __call__(self, batch: dict) -> dict:
         ok = batch["error"] == ""

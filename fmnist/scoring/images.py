@@ -29,6 +29,8 @@ processes and Ray tasks that never need TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 
@@ -77,13 +79,26 @@ def _nonblocking(path, flags):
     return os.open(path, flags | os.O_NONBLOCK)
 
 
-def decode(path: str | os.PathLike, invert: str = "auto", fit: str = "auto") -> np.ndarray:
-    """One image file -> uint8 [28, 28], light object on black. Raises ImageError."""
+def decode(
+    path: str | os.PathLike | io.BytesIO, invert: str = "auto", fit: str = "auto"
+) -> np.ndarray:
+    """One image file (or its bytes, as read from a bucket) -> uint8 [28, 28], light
+    object on black. Raises ImageError."""
     try:
-        with open(path, "rb", opener=_nonblocking) as f, Image.open(f, formats=FORMATS) as im:
+        with (
+            (
+                contextlib.nullcontext(path)
+                if isinstance(path, io.BytesIO)
+                else open(path, "rb", opener=_nonblocking)
+            ) as f,
+            Image.open(f, formats=FORMATS) as im,
+        ):
             return to_model_input(im, invert, fit)
     except Image.UnidentifiedImageError:
-        empty = os.path.isfile(path) and os.path.getsize(path) == 0
+        if isinstance(path, io.BytesIO):
+            empty = not path.getbuffer().nbytes
+        else:
+            empty = os.path.isfile(path) and os.path.getsize(path) == 0
         raise ImageError(
             "empty file" if empty else "not a PNG, JPEG, BMP, GIF, WebP or TIFF image"
         ) from None
@@ -295,12 +310,29 @@ def decode_many(
     arrive with an error (found by the directory walk) are passed through unread."""
     out = np.empty((len(items), SIZE, SIZE), np.uint8)
     errors, n = [], 0
+    fetched = _fetch(root, [rel for rel, error in items if error is None])
     for rel, error in items:
         if error is None:
             try:
-                out[n] = decode(os.path.join(root, rel), invert, fit)
+                if isinstance(fetched.get(rel), Exception):
+                    raise ImageError(f"cannot read it: {describe(fetched[rel])}")
+                source = io.BytesIO(fetched[rel]) if fetched else os.path.join(root, rel)
+                out[n] = decode(source, invert, fit)
                 n += 1
             except ImageError as e:
                 error = str(e)
         errors.append(error)
     return out[:n], errors
+
+
+def _fetch(root: str, rels: list[str]) -> dict:
+    """The files' bytes when `root` is a bucket's URI (one concurrent request for the
+    chunk; a file that cannot be read maps to its error), else nothing: read from disk."""
+    if "://" not in root or not rels:
+        return {}
+    from fmnist.core import storage
+
+    base = storage.location(root, "DIRECTORY")
+    keys = {(base / rel).path: rel for rel in rels}
+    found = base.fs.cat(list(keys), on_error="return")
+    return {keys[k]: v for k, v in found.items()}

@@ -7,7 +7,8 @@ not an image) stays in the inbox for the next run to try again, unless `--failed
 FAILED` moves it to FAILED/<P's name without extension>/. The next run then scores only
 what arrived since (and what failed); a file that arrives while a run scores is not in P
 and stays. Moving is a rename on the same volume: a file is in the inbox or in done/,
-never half in both.
+never half in both. In a bucket it is a copy, then the delete: a run killed between the
+two leaves the file in both, to be scored again by the next run, never lost.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import os
 from pathlib import Path
 from typing import NamedTuple
+
+from fmnist.core import storage
 
 
 class Archived(NamedTuple):
@@ -53,9 +56,12 @@ def archive(predictions: Path, inbox: Path, done: Path, failed_to: Path | None =
             counts["missing"] += 1
             continue
         dest = target(failed_to if failed else done, predictions) / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.rename(source, dest)  # same volume: atomic
+            if storage.is_remote(source):
+                source.fs.mv(source.path, dest.path)  # a copy, then the delete
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(source, dest)  # same volume: atomic
             counts["failed_moved" if failed else "moved"] += 1
         except OSError:
             counts["missing"] += 1

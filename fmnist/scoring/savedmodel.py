@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist import quiet_native_stderr
-from fmnist.core import export
+from fmnist.core import export, storage
 from fmnist.core.errors import ScoreError
 from fmnist.ops import versions
 from fmnist.scoring import images
@@ -108,7 +108,11 @@ def load_model(version: Path, metadata: export.ExportMetadata, threads: int | No
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
                 tf.config.threading.set_inter_op_parallelism_threads(threads)
         try:
-            loaded = tf.saved_model.load(str(version))
+            # A version in a bucket is downloaded first: TensorFlow's own filesystems
+            # read s3:// only with tensorflow-io. The variables are read into memory at
+            # load, so the copy can go right after.
+            with storage.local_copy(version, prefix="fmnist-model-") as local:
+                loaded = tf.saved_model.load(str(local))
         except Exception as e:  # noqa: BLE001 - any load failure means "not a usable model"
             raise ScoreError(
                 f"--model {version}: cannot load the SavedModel: {images.describe(e)}"

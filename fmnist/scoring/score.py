@@ -24,13 +24,13 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist.core import files
+from fmnist.core import files, storage
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.core.tables import count
-from fmnist.scoring import backends, images, preview, uncertain
+from fmnist.scoring import backends, images, preview, staging, uncertain
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
-from fmnist.scoring.walk import WalkStats, walk
+from fmnist.scoring.walk import WalkStats, walk, walk_bucket
 
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when not on a terminal
 
@@ -149,6 +149,41 @@ def score(
     *,
     model: Path,
     out: Path,
+    show: bool = True,
+    preview_to: Path | None = None,
+    save_inputs: Path | None = None,
+    **options,
+) -> Summary:
+    """Score every image file under `directory` into `out`. Raises ScoreError before
+    anything is scored; RunError if the run breaks later (no output is left then).
+    Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket
+    (fmnist/scoring/staging.py). `options` are _score's."""
+    # With Ray, the decoding tasks read a bucket's photos themselves, on every node.
+    download = not options.get("use_ray")
+    with staging.Staged(directory, out, preview_to, save_inputs, download) as staged:
+        summary, fmt, sheet, inputs_dir = _score(
+            staged.directory,
+            model=model,
+            out=staged.out,
+            show=show,
+            preview_to=staged.preview,
+            save_inputs=staged.save_inputs,
+            shown=directory,
+            **options,
+        )
+        staged.upload()
+    summary.directory, summary.out = directory, out
+    if show:
+        print_summary(summary, fmt)
+        print_written(preview_to if sheet else None, len(sheet.tiles) if sheet else 0, save_inputs)
+    return summary
+
+
+def _score(
+    directory: Path,
+    *,
+    model: Path,
+    out: Path,
     invert: str = "auto",
     fit: str = "auto",
     batch_size: int = 1024,
@@ -161,16 +196,17 @@ def score(
     preview_count: int = 100,
     save_inputs: Path | None = None,
     min_confidence: float | None = None,
-) -> Summary:
-    """Score every image file under `directory` into `out`. Raises ScoreError before
-    anything is scored; RunError if the run breaks later (no output is left then).
+    shown: Path | None = None,
+) -> tuple[Summary, str, preview.ContactSheet | None, Path | None]:
+    """score() on local paths (but the model); returns the summary, the output's format,
+    the contact sheet and the saved inputs' directory, for score() to print.
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
-    column (fmnist/scoring/uncertain.py)."""
+    column (fmnist/scoring/uncertain.py); `shown` is the directory's name in messages."""
     entered = time.monotonic()
-    directory = Path(directory)
+    directory = directory if storage.is_remote(directory) else Path(directory)
     check_inputs(directory, invert, fit)
     uncertain.check(min_confidence)
-    resolved = resolve_model(Path(model))
+    resolved = resolve_model(model if storage.is_remote(model) else Path(model))
     version = resolved.path
     metadata = read_metadata(version)
     sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
@@ -189,10 +225,12 @@ def score(
             if show and flag.note:
                 note(flag.note)
             seen = observer(sheet, inputs_dir, net.class_names)
-            entries = list(walk(directory, stats))
+            entries = list(
+                (walk_bucket if storage.is_remote(directory) else walk)(directory, stats)
+            )
             if show:
                 note(
-                    f"score: {len(entries):,} image files under {directory} "
+                    f"score: {len(entries):,} image files under {shown or directory} "
                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else "")
                 )
             with Progress(len(entries), enabled=show) as progress:
@@ -238,29 +276,29 @@ def score(
         per_class={n: int(c) for n, c in zip(net.class_names, counts)},
         first_errors=output.first_errors,
     )
-    if show:
-        print_summary(summary, output.format)
-        print_written(sheet, inputs_dir)
-    return summary
+    return summary, output.format, sheet, inputs_dir
 
 
-def print_written(sheet: preview.ContactSheet | None, inputs_dir: Path | None) -> None:
+def print_written(sheet: Path | None, tiles: int, inputs_dir: Path | None) -> None:
     if sheet:
-        say(f"wrote {sheet.path} (the first {len(sheet.tiles):,} inputs as the model saw them)")
+        say(f"wrote {sheet} (the first {tiles:,} inputs as the model saw them)")
     if inputs_dir:
         say(f"wrote the model's inputs under {inputs_dir}")
 
 
 def check_inputs(directory: Path, invert: str, fit: str) -> None:
     """The directory can be listed and the conversion's modes exist (ScoreError)."""
-    if not directory.is_dir():
+    if storage.is_remote(directory):
+        pass  # no objects under a prefix is an empty inbox: a bucket has no empty directories
+    elif not directory.is_dir():
         raise ScoreError(
             f"{directory}: no such directory"
             if not directory.exists()
             else f"{directory}: not a directory"
         )
     try:
-        os.scandir(directory).close()
+        if not storage.is_remote(directory):
+            os.scandir(directory).close()
     except OSError as e:
         raise ScoreError(f"{directory}: cannot list it ({e.strerror})") from None
     if invert not in images.INVERT_MODES:
@@ -289,8 +327,7 @@ def check_preview(path: Path, count: int) -> preview.ContactSheet:
 
 
 def check_save_inputs(path: Path, directory: Path) -> Path:
-    real, scored = os.path.realpath(path), os.path.realpath(directory)
-    if os.path.commonpath([real, scored]) == scored:
+    if storage.inside(directory, path):
         raise ScoreError(
             f"--save-inputs {path}: is inside the scored directory; "
             f"name a directory outside {directory}"

@@ -54,6 +54,20 @@ def walk(root: Path, stats: WalkStats | None = None) -> Iterator[tuple[str, str 
         yield rel, _file_error(entry, real_root)
 
 
+def walk_bucket(root, stats: WalkStats | None = None) -> Iterator[tuple[str, str | None]]:
+    """walk() of a bucket's prefix: its objects' keys relative to `root`, in the order
+    walk() gives for the same files on disk (sorted component by component). A bucket
+    has no links, FIFOs or unreadable directories: every key is a file."""
+    stats = stats if stats is not None else WalkStats()
+    prefix = root.path.rstrip("/") + "/"
+    rels = [k[len(prefix) :] for k in root.fs.find(root.path) if k.startswith(prefix)]
+    for rel in sorted(rels, key=lambda r: r.split("/")):
+        if os.path.splitext(rel)[1].lower() not in images.EXTENSIONS:
+            stats.ignored += 1
+            continue
+        yield rel, None
+
+
 def _listing(directory) -> list[os.DirEntry]:
     with os.scandir(directory) as it:
         return sorted(it, key=lambda e: e.name)

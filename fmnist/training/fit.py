@@ -116,7 +116,11 @@ def utc_now() -> str:
 
 
 def _callbacks(
-    variant: Variant, epoch_end, checkpoint_dir: str | None, tensorboard_dir: str | None
+    variant: Variant,
+    epoch_end,
+    checkpoint_dir: str | None,
+    tensorboard_dir: str | None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> list:
     import keras
 
@@ -129,6 +133,10 @@ def _callbacks(
         callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
     if tensorboard_dir:
         callbacks.append(epoch_scalars(tensorboard_dir))
+    if after_epoch is not None:  # last: the epoch's checkpoint and scalars are written
+        callbacks.append(
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: after_epoch(epoch + 1))
+        )
     if variant.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -168,6 +176,7 @@ def fit_variant(
     on_epoch: Callable[[int, dict], None] | None = None,
     checkpoint_dir: str | None = None,
     tensorboard_dir: str | None = None,
+    after_epoch: Callable[[int], None] | None = None,
     chunk: int | None = None,
     jit: bool = True,
 ) -> Fitted:
@@ -176,7 +185,8 @@ def fit_variant(
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
     (a Ray retry after the first process died) resumes from the last finished epoch.
     With `tensorboard_dir`, per-epoch scalars go there as TensorBoard event files
-    (epoch_scalars)."""
+    (epoch_scalars). `after_epoch(n)` runs once epoch n's checkpoint and scalars are
+    written (a bucket's commit: fmnist/training/checkpoints.py)."""
     import keras
     import tensorflow as tf
 
@@ -198,7 +208,7 @@ def fit_variant(
         if on_epoch is not None:
             on_epoch(epoch + 1, dict(logs or {}))
 
-    callbacks = _callbacks(variant, epoch_end, checkpoint_dir, tensorboard_dir)
+    callbacks = _callbacks(variant, epoch_end, checkpoint_dir, tensorboard_dir, after_epoch)
 
     with tf.device(device), warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.

@@ -6,6 +6,7 @@ plain line per event, because a redrawn table is garbage in a log file.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from fmnist.core.files import atomic_file
+from fmnist.core import storage
 from fmnist.core.tables import clip
 from fmnist.core.tables import percent as _pct
 
@@ -267,10 +268,11 @@ def _save(fig, path: Path) -> Path:
 
     fig.tight_layout()
     try:
-        with atomic_file(path) as f:
-            fig.savefig(f, format="png")
+        png = io.BytesIO()
+        fig.savefig(png, format="png")
     finally:
         plt.close(fig)
+    storage.write_bytes(path, png.getvalue())  # aside and renamed, or one PUT
     return path
 
 

@@ -1,7 +1,9 @@
 """The run directory: results.json, per-variant checkpoints, final weights and plots.
 
 Everything a resumed or inspected sweep needs is here, so it must live on storage every
-Ray node sees (a ReadWriteMany PVC on Kubernetes).
+Ray node sees: a ReadWriteMany PVC on Kubernetes, or a bucket (s3://). In a bucket the
+driver writes its files as objects and each task keeps its checkpoints there through a
+local copy (fmnist/training/checkpoints.py).
 
     runs/<run id>/results.json              the record (fmnist/ops/results.py)
                   checkpoints/<variant>/    a lost task's retry resumes from these
@@ -13,10 +15,11 @@ Ray node sees (a ReadWriteMany PVC on Kubernetes).
 from __future__ import annotations
 
 import datetime as dt
+import io
 import secrets
 from pathlib import Path
 
-from fmnist.core.files import atomic_file
+from fmnist.core import storage
 from fmnist.ops import results as results_mod
 from fmnist.ops.results import RunResults
 
@@ -33,7 +36,7 @@ class ResumeError(Exception):
 
 def read_resume(run_dir: Path) -> RunResults:
     """The record of an interrupted run, to finish it (raises ResumeError, one line)."""
-    path = Path(run_dir) / results_mod.RESULTS
+    path = storage.as_location(run_dir) / results_mod.RESULTS
     try:
         return results_mod.read(run_dir)
     except FileNotFoundError:
@@ -48,7 +51,7 @@ class RunDir:
     """Where one run keeps its files (see the module's docstring)."""
 
     def __init__(self, path: Path):
-        self.path = Path(path).resolve()
+        self.path = path if storage.is_remote(path) else Path(path).resolve()
         self.results = self.path / results_mod.RESULTS
 
     @property
@@ -61,15 +64,15 @@ class RunDir:
     def save_weights(self, name: str, weights) -> None:
         import numpy as np
 
-        target = self.path / "weights" / f"{name}.npz"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(target) as f:
-            np.savez(f, *weights)
+        buf = io.BytesIO()
+        np.savez(buf, *weights)
+        storage.write_bytes(self.path / "weights" / f"{name}.npz", buf.getvalue())
 
     def load_weights(self, name: str) -> list:
         import numpy as np
 
-        with np.load(self.path / "weights" / f"{name}.npz") as z:
+        data = (self.path / "weights" / f"{name}.npz").read_bytes()
+        with np.load(io.BytesIO(data)) as z:
             return [z[f"arr_{i}"] for i in range(len(z.files))]
 
     def has_weights(self, name: str) -> bool:
@@ -79,16 +82,16 @@ class RunDir:
         """The variant's validation probabilities, for ensemble selection (and a resume's)."""
         import numpy as np
 
-        target = self.path / "weights" / f"{name}.val.npy"
-        with atomic_file(target) as f:
-            np.save(f, probs)
+        buf = io.BytesIO()
+        np.save(buf, probs)
+        storage.write_bytes(self.path / "weights" / f"{name}.val.npy", buf.getvalue())
 
     def load_val_probs(self, name: str):
         """None for a variant finished before runs kept them."""
         import numpy as np
 
         path = self.path / "weights" / f"{name}.val.npy"
-        return np.load(path) if path.exists() else None
+        return np.load(io.BytesIO(path.read_bytes())) if path.exists() else None
 
     def write(self, results: RunResults) -> None:
         results.write(self.path)

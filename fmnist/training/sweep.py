@@ -17,7 +17,8 @@ from pathlib import Path
 
 import ray
 
-from fmnist.core import data, export
+from fmnist.core import data, export, storage
+from fmnist.core.errors import RunError
 from fmnist.core.tables import count
 from fmnist.ops import cards, gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
@@ -55,14 +56,14 @@ class SweepJob:
         finished variants; `options` are those a resume may set (--workers, --address,
         --export-dir, ...). Raises ResumeError or SweepError (one line)."""
         saved = read_resume(run_dir)
-        where = f"{Path(run_dir) / 'results.json'}: sweep"
+        where = f"{storage.as_location(run_dir) / 'results.json'}: sweep"
         settings = saved.settings
         data_dir = options.pop("data_dir", None) or (
             Path(settings.data_dir) if settings.data_dir else None
         )
         return cls(
             variants=[variants_mod.from_dict(c, where) for c in saved.sweep],
-            runs_dir=Path(run_dir),
+            runs_dir=storage.as_location(run_dir),
             data_dir=data_dir,
             sweep_file=Path(saved.sweep_file) if saved.sweep_file else None,
             val_size=settings.val_size,
@@ -104,7 +105,8 @@ def run(job: SweepJob) -> RunResults:
         clock.mark("ray_ready")
         splits = splits_future.result()
         run_dir = RunDir(job.runs_dir)
-        run_dir.path.mkdir(parents=True, exist_ok=True)
+        if not storage.is_remote(run_dir.path):  # a bucket has no directories to make
+            run_dir.path.mkdir(parents=True, exist_ok=True)
         try:
             with DeferredSignals() as signals:
                 trained = _train(job, splits, run_dir, signals, console, clock)
@@ -302,10 +304,11 @@ def _publish(
         metadata = exporter.export_metadata(
             exported, run_dir.run_id, splits, built["libraries"], calibrated
         )
-        path = export.publish(
+        path = _publish_or_keep(
             lambda staging: export.unpack(built["archive"], staging),
             metadata,
             job.export_dir,
+            run_dir,
         )
         clock.mark("published")
         results.export = str(path)
@@ -350,8 +353,32 @@ def _write_card(path: Path, metadata, results: RunResults, run_dir: RunDir, cons
     # cannot be written costs a warning, never the published version.
     try:
         cards.write(path, metadata, results, run_dir.path)
-    except OSError as e:
-        console.print(f"[yellow]warning:[/] {path / cards.CARD} not written: {e}", highlight=False)
+    except Exception as e:  # noqa: BLE001 (a disk's or a bucket's errors: storage.explain)
+        console.print(
+            f"[yellow]warning:[/] {path / cards.CARD} not written: "
+            f"{storage.explain(e, storage.bucket_of(path))}",
+            highlight=False,
+        )
+
+
+def _publish_or_keep(write, metadata, base, run_dir: RunDir):
+    """export.publish, and when a bucket fails midway (the network, the credentials),
+    the model kept in the run directory rather than lost with the hour that made it.
+
+    Raises:
+        RunError: the upload failed; the message says where the model is.
+    """
+    try:
+        return export.publish(write, metadata, base)
+    except Exception as e:  # noqa: BLE001 (botocore's errors are many; storage.explain names them)
+        if not storage.is_remote(base):
+            raise
+        keep = run_dir.path if not storage.is_remote(run_dir.path) else Path(run_dir.run_id)
+        kept = export.publish(write, metadata, keep / "unpublished")
+        raise RunError(
+            f"--export-dir {base}: publishing failed ({storage.explain(e, storage.bucket_of(base))}); "
+            f"the model is kept in {kept}"
+        ) from None
 
 
 def _print_end(

@@ -17,7 +17,7 @@ import ray
 
 from fmnist.core import data, export, internals, runtime
 from fmnist.ops.results import VariantResult
-from fmnist.training import calibrate, fit, savedmodel
+from fmnist.training import calibrate, checkpoints, fit, savedmodel
 from fmnist.training.variants import Variant
 
 
@@ -63,20 +63,33 @@ def _train(
             pass
 
     emit({"kind": "start", **where})
+    # runs/<run>/tensorboard/<variant>/, beside checkpoints/<variant>: `tensorboard
+    # --logdir runs/` compares the variants of a run and the runs of several nights.
+    tensorboard_dir = f"{checkpoint_dir.rsplit('/', 2)[0]}/tensorboard/{variant.name}"
+    bucket = None
     try:
-        # runs/<run>/tensorboard/<variant>/, beside checkpoints/<variant>: `tensorboard
-        # --logdir runs/` compares the variants of a run and the runs of several nights.
-        tensorboard_dir = str(Path(checkpoint_dir).parents[1] / "tensorboard" / variant.name)
+        after_epoch = None
+        if "://" in checkpoint_dir:  # a run directory in a bucket: work on local copies
+            bucket = checkpoints.BucketCheckpoints(checkpoint_dir, tensorboard_dir)
+            bucket.restore()
+            checkpoint_dir, tensorboard_dir = map(
+                str, (bucket.checkpoint_dir, bucket.tensorboard_dir)
+            )
+            after_epoch = bucket.commit
         fitted = fit.fit_variant(
             variant,
             splits,
             device=device,
             checkpoint_dir=checkpoint_dir,
             tensorboard_dir=tensorboard_dir,
+            after_epoch=after_epoch,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}),
         )
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), **where), None, None
+    finally:
+        if bucket is not None:
+            bucket.close()
     import tensorflow as tf
 
     result = fitted.result

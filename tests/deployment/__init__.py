@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+BUCKET_DIR = DEPLOY / "bucket"  # the variants without PVCs: models and photos in a bucket
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
@@ -48,3 +49,13 @@ AUTH_SECRET = "fmnist-ray-auth"  # created with kubectl by the deployer (deploy/
 AUTH_SECRET_KEY = "auth_token"  # the key KubeRay reads (its RAY_AUTH_TOKEN_SECRET_KEY)
 MIN_RAY_FOR_TOKEN_AUTH = (2, 52, 0)  # KubeRay rejects authOptions.mode token below this
 AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+# The bucket variants (deploy/bucket/): the bucket is a placeholder in the command lines,
+# substituted when applying, like the image; the endpoint and region come from a
+# ConfigMap, the keys from an optional Secret created with kubectl, or a workload identity
+# through the ServiceAccount.
+BUCKET_URI = "s3://fmnist-example-bucket"
+BUCKET_CONFIG = "fmnist-bucket"
+BUCKET_SECRET = "fmnist-s3"
+BUCKET_ACCOUNT = "fmnist-bucket"
+AWS_CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

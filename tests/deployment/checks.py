@@ -9,6 +9,10 @@ from deployment import (
     AUTH_ENV,
     AUTH_SECRET,
     AUTH_SECRET_KEY,
+    AWS_CREDENTIAL_ENV,
+    BUCKET_ACCOUNT,
+    BUCKET_CONFIG,
+    BUCKET_SECRET,
     HOME_DIR,
     MIN_RAY_FOR_TOKEN_AUTH,
     READONLY_ROOT_EXCEPTIONS,
@@ -135,4 +139,48 @@ def token_auth_problems(doc: Doc) -> list[str]:
                 )
             if "RAY_AUTH_TOKEN_PATH" in env:
                 problems.append(f"{name}: RAY_AUTH_TOKEN_PATH would compete with RAY_AUTH_TOKEN")
+    return problems
+
+
+BUCKET_ENV_FROM = [
+    {"configMapRef": {"name": BUCKET_CONFIG}},
+    {"secretRef": {"name": BUCKET_SECRET, "optional": True}},
+]
+
+
+def bucket_access_problems(pod: PodT, container: dict) -> list[str]:
+    """A container that reads or writes the bucket gets it one way: the endpoint and
+    region from the ConfigMap, the keys from the optional Secret (absent: a workload
+    identity), the ServiceAccount that a workload identity is bound to."""
+    problems = []
+    if pod.spec.get("serviceAccountName") != BUCKET_ACCOUNT:
+        problems.append(f"{pod.where}: serviceAccountName {BUCKET_ACCOUNT} (workload identity)")
+    if container.get("envFrom") != BUCKET_ENV_FROM:
+        problems.append(
+            f"{pod.where}.{container.get('name')}: envFrom {BUCKET_ENV_FROM}, "
+            f"got {container.get('envFrom')}"
+        )
+    return problems
+
+
+def bucket_variant_problems(doc: Doc) -> list[str]:
+    """deploy/bucket/ needs no shared volume: no pod mounts a PVC. Only the pods that run
+    fmnist-job against the bucket (a CronJob's pod, the Ray head where the driver runs)
+    get its identity and keys; the Ray workers and the submitters get neither. No
+    manifest holds a key, in any pod."""
+    problems = []
+    for pod in pod_templates(doc):
+        for v in pod.spec.get("volumes", []):
+            if "persistentVolumeClaim" in v:
+                problems.append(f"{pod.where}: volume {v['name']} is a PVC")
+        drives = pod.role in ("job", "ray-head")
+        for section, c in containers(pod):
+            name = f"{pod.where}.{section}.{c.get('name')}"
+            for key in set(AWS_CREDENTIAL_ENV) & set(env_of(c)):
+                problems.append(f"{name}: {key} in env; the Secret {BUCKET_SECRET} holds it")
+            first = section == "containers" and c is pod.spec["containers"][0]
+            if drives and first:
+                problems += bucket_access_problems(pod, c)
+            elif c.get("envFrom") or pod.spec.get("serviceAccountName"):
+                problems.append(f"{name}: never touches the bucket, needs no access to it")
     return problems

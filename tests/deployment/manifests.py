@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deployment import DEPLOY, PROMETHEUS_OPERATOR_GROUP, RAY_GROUP
+from deployment import BUCKET_DIR, DEPLOY, PROMETHEUS_OPERATOR_GROUP, RAY_GROUP
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class Doc:
     @property
     def id(self) -> str:
         return f"{self.rel}[{self.index}]:{self.kind}/{self.name}"
+
+    @property
+    def in_bucket_variant(self) -> bool:
+        """Under deploy/bucket/: no PVC, the data in a bucket."""
+        return BUCKET_DIR in self.path.parents
 
     @property
     def is_ray(self) -> bool:

@@ -1,0 +1,83 @@
+"""A real S3 server for the tests: moto's standalone server (`moto_server`, what s3fs,
+pandas and Arrow test against) on 127.0.0.1, started as a process and stopped by pid.
+
+tests/test_storage.py shows that it enforces S3's conditional writes (If-None-Match,
+If-Match) before anything here relies on them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from raycluster import free_port
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+
+
+class S3Server:
+    def __init__(self, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a client needs: the standard AWS variables, pointing at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self) -> S3Server:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url, timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"moto_server exited: {self.log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        raise RuntimeError(f"moto_server did not answer on {self.url} within 30 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def new_bucket(self) -> str:
+        """A fresh, empty bucket's name."""
+        import boto3
+
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        client = boto3.client("s3", endpoint_url=self.url, **_credentials(self.env))
+        client.create_bucket(Bucket=name)
+        return name
+
+
+def _credentials(env: dict) -> dict:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
