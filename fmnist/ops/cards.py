@@ -238,7 +238,7 @@ def show(base: Path, version: int) -> str:
     config = versions.read_config(base)
     labels = sorted(k for k, v in (config.labels if config else {}).items() if v == version)
     events = [
-        e for e in versions.history_events(Path(base)) if version in (e.get("stable"), e.get("was"))
+        e for e in versions.history_events(base) if version in (e.get("stable"), e.get("was"))
     ]
     now = ["## Now", "", f"Labels: {', '.join(labels) if labels else 'none'}.", ""]
     for e in events:
