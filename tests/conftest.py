@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,37 @@ def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProce
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def start(*args, cwd=None) -> subprocess.Popen:
+    """`fmnist-job ARGS` started as a user would, its output piped (for tests that act on
+    it while it runs)."""
+    return subprocess.Popen(
+        [*FMNIST_JOB, *map(str, args)],
+        cwd=cwd or ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def clip(err: str) -> str:
+    """stderr for an assertion message: its start names the cause (a Ray fatal error's
+    "Check failed" line), its end the last thing that happened."""
+    return err if len(err) <= 3000 else f"{err[:1500]}\n[...]\n{err[-1500:]}"
+
+
+def wait_for(predicate, proc=None, timeout=240, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"process ended ({proc.returncode}) before {what}: {clip(proc.stderr.read())}"
+            )
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cli(argv: list, monkeypatch, capsys) -> tuple[int, str, str]:

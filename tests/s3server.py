@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -21,7 +22,10 @@ MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 
 
 class S3Server:
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, check_keys: bool = False):
+        """`check_keys`: refuse access keys its IAM does not know, as S3 does (moto
+        accepts any by default)."""
+        self.check_keys = check_keys
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -44,11 +48,17 @@ class S3Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={
+                    **os.environ,
+                    **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if self.check_keys else {}),
+                },
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(self.url, timeout=1).close()
+                return self
+            except urllib.error.HTTPError:  # it answers (403 when it checks keys)
                 return self
             except OSError:
                 if self.proc.poll() is not None:

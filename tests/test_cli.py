@@ -132,12 +132,14 @@ def test_bad_data_is_named_before_an_unreachable_cluster(tmp_path, damage):
     else:
         target.write_bytes(b"\x1f\x8b garbage")
     proc = run_cli(
-        "train", "--data-dir", d, "--address", "127.0.0.1:1", "--runs-dir", tmp_path / "run"
-    )
+        "train", "--data-dir", d, "--address", "127.0.0.1:1", "--runs-dir", tmp_path / "run",
+        "--export-dir", tmp_path / "new" / "models",
+    )  # fmt: skip
     assert proc.returncode == 2
     assert f"{target}: {damage if damage == 'missing' else 'sha256'}" in proc.stderr
     assert "127.0.0.1:1" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()  # no empty run directory left behind
+    assert not (tmp_path / "new").exists()  # nor the export directory it made
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,36 +14,7 @@ from fmnist.core import export
 
 import pause_export
 import procnet
-from conftest import FMNIST_JOB, ROOT, run_cli
-
-
-def start(*args) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*FMNIST_JOB, *map(str, args)],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def clip(err: str) -> str:
-    """stderr for an assertion message: its start names the cause (a Ray fatal error's
-    "Check failed" line), its end the last thing that happened."""
-    return err if len(err) <= 3000 else f"{err[:1500]}\n[...]\n{err[-1500:]}"
-
-
-def wait_for(predicate, proc=None, timeout=240, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(
-                f"process ended ({proc.returncode}) before {what}: {clip(proc.stderr.read())}"
-            )
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import ROOT, clip, run_cli, start, wait_for
 
 
 def epochs_logged(run_dir: Path, name: str) -> int:

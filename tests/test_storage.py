@@ -16,7 +16,7 @@ import pytest
 from fmnist.core import export, storage
 from fmnist.ops import versions
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start, wait_for
 
 
 def client(s3_server):
@@ -394,6 +394,8 @@ def test_score_a_bucket_with_a_model_in_a_bucket_gives_the_local_rows(
         f"{bucket}/preds/night.csv",
         "--preview",
         f"{bucket}/preds/sheet.png",
+        "--save-inputs",
+        f"{bucket}/preds/seen",
         cwd=work,
     )
     assert remote.returncode == 3, remote.stderr
@@ -403,6 +405,8 @@ def test_score_a_bucket_with_a_model_in_a_bucket_gives_the_local_rows(
     out = storage.location(f"{bucket}/preds/night.csv", "--out")
     assert out.read_text() == (tmp_path / "local.csv").read_text()
     assert storage.location(f"{bucket}/preds/sheet.png", "--x").read_bytes()[:4] == b"\x89PNG"
+    seen = storage.location(f"{bucket}/preds/seen", "--x")
+    assert (seen / "shoes" / "001.png.png").read_bytes()[:4] == b"\x89PNG"
     assert list(work.iterdir()) == []
 
 
@@ -501,40 +505,17 @@ def test_a_run_directory_in_a_bucket_survives_a_killed_worker(bucket, tmp_path):
     """Checkpoints committed to the bucket after every epoch: the retried task restores
     the last one from there, not from its node's disk."""
     import signal
-    import time
 
     runs = f"{bucket}/runs/night"
     (tmp_path / "victim.toml").write_text(
         '[[variant]]\nname = "victim"\nhidden = [256, 256]\nepochs = 6\nbatch_size = 64\n'
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fmnist.cli",
-            "train",
-            "--sweep",
-            tmp_path / "victim.toml",
-            "--workers",
-            "1",
-            "--limit",
-            "6000",
-            "--runs-dir",
-            runs,
-            "--export-dir",
-            f"{bucket}/models/fmnist",
-        ],  # fmt: skip
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(
+        "train", "--sweep", tmp_path / "victim.toml", "--workers", "1", "--limit", "6000",
+        "--runs-dir", runs, "--export-dir", f"{bucket}/models/fmnist", cwd=tmp_path,
+    )  # fmt: skip
     checkpoint = storage.location(f"{runs}/checkpoints/victim", "--x")
-    deadline = time.monotonic() + 300
-    while not (checkpoint / "latest").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
-        time.sleep(0.5)
+    wait_for((checkpoint / "latest").exists, proc, 300, "the first epoch's commit")
     epoch = (checkpoint / "latest").read_text().strip()
     pid = json.loads((checkpoint / epoch / "history.json").read_text())["pid"]
     os.kill(pid, signal.SIGKILL)  # as the OOM killer, or a lost node, would
@@ -552,3 +533,131 @@ def test_a_run_directory_in_a_bucket_survives_a_killed_worker(bucket, tmp_path):
     assert [k for k in keys if k.startswith("checkpoints/")] != []
     assert results["export"] == f"{bucket}/models/fmnist/1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.toml"]
+
+
+def test_runs_list_and_prune_on_a_bucket(bucket, tmp_path):
+    from fmnist.ops.results import RunResults, RunSettings
+
+    base = storage.location(f"{bucket}/runs", "--runs-dir")
+    RunResults(
+        run_id="night-1", started_at="t", sweep=[], address="embedded",
+        settings=RunSettings(val_size=10), dataset_sha256={}, train_size=1, val_size=1,
+        test_size=1, wall_seconds=12.5,
+    ).write(base / "night-1")  # fmt: skip
+    storage.write_bytes(base / "night-2" / "weights" / "a.npz", b"partial")  # no results.json
+    r = run_cli("runs", "list", "--json", "--runs-dir", f"{bucket}/runs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = {row["run_id"]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert rows["night-1"]["status"] == "failed" and rows["night-1"]["duration_seconds"] == 12.5
+    assert rows["night-2"]["problem"] == "no results.json" and rows["night-2"]["started"]
+    # Written just now: nothing is older than a day; everything is older than -1 days.
+    r = run_cli("runs", "prune", "--keep-days", "1", "--runs-dir", f"{bucket}/runs", cwd=tmp_path)
+    assert r.returncode == 0 and base.fs.find(base.path)
+    from fmnist.ops import runs
+
+    assert sorted(runs.prune(base, keep_days=-1)) == ["night-1", "night-2"]
+    assert base.fs.find(base.path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_endpoint_that_is_not_s3_is_named(bucket, tmp_path, monkeypatch):
+    """Python's HTTP server answers 404 with no S3 error document."""
+    from raycluster import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import time
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        r = run_cli(
+            "models", "list", "--export-dir", f"{bucket}/m", cwd=tmp_path,
+            env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait()
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"fmnist-job: error: --export-dir {bucket}/m: the endpoint http://127.0.0.1:{port} "
+        f"(AWS_ENDPOINT_URL) answered HTTP 404 without an S3 error; is it an S3 service?"
+    )
+
+
+def test_score_with_a_model_key_that_is_not_there_is_one_line(bucket, tmp_path):
+    storage.write_bytes(storage.location(f"{bucket}/inbox/a.png", "--x"), b"any bytes")
+    r = run_cli("score", f"{bucket}/inbox", "--model", f"{bucket}/models/nothing", cwd=tmp_path)
+    assert r.returncode == 2
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"fmnist-job: error: --model {bucket}/models/nothing: no such directory; ")
+    )
+    assert not (tmp_path / "predictions.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_sweep_resumes_its_variants_from_the_bucket(bucket, tmp_path):
+    """Two Ray nodes; the run directory and the export only in the bucket. The worker
+    node goes away while two variants train there: their retries on the head restore
+    the checkpoints the lost node committed, not a file on its disk."""
+
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=2)
+    runs = f"{bucket}/runs/night"
+    (tmp_path / "abc.toml").write_text(
+        "[defaults]\nhidden = [256, 256]\nepochs = 6\nbatch_size = 64\n"
+        + "".join(f'[[variant]]\nname = "{n}"\n' for n in "abc")
+    )
+    try:
+        proc = start(
+            "train", "--sweep", tmp_path / "abc.toml", "--workers", "3", "--cpus-per-worker",
+            "1", "--limit", "5000", "--address", cluster.address, "--runs-dir", runs,
+            "--export-dir", f"{bucket}/models/fmnist", cwd=tmp_path,
+        )  # fmt: skip
+        latest = [storage.location(f"{runs}/checkpoints/{n}/latest", "--x") for n in "abc"]
+        wait_for(lambda: all(p.exists() for p in latest), proc, 400, "all three committed")
+        cluster.remove_node(worker)  # the node is gone, and its disk with it
+        _, err = proc.communicate(timeout=600)
+    finally:
+        cluster.shutdown()
+    assert proc.returncode == 0, err[-3000:]
+    results = json.loads(storage.location(f"{runs}/results.json", "--x").read_text())
+    variants = results["variants"]
+    assert [v["status"] for v in variants] == ["ok"] * 3, [v.get("error") for v in variants]
+    retried = [v for v in variants if v["attempts"] > 1]
+    assert len(retried) == 2, [(v["name"], v["attempts"]) for v in variants]
+    for v in retried:
+        assert v["resumed_from_epoch"] >= 1 and len(v["history"]["val_accuracy"]) == 6
+    assert results["export"] == f"{bucket}/models/fmnist/1"
+
+
+def test_refused_credentials_are_named(tmp_path):
+    from s3server import S3Server
+
+    server = S3Server(tmp_path / "moto.log", check_keys=True).start()
+    try:
+        r = run_cli(
+            "train", "--export-dir", "s3://any-bucket/models", cwd=tmp_path,
+            env={**server.env, "AWS_ACCESS_KEY_ID": "AKIANOTKNOWNHERE0000"},
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "fmnist-job: error: --export-dir s3://any-bucket/models: the credentials were "
+        "refused (InvalidAccessKeyId); check AWS_ACCESS_KEY_ID and the secret"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moto.log"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fmnist.cli.common import echo_rows, fail
+from fmnist.cli.common import echo_rows, fail, place
 
 app = typer.Typer(
     rich_markup_mode=None, help="Training runs: what each night did.", no_args_is_help=True
@@ -17,8 +16,9 @@ app = typer.Typer(
 @app.command("list", short_help="Runs, oldest first: status, best variant, export.")
 def runs_list(
     runs_dir: Annotated[
-        Path, typer.Option("--runs-dir", help="The directory holding the run directories.")
-    ] = Path("runs"),
+        str,
+        typer.Option("--runs-dir", help="The directory holding the run directories (or s3://...)."),
+    ] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")] = False,
 ) -> None:
     """Runs, oldest first: start, duration, status, best variant, val/test accuracy,
@@ -26,7 +26,7 @@ def runs_list(
     from fmnist.ops import runs
 
     try:
-        rows = runs.listing(runs_dir)
+        rows = runs.listing(place(runs_dir, "--runs-dir"))
     except runs.RunsError as e:
         raise fail(str(e))
     echo_rows(rows, as_json, runs.table)
@@ -41,14 +41,15 @@ def runs_prune(
         ),
     ],
     runs_dir: Annotated[
-        Path, typer.Option("--runs-dir", help="The directory holding the run directories.")
-    ] = Path("runs"),
+        str,
+        typer.Option("--runs-dir", help="The directory holding the run directories (or s3://...)."),
+    ] = "runs",
 ) -> None:
     """Retention for run directories (results, checkpoints, TensorBoard files)."""
     from fmnist.ops import runs
 
     try:
-        gone = runs.prune(runs_dir, keep_days)
+        gone = runs.prune(place(runs_dir, "--runs-dir"), keep_days)
     except runs.RunsError as e:
         raise fail(str(e))
     from fmnist.core.tables import count

@@ -52,11 +52,12 @@ def connect(address: str | None) -> None:
     except (ConnectionError, ValueError, RuntimeError, TimeoutError, AuthenticationError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConnectError(
-            f"cannot connect to Ray at '{address}': {first}; check "
-            f"--address / RAY_ADDRESS (e.g. 'auto' or 'ray://head:10001')"
+            f"cannot connect to Ray at '{address}': {first}; {ADDRESS_HINT}"
         ) from None
 
 
+# What every wrong-address message ends with: one wording, whichever check caught it.
+ADDRESS_HINT = "check --address / RAY_ADDRESS (e.g. 'auto', 'head:6379' or 'ray://head:10001')"
 CLIENT_ATTEMPTS = 3  # ray:// connects; see _init_with_retry
 
 
@@ -133,8 +134,7 @@ def _check_address(address: str) -> None:
     if answer != "ok":
         raise ConnectError(
             f"cannot connect to Ray at '{address}': "
-            f"{_what_answered(answer, hostport, client)}; check --address / "
-            f"RAY_ADDRESS (e.g. 'auto', 'head:6379' or 'ray://head:10001')"
+            f"{_what_answered(answer, hostport, client)}; {ADDRESS_HINT}"
         )
 
 

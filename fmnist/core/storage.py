@@ -154,8 +154,15 @@ def explain(error: BaseException, bucket: str = "") -> str:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
         where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "S3's endpoint"
         return f"cannot connect to {where}; check the URL and the network"
-    if code == "NoSuchBucket" or (isinstance(error, FileNotFoundError) and bucket):
+    if code == "NoSuchBucket":
         return f"no bucket named {bucket!r}; create it, or fix the URI"
+    if code in ("404", "403", "400", "405") or (isinstance(error, FileNotFoundError) and not code):
+        # An HTTP answer without S3's error document: something else listens there.
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "the endpoint"
+        return (
+            f"{where} answered HTTP {code or 'Not Found'} without an S3 error; is it an S3 service?"
+        )
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"):
         return f"the credentials were refused ({code}); check AWS_ACCESS_KEY_ID and the secret"
     if code in ("AccessDenied", "AllAccessDisabled") or isinstance(error, PermissionError):

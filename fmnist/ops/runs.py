@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from fmnist.core import storage
 from fmnist.ops import results as results_mod
 
 
@@ -28,6 +29,13 @@ def run_dirs(runs_dir: Path) -> list[Path]:
     Raises:
         RunsError: `runs_dir` is not a directory.
     """
+    if storage.is_remote(runs_dir):  # the prefixes under it; none: an empty listing
+        listed = runs_dir.fs.ls(runs_dir.path, detail=True) if runs_dir.exists() else []
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in listed]
+        kinds = [e["type"] for e in listed]
+        return sorted(
+            runs_dir / n for n, k in zip(names, kinds) if k == "directory" and n[0] != "."
+        )
     try:
         with os.scandir(runs_dir) as entries:
             return sorted(
@@ -88,8 +96,10 @@ def summarize(run_dir: Path) -> dict | None:
 
 def _mtime(path: Path) -> str | None:
     try:
-        stamp = path.stat().st_mtime
+        stamp = last_written(path) if storage.is_remote(path) else path.stat().st_mtime
     except OSError:
+        return None
+    if stamp is None:
         return None
     return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -139,6 +149,10 @@ def prune_one(run: Path, cutoff: float) -> bool:
     newest = last_written(run)
     if newest is None or newest >= cutoff:
         return False
+    if storage.is_remote(run):  # results.json first: `runs list` skips it from then on
+        (run / results_mod.RESULTS).unlink(missing_ok=True)
+        storage.remove_tree(run)
+        return True
     hidden = run.parent / f".pruned-{run.name}"
     try:
         os.rename(run, hidden)
@@ -151,7 +165,12 @@ def prune_one(run: Path, cutoff: float) -> bool:
 def last_written(directory: Path) -> float | None:
     """The newest modification time of `directory` and everything under it, or None
     when the directory is gone. A live run renames its files into place as it writes:
-    what vanishes between the listing and its stat is skipped, not an error."""
+    what vanishes between the listing and its stat is skipped, not an error. In a
+    bucket: its newest object's LastModified."""
+    if storage.is_remote(directory):
+        found = directory.fs.find(directory.path, detail=True).values()
+        stamps = [o["LastModified"].timestamp() for o in found if o.get("LastModified")]
+        return max(stamps) if stamps else None
     try:
         newest = directory.stat().st_mtime
         with os.scandir(directory) as it:

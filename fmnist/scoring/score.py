@@ -156,13 +156,12 @@ def score(
 ) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
     anything is scored; RunError if the run breaks later (no output is left then).
-    Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket
-    (fmnist/scoring/staging.py). `options` are _score's."""
-    # With Ray, the decoding tasks read a bucket's photos themselves, on every node.
-    download = not options.get("use_ray")
-    with staging.Staged(directory, out, preview_to, save_inputs, download) as staged:
+    Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket:
+    the decoders read a bucket's photos themselves (fmnist/scoring/images.py), the outputs
+    are uploaded at the end (fmnist/scoring/staging.py). `options` are _score's."""
+    with staging.Staged(out, preview_to, save_inputs) as staged:
         summary, fmt, sheet, inputs_dir = _score(
-            staged.directory,
+            directory,
             model=model,
             out=staged.out,
             show=show,
@@ -198,7 +197,7 @@ def _score(
     min_confidence: float | None = None,
     shown: Path | None = None,
 ) -> tuple[Summary, str, preview.ContactSheet | None, Path | None]:
-    """score() on local paths (but the model); returns the summary, the output's format,
+    """score() with local outputs; returns the summary, the output's format,
     the contact sheet and the saved inputs' directory, for score() to print.
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
     column (fmnist/scoring/uncertain.py); `shown` is the directory's name in messages."""
