@@ -111,7 +111,7 @@ def test_bucket_settings_and_identity():
     assert not account.body["metadata"].get("annotations"), "annotate it when deploying"
 
 
-BUILTIN_DOCS = [d for d in DOCS if not d.is_ray]
+BUILTIN_DOCS = [d for d in DOCS if not d.is_ray and not d.is_prometheus_operator]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

@@ -343,6 +343,13 @@ def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path):
     assert meta.variant_name == "strong" and meta.run_id
     results = json.loads((tmp_path / "runs" / "n2" / "results.json").read_text())
     assert results["export"] == f"{uri}/2" and results["gate"]["compared_with"] == 1
+    # The card beside fmnist.json in the bucket, and the models commands reading it there.
+    assert "**candidate**: worse than stable" in (base / "2" / "card.md").read_text()
+    assert (base / "2" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    shown = run_cli("models", "show", "2", "--export-dir", uri, cwd=tmp_path)
+    assert shown.returncode == 0 and "Labels: candidate." in shown.stdout, shown.stderr
+    history = run_cli("models", "history", "--json", "--export-dir", uri, cwd=tmp_path)
+    assert [json.loads(line)["stable"] for line in history.stdout.splitlines()] == [1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.toml", "n2.toml", "runs"]
 
 

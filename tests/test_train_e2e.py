@@ -123,6 +123,30 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
 
 
 @pytest.mark.slow
+def test_the_export_has_its_model_card(trained):
+    tmp, proc = trained
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp / "run" / "results.json").read_text())
+    version = tmp / "models" / "1"
+    card = (version / "card.md").read_text()
+    assert (version / "confusion_matrix.png").read_bytes() == (
+        tmp / "run" / "confusion_matrix.png"
+    ).read_bytes()
+    (best,) = [v for v in results["variants"] if v["name"] == results["best"]]
+    assert f"| {best['name']} (exported) | ok | {100 * best['val_accuracy']:.2f}% |" in card
+    for name, accuracy in results["exported_model_test"]["per_class_accuracy"].items():
+        assert f"| {name} | {100 * accuracy:.2f}% |" in card
+    assert f"**promote**: {results['gate']['reason']}." in card
+    assert f"- run: {results['run_id']} ({tmp / 'run'})" in card
+    shown = run_cli("models", "show", "1", "--export-dir", tmp / "models")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(card.rstrip("\n"))
+    assert (
+        "Labels: stable." in shown.stdout and f"(gate: run {results['run_id']}, by" in shown.stdout
+    )
+
+
+@pytest.mark.slow
 def test_results_put_the_run_beside_its_floor(trained):
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -54,6 +54,10 @@ def raise_terminated(signum, frame):
     raise Terminated()
 
 
+# Called with the exit code by exit_at_once, which skips every `finally` (the metrics).
+before_exit: list = []
+
+
 def exit_at_once(code: int) -> None:
     """Leave now, without the interpreter's teardown: for an interrupted command whose
     clean-up is done (outputs discarded, decoders and Ray stopped). TensorFlow's C++
@@ -62,6 +66,8 @@ def exit_at_once(code: int) -> None:
     import os
     import sys
 
+    for hook in list(before_exit):
+        hook(code)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from fmnist.cli import reporting
 from fmnist.cli.common import EXIT_OK, fail
 
 
+@reporting.reported("guard")
 def guard(
     ctx: typer.Context,
     lease: Annotated[
@@ -41,6 +43,8 @@ def guard(
             help="Skip the run when it starts more than this long after its scheduled time.",
         ),
     ] = 6.0,
+    metrics_push: reporting.MetricsPush = None,
+    metrics_file: reporting.MetricsFile = None,
 ) -> None:
     """Run COMMAND (after --) at most once at a time, and not too late.
 
@@ -67,8 +71,11 @@ def guard(
             )
     fd, message = guard.acquire(lease, when, max_lateness_hours)
     typer.echo(f"fmnist-job guard: {message}", err=True)
+    if reporting.current():
+        reporting.current().set_guard(ran=fd is not None)
     if fd is None:
         raise typer.Exit(EXIT_OK)
+    reporting.publish(EXIT_OK)  # now: exec leaves no end to publish at
     os.set_inheritable(fd, True)  # the command holds the lock until it exits
     try:
         os.execvp(command[0], command)

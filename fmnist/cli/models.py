@@ -92,3 +92,38 @@ def models_prune(
         if gone
         else "nothing to prune"
     )
+
+
+@app.command("show", short_help="A version's model card: what to read before promoting it.")
+def models_show(
+    version: Annotated[int, typer.Argument(help="The version whose card to print.")],
+    export_dir: ExportDir = "models/fmnist",
+) -> None:
+    """Print VERSION's model card (card.md beside its fmnist.json): variant and sweep,
+    data checksums, accuracies per class, calibration, the gate's decision, lineage; then
+    its labels and changes of stable now."""
+    from fmnist.ops import cards, versions
+
+    try:
+        typer.echo(cards.show(place(export_dir, "--export-dir"), version), nl=False)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+
+
+@app.command("history", short_help="Who made which version stable, when and why.")
+def models_history(
+    export_dir: ExportDir = "models/fmnist",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per change.")] = False,
+) -> None:
+    """Every change of `stable`, oldest first: the gate's promotions, promote and
+    rollback, with when, why and by whom (models.history.json)."""
+    from fmnist.ops import versions
+
+    base = place(export_dir, "--export-dir")
+    try:
+        if not base.is_dir():
+            raise versions.VersionsError(f"{export_dir}: no such directory; pass --export-dir")
+        rows = versions.history_events(base)
+    except versions.VersionsError as e:
+        raise fail(str(e))
+    echo_rows(rows, as_json, versions.history_table)

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fmnist.cli import reporting
 from fmnist.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -35,6 +36,7 @@ class Fit(str, Enum):
     whole = "whole"
 
 
+@reporting.reported("score")
 def score(
     directory: Annotated[
         str, typer.Argument(help="Directory of images (or s3://...), scanned recursively.")
@@ -132,6 +134,8 @@ def score(
             "extension>/ instead of leaving them in DIRECTORY to be tried again."
         ),
     ] = None,
+    metrics_push: reporting.MetricsPush = None,
+    metrics_file: reporting.MetricsFile = None,
 ) -> None:
     """Score every image under DIRECTORY with the exported SavedModel."""
     # TensorFlow is imported (quietly) by serving.load_model, after the cheap checks.
@@ -199,6 +203,14 @@ def score(
         exit_at_once(143 if sig == "SIGTERM" else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if reporting.current():
+        reporting.current().set_score(
+            files=summary.files,
+            failed=summary.failed,
+            uncertain=summary.uncertain,
+            images_per_second=summary.images_per_second,
+            model=summary.model,
+        )
     if done is not None:
         _archive(out, directory, done, failed_to)
     if summary.over_budget:

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from fmnist.cli import reporting
 from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail, place
 
 
+@reporting.reported("train", skip_when="dry_run")
 def train(
     workers: Annotated[
         int, typer.Option(min=1, help="Variants trained at once (one Ray task each).")
@@ -129,6 +131,8 @@ def train(
             "`candidate`.",
         ),
     ] = 0.2,
+    metrics_push: reporting.MetricsPush = None,
+    metrics_file: reporting.MetricsFile = None,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
     export_dir = place(export_dir, "--export-dir", write=True)
@@ -240,6 +244,8 @@ def _run(job) -> None:
     from fmnist.training import sweep as sweep_mod
     from fmnist.training.session import Interrupted
 
+    if reporting.current():  # what results.json says when the run ends, however it ends
+        reporting.current().train_run = (job.runs_dir, job.export_dir)
     # Found now, not as a traceback after an hour of training; a run that fails before
     # it starts leaves no empty run or export directory behind.
     places = [  # a bucket was checked by place()

@@ -94,8 +94,69 @@ def write_state(
                 if i < len(old) and old[i]["version"] == version
                 else {"version": version, "since": _now(), "why": reason}
             )
-        storage.write_json(base / HISTORY, {"stable": entries})
+        events = _history_events(base)
+        was = old[-1]["version"] if old else None
+        if history and history[-1] != was:  # `models history`: who changed stable, when
+            events.append(
+                {"at": _now(), "stable": history[-1], "was": was, "why": reason, "by": _who()}
+            )
+        storage.write_json(base / HISTORY, {"stable": entries, "events": events})
     write_config(base, config)
+
+
+def _history_events(base: Path) -> list[dict]:
+    try:
+        events = json.loads((base / HISTORY).read_text()).get("events", [])
+        return events if isinstance(events, list) else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _who() -> str:
+    """user@host of this process (a container's uid may have no name)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def history_events(base: Path) -> list[dict]:
+    """Every change of `stable`, oldest first: at, stable, was, why, by. A history written
+    before events were kept gives its stable entries instead (no `was`, no `by`).
+
+    Raises:
+        VersionsError: models.history.json is there but unreadable.
+    """
+    read_history(base)  # the one error message for an unreadable file
+    events = _history_events(base)
+    if events:
+        return events
+    return [
+        {"at": e.get("since"), "stable": e["version"], "was": None, "why": e.get("why"), "by": None}
+        for e in _history_entries(base)
+    ]
+
+
+def history_table(rows: list[dict]) -> str:
+    from fmnist.core.tables import aligned
+
+    return aligned(
+        ["when (UTC)", "stable", "was", "why", "by"],
+        [
+            [
+                (r.get("at") or "-")[:19].replace("T", " "),
+                str(r.get("stable")),
+                "-" if r.get("was") is None else str(r["was"]),
+                r.get("why") or "-",
+                r.get("by") or "-",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def _history_entries(base: Path) -> list[dict]:

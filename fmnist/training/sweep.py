@@ -20,7 +20,7 @@ import ray
 from fmnist.core import data, export, storage
 from fmnist.core.errors import RunError
 from fmnist.core.tables import count
-from fmnist.ops import gate, versions
+from fmnist.ops import cards, gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
 from fmnist.training import exporter, fit, report, schedule
 from fmnist.training import variants as variants_mod
@@ -301,11 +301,12 @@ def _publish(
     if best:
         exported = exporter.exported_model(results, trained.members, built["predictions"], splits)
         calibrated = {k: built[k] for k in ("calibration", "uncertain")}
+        metadata = exporter.export_metadata(
+            exported, run_dir.run_id, splits, built["libraries"], calibrated
+        )
         path = _publish_or_keep(
             lambda staging: export.unpack(built["archive"], staging),
-            exporter.export_metadata(
-                exported, run_dir.run_id, splits, built["libraries"], calibrated
-            ),
+            metadata,
             job.export_dir,
             run_dir,
         )
@@ -323,6 +324,7 @@ def _publish(
             job.gate_tolerance,
             run_dir.run_id,
         )
+        _write_card(path, metadata, results, run_dir, console)
     clock.mark("export_written")
     # Everything but the wait for Ray's processes to exit (overlapped with the above).
     results.wall_seconds = clock.seconds()
@@ -344,6 +346,19 @@ def _publish(
     if signals.pending:
         raise Interrupted(signals.pending, run_dir.path, published=path)
     return results
+
+
+def _write_card(path: Path, metadata, results: RunResults, run_dir: RunDir, console) -> None:
+    # The version's card (fmnist/ops/cards.py), once the gate has decided: a card that
+    # cannot be written costs a warning, never the published version.
+    try:
+        cards.write(path, metadata, results, run_dir.path)
+    except Exception as e:  # noqa: BLE001 (a disk's or a bucket's errors: storage.explain)
+        console.print(
+            f"[yellow]warning:[/] {path / cards.CARD} not written: "
+            f"{storage.explain(e, storage.bucket_of(path))}",
+            highlight=False,
+        )
 
 
 def _publish_or_keep(write, metadata, base, run_dir: RunDir):

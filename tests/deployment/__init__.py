@@ -32,6 +32,7 @@ IMAGE_UID = 1000  # the Dockerfile's USER
 HOME_DIR = "/home/fmnist"  # the image's HOME; an emptyDir in every pod
 
 RAY_GROUP = "ray.io"
+PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com"  # deploy/monitoring/prometheusrule.yaml
 CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",
     "RayJob": "ray.io_rayjobs.yaml",

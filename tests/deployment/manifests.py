@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deployment import BUCKET_DIR, DEPLOY, RAY_GROUP
+from deployment import BUCKET_DIR, DEPLOY, PROMETHEUS_OPERATOR_GROUP, RAY_GROUP
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,20 @@ class Doc:
     def is_ray(self) -> bool:
         return self.body.get("apiVersion", "").split("/")[0] == RAY_GROUP
 
+    @property
+    def is_prometheus_operator(self) -> bool:
+        """A Prometheus Operator resource: no schema here (tests/test_alerts.py)."""
+        return self.body.get("apiVersion", "").split("/")[0] == PROMETHEUS_OPERATOR_GROUP
+
 
 def manifest_files() -> list[Path]:
-    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
+    """Kubernetes manifests: every YAML file under deploy/ but Prometheus rule files
+    (*.rules.yml; tests/test_alerts.py checks them with promtool)."""
+    return sorted(
+        p
+        for p in DEPLOY.rglob("*")
+        if p.suffix in (".yaml", ".yml") and not p.name.endswith(".rules.yml")
+    )
 
 
 def _load_all() -> tuple[list[Doc], dict[str, str]]:

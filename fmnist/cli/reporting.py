@@ -1,0 +1,91 @@
+"""--metrics-push and --metrics-file, shared by `train`, `score` and `guard`: the
+options, and the decorator that publishes a command's metrics when it ends, however it
+ends (fmnist/ops/metrics.py). A failed push is one warning line; the exit code stays
+the command's own."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fmnist.cli import common
+
+MetricsPush = Annotated[
+    Optional[str],
+    typer.Option(
+        "--metrics-push",
+        envvar="FMNIST_METRICS_PUSH",
+        help="Pushgateway URL (http://HOST:9091): push this run's metrics there when it "
+        "ends, failed or not, to the group job=fmnist-<command>. A gateway that "
+        "cannot be reached costs a warning, never the run. Empty: no push.",
+    ),
+]
+MetricsFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--metrics-file",
+        help="Also write this run's metrics to this .prom file for node_exporter's "
+        "textfile collector, atomically; metrics this run does not set are kept from "
+        "the file as it was.",
+    ),
+]
+
+_current = None  # the running command's JobMetrics, when it reports
+
+
+def reported(job: str, skip_when: str | None = None):
+    """Publish the metrics of a command that takes metrics_push and metrics_file,
+    whatever its exit; not when its `skip_when` option is set (a dry run)."""
+
+    def wrap(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            global _current
+            push, file = kwargs.get("metrics_push") or None, kwargs.get("metrics_file")
+            if (not push and not file) or (skip_when and kwargs.get(skip_when)):
+                return command(*args, **kwargs)
+            from fmnist.ops import metrics
+
+            try:
+                _current = metrics.JobMetrics(job, push, file)
+            except metrics.MetricsError as e:
+                raise common.fail(str(e))
+            common.before_exit.append(publish)
+            code = common.EXIT_FAILED  # an unexpected error, as Python would exit
+            try:
+                command(*args, **kwargs)
+                code = common.EXIT_OK
+            except typer.Exit as e:
+                code = e.exit_code
+                raise
+            except KeyboardInterrupt:
+                code = 130
+                raise
+            except common.Terminated:
+                code = 143
+                raise
+            finally:
+                common.before_exit.remove(publish)
+                if _current.published_code != code:
+                    publish(code)
+                _current = None
+
+        return run
+
+    return wrap
+
+
+def current():
+    """The running command's JobMetrics, or None when it does not report."""
+    return _current
+
+
+def publish(code: int) -> None:
+    """Publish now (the guard before it becomes its command); warnings on stderr."""
+    if _current is None:
+        return
+    for warning in _current.publish(code):
+        typer.echo(f"fmnist-job: warning: {warning}", err=True)
