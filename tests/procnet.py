@@ -62,3 +62,21 @@ def is_loopback(addr: str) -> bool:
         or host == "[0000:0000:0000:0000:0000:0000:0000:0001]"  # ::1
         or host.startswith("[0000:0000:0000:0000:0000:ffff:7f")
     )  # ::ffff:127.x
+
+
+def stop(proc, timeout: float = 10, group: bool = False) -> None:
+    """End a server the tests started: SIGTERM, then SIGKILL after `timeout` seconds;
+    `group`: its whole process group (a server started with start_new_session)."""
+    import os
+    import signal
+    import subprocess
+
+    if proc is None or proc.poll() is not None:
+        return
+    kill = os.killpg if group else os.kill
+    kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -15,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+import procnet
 
 PACKAGES = {"prometheus-pushgateway": "prometheus-pushgateway", "promtool": "prometheus"}
 
@@ -74,13 +75,7 @@ class Pushgateway:
         raise RuntimeError(f"pushgateway did not start; log: {self.tmp / 'pushgateway.log'}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        procnet.stop(self.proc)
 
     def metrics(self) -> dict[tuple[str, frozenset], float]:
         """Every sample of the fmnist_ families it exposes: (name, labels) -> value."""

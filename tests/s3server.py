@@ -7,7 +7,6 @@ If-Match) before anything here relies on them."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import procnet
 from raycluster import free_port
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
@@ -67,13 +67,7 @@ class S3Server:
         raise RuntimeError(f"moto_server did not answer on {self.url} within 30 s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        procnet.stop(self.proc, group=True)
 
     def new_bucket(self) -> str:
         """A fresh, empty bucket's name."""

@@ -8,9 +8,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 import urllib.request
@@ -22,6 +20,7 @@ import yaml
 
 from fmnist.ops import metrics
 
+import procnet
 from conftest import ROOT
 from deployment import K8S_VERSIONS
 from promtools import Pushgateway, binary, free_port
@@ -250,13 +249,7 @@ class Prometheus:
         }
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        procnet.stop(self.proc, timeout=20)
 
 
 @pytest.mark.slow

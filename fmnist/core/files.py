@@ -54,12 +54,16 @@ def atomic_file(path: Path, mode: str = "wb", **open_args) -> Iterator[IO]:
         yield f
 
 
+def json_bytes(obj) -> bytes:
+    """The JSON every record is written as: indented, newline-terminated, UTF-8."""
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path: Path, obj) -> None:
-    """JSON (indented, newline-terminated) written aside and renamed over `path`."""
+    """JSON (json_bytes) written aside and renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
+    with atomic_file(path, "wb") as f:
+        f.write(json_bytes(obj))
 
 
 def missing_parents(directory: Path) -> list[Path]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from fmnist.core.files import atomic_file
+from fmnist.core.files import atomic_file, json_bytes
 
 # The schemes fmnist-job reads and writes. Others fsspec knows (gs://, az://) lack the
 # conditional writes `create` and `replace` need through one tested API: refused.
@@ -86,6 +86,11 @@ def location(text: str | os.PathLike, option: str) -> Path:
 
     path = UPath(f"{scheme}://" + text[len(scheme) + 3 :].rstrip("/"), **_S3_OPTIONS)
     return path
+
+
+def is_uri(text: str) -> bool:
+    """Whether `text` is written as a URI (a bucket's, as storage.uri gives it)."""
+    return bool(_URI.match(text))
 
 
 def is_remote(path) -> bool:
@@ -151,15 +156,13 @@ def explain(error: BaseException, bucket: str = "") -> str:
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError") or (
         isinstance(error, (ConnectionError, socket.gaierror, TimeoutError))
     ):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-        where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "S3's endpoint"
+        where = _endpoint("S3's endpoint")
         return f"cannot connect to {where}; check the URL and the network"
     if code == "NoSuchBucket":
         return f"no bucket named {bucket!r}; create it, or fix the URI"
     if code in ("404", "403", "400", "405") or (isinstance(error, FileNotFoundError) and not code):
         # An HTTP answer without S3's error document: something else listens there.
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-        where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else "the endpoint"
+        where = _endpoint("the endpoint")
         return (
             f"{where} answered HTTP {code or 'Not Found'} without an S3 error; is it an S3 service?"
         )
@@ -168,6 +171,12 @@ def explain(error: BaseException, bucket: str = "") -> str:
     if code in ("AccessDenied", "AllAccessDisabled") or isinstance(error, PermissionError):
         return "access denied; the credentials lack permission for this bucket or key"
     return f"{name}: {_first_line(text)}"
+
+
+def _endpoint(default: str) -> str:
+    """The endpoint as the user set it, for a message; `default` when none is set."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    return f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else default
 
 
 def _error_code(error: BaseException) -> str:
@@ -204,8 +213,8 @@ def write_text(path, text: str) -> None:
 
 
 def write_json(path, obj) -> None:
-    """JSON (indented, newline-terminated), written whole (write_bytes)."""
-    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    """JSON as files.write_json_atomic writes it, written whole (write_bytes)."""
+    write_bytes(path, json_bytes(obj))
 
 
 class Changed(Exception):
@@ -213,27 +222,19 @@ class Changed(Exception):
 
 
 def create(path, data: bytes) -> None:
-    """Write `path` only if nothing is there: O_EXCL on disk, If-None-Match in a bucket.
+    """Write an object only if nothing is there (S3's If-None-Match).
 
     Raises:
         Changed: something already is.
     """
-    if is_remote(path):
-        try:
-            path.fs.pipe_file(path.path, data, mode="create")
-        except FileExistsError:
-            raise Changed(str(path)) from None
-        except OSError as e:
-            if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise Changed(str(path)) from None
-            raise
-        return
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        path.fs.pipe_file(path.path, data, mode="create")
     except FileExistsError:
         raise Changed(str(path)) from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    except OSError as e:
+        if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise Changed(str(path)) from None
+        raise
 
 
 def read_tagged(path) -> tuple[bytes, str]:

@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from fmnist.core import storage
 from fmnist.scoring.framing import locate, straightened
 
 SIZE = 28
@@ -328,9 +329,8 @@ def decode_many(
 def _fetch(root: str, rels: list[str]) -> dict:
     """The files' bytes when `root` is a bucket's URI (one concurrent request for the
     chunk; a file that cannot be read maps to its error), else nothing: read from disk."""
-    if "://" not in root or not rels:
+    if not storage.is_uri(root) or not rels:
         return {}
-    from fmnist.core import storage
 
     base = storage.location(root, "DIRECTORY")
     keys = {(base / rel).path: rel for rel in rels}

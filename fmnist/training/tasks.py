@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ray
 
-from fmnist.core import data, export, internals, runtime
+from fmnist.core import data, export, internals, runtime, storage
 from fmnist.ops.results import VariantResult
 from fmnist.training import calibrate, checkpoints, fit, savedmodel
 from fmnist.training.variants import Variant
@@ -69,7 +69,7 @@ def _train(
     bucket = None
     try:
         after_epoch = None
-        if "://" in checkpoint_dir:  # a run directory in a bucket: work on local copies
+        if storage.is_uri(checkpoint_dir):  # a run directory in a bucket: local copies
             bucket = checkpoints.BucketCheckpoints(checkpoint_dir, tensorboard_dir)
             bucket.restore()
             checkpoint_dir, tensorboard_dir = map(
