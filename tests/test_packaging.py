@@ -122,7 +122,7 @@ def pins() -> dict[str, str]:
 
 
 def test_every_locked_package_has_a_version_and_hashes():
-    for name in ("cpu.lock", "gpu.lock", "dev.lock", "tools.lock"):
+    for name in ("cpu.lock", "gpu.lock", "dev.lock", "tools.lock", "mlflow-server.lock"):
         entries = lock(name)
         assert entries, name
         for pkg, (version, hashes) in entries.items():
@@ -134,13 +134,16 @@ def test_locks_install_pyproject_pins():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    test_extra = {re.match(r"[A-Za-z0-9_.\-]+", r)[0].lower() for r in extras["test"]}
+    # The test and mlflow extras are in dev.lock only: the images install neither.
+    dev_only = {
+        re.match(r"[A-Za-z0-9_.\-]+", r)[0].lower() for r in extras["test"] + extras["mlflow"]
+    }
     for pkg, version in pins().items():
         if pkg == "tensorflow":  # the CPU locks use its CPU-only build, same version
             assert cpu["tensorflow-cpu"][0] == version and "tensorflow" not in cpu
             assert gpu["tensorflow"][0] == version and "tensorflow-cpu" not in gpu
             continue
-        if pkg in test_extra:
+        if pkg in dev_only:
             assert dev[pkg][0] == version, f"dev.lock: {pkg} {dev[pkg][0]} != pyproject {version}"
             continue
         for name, entries in (("cpu.lock", cpu), ("gpu.lock", gpu)):
@@ -223,3 +226,11 @@ def pod_specs(node):
     elif isinstance(node, list):
         for v in node:
             yield from pod_specs(v)
+
+
+def test_the_mlflow_server_lock_matches_the_client_extra():
+    # The server runs in its own venv (requirements/mlflow-server.in says why); the client
+    # and the server the tests run it against are one MLflow release.
+    server = lock("mlflow-server.lock")
+    assert server["mlflow"][0] == pins()["mlflow-skinny"] == lock("dev.lock")["mlflow-skinny"][0]
+    assert "mlflow-skinny" not in lock("cpu.lock") and "mlflow-skinny" not in lock("gpu.lock")
