@@ -33,6 +33,18 @@ MetricsFile = Annotated[
     ),
 ]
 
+MlflowUri = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mlflow-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking server (http://HOST:5000; needs pip install "
+        "'fmnist-job[mlflow]'): log the sweep and its variants there, register the "
+        "export and mirror stable/candidate as aliases. A server that cannot be "
+        "reached costs a warning, never the run. Empty: no MLflow.",
+    ),
+]
+
 _current = None  # the running command's JobMetrics, when it reports
 
 
@@ -87,5 +99,23 @@ def publish(code: int) -> None:
     """Publish now (the guard before it becomes its command); warnings on stderr."""
     if _current is None:
         return
-    for warning in _current.publish(code):
+    warn(_current.publish(code))
+
+
+def check_mlflow(uri: str | None) -> str | None:
+    """`uri` (None or empty: no MLflow), once the mlflow extra is known to be there;
+    without it a one-line usage error (exit 2) before anything runs."""
+    if not uri:
+        return None
+    from fmnist.ops import tracking
+
+    try:
+        return tracking.check_available(uri)
+    except tracking.TrackingError as e:
+        raise common.fail(str(e))
+
+
+def warn(warnings: list[str]) -> None:
+    """Warnings of a sink that failed, one line each on stderr."""
+    for warning in warnings:
         typer.echo(f"fmnist-job: warning: {warning}", err=True)

@@ -133,8 +133,10 @@ def train(
     ] = 0.2,
     metrics_push: reporting.MetricsPush = None,
     metrics_file: reporting.MetricsFile = None,
+    mlflow_uri: reporting.MlflowUri = None,
 ) -> None:
     """Train the sweep's variants as parallel Ray tasks and export the best as a SavedModel."""
+    mlflow_uri = reporting.check_mlflow(mlflow_uri)
     export_dir = place(export_dir, "--export-dir", write=True)
     runs_dir = None if runs_dir is None else place(runs_dir, "--runs-dir", write=True)
     resume = None if resume is None else place(resume, "--resume", write=True)
@@ -174,7 +176,7 @@ def train(
         job = _resumed_job(resume, options)
     else:
         job = _new_job(sweep, epochs, ensemble, dry_run, val_size, limit, runs_dir, options)
-    _run(job)
+    _run(job, mlflow_uri)
 
 
 def _new_job(
@@ -237,7 +239,7 @@ def _resumed_job(resume: Path, options: dict):
         raise fail(str(e))
 
 
-def _run(job) -> None:
+def _run(job, mlflow_uri: str | None = None) -> None:
     from fmnist.core import cluster, data, files, storage
     from fmnist.core.errors import RunError
     from fmnist.ops import versions
@@ -268,12 +270,20 @@ def _run(job) -> None:
                 f"{option} {path}: cannot write there ({e.strerror or e}); "
                 f"name a directory this user can write to"
             )
+
+    def track():
+        if mlflow_uri:
+            from fmnist.ops import tracking
+
+            reporting.warn(tracking.log_train(mlflow_uri, job.runs_dir, job.export_dir))
+
     try:
         results = sweep_mod.run(job)
     except (data.DataError, cluster.ConnectError, versions.VersionsError) as e:
         remove_created()
         raise fail(str(e))
     except RunError as e:  # after training: the message says where its result is
+        track()
         raise fail(str(e), EXIT_FAILED)
     except Interrupted as stop:
         if stop.published:
@@ -289,4 +299,5 @@ def _run(job) -> None:
                 err=True,
             )
         raise typer.Exit(stop.code)
+    track()
     raise typer.Exit(EXIT_OK if results.best else EXIT_FAILED)
