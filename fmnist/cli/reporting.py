@@ -6,6 +6,7 @@ the command's own."""
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -112,6 +113,10 @@ def check_mlflow(uri: str | None) -> str | None:
     try:
         return tracking.check_available(uri)
     except tracking.TrackingError as e:
+        # MLFLOW_TRACKING_URI may be set for other tools: only an explicit option fails.
+        if not any(a.split("=")[0] == "--mlflow-uri" for a in sys.argv[1:]):
+            warn([f"MLFLOW_TRACKING_URI is set but {e}; not logging to MLflow"])
+            return None
         raise common.fail(str(e))
 
 
