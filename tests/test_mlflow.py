@@ -87,6 +87,16 @@ def test_train_logs_variants_registers_and_mirrors_labels(mlflow_server, tmp_pat
         for alias in client.get_registered_model("fmnist").aliases
     }
     assert aliases == labels
+    # An operator's promote and rollback move the aliases too.
+    other = "2" if labels["stable"] == "1" else "1"
+    proc = run_cli("models", "promote", other, "--mlflow-uri", mlflow_server, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert client.get_model_version_by_alias("fmnist", "stable").tags["fmnist_version"] == other
+    proc = run_cli("models", "rollback", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": mlflow_server})
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert serving_config.read_config(tmp_path / "models" / "fmnist").labels["stable"] != int(other)
+    alias = client.get_model_version_by_alias("fmnist", "stable")
+    assert alias.tags["fmnist_version"] == labels["stable"]
 
 
 @pytest.mark.slow
@@ -98,6 +108,9 @@ def test_an_unreachable_server_costs_a_warning_not_the_run(tmp_path, sweep_file)
     warnings = [line for line in proc.stderr.splitlines() if "not logged to MLflow" in line]
     assert len(warnings) == 1 and url in warnings[0], proc.stderr
     assert (tmp_path / "models" / "fmnist" / "1" / "saved_model.pb").exists()
+    proc = run_cli("models", "promote", "1", "--mlflow-uri", url, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "MLflow aliases not updated" in proc.stderr and url in proc.stderr, proc.stderr
 
 
 def test_help_imports_no_mlflow():

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from fmnist.cli import reporting
 from fmnist.cli.common import echo_rows, fail, place
 
 app = typer.Typer(
@@ -42,30 +43,48 @@ def models_list(
 def models_promote(
     version: Annotated[int, typer.Argument(help="The version to label stable.")],
     export_dir: ExportDir = "models/fmnist",
+    mlflow_uri: reporting.MlflowUri = None,
 ) -> None:
     """Label VERSION `stable`: score and TF Serving use it from now on."""
     from fmnist.ops import versions
 
+    mlflow_uri = reporting.check_mlflow(mlflow_uri)
+    base = place(export_dir, "--export-dir")
     try:
-        before, now = versions.promote(place(export_dir, "--export-dir"), version)
+        before, now = versions.promote(base, version)
     except versions.VersionsError as e:
         raise fail(str(e))
     typer.echo(
         f"stable: version {now}"
         + (" (already)" if before == now else f" (was {before if before is not None else 'none'})")
     )
+    _mirror(mlflow_uri, base)
 
 
 @app.command("rollback")
-def models_rollback(export_dir: ExportDir = "models/fmnist") -> None:
+def models_rollback(
+    export_dir: ExportDir = "models/fmnist", mlflow_uri: reporting.MlflowUri = None
+) -> None:
     """Label the previous `stable` version stable again."""
     from fmnist.ops import versions
 
+    mlflow_uri = reporting.check_mlflow(mlflow_uri)
+    base = place(export_dir, "--export-dir")
     try:
-        before, now = versions.rollback(place(export_dir, "--export-dir"))
+        before, now = versions.rollback(base)
     except versions.VersionsError as e:
         raise fail(str(e))
     typer.echo(f"stable: version {now} (rolled back from {before})")
+    _mirror(mlflow_uri, base)
+
+
+def _mirror(mlflow_uri: str | None, base) -> None:
+    """MLflow's `stable`/`candidate` aliases follow models.config's labels; a server that
+    cannot be reached costs a warning, the labels stand."""
+    if mlflow_uri:
+        from fmnist.ops import tracking
+
+        reporting.warn(tracking.sync_aliases(mlflow_uri, base))
 
 
 @app.command("prune")

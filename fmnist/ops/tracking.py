@@ -174,6 +174,8 @@ def _sync_aliases(client, config: serving_config.Config) -> None:
         v.tags.get(VERSION_TAG): v.version
         for v in client.search_model_versions(f"name='{config.name}'")
     }
+    if not found:
+        return  # never registered there (trained without MLflow): nothing to mirror
     for label in LABELS:
         version = found.get(str(config.labels.get(label)))
         if version is not None:
