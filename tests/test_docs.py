@@ -10,7 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = (ROOT / "docs" / "design.md").read_text()
-README_MAX_LINES = 150
+# A user page: set-up, usage, outputs, exit codes, and the few figures a user decides on
+# (photo kinds, calibration); reference and design go to docs/.
+README_MAX_LINES = 200
 
 
 def layout_block() -> str:
