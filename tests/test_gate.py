@@ -155,8 +155,8 @@ def test_each_variant_leaves_tensorboard_scalars_per_epoch(nights):
 @pytest.mark.slow
 def test_two_runs_racing_do_not_both_promote(tmp_path):
     """Two trainings at once into a new export base. Each reads "no stable yet" before
-    it builds its export; the export then waits (tests/pause_export.py) so both have
-    read it before either labels. One promotes, the other is left a candidate.
+    it builds its export; the export then waits at a barrier (tests/pause_export.py) so
+    both have read it before either labels. One promotes, the other is left a candidate.
 
     The second starts once the first has joined its Ray (its results.json exists): two
     embedded Rays starting at the same moment on this loaded 2-core machine failed to
@@ -167,7 +167,7 @@ def test_two_runs_racing_do_not_both_promote(tmp_path):
     def start(name):
         return subprocess.Popen(
             pause_export.command(
-                120,
+                300,
                 "-m",
                 "fmnist.cli",
                 "train",
@@ -181,6 +181,7 @@ def test_two_runs_racing_do_not_both_promote(tmp_path):
                 str(tmp_path / "runs" / name),
                 "--export-dir",
                 str(tmp_path / "models"),
+                barrier=(tmp_path / "barrier", 2),
             ),
             cwd=ROOT,
             text=True,
