@@ -104,7 +104,7 @@ def main() -> None:
         for kind in kinds:
             f = [r["uncertain"] for p, r in rows.items() if p.startswith(kind + "/")]
             total += f
-            held = " (held out)" if kind == nonclothing.HELD_OUT else ""
+            held = " (held out)" if kind in nonclothing.HELD_OUT else ""
             print(f"  {kind:10s} {100 * np.mean(f):5.1f}%{held}")
         print(f"  {'all':10s} {100 * np.mean(total):5.1f}% (target >= 90%)")
 
