@@ -117,11 +117,13 @@ def main() -> None:
         for kind in kinds:
             print(f"  {kind:10s} {100 * np.mean(share(kind)):5.1f}%")
         total = [f for kind in kinds for f in share(kind)]
-        print(f"  {'all':10s} {100 * np.mean(total):5.1f}% (target >= 90%)")
+        if total:
+            print(f"  {'all':10s} {100 * np.mean(total):5.1f}% (target >= 90%)")
         for kind in held:
             print(f"  {kind:10s} {100 * np.mean(share(kind)):5.1f}% (held out)")
 
-        photo_table(tmp, args, x, y)
+        if args.photo_items:
+            photo_table(tmp, args, x, y)
 
 
 def photo_table(tmp: Path, args, x: np.ndarray, y: np.ndarray) -> None:
