@@ -65,45 +65,49 @@ def test_ece_by_hand():
 def test_thresholds_flag_their_share_of_validation():
     rng = np.random.default_rng(3)
     n = 20000
-    confidence = rng.random(n)
-    signals = {name: rng.random(n) for name in calibration.SIGNALS}
-    limits = calibration.thresholds(confidence, signals)
-    assert set(limits) == {
-        "min_confidence",
-        "max_reconstruction_error",
-        "max_feature_distance",
-        "min_contrast",
+    confidence, score = rng.random(n), rng.exponential(5, n)
+    limits = calibration.thresholds(confidence, score)
+    assert set(limits) == {"min_confidence", "max_outlier_score"}
+    low = confidence < limits["min_confidence"]
+    high = score > limits["max_outlier_score"]
+    assert low.mean() == pytest.approx(calibration.CONFIDENCE_SHARE, abs=0.002)
+    assert high.mean() == pytest.approx(calibration.OUTLIER_SHARE, abs=0.002)
+    signals = {"outlier_score": score, "contrast": np.zeros(n)}  # no threshold: ignored
+    assert (calibration.flags(confidence, signals, limits) == (low | high)).all()
+
+
+def test_tail_p_values_and_fishers_combination():
+    table = np.arange(1.0, 100.0, dtype=np.float32)  # 1 .. 99, sorted
+    # As far out as the furthest validation value or beyond: (1 + 1) / 100 or 1 / 100.
+    assert calibration.tail_p(np.array([99.0, 1000.0]), table, "max").tolist() == [0.02, 0.01]
+    assert calibration.tail_p(np.array([1.0, -5.0]), table, "min").tolist() == [0.02, 0.01]
+    # The median is at p one half on either side.
+    assert calibration.tail_p(np.array([50.0]), table, "max")[0] == pytest.approx(0.51)
+    tables = {k: table for k in calibration.COMPONENTS}
+    middle = {k: np.array([50.0]) for k in calibration.COMPONENTS}
+    one_far = {**middle, "fill": np.array([1000.0])}
+    all_far = {
+        k: np.array([1000.0 if side == "max" else -5.0])
+        for k, side in calibration.COMPONENTS.items()
     }
-    assert (confidence < limits["min_confidence"]).mean() == pytest.approx(
-        calibration.CONFIDENCE_SHARE, abs=0.002
+    s_mid, s_one, s_all = (
+        calibration.outlier_score(v, tables)[0] for v in (middle, one_far, all_far)
     )
-    for name, side in calibration.SIGNALS.items():
-        past = (
-            signals[name] > limits[f"max_{name}"]
-            if side == "max"
-            else signals[name] < limits[f"min_{name}"]
-        )
-        assert past.mean() == pytest.approx(calibration.SIGNAL_SHARES[name], abs=0.002)
-    flagged = calibration.flags(confidence, signals, limits)
-    assert (
-        flagged.mean()
-        <= calibration.CONFIDENCE_SHARE + sum(calibration.SIGNAL_SHARES.values()) + 0.002
-    )
+    n = len(calibration.COMPONENTS)
+    assert s_mid == pytest.approx(-n * np.log(0.51), rel=1e-3)
+    assert s_one == pytest.approx(-(n - 1) * np.log(0.51) - np.log(0.01), rel=1e-3)
+    assert s_all == pytest.approx(-n * np.log(0.01), rel=1e-6)
 
 
-def test_the_numpy_signals_see_a_blank_and_noise():
-    rng = np.random.default_rng(4)
-    items = rng.integers(0, 256, (500, 28, 28)).astype(np.uint8)
-    items[:, :, :6] = 0  # some structure to find
-    mean, axes = calibration.pca(items, components=20)
-    assert np.allclose(axes @ axes.T, np.eye(20), atol=1e-4)
-    err = calibration.reconstruction_error(items[:3], mean, axes)
-    assert (err > 0).all()
-    blank = np.zeros((1, 28, 28), np.uint8)
-    assert calibration.contrast(blank)[0] == 0 < calibration.contrast(items[:1])[0]
-    means, precision = calibration.class_gaussian(rng.normal(0, 1, (1000, 4)), np.arange(1000) % 10)
-    near, far = calibration.feature_distance(np.stack([means[3], means[3] + 50]), means, precision)
-    assert near == pytest.approx(0, abs=1e-6) and far > 100
+def test_extent_and_fill_of_an_item_a_strip_and_a_blank():
+    item = np.zeros((28, 28), np.uint8)
+    item[:, 6:22] = 200  # a trouser-like block: the full height, 16 columns
+    item[14:, 13:15] = 0  # the gap between the legs
+    strip = np.zeros((28, 28), np.uint8)
+    strip[12:16] = 180  # a landscape's band: 4 rows
+    x = np.stack([item, strip, np.zeros((28, 28), np.uint8)])
+    assert calibration.extent(x).tolist() == [16, 4, 0]
+    assert calibration.fill(x).tolist() == pytest.approx([1 - 28 / (28 * 16), 1.0, 0.0])
 
 
 def test_the_rule_reads_the_export_thresholds_and_min_confidence_replaces_one():
@@ -136,6 +140,13 @@ def test_an_export_without_thresholds_falls_back_to_the_default_and_says_so():
     r = uncertain.rule(ExportMetadata(class_names=[f"c{i}" for i in range(10)]), ())
     assert r.limits == {"min_confidence": uncertain.DEFAULT_MIN_CONFIDENCE}
     assert "no calibration" in r.note and "0.50" in r.note
+    # An export with only the outlier score's threshold flags on it.
+    r = uncertain.rule(
+        ExportMetadata(uncertain={"min_confidence": 0.6, "max_outlier_score": 20.0}),
+        tuple(calibration.SIGNALS),
+    )
+    probs = np.array([[0.9] + [0.1 / 9] * 9] * 2)
+    assert r.flags(probs, {"outlier_score": np.array([5.0, 25.0])}).tolist() == [False, True]
     # Thresholds for signals the SavedModel does not return are not applied.
     r = uncertain.rule(
         ExportMetadata(uncertain={"min_confidence": 0.7, "max_feature_distance": 1.0}), ()

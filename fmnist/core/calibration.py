@@ -164,32 +164,98 @@ def contrast(x: np.ndarray) -> np.ndarray:
     return (np.asarray(x, np.float64).reshape(len(x), -1) / 255.0).std(axis=1)
 
 
-# The SavedModel's extra outputs, and how each flags: above its `max_` threshold, or
-# below its `min_` one. Shares of the validation split each flags on its own.
-SIGNALS = {"reconstruction_error": "max", "feature_distance": "max", "contrast": "min"}
-CONFIDENCE_SHARE = 0.065
-SIGNAL_SHARES = {"reconstruction_error": 0.02, "feature_distance": 0.015, "contrast": 0.002}
+INK = 25  # a pixel above this level (of 255) is part of the item
 
 
-def thresholds(confidence: np.ndarray, signals: dict[str, np.ndarray]) -> dict[str, float]:
+def _rows_cols(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ink = np.asarray(x).reshape(len(x), 28, 28) > INK
+    return ink, ink.any(axis=2), ink.any(axis=1)
+
+
+def extent(x: np.ndarray) -> np.ndarray:
+    """The fewer of the rows and the columns holding ink: a Fashion-MNIST item fills
+    one side of the frame and most of the other; a strip (a landscape, a line of text)
+    or a blank does not."""
+    _, rows, cols = _rows_cols(x)
+    return np.minimum(rows.sum(axis=1), cols.sum(axis=1)).astype(np.float64)
+
+
+def fill(x: np.ndarray) -> np.ndarray:
+    """The share of the ink's bounding box that is ink (0 for a blank): near 1 for a
+    filled rectangle (noise, a photo with no item in it)."""
+    ink, rows, cols = _rows_cols(x)
+
+    def span(a):
+        return np.where(a.any(axis=1), 28 - a.argmax(axis=1) - a[:, ::-1].argmax(axis=1), 28)
+
+    return ink.sum(axis=(1, 2)) / (span(rows) * span(cols)).astype(np.float64)
+
+
+# The out-of-distribution signals the SavedModel computes, and the side on which each
+# is unusual: above (`max`) or below (`min`) the validation split's values. Each is
+# turned into a tail p-value against the validation split's own values (its `table`),
+# and OUTLIER_SCORE sums their -log p (Fisher's method): an item a little unusual on
+# several counts scores as high as one far out on one.
+COMPONENTS = {
+    "reconstruction_error": "max",
+    "feature_distance": "max",
+    "contrast": "min",
+    "extent": "min",
+    "fill": "max",
+}
+OUTLIER_SCORE = "outlier_score"
+# Every extra output `score` may read, with the side it flags on. Exports made before
+# the outlier score carry thresholds for the components themselves; they still apply.
+SIGNALS = {**COMPONENTS, OUTLIER_SCORE: "max"}
+CONFIDENCE_SHARE = 0.07
+OUTLIER_SHARE = 0.025
+
+
+def tail_p(values: np.ndarray, table: np.ndarray, side: str) -> np.ndarray:
+    """(1 + how many of the sorted validation `table` are at least as far out as each
+    value, on `side`) / (1 + its length): an empirical tail p-value, never 0."""
+    table = np.asarray(table)
+    if side == "max":
+        beyond = len(table) - np.searchsorted(table, values, side="left")
+    else:
+        beyond = np.searchsorted(table, values, side="right")
+    return (beyond + 1.0) / (len(table) + 1.0)
+
+
+def outlier_score(signals: dict[str, np.ndarray], tables: dict[str, np.ndarray]) -> np.ndarray:
+    """Fisher's combination: the sum over COMPONENTS of -log tail_p.
+
+    Args:
+        signals: {component: [N] values}.
+        tables: {component: sorted validation values (float32, as the SavedModel holds)}.
+
+    Returns:
+        [N] scores, >= 0; higher is less like the validation split.
+    """
+    return sum(
+        -np.log(tail_p(np.asarray(signals[k], np.float32), tables[k], side))
+        for k, side in COMPONENTS.items()
+    )
+
+
+def thresholds(confidence: np.ndarray, score: np.ndarray) -> dict[str, float]:
     """The flag's thresholds, chosen on the validation split: the confidence below which
-    CONFIDENCE_SHARE of the items lie, and for each signal the value beyond which its
-    share in SIGNAL_SHARES lies.
+    CONFIDENCE_SHARE of the items lie, and the outlier score above which OUTLIER_SHARE
+    lie.
 
     Args:
         confidence: [N] calibrated top probabilities on the validation split.
-        signals: {name in SIGNALS: [N] values on the validation split}.
+        score: [N] outlier scores on the validation split.
 
     Returns:
-        {"min_confidence": c, "max_reconstruction_error": ..., "max_feature_distance":
-        ..., "min_contrast": ...}: the keys `flags` reads.
+        {"min_confidence": c, "max_outlier_score": s}: the keys `flags` reads.
     """
-    out = {"min_confidence": float(np.quantile(confidence, CONFIDENCE_SHARE))}
-    for name, side in SIGNALS.items():
-        share = SIGNAL_SHARES[name]
-        q = 1.0 - share if side == "max" else share
-        out[f"{side}_{name}"] = float(np.quantile(np.asarray(signals[name], np.float64), q))
-    return out
+    return {
+        "min_confidence": float(np.quantile(confidence, CONFIDENCE_SHARE)),
+        f"max_{OUTLIER_SCORE}": float(
+            np.quantile(np.asarray(score, np.float64), 1 - OUTLIER_SHARE)
+        ),
+    }
 
 
 def flags(

@@ -164,7 +164,13 @@ def render(
     if meta.uncertain:
         u = meta.uncertain
         lines += [
-            f"`uncertain` below confidence {u.get('min_confidence', 0):.3f}: flags "
+            f"`uncertain` below confidence {u.get('min_confidence', 0):.3f}"
+            + (
+                f" or above outlier score {u['max_outlier_score']:.2f}"
+                if isinstance(u.get("max_outlier_score"), (int, float))
+                else ""
+            )
+            + ": flags "
             f"{_pct(u.get('test_flagged'))} of the test set; accuracy of the rows not "
             f"flagged {_pct(u.get('test_accuracy_not_flagged'))}.",
             "",

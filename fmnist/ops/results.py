@@ -95,9 +95,11 @@ class Calibration(_Record):
 class UncertainRule(_Record):
     """The `uncertain` flag's thresholds (chosen on validation) and how it does there and
     on test: the share flagged, and the accuracy of all rows and of the rows not flagged.
-    fmnist/core/calibration.py SIGNALS names the signals."""
+    fmnist/core/calibration.py SIGNALS names the signals; exports before the outlier
+    score had a threshold per signal."""
 
     min_confidence: float
+    max_outlier_score: float | None = None
     max_reconstruction_error: float | None = None
     max_feature_distance: float | None = None
     min_contrast: float | None = None

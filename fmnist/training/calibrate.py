@@ -2,8 +2,10 @@
 how it describes the result.
 
     fit: the temperature on the validation split (fmnist/core/calibration.py), a PCA of
-         the training images and the class Gaussians of the first member's penultimate
-         features: the constants the SavedModel bakes in (fmnist/training/savedmodel.py)
+         the training images, the class Gaussians of the first member's penultimate
+         features and each signal's sorted values on the validation split (for the
+         outlier score's p-values): the constants the SavedModel bakes in
+         (fmnist/training/savedmodel.py)
     describe: from the built SavedModel's own outputs on validation and test, the
          `uncertain` thresholds (chosen on validation) and the figures of fmnist.json's
          "calibration" and "uncertain" keys
@@ -31,6 +33,7 @@ class Calibrated:
     pca_axes: np.ndarray  # [components, 784]
     feature_means: np.ndarray  # [10, d]: the first member's penultimate features
     feature_precision: np.ndarray  # [d, d]
+    tables: dict[str, np.ndarray]  # calibration.COMPONENTS -> sorted validation values
 
 
 def features_model(net):
@@ -55,8 +58,9 @@ def raw_probabilities(nets: list[tuple], x: np.ndarray) -> np.ndarray:
 
 
 def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
-    """The temperature (validation NLL), the PCA of the training images and the class
-    Gaussians of the first (heaviest) member's features on the training images.
+    """The temperature (validation NLL), the PCA of the training images, the class
+    Gaussians of the first (heaviest) member's features on the training images, and the
+    signals' values on the validation split (NumPy, as the SavedModel computes them).
 
     Args:
         nets: [(built Keras net with its weights, share)], shares summing to 1.
@@ -70,7 +74,18 @@ def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     extract = features_model(nets[0][0])
     feats = _batched(lambda b: extract(b, training=False), splits.x_train)
     means, precision = calibration.class_gaussian(feats, splits.y_train)
-    return Calibrated(temperature, mean, axes, means, precision)
+    x = splits.x_val
+    values = {
+        "reconstruction_error": calibration.reconstruction_error(x, mean, axes),
+        "feature_distance": calibration.feature_distance(
+            _batched(lambda b: extract(b, training=False), x), means, precision
+        ),
+        "contrast": calibration.contrast(x),
+        "extent": calibration.extent(x),
+        "fill": calibration.fill(x),
+    }
+    tables = {k: np.sort(v).astype(np.float32) for k, v in values.items()}
+    return Calibrated(temperature, mean, axes, means, precision, tables)
 
 
 def describe(
@@ -99,7 +114,7 @@ def describe(
     }
     val = served["validation"]
     limits = calibration.thresholds(
-        val["probabilities"].max(axis=1), {k: val[k] for k in calibration.SIGNALS}
+        val["probabilities"].max(axis=1), val[calibration.OUTLIER_SCORE]
     )
     figures = {}
     for split, y in labels.items():
@@ -119,7 +134,10 @@ def describe(
         },
         "uncertain": {
             **limits,
-            "shares": {"confidence": calibration.CONFIDENCE_SHARE, **calibration.SIGNAL_SHARES},
+            "shares": {
+                "confidence": calibration.CONFIDENCE_SHARE,
+                calibration.OUTLIER_SCORE: calibration.OUTLIER_SHARE,
+            },
             **{f"{split}_{k}": v for split, f in figures.items() for k, v in f.items()},
         },
     }

@@ -7,8 +7,11 @@ Built with calibration constants (fmnist/training/calibrate.py), `probabilities`
 softmax(log p / T) and the signature has one more output per signal of
 fmnist/core/calibration.py SIGNALS: `reconstruction_error` (the input's distance from the
 training images' PCA subspace), `feature_distance` (Mahalanobis distance of the first
-member's penultimate features to the nearest class mean) and `contrast` (the input's
-pixel standard deviation). The input and `probabilities` keep their name, dtype and shape.
+member's penultimate features to the nearest class mean), `contrast` (the input's
+pixel standard deviation), `extent` and `fill` (how much of the frame and of its own
+bounding box the ink covers), and `outlier_score`, which combines them (Fisher's method
+on their tail p-values against the validation split). The input and `probabilities`
+keep their name, dtype and shape.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def _signals(images, feats, c) -> dict:
     computes them in NumPy."""
     import tensorflow as tf
 
+    from fmnist.core.calibration import COMPONENTS, INK, OUTLIER_SCORE
+
     x = tf.reshape(tf.cast(images, tf.float32) / 255.0, [-1, 28 * 28])
     centred = x - tf.constant(c.pca_mean)
     axes = tf.constant(c.pca_axes)
@@ -95,11 +100,35 @@ def _signals(images, feats, c) -> dict:
         - 2.0 * tf.matmul(fp, means, transpose_b=True)
         + mpm[None, :]
     )
-    return {
+    ink = tf.reshape(images, [-1, 28, 28]) > INK
+    rows, cols = tf.reduce_any(ink, axis=2), tf.reduce_any(ink, axis=1)
+
+    def count(a):
+        return tf.reduce_sum(tf.cast(a, tf.float32), axis=1)
+
+    def span(a):
+        # From the first to the last True: 28 - (leading Falses) - (trailing Falses).
+        a = tf.cast(a, tf.int32)
+        lead, trail = tf.argmax(a, axis=1), tf.argmax(tf.reverse(a, axis=[1]), axis=1)
+        return tf.where(tf.reduce_any(a > 0, axis=1), tf.cast(28 - lead - trail, tf.float32), 28.0)
+
+    values = {
         "reconstruction_error": tf.reduce_sum(tf.square(residual), axis=1),
         "feature_distance": tf.reduce_min(distance, axis=1),
         "contrast": tf.math.reduce_std(x, axis=1),
+        "extent": tf.minimum(count(rows), count(cols)),
+        "fill": tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / (span(rows) * span(cols)),
     }
+    score = 0.0
+    for name, side in COMPONENTS.items():
+        table = tf.constant(c.tables[name])
+        n = float(c.tables[name].shape[0])
+        if side == "max":
+            beyond = n - tf.cast(tf.searchsorted(table, values[name], side="left"), tf.float32)
+        else:
+            beyond = tf.cast(tf.searchsorted(table, values[name], side="right"), tf.float32)
+        score = score - tf.math.log((beyond + 1.0) / (n + 1.0))
+    return {**values, OUTLIER_SCORE: score}
 
 
 def export(variant, weights, metadata: dict, base: Path) -> Path:
