@@ -53,23 +53,20 @@ def user_env(tmp: Path, cluster, **extra: str) -> dict:
     )
 
 
+def score_as_job(inbox, model, out, address, env, **kwargs):
+    """`fmnist-job score INBOX --model M --out O --ray --address A` in a fresh process."""
+    args = ("score", inbox, "--model", model, "--out", out, "--ray", "--address", address)
+    return run_cli(*args, env=env, **kwargs)
+
+
 @pytest.mark.slow
 def test_a_ray_client_address_scores_as_a_job_with_the_same_rows(
     cluster, inbox, scoring_model, tmp_path
 ):
     local = run_cli("score", inbox, "--model", scoring_model, "--out", tmp_path / "local.csv")
     assert local.returncode == 0, clip(local.stderr)
-    proc = run_cli(
-        "score",
-        inbox,
-        "--model",
-        scoring_model,
-        "--out",
-        tmp_path / "job.csv",
-        "--ray",
-        "--address",
-        cluster.client,
-        env=user_env(tmp_path, cluster),
+    proc = score_as_job(
+        inbox, scoring_model, tmp_path / "job.csv", cluster.client, user_env(tmp_path, cluster)
     )
     assert proc.returncode == 0, clip(proc.stderr)
     assert "running as Ray job raysubmit_" in proc.stderr
@@ -87,19 +84,9 @@ def test_a_ray_client_address_scores_as_a_job_with_the_same_rows(
 
 @pytest.mark.slow
 def test_the_remote_exit_code_and_message_come_back(cluster, inbox, tmp_path):
-    proc = run_cli(
-        "score",
-        inbox,
-        "--model",
-        tmp_path / "no-such-model",
-        "--out",
-        tmp_path / "p.csv",
-        "--ray",
-        "--address",
-        cluster.client,
-        env=user_env(tmp_path, cluster),
-        timeout=120,
-    )
+    env = user_env(tmp_path, cluster)
+    model = tmp_path / "no-such-model"
+    proc = score_as_job(inbox, model, tmp_path / "p.csv", cluster.client, env, timeout=120)
     assert proc.returncode == 2, clip(proc.stderr)
     assert f"fmnist-job: error: --model {tmp_path / 'no-such-model'}" in proc.stderr
     assert not (tmp_path / "p.csv").exists()
@@ -151,20 +138,7 @@ def test_what_keeps_a_job_from_starting_is_one_line_fast(
     else:
         env["RAY_AUTH_TOKEN"] = "0" * 64
     started = time.monotonic()
-    proc = run_cli(
-        "score",
-        inbox,
-        "--model",
-        scoring_model,
-        "--out",
-        out,
-        "--ray",
-        "--address",
-        cluster.client,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = score_as_job(inbox, scoring_model, out, cluster.client, env, cwd=tmp_path, timeout=60)
     seconds = time.monotonic() - started
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, clip(proc.stderr)
