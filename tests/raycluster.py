@@ -94,15 +94,34 @@ class RayStartCluster:
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
-    def start(self, second_node: bool = True) -> None:
+    def start(self, second_node: bool = True, dashboard: bool = False) -> None:
+        """With `dashboard`, the head serves the Jobs API at `self.jobs`, and its jobs find
+        this venv's fmnist-job on PATH (as on a cluster built from the image)."""
+        if dashboard:
+            # Free ports: the agent's default (52365) may be another Ray's on this machine,
+            # and a head whose agent cannot bind takes no jobs.
+            self.dashboard_port = free_port()
+            self.jobs = f"http://127.0.0.1:{self.dashboard_port}"
+            self.env["PATH"] = f"{RAY.parent}{os.pathsep}{self.env.get('PATH', '')}"
+            extra = (
+                "--include-dashboard",
+                "true",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(self.dashboard_port),
+                "--dashboard-agent-listen-port",
+                str(free_port()),
+            )
+        else:
+            extra = ("--include-dashboard", "false")
         self.ray_start(
             "--head",
             "--port",
             str(self.gcs_port),
             "--ray-client-server-port",
             str(self.client_port),
-            "--include-dashboard",
-            "false",
+            *extra,
         )
         if second_node:
             # It joins with the token in its environment (without it: "Authentication

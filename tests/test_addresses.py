@@ -130,23 +130,35 @@ def test_score_ray_names_what_answered(servers, scoring_model, kind, tmp_path):
 
 
 @pytest.mark.slow
-def test_score_ray_through_ray_client_says_what_to_run(servers, scoring_model, tmp_path):
+@pytest.mark.parametrize("kind", ["nothing", "http server"])
+def test_score_ray_through_ray_client_without_a_jobs_api_says_what_to_run(
+    servers, scoring_model, kind, tmp_path
+):
+    """With a ray:// address score --ray runs as a Ray job (tests/test_score_job.py), so
+    the Jobs API must answer at RAY_API_SERVER_ADDRESS (or the head's port 8265)."""
     addresses, tmp = servers
     (tmp_path / "in").mkdir()
+    started = time.monotonic()
     proc = run_cli(
         "score",
         tmp_path / "in",
         "--model",
         scoring_model,
+        "--out",
+        tmp_path / "out.csv",
         "--ray",
         "--address",
         f"ray://127.0.0.1:{addresses['client port as host:port'].rsplit(':', 1)[1]}",
-        env=clean_env(tmp / "home", tmp / "ray"),
+        env=clean_env(
+            tmp / "home", tmp / "ray", RAY_API_SERVER_ADDRESS=f"http://{addresses[kind]}"
+        ),
         timeout=120,
     )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
-    assert "cannot run through Ray Client" in lines[0] and "ray job submit" in lines[0]
+    assert time.monotonic() - started < SECONDS
+    assert f"cannot reach Ray's Jobs API at http://{addresses[kind]}" in lines[0], lines[0]
+    assert "RAY_API_SERVER_ADDRESS" in lines[0] and "ray start --head" in lines[0], lines[0]
 
 
 @pytest.mark.slow

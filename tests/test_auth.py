@@ -224,15 +224,12 @@ def images(directory: Path, n: int = 5) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["host:port", "ray://"])
-def test_score_ray_without_a_token_fails_fast_naming_authentication(
-    trained, cluster, tmp_path, form
-):
+def test_score_ray_without_a_token_fails_fast_naming_authentication(trained, cluster, tmp_path):
     """score --ray connects through the same fmnist.cluster.connect, after loading the model
-    (through ray:// it refuses before connecting: Ray Data does not run over Ray Client)."""
+    (through ray:// it runs as a Ray job: tests/test_score_job.py)."""
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
-    address = cluster.gcs if form == "host:port" else cluster.client
+    address = cluster.gcs
     proc, seconds = run(
         [
             "score",
@@ -248,14 +245,9 @@ def test_score_ray_without_a_token_fails_fast_naming_authentication(
         client_env(tmp_path),
         timeout=AUTH_ERROR_SECONDS,
     )
-    if form == "ray://":
-        # score --ray cannot run through Ray Client at all: that comes first, in one line.
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert "cannot run through Ray Client" in proc.stderr
-    else:
-        assert_auth_error(
-            proc, seconds, address, "requires token authentication and no token was found"
-        )
+    assert_auth_error(
+        proc, seconds, address, "requires token authentication and no token was found"
+    )
     assert not (tmp_path / "p.csv").exists()
 
 

@@ -49,16 +49,18 @@ MlflowUri = Annotated[
 _current = None  # the running command's JobMetrics, when it reports
 
 
-def reported(job: str, skip_when: str | None = None):
+def reported(job: str, skip_when=None):
     """Publish the metrics of a command that takes metrics_push and metrics_file,
-    whatever its exit; not when its `skip_when` option is set (a dry run)."""
+    whatever its exit; not when its `skip_when` option is set (a dry run), or when
+    `skip_when`, a function, says so given the options (a run another process reports)."""
 
     def wrap(command):
         @functools.wraps(command)
         def run(*args, **kwargs):
             global _current
             push, file = kwargs.get("metrics_push") or None, kwargs.get("metrics_file")
-            if (not push and not file) or (skip_when and kwargs.get(skip_when)):
+            skip = skip_when(kwargs) if callable(skip_when) else kwargs.get(skip_when or "")
+            if (not push and not file) or skip:
                 return command(*args, **kwargs)
             from fmnist.ops import metrics
 

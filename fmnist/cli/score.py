@@ -36,8 +36,17 @@ class Fit(str, Enum):
     whole = "whole"
 
 
-@reporting.reported("score")
+def _as_job(options: dict) -> bool:
+    """Whether this run goes to the cluster as a Ray job (--ray with a ray:// or a Jobs
+    API address): Ray Data needs a driver on the cluster (ray#42739)."""
+    address = options.get("address") or ""
+    return bool(options.get("ray")) and address.startswith(("ray://", "http://", "https://"))
+
+
+# The job's own `fmnist-job score` reports its metrics.
+@reporting.reported("score", skip_when=_as_job)
 def score(
+    ctx: typer.Context,
     directory: Annotated[
         str, typer.Argument(help="Directory of images (or s3://...), scanned recursively.")
     ],
@@ -145,6 +154,8 @@ def score(
 
     if failed_to is not None and done is None:
         raise fail("--failed-to works with --done; add --done DIR (where the scored files go)")
+    if _as_job({"ray": ray, "address": address}):
+        _run_as_job(ctx, address)
     directory = place(directory, "DIRECTORY")
     model = place(model, "--model")
     out = place(out, "--out", write=True)
@@ -248,3 +259,85 @@ def _archive(out: Path, directory: Path, done: Path, failed_to: Path | None) -> 
     if archived.missing:
         parts.append(f"{count(archived.missing, 'row')} had no file to move")
     typer.echo("score: " + "; ".join(parts), err=True)
+
+
+# Options naming a location: with a job they are read on the cluster's head.
+_LOCATIONS = {"directory", "model", "out", "preview", "save_inputs", "done", "failed_to"}
+_LOCATIONS |= {"metrics_file"}
+
+
+def _job_arguments(ctx: typer.Context) -> list[str]:
+    """This command's arguments for `fmnist-job score` on the head: the same, with
+    --address auto (the cluster the job runs in). A relative local path would name a
+    place in the job's working directory there: a one-line error."""
+    from fmnist.core import storage
+
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "address" or value is None or value is False:
+            continue
+        text = str(value.value if isinstance(value, Enum) else value)
+        positional = param.param_type_name == "argument"
+        name = "DIRECTORY" if positional else param.opts[0]
+        if param.name in _LOCATIONS and not storage.is_uri(text) and not Path(text).is_absolute():
+            raise fail(
+                f"{name} {text}: a relative path, but with --ray and a ray:// address the "
+                f"command runs on the cluster's head; give an absolute path the cluster "
+                f"sees (a shared disk) or an s3:// URI"
+            )
+        if positional:
+            args.append(text)
+        else:
+            args += [name] if value is True else [name, text]
+    return [*args, "--address", "auto"]
+
+
+def _run_as_job(ctx: typer.Context, address: str) -> None:
+    """Run this command on the cluster as a Ray job, its output streamed to stderr;
+    exit with its exit code. Ctrl-C or SIGTERM stops the job."""
+    import shlex
+    import sys
+
+    from fmnist.core import jobs
+    from fmnist.core.cluster import ConnectError
+
+    arguments = _job_arguments(ctx)
+    try:
+        job = jobs.Job(jobs.client(address), "fmnist-job score " + shlex.join(arguments))
+    except (ConnectError, jobs.JobError) as e:
+        raise fail(str(e))
+
+    def write(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        typer.echo(
+            f"score: running as Ray job {job.id} at {jobs.jobs_address(address)}; its "
+            f"output follows (Ctrl-C stops it)",
+            err=True,
+        )
+        outcome = job.follow(write)
+    except (KeyboardInterrupt, Terminated) as e:
+        sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+        stopped = job.stop()
+        typer.echo(
+            f"fmnist-job: interrupted ({sig}); Ray job {job.id} {stopped.status.lower()}",
+            err=True,
+        )
+        raise typer.Exit(143 if sig == "SIGTERM" else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if outcome.exit_code == 127:
+        raise fail(
+            f"Ray job {job.id}: `fmnist-job` was not found on the cluster's head; install "
+            f"it there, or start the head from the project's image (it has it)"
+        )
+    if outcome.exit_code is not None:
+        raise typer.Exit(outcome.exit_code)
+    if outcome.status != "SUCCEEDED":
+        first = (outcome.message.splitlines() or ["no message"])[0]
+        raise fail(f"Ray job {job.id} {outcome.status.lower()} before its command ran: {first}")
+    raise typer.Exit(EXIT_OK)

@@ -114,20 +114,10 @@ def _check_address(address: str) -> None:
     client = address.startswith("ray://")
     answer = internals.ray_probe(hostport, client, None, PROBE_SECONDS)
     if answer == "unauthenticated":
-        token, source = _token_for(address)
+        token, source = token_for(address)
         answer = internals.ray_probe(hostport, client, token, PROBE_SECONDS)
         if answer == "unauthenticated":
-            where = source + (
-                " (Ray writes that file when it starts a local cluster, "
-                "such as fmnist-job's embedded one, so it may hold another "
-                "cluster's token)"
-                if source == str(default_token_path())
-                else ""
-            )
-            raise ConnectError(
-                f"the Ray cluster at '{address}' rejected the authentication "
-                f"token from {where}: {AUTH_HINT}"
-            )
+            raise rejected(address, source)
         if answer == "ok" and os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
             os.environ["RAY_AUTH_MODE"] = "token"  # for ray.init, and what it starts
             internals.ray_reload_auth_config()  # Ray's config was read at import, without it
@@ -156,8 +146,29 @@ def _what_answered(answer: str, hostport: str, client: bool) -> str:
     }.get(answer, answer)
 
 
-def _token_for(address: str) -> tuple[str, str]:
-    """The token to try on a cluster that wants one, and where it came from."""
+def rejected(address: str, source: str) -> ConnectError:
+    """The error for a cluster that refused the token found in `source`."""
+    where = source + (
+        " (Ray writes that file when it starts a local cluster, "
+        "such as fmnist-job's embedded one, so it may hold another "
+        "cluster's token)"
+        if source == str(default_token_path())
+        else ""
+    )
+    return ConnectError(
+        f"the Ray cluster at '{address}' rejected the authentication token from {where}: {AUTH_HINT}"
+    )
+
+
+def token_for(address: str) -> tuple[str, str]:
+    """The token to try on a cluster that wants one, and where it came from.
+
+    Args:
+        address: the cluster's address, for the message when there is none.
+
+    Returns:
+        The token, and where it was found (for messages).
+    """
     mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
     if mode not in ("", "token"):
         raise ConnectError(

@@ -187,13 +187,14 @@ class ChunkSizer:
             self.per_file = now if self.per_file is None else 0.5 * (self.per_file + now)
             self.size = max(1, min(self.most, int(CHUNK_SECONDS / max(self.per_file, 1e-7))))
 
-    def chunks(self, entries: Entries) -> Iterator[Entries]:
-        """`entries` in order, cut at the size current when each chunk is taken (the
-        generator is read as jobs are submitted, so later chunks follow what was seen)."""
-        i = 0
-        while i < len(entries):
-            chunk = entries[i : i + self.size]
-            i += len(chunk)
+    def chunks(self, entries: Iterable) -> Iterator[Entries]:
+        """`entries` in order (a list, or the walk itself), cut at the size current when
+        each chunk is taken (the generator is read as jobs are submitted, so later
+        chunks follow what was seen)."""
+        from itertools import islice
+
+        remaining = iter(entries)
+        while chunk := list(islice(remaining, self.size)):
             yield chunk
 
 

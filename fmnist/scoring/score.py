@@ -234,15 +234,22 @@ def _score(
             if show and flag.note:
                 note(flag.note)
             seen = observer(sheet, inputs_dir, net.class_names)
-            entries = list(
-                (walk_bucket if storage.is_remote(directory) else walk)(directory, stats)
-            )
+            if use_ray or storage.is_remote(directory):
+                entries = list(
+                    (walk_bucket if storage.is_remote(directory) else walk)(directory, stats)
+                )
+                total = len(entries)
+            else:
+                # Counted in a walk of its own, then walked again as the decoders read:
+                # a list of every path would grow with the files (docs/performance.md).
+                total = sum(1 for _ in walk(directory))
+                entries = walk(directory, stats)
             if show:
                 note(
-                    f"score: {len(entries):,} image files under {shown or directory} "
+                    f"score: {total:,} image files under {shown or directory} "
                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else "")
                 )
-            with Progress(len(entries), enabled=show) as progress:
+            with Progress(total, enabled=show) as progress:
                 started = time.monotonic()
                 for paths, errors, x, probs, signals in backend.batches(
                     directory,

@@ -153,11 +153,14 @@ def tree_rss_kb(pid: int) -> int:
     return total + sum(tree_rss_kb(c) for c in children)
 
 
-def run_score(directory: Path, model: Path, out: Path) -> dict:
+def run_score(directory: Path, model: Path, out: Path, *extra: str) -> dict:
+    """`fmnist-job score DIRECTORY` (with `extra` options) in a subprocess: its files,
+    wall time, reported rate and peak RSS (its own; with its descendants, sampled)."""
     started = time.perf_counter()
     with open(out.with_suffix(".stdout"), "w+") as stdout:
         proc = subprocess.Popen(
-            [str(FMNIST_JOB), "score", str(directory), "--model", str(model), "--out", str(out)],
+            [str(FMNIST_JOB), "score", str(directory), "--model", str(model), "--out", str(out)]
+            + list(extra),
             stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,
@@ -185,7 +188,7 @@ def run_score(directory: Path, model: Path, out: Path) -> dict:
     if proc.returncode != 0:
         sys.exit(f"fmnist-job score failed ({proc.returncode}):\n{stderr}\n{text}")
     files = int(re.search(r"of ([\d,]+) image files", text).group(1).replace(",", ""))
-    reported = float(re.search(r"\(([\d,]+) images/s\)", text).group(1).replace(",", ""))
+    reported = float(re.search(r"([\d,]+) images/s over", text).group(1).replace(",", ""))
     return {
         "files": files,
         "wall": wall,
