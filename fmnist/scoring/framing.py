@@ -5,7 +5,8 @@ at the bottom, a vignette darkens the corners, a drop shadow falls beside the it
 shops put marks, stickers and text in the corners. `locate` finds the item in a small
 grayscale work image of the photo:
 
-    backdrop: a quadratic surface fitted by robust least squares to the border ring
+    backdrop: a quadratic surface fitted by robust least squares to the border ring,
+              fitted again to all but the item when it leaves a halo (refit)
     -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select)
@@ -286,8 +287,10 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
         return np.float32(level), _sigma(v[keep] - level)
     xs, ys = _ring_xy(h, w)
     terms = _terms(xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1)
+    v = v.astype(np.float64)  # OpenCV's solver (one thread) wants one type
     for _ in range(3):
-        coef = np.linalg.lstsq(terms[keep], v[keep], rcond=None)[0]
+        _, coef = cv2.solve(terms[keep], v[keep, None], flags=cv2.DECOMP_SVD)
+        coef = coef.ravel()
         residual = v - terms @ coef
         noise = _sigma(residual[keep])
         keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
