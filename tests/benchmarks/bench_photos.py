@@ -224,10 +224,18 @@ def main() -> None:
             return
         model = args.model or bench_score.quick_model(tmp / "models")
         rows = accuracy_table(model, tmp / "photos", args.items, args.seed, before, args.held_out)
-        worst = min(rows, key=lambda r: r[2]["auto"] - r[2]["plain"] if r[0] != "below-28" else 1.0)
+
+        def short(r):
+            """How far a group falls below its target (a turned item's is 4 points)."""
+            if r[0] == "below-28":
+                return -1.0
+            return r[2]["plain"] - r[2]["auto"] - (0.04 if r[0] == "rotated" else 0.02)
+
+        worst = max(rows, key=short)
         print(
-            f"\nworst group: {worst[0]} "
-            f"{100 * (worst[2]['auto'] - worst[2]['plain']):+.2f} points (target >= -2)"
+            f"\nworst group against its target: {worst[0]} "
+            f"{100 * (worst[2]['auto'] - worst[2]['plain']):+.2f} points "
+            f"(target >= {-4 if worst[0] == 'rotated' else -2})"
         )
         for step, column in (("straightening", "no turn"), ("the shadow rule", "no unshadow")):
             gain = np.mean([r[2]["auto"] - r[2][column] for r in rows])

@@ -185,7 +185,7 @@ def run_score(directory: Path, model: Path, out: Path) -> dict:
     if proc.returncode != 0:
         sys.exit(f"fmnist-job score failed ({proc.returncode}):\n{stderr}\n{text}")
     files = int(re.search(r"of ([\d,]+) image files", text).group(1).replace(",", ""))
-    reported = float(re.search(r"\(([\d,]+) images/s\)", text).group(1).replace(",", ""))
+    reported = float(re.search(r"([\d,]+) images/s over", text).group(1).replace(",", ""))
     return {
         "files": files,
         "wall": wall,
