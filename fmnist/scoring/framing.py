@@ -137,16 +137,9 @@ def refit(
     values = v[keep]
     if len(values) < 4 * terms.shape[1]:
         return None
-    use = np.ones(len(values), bool)
-    for _ in range(3):
-        # OpenCV's solver runs on this thread; NumPy's BLAS would start its own.
-        _, coef = cv2.solve(terms[use], values[use, None], flags=cv2.DECOMP_NORMAL)
-        coef = coef.ravel()
-        residual = values - terms @ coef
-        noise = _sigma(residual[use])
-        use = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
-        if use.sum() < 4 * terms.shape[1]:
-            break
+    coef, _, _ = _robust_fit(
+        terms, values, np.ones(len(values), bool), 4 * terms.shape[1], cv2.DECOMP_NORMAL
+    )
     surface = _evaluate(gx[None], gy[:, None], coef)
     # What the polynomial misses, smoothed over the backdrop around it (a normalized
     # convolution: the item's pixels carry no weight), fading out inside the item.
@@ -287,15 +280,8 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
         return np.float32(level), _sigma(v[keep] - level)
     xs, ys = _ring_xy(h, w)
     terms = _terms(xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1)
-    v = v.astype(np.float64)  # OpenCV's solver (one thread) wants one type
-    for _ in range(3):
-        _, coef = cv2.solve(terms[keep], v[keep, None], flags=cv2.DECOMP_SVD)
-        coef = coef.ravel()
-        residual = v - terms @ coef
-        noise = _sigma(residual[keep])
-        keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
-        if keep.sum() < 12:
-            break
+    v = v.astype(np.float64)  # the solver wants one type
+    coef, keep, noise = _robust_fit(terms, v, keep, 12, cv2.DECOMP_SVD)
     # A surface that explains the border no better than its median (within a gray
     # level of noise) is only fitting noise: the backdrop is flat, as it was before.
     flat = float(np.median(v[keep])) if keep.any() else level
@@ -308,6 +294,24 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
     c = coef.astype(np.float32)
     surface = (c[0] + gx * (c[1] + c[3] * gx)) + gy * (c[2] + c[4] * gx + c[5] * gy)
     return np.clip(surface, 0, 255), noise
+
+
+def _robust_fit(
+    terms: np.ndarray, values: np.ndarray, keep: np.ndarray, least: int, flags: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares of values on terms in three rounds, each leaving out the values far
+    from the last fit (2.5 sigma of its residual, EDGE + 1 at least), stopping early when
+    fewer than `least` remain. OpenCV's solver runs on this thread (NumPy's BLAS would
+    start threads of its own in every decoder). Returns (coefficients, kept, noise)."""
+    for _ in range(3):
+        _, coef = cv2.solve(terms[keep], values[keep, None], flags=flags)
+        coef = coef.ravel()
+        residual = values - terms @ coef
+        noise = _sigma(residual[keep])
+        keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
+        if keep.sum() < least:
+            break
+    return coef, keep, noise
 
 
 def _ring_xy(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
