@@ -122,6 +122,7 @@ def test_dropout_normalization_schedule_and_smoothing_train(small):
         early_stopping=2,
         augment_flip=True,
         augment_shift=2,
+        augment_rotate=5,
     )
     result, _, _ = fit.fit_variant(v, small)
     assert result.val_accuracy > 0.6 and 3 <= result.epochs_run <= 4
@@ -185,6 +186,25 @@ def test_random_flip_and_shift_move_pixels_not_content():
         assert (out.sum(axis=(1, 2)) == x.sum(axis=(1, 2))).all()  # nothing cut off
     assert any((f[:, 22:25] == 200).any() for f in flipped)  # some got mirrored
     assert not all((s == x[0]).all() for s in shifted)  # some moved
+
+
+def test_random_rotation_turns_within_its_limit_and_keeps_the_middle():
+    import tensorflow as tf
+
+    x = np.zeros((2, 8, 28, 28), np.uint8)
+    x[..., 4:24, 12:16] = 200  # an upright bar through the centre
+    out = model._random_rotate(tf.constant(x), 10, tf.constant([5, 6], tf.int64)).numpy()
+    assert out.shape == x.shape and out.dtype == np.uint8
+    assert (out[..., 13:15, 13:15] == 200).all()  # turned about the centre
+    angles = []
+    for image in out.reshape(-1, 28, 28).astype(np.float64):
+        ys, xs = np.nonzero(image)
+        w = image[ys, xs]
+        mx, my = np.average(xs, weights=w), np.average(ys, weights=w)
+        cov = np.cov(np.stack([xs - mx, ys - my]), aweights=w)
+        angles.append(np.degrees(0.5 * np.arctan2(2 * cov[0, 1], cov[1, 1] - cov[0, 0])))
+    assert max(abs(a) for a in angles) <= 10.5  # within the limit (sampling's rounding)
+    assert max(abs(a) for a in angles) > 3  # and some really turned
 
 
 def test_gpu_tasks_run_in_workers_that_exit_after_each_task():

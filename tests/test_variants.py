@@ -71,6 +71,8 @@ def test_epochs_override():
         ('name = "a"\nhidden = [64]\nepochs = 2.5', "variant 'a': key 'epochs'"),
         ('name = "a"\nhidden = [64]\nbatch_size = 0', "variant 'a': key 'batch_size'"),
         ('name = "a"\nhidden = [64]\naugment_flip = 1', "variant 'a': key 'augment_flip'"),
+        ('name = "a"\nhidden = [64]\naugment_rotate = 45', "variant 'a': key 'augment_rotate'"),
+        ('name = "a"\nhidden = [64]\naugment_rotate = 7.5', "variant 'a': key 'augment_rotate'"),
         ('name = "a"\nhidden = [64]\nlearning_rate = 10', "variant 'a': key 'learning_rate'"),
         ('name = "a"\nhidden = [64]\nactivation = "relux"', "variant 'a': key 'activation'"),
         ("hidden = [64]", "variant #1: missing key 'name'"),

@@ -5,7 +5,8 @@ at the bottom, a vignette darkens the corners, a drop shadow falls beside the it
 shops put marks, stickers and text in the corners. `locate` finds the item in a small
 grayscale work image of the photo:
 
-    backdrop: a quadratic surface fitted by robust least squares to the border ring
+    backdrop: a quadratic surface fitted by robust least squares to the border ring,
+              fitted again to all but the item when it leaves a halo (refit)
     -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select)
@@ -45,6 +46,10 @@ UNSHADOW, SHADOW_SLACK = True, 0.02
 STRAIGHTEN = True
 MIN_TILT, MAX_TILT, TIGHTER = 3.0, 12.0, 0.97
 AGREE = 3.0
+# A fitted backdrop is fitted again to all of the image that is not the item.
+REFIT, REFIT_DEGREE, HALO, STEP = True, 4, 0.01, 3
+# ...and what the polynomial misses is followed over this share of the shorter side.
+LOCAL = 0.03
 
 
 class Item(NamedTuple):
@@ -68,6 +73,12 @@ def locate(g: np.ndarray) -> Item:
     far = np.abs(diff)
     # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
     low = max(float(FUZZ), NOISE_SIGMAS * noise)
+    if REFIT:
+        refitted = refit(smooth, diff, far, low, flat=not np.ndim(background))
+        if refitted is not None:
+            background = refitted
+            diff = smooth - background
+            far = np.abs(diff)
     content = (far > low) & (np.abs(g - background) > EDGE)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         content.view(np.uint8), connectivity=8
@@ -92,6 +103,69 @@ def locate(g: np.ndarray) -> Item:
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
     return Item(background, dark, box, other, chosen, tilt(strong & chosen, box))
+
+
+def refit(
+    smooth: np.ndarray, diff: np.ndarray, far: np.ndarray, low: float, flat: bool
+) -> np.ndarray | None:
+    """The backdrop surface fitted again, to every pixel of the image that is not the
+    item, or None to keep the border's model: a border fit cannot see a vignette's
+    bright middle, which then stands out as a halo. The item (the strong pixels'
+    polarity, grown by a few pixels) is left out; the rest, halo included, is fitted by
+    a polynomial of degree REFIT_DEGREE in robust rounds (on a STEP grid), and what the
+    polynomial misses is followed locally. A flat border model is kept unless content
+    of the other polarity (a halo) covers more than HALO of the image."""
+    halo = HALO * diff.size
+    if flat and min(np.count_nonzero(diff > low), np.count_nonzero(diff < -low)) <= halo:
+        return None  # content of one polarity only: the border's flat model holds
+    otsu, _ = cv2.threshold(far.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    strong = far > max(low, otsu)
+    if not strong.any():
+        return None
+    sign = -1.0 if float(diff[strong].sum()) < 0 else 1.0
+    if flat and np.count_nonzero(sign * diff < -low) <= halo:
+        return None
+    item = (sign * diff > low / 2).view(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    keep = cv2.dilate(item, kernel)[::STEP, ::STEP] == 0
+    h, w = smooth.shape
+    gx = np.linspace(-1, 1, w, dtype=np.float32)
+    gy = np.linspace(-1, 1, h, dtype=np.float32)
+    v = smooth[::STEP, ::STEP]
+    xs, ys = np.meshgrid(gx[::STEP], gy[::STEP])
+    terms = _poly(xs[keep], ys[keep], REFIT_DEGREE)
+    values = v[keep]
+    if len(values) < 4 * terms.shape[1]:
+        return None
+    coef, _, _ = _robust_fit(
+        terms, values, np.ones(len(values), bool), 4 * terms.shape[1], cv2.DECOMP_NORMAL
+    )
+    surface = _evaluate(gx[None], gy[:, None], coef)
+    # What the polynomial misses, smoothed over the backdrop around it (a normalized
+    # convolution: the item's pixels carry no weight), fading out inside the item.
+    residual = smooth - surface
+    weight = (cv2.dilate(item, kernel) == 0).astype(np.float32)
+    sigma = LOCAL * min(h, w)
+    num = cv2.GaussianBlur(residual * weight, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    surface += num / np.maximum(den, 0.2)
+    return np.clip(surface, 0, 255).astype(np.float32)
+
+
+def _powers(degree: int) -> list[tuple[int, int]]:
+    return [(i, n - i) for n in range(degree + 1) for i in range(n + 1)]
+
+
+def _poly(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
+    """The monomials x^i y^j, i + j <= degree, as columns."""
+    return np.stack([x**i * y**j for i, j in _powers(degree)], axis=1)
+
+
+def _evaluate(x: np.ndarray, y: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """The polynomial with _poly's coefficients at (x, y), broadcast (elementwise: no
+    BLAS threads in a decoder process)."""
+    degree = round((np.sqrt(8 * len(coef) + 1) - 3) / 2)
+    return sum(float(c) * x**i * y**j for c, (i, j) in zip(coef, _powers(degree)))
 
 
 def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -206,13 +280,8 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
         return np.float32(level), _sigma(v[keep] - level)
     xs, ys = _ring_xy(h, w)
     terms = _terms(xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1)
-    for _ in range(3):
-        coef = np.linalg.lstsq(terms[keep], v[keep], rcond=None)[0]
-        residual = v - terms @ coef
-        noise = _sigma(residual[keep])
-        keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
-        if keep.sum() < 12:
-            break
+    v = v.astype(np.float64)  # the solver wants one type
+    coef, keep, noise = _robust_fit(terms, v, keep, 12, cv2.DECOMP_SVD)
     # A surface that explains the border no better than its median (within a gray
     # level of noise) is only fitting noise: the backdrop is flat, as it was before.
     flat = float(np.median(v[keep])) if keep.any() else level
@@ -225,6 +294,24 @@ def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
     c = coef.astype(np.float32)
     surface = (c[0] + gx * (c[1] + c[3] * gx)) + gy * (c[2] + c[4] * gx + c[5] * gy)
     return np.clip(surface, 0, 255), noise
+
+
+def _robust_fit(
+    terms: np.ndarray, values: np.ndarray, keep: np.ndarray, least: int, flags: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares of values on terms in three rounds, each leaving out the values far
+    from the last fit (2.5 sigma of its residual, EDGE + 1 at least), stopping early when
+    fewer than `least` remain. OpenCV's solver runs on this thread (NumPy's BLAS would
+    start threads of its own in every decoder). Returns (coefficients, kept, noise)."""
+    for _ in range(3):
+        _, coef = cv2.solve(terms[keep], values[keep, None], flags=flags)
+        coef = coef.ravel()
+        residual = values - terms @ coef
+        noise = _sigma(residual[keep])
+        keep = np.abs(residual) <= max(2.5 * noise, float(EDGE + 1))
+        if keep.sum() < least:
+            break
+    return coef, keep, noise
 
 
 def _ring_xy(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

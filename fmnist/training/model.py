@@ -166,6 +166,8 @@ def training_dataset(
             xs = _random_flip(xs, seed)
         if variant.augment_shift:
             xs = _random_shift(xs, variant.augment_shift, seed + 1)
+        if variant.augment_rotate:
+            xs = _random_rotate(xs, variant.augment_rotate, seed + 2)
         return xs, tf.gather(labels, idx)
 
     ds = (
@@ -208,3 +210,28 @@ def _random_shift(xs, max_shift: int, seed):
     out = tf.gather(padded, rows, axis=1, batch_dims=1)
     out = tf.gather(out, cols, axis=2, batch_dims=1)
     return tf.reshape(out, shape)
+
+
+def _random_rotate(xs, max_degrees: int, seed):
+    """Turn each image by a random angle within +-max_degrees about its centre
+    (bilinear, the corners filled with background): photos are not always upright."""
+    shape = tf.shape(xs)
+    flat = tf.cast(tf.reshape(xs, [-1, 28, 28, 1]), tf.float32)
+    n = tf.shape(flat)[0]
+    limit = max_degrees * np.pi / 180
+    theta = tf.random.stateless_uniform([n], seed, -limit, limit)
+    cos, sin, c = tf.cos(theta), tf.sin(theta), 13.5
+    zero = tf.zeros_like(theta)
+    # Output pixel (x, y) is read from input (cos x - sin y + a, sin x + cos y + b).
+    transforms = tf.stack(
+        [cos, -sin, c - cos * c + sin * c, sin, cos, c - sin * c - cos * c, zero, zero], axis=1
+    )
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=flat,
+        transforms=transforms,
+        output_shape=tf.constant([28, 28]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return tf.reshape(tf.cast(tf.round(out), xs.dtype), shape)

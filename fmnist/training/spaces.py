@@ -40,6 +40,7 @@ ABBREVIATIONS = {
     "early_stopping": "es",
     "augment_flip": "flip",
     "augment_shift": "shift",
+    "augment_rotate": "rot",
     "seed": "s",
 }
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
@@ -156,5 +157,5 @@ def _draw(rng: random.Random, space: dict):
         else math.exp(rng.uniform(math.log(lo), math.log(hi)))
     )
     if isinstance(lo, int) and isinstance(hi, int):
-        return round(x)  # an integer key (epochs, augment_shift)
+        return round(x)  # an integer key (epochs, augment_shift, augment_rotate)
     return float(f"{x:.3g}")

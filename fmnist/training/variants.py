@@ -60,6 +60,7 @@ class Variant:
     early_stopping: Annotated[int, _between(0, 1000)] = 0  # patience on val accuracy; 0 = off
     augment_flip: bool = False  # random horizontal flips
     augment_shift: Annotated[int, _between(0, 4)] = 0  # random shifts of up to N pixels
+    augment_rotate: Annotated[int, _between(0, 30)] = 0  # random turns of up to N degrees
     seed: Annotated[int, _between(0, 2**31 - 1)] = 0
 
     def to_dict(self) -> dict:

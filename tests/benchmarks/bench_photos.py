@@ -6,8 +6,8 @@
         --versus /tmp/images_before.py
 
 A script, not a test. It makes the photo groups and the studio/shop kinds of
-tests/photos.py (the held-out kinds marked *) from the same random test items (each
-frames the same items differently), then prints:
+tests/photos.py (with --held-out the held-out kinds too, marked *) from the same random
+test items (each frames the same items differently), then prints:
 
 * accuracy per group with `--fit auto` (the default), with the conversion of the module
   given as --versus (another images.py, "before"), with `--fit whole`, and auto without
@@ -60,7 +60,9 @@ def load_module(path: Path):
     return module
 
 
-def accuracy_table(model: Path, root: Path, items: int, seed: int, before=None) -> list[tuple]:
+def accuracy_table(
+    model: Path, root: Path, items: int, seed: int, before=None, held_out: bool = False
+) -> list[tuple]:
     import tensorflow as tf
 
     from fmnist.core import data, export
@@ -91,7 +93,8 @@ def accuracy_table(model: Path, root: Path, items: int, seed: int, before=None) 
         f"{'group':14s} {'auto':>7s} {'Δ plain':>8s} {'before':>7s} {'whole':>7s} "
         f"{'no turn':>8s} {'no unshadow':>11s} {'items':>6s} {'s':>5s}"
     )
-    for group in photos.ALL:
+    groups = [g for g in photos.ALL if held_out or g not in photos.HELD_OUT]
+    for group in groups:
         started = time.perf_counter()
         n = min(items, 300) if group == "huge" else items
         made = photos.write_group(root, group, x[idx[:n]], y[idx[:n]], seed=seed)
@@ -199,6 +202,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11, help="which items, which framings")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score the held-out kinds too (once, when the conversion is finished)",
+    )
+    parser.add_argument(
         "--conversion-speed",
         action="store_true",
         help="only the conversion's speed against --versus",
@@ -215,11 +223,19 @@ def main() -> None:
                 print(f"  [{'ok' if ratio >= 0.5 else 'MISSED'}] {name}: {ratio:.2f}x >= 0.5x")
             return
         model = args.model or bench_score.quick_model(tmp / "models")
-        rows = accuracy_table(model, tmp / "photos", args.items, args.seed, before)
-        worst = min(rows, key=lambda r: r[2]["auto"] - r[2]["plain"] if r[0] != "below-28" else 1.0)
+        rows = accuracy_table(model, tmp / "photos", args.items, args.seed, before, args.held_out)
+
+        def short(r):
+            """How far a group falls below its target (a turned item's is 4 points)."""
+            if r[0] == "below-28":
+                return -1.0
+            return r[2]["plain"] - r[2]["auto"] - (0.04 if r[0] == "rotated" else 0.02)
+
+        worst = max(rows, key=short)
         print(
-            f"\nworst group: {worst[0]} "
-            f"{100 * (worst[2]['auto'] - worst[2]['plain']):+.2f} points (target >= -2)"
+            f"\nworst group against its target: {worst[0]} "
+            f"{100 * (worst[2]['auto'] - worst[2]['plain']):+.2f} points "
+            f"(target >= {-4 if worst[0] == 'rotated' else -2})"
         )
         for step, column in (("straightening", "no turn"), ("the shadow rule", "no unshadow")):
             gain = np.mean([r[2]["auto"] - r[2][column] for r in rows])
