@@ -55,10 +55,24 @@ OnDecoded = Callable[[int, int], None]
 
 
 def predict(model: Model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, dict]:
-    """Probabilities and signals of `x`, `batch_size` images per model call."""
+    """Probabilities and signals of `x`, `batch_size` images per model call.
+
+    Every call is padded to `batch_size` images: the matrix kernels block the sum by the
+    batch's size, so a probability's last bits depend on it (never on the image's place
+    in the batch); one size makes a file's row the same whichever files it came with,
+    e.g. in a run resumed from its parts (fmnist/scoring/parts.py)."""
     if not len(x):
         return np.empty((0, 10), np.float32), {}
-    parts = [model.predict_all(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    parts = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i : i + batch_size]
+        if len(chunk) < batch_size:
+            chunk = np.concatenate(
+                [chunk, np.zeros((batch_size - len(chunk), *x.shape[1:]), x.dtype)]
+            )
+        probs, signals = model.predict_all(chunk)
+        n = min(batch_size, len(x) - i)
+        parts.append((probs[:n], {k: v[:n] for k, v in signals.items()}))
     return (
         np.concatenate([p for p, _ in parts]),
         {k: np.concatenate([s[k] for _, s in parts]) for k in parts[0][1]},
@@ -140,12 +154,15 @@ class Local:
         decoded: list[np.ndarray] = []
 
         def batch() -> Batch:
+            """The first `batch_size` files held (all at the end): batches begin at
+            multiples of it in the walk's order, whatever the decoders' job sizes."""
+            n = min(batch_size, len(paths))
+            ok = sum(e is None for e in errors[:n])
             x = np.concatenate(decoded) if decoded else np.empty((0, 28, 28), np.uint8)
-            probs, signals = predict(model, x, batch_size)
-            out = (list(paths), list(errors), x, probs, signals)
-            paths.clear()
-            errors.clear()
-            decoded.clear()
+            probs, signals = predict(model, x[:ok], batch_size)
+            out = (paths[:n], errors[:n], x[:ok], probs, signals)
+            del paths[:n], errors[:n]
+            decoded[:] = [x[ok:]] if ok < len(x) else []
             return out
 
         sizer = ChunkSizer(chunk_size(batch_size))
@@ -159,15 +176,15 @@ class Local:
                 errors.extend(errs)
                 decoded.append(x)
                 on_decoded(len(chunk), len(chunk) - len(x))
-                if len(paths) >= batch_size:
+                while len(paths) >= batch_size:
                     yield batch()
-            if paths:
+            while paths:
                 yield batch()
         except BrokenProcessPool:
             self.broken = True
             raise DecoderDied(
                 "a decoder process died (killed, perhaps for memory); "
-                "nothing was written: run again, with fewer --decoders if "
+                "--out was not written: run again, with fewer --decoders if "
                 "memory is short"
             ) from None
 
@@ -414,6 +431,7 @@ class OnRay:
             fn_constructor_kwargs={
                 "version": storage.uri(model.directory),  # each node reads it (or downloads it)
                 "metadata": model.metadata,
+                "batch_size": batch_size,
             },
             batch_size=batch_size,
             batch_format="numpy",
@@ -506,18 +524,19 @@ def decode_batch(batch: dict, root: str, invert: str, fit: str, tally=None) -> d
 class Predictor:
     """Ray Data actor: loads the SavedModel once, then predicts batch after batch."""
 
-    def __init__(self, version: str, metadata: ExportMetadata):
+    def __init__(self, version: str, metadata: ExportMetadata, batch_size: int):
         from fmnist.core import runtime
 
         runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
         self.model = load_model(storage.location(version, "--model"), metadata)
+        self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
         ok = batch["error"] == ""
         probs = np.zeros((len(ok), 10), np.float32)
         signals = {SIGNAL + k: np.zeros(len(ok), np.float32) for k in self.model.signals}
         if ok.any():
-            probs[ok], found = self.model.predict_all(batch["image"][ok])
+            probs[ok], found = predict(self.model, batch["image"][ok], self.batch_size)
             for k, v in found.items():
                 signals[SIGNAL + k][ok] = v
         return {

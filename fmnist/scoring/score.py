@@ -28,6 +28,7 @@ from fmnist.core import files, storage
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.core.tables import count
 from fmnist.scoring import backends, budget, images, preview, staging, uncertain
+from fmnist.scoring import parts as parts_mod
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
 from fmnist.scoring.walk import WalkStats, walk, walk_bucket
@@ -136,6 +137,7 @@ class Summary:
     per_class: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
     max_errors: budget.Budget | None = None  # None: unlimited
+    resumed: int = 0  # of the files: scored by an interrupted run, taken from its parts
 
     @property
     def scored(self) -> int:
@@ -147,7 +149,7 @@ class Summary:
 
     @property
     def images_per_second(self) -> float:
-        return self.files / self.seconds if self.seconds > 0 else 0.0
+        return (self.files - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
 
 def score(
@@ -158,25 +160,40 @@ def score(
     show: bool = True,
     preview_to: Path | None = None,
     save_inputs: Path | None = None,
+    part_rows: int = parts_mod.PART_ROWS,
     **options,
 ) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
-    anything is scored; RunError if the run breaks later (no output is left then).
+    anything is scored; RunError if the run breaks later (no output is left then, but
+    the parts it committed are: see fmnist/scoring/parts.py; the exception's `resume`
+    attribute then says how many rows and how to go on).
     Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket:
     the decoders read a bucket's photos themselves (fmnist/scoring/images.py), the outputs
-    are uploaded at the end (fmnist/scoring/staging.py). `options` are _score's."""
-    with staging.Staged(out, preview_to, save_inputs) as staged:
-        summary, fmt, sheet, inputs_dir = _score(
-            directory,
-            model=model,
-            out=staged.out,
-            show=show,
-            preview_to=staged.preview,
-            save_inputs=staged.save_inputs,
-            shown=directory,
-            **options,
-        )
-        staged.upload()
+    are uploaded at the end (fmnist/scoring/staging.py), the parts as they are committed.
+    `part_rows` is the most rows a part holds; `options` are _score's."""
+    parts = parts_mod.Parts(out, rows=part_rows)
+    try:
+        with staging.Staged(out, preview_to, save_inputs) as staged:
+            summary, fmt, sheet, inputs_dir = _score(
+                directory,
+                model=model,
+                out=staged.out,
+                show=show,
+                preview_to=staged.preview,
+                save_inputs=staged.save_inputs,
+                shown=directory,
+                parts=parts,
+                **options,
+            )
+            staged.upload()
+    except BaseException as e:
+        if parts.created and parts.committed_rows:
+            e.resume = (
+                f"{count(parts.committed_rows, 'row')} of {parts.manifest['files']:,} "
+                f"committed in {parts.dir}; run the same command again to resume"
+            )
+        raise
+    parts.remove()
     summary.directory, summary.out = directory, out
     if show:
         print_summary(summary, fmt)
@@ -203,13 +220,17 @@ def _score(
     min_confidence: float | None = None,
     max_errors: str | None = None,
     shown: Path | None = None,
+    parts: parts_mod.Parts | None = None,
+    restart: bool = False,
 ) -> tuple[Summary, str, preview.ContactSheet | None, Path | None]:
     """score() with local outputs; returns the summary, the output's format,
     the contact sheet and the saved inputs' directory, for score() to print.
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
     column (fmnist/scoring/uncertain.py); `max_errors` is the error budget
     (fmnist/scoring/budget.py), which the summary says the run is within or past;
-    `shown` is the directory's name in messages."""
+    `shown` is the directory's name in messages; `parts` where the rows are committed
+    as the run goes (and found when an earlier run of the same command was stopped), or
+    None for none; `restart` discards such parts instead of resuming."""
     entered = time.monotonic()
     directory = directory if storage.is_remote(directory) else Path(directory)
     check_inputs(directory, invert, fit)
@@ -220,9 +241,7 @@ def _score(
     metadata = read_metadata(version)
     sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
     inputs_dir = check_save_inputs(Path(save_inputs), directory) if save_inputs else None
-    output = Output(Path(out))  # before the expensive part: fails fast if unwritable
-    counts = np.zeros(10, np.int64)
-    flagged = 0
+    output = Output(Path(out), parts)  # before the expensive part: fails fast if unwritable
     stats = WalkStats()
     try:
         # Entered first: local decoders boot while TensorFlow imports in load_model.
@@ -242,11 +261,39 @@ def _score(
                     f"score: {len(entries):,} image files under {shown or directory} "
                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else "")
                 )
+            if parts is not None:
+                found = parts.resume(
+                    parts_mod.manifest(
+                        model=version,
+                        model_metadata=metadata.dump(),
+                        directory=shown or directory,
+                        entries=entries,
+                        out=parts.out,
+                        options=dict(
+                            invert=invert,
+                            fit=fit,
+                            min_confidence=min_confidence,
+                            batch_size=batch_size,
+                            # Ray's actors use one thread, this process all cores: the
+                            # kernels sum in another order, the last bits may differ.
+                            ray=use_ray,
+                        ),
+                    ),
+                    restart=restart,
+                )
+                output.resume(found)
+            done = output.rows
+            if show and done:
+                note(
+                    f"score: resuming: {done:,} of the {len(entries):,} files were scored by "
+                    f"an interrupted run ({parts.dir}); scoring the other {len(entries) - done:,}"
+                )
             with Progress(len(entries), enabled=show) as progress:
+                progress.advance(done, output.failed)
                 started = time.monotonic()
                 for paths, errors, x, probs, signals in backend.batches(
                     directory,
-                    entries,
+                    entries[done:],
                     net,
                     invert=invert,
                     fit=fit,
@@ -254,9 +301,7 @@ def _score(
                     on_decoded=progress.advance,
                 ):
                     unsure = flag.flags(probs, signals)
-                    labels = output.write(paths, errors, probs, net.class_names, unsure)
-                    counts += np.bincount(labels, minlength=10)
-                    flagged += int(unsure.sum())
+                    output.write(paths, errors, probs, net.class_names, unsure)
                     if seen:
                         seen(paths, errors, x, probs, unsure)
                 seconds = time.monotonic() - started
@@ -281,10 +326,11 @@ def _score(
         linked_dirs=stats.linked_dirs,
         seconds=seconds,
         total_seconds=time.monotonic() - entered,
-        uncertain=flagged,
-        per_class={n: int(c) for n, c in zip(net.class_names, counts)},
+        uncertain=output.total.uncertain,
+        per_class=dict(zip(net.class_names, output.total.per_class)),
         first_errors=output.first_errors,
         max_errors=allowed,
+        resumed=done,
     )
     return summary, output.format, sheet, inputs_dir
 
@@ -402,6 +448,8 @@ def print_summary(s: Summary, fmt: str) -> None:
         f"{s.seconds:.2f}s of decoding and prediction ({s.total_seconds:.2f}s with "
         f"loading the model)"
     )
+    if s.resumed:
+        say(f"{count(s.resumed, 'file')} of them scored by an interrupted run (its parts)")
     if s.failed:
         say(f"failed files have the reason in the error column of {s.out}, e.g.")
         for path, error in s.first_errors:
