@@ -124,7 +124,7 @@ class Parts:
         found = self._listing()
         if restart or not (self.dir / MANIFEST).exists():
             # No manifest: killed as it began (the manifest goes first); nothing to keep.
-            if found or restart:
+            if found or restart or self.dir.exists():
                 storage.remove_tree(self.dir)
             return []
         old = json.loads((self.dir / MANIFEST).read_bytes())
