@@ -7,7 +7,8 @@
 A script, not a test (pytest does not collect it). It writes the first --files
 Fashion-MNIST test images as 28x28 PNGs, then runs `fmnist-job score` over them (in a
 subprocess, `python -m fmnist.cli` with the one or the other checkout first on
-PYTHONPATH), taking turns so that drift of a shared machine hits each alike:
+PYTHONPATH), taking turns, in reversed order every other round, so that drift of a
+shared machine hits each alike:
 
 * baseline: the checkout given (rows streamed into one file, renamed at the end);
 * parts, default: this checkout with the default --part-rows (10,000: no part is
@@ -91,8 +92,9 @@ def main() -> None:
     }
     seconds: dict[str, list[float]] = {k: [] for k in kinds}
     walls: dict[str, list[float]] = {k: [] for k in kinds}
-    for _ in range(args.repeats):
-        for kind, (code, directory, extra) in kinds.items():
+    for repeat in range(args.repeats):
+        order = list(kinds.items())
+        for kind, (code, directory, extra) in order if repeat % 2 else order[::-1]:
             s, w = run(code, tmp / directory, model, tmp / "out.csv", *extra)
             seconds[kind].append(s)
             walls[kind].append(w)
