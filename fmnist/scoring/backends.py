@@ -431,7 +431,6 @@ class OnRay:
             fn_constructor_kwargs={
                 "version": storage.uri(model.directory),  # each node reads it (or downloads it)
                 "metadata": model.metadata,
-                "batch_size": batch_size,
             },
             batch_size=batch_size,
             batch_format="numpy",
@@ -524,19 +523,20 @@ def decode_batch(batch: dict, root: str, invert: str, fit: str, tally=None) -> d
 class Predictor:
     """Ray Data actor: loads the SavedModel once, then predicts batch after batch."""
 
-    def __init__(self, version: str, metadata: ExportMetadata, batch_size: int):
+    def __init__(self, version: str, metadata: ExportMetadata):
         from fmnist.core import runtime
 
         runtime.configure_tensorflow(1)  # one CPU per actor: do not spawn a thread per core
         self.model = load_model(storage.location(version, "--model"), metadata)
-        self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
         ok = batch["error"] == ""
         probs = np.zeros((len(ok), 10), np.float32)
         signals = {SIGNAL + k: np.zeros(len(ok), np.float32) for k in self.model.signals}
         if ok.any():
-            probs[ok], found = predict(self.model, batch["image"][ok], self.batch_size)
+            # Not padded as predict() pads: with it, the decoders' progress stopped
+            # reaching the driver on a `ray start` cluster (tests/test_progress.py).
+            probs[ok], found = self.model.predict_all(batch["image"][ok])
             for k, v in found.items():
                 signals[SIGNAL + k][ok] = v
         return {
