@@ -55,24 +55,10 @@ OnDecoded = Callable[[int, int], None]
 
 
 def predict(model: Model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, dict]:
-    """Probabilities and signals of `x`, `batch_size` images per model call.
-
-    Every call is padded to `batch_size` images: the matrix kernels block the sum by the
-    batch's size, so a probability's last bits depend on it (never on the image's place
-    in the batch); one size makes a file's row the same whichever files it came with,
-    e.g. in a run resumed from its parts (fmnist/scoring/parts.py)."""
+    """Probabilities and signals of `x`, `batch_size` images per model call."""
     if not len(x):
         return np.empty((0, 10), np.float32), {}
-    parts = []
-    for i in range(0, len(x), batch_size):
-        chunk = x[i : i + batch_size]
-        if len(chunk) < batch_size:
-            chunk = np.concatenate(
-                [chunk, np.zeros((batch_size - len(chunk), *x.shape[1:]), x.dtype)]
-            )
-        probs, signals = model.predict_all(chunk)
-        n = min(batch_size, len(x) - i)
-        parts.append((probs[:n], {k: v[:n] for k, v in signals.items()}))
+    parts = [model.predict_all(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return (
         np.concatenate([p for p, _ in parts]),
         {k: np.concatenate([s[k] for _, s in parts]) for k in parts[0][1]},
@@ -155,7 +141,9 @@ class Local:
 
         def batch() -> Batch:
             """The first `batch_size` files held (all at the end): batches begin at
-            multiples of it in the walk's order, whatever the decoders' job sizes."""
+            multiples of it in the walk's order, whatever the decoders' job sizes, so a
+            run resumed from its parts calls the model on the same images (a
+            probability's last bits depend on the call's size)."""
             n = min(batch_size, len(paths))
             ok = sum(e is None for e in errors[:n])
             x = np.concatenate(decoded) if decoded else np.empty((0, 28, 28), np.uint8)
@@ -534,8 +522,6 @@ class Predictor:
         probs = np.zeros((len(ok), 10), np.float32)
         signals = {SIGNAL + k: np.zeros(len(ok), np.float32) for k in self.model.signals}
         if ok.any():
-            # Not padded as predict() pads: with it, the decoders' progress stopped
-            # reaching the driver on a `ray start` cluster (tests/test_progress.py).
             probs[ok], found = self.model.predict_all(batch["image"][ok])
             for k, v in found.items():
                 signals[SIGNAL + k][ok] = v
