@@ -837,11 +837,15 @@ def many_files(tmp_path_factory, test_set):
         (signal.SIGTERM, 143, "ray"),
     ],
 )
-def test_an_interrupted_score_leaves_no_output_and_no_process(
+def test_an_interrupted_score_keeps_its_parts_and_leaves_no_output_and_no_process(
     sig, code, mode, many_files, scoring_model, tmp_path
 ):
+    """No --out, half-written or not; the parts committed stay, named in one line
+    (resuming them: tests/test_resume.py)."""
     out = tmp_path / "preds.csv"
+    parts_dir = tmp_path / ".preds.csv.parts"
     args = [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out]
+    args += ["--part-rows", "1000"]
     # SIGINT at its default in the child, as under an interactive shell: a job started
     # in the background of a script (`cmd &`, nohup) inherits it ignored, and Python then
     # never turns it into KeyboardInterrupt (seen: the run finished, exit 0).
@@ -856,8 +860,7 @@ def test_an_interrupted_score_leaves_no_output_and_no_process(
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            partial = list(tmp_path.glob(".preds.csv.*.tmp"))
-            if partial and partial[0].stat().st_size > 2000:  # rows are being written
+            if list(parts_dir.glob("*.part")):  # rows are being written
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "finished before it could be interrupted"
@@ -873,7 +876,11 @@ def test_an_interrupted_score_leaves_no_output_and_no_process(
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == code, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    (line,) = [x for x in stderr.splitlines() if "interrupted" in x]
+    assert f"committed in {parts_dir}; run the same command again to resume" in line, line
+    assert not out.exists() and list(tmp_path.iterdir()) == [parts_dir]
+    kept = sorted(p.name for p in parts_dir.iterdir())
+    assert kept[-1] == "manifest.json" and all(n.endswith(".part") for n in kept[:-1]), kept
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(_alive(p) for p in children):
         time.sleep(0.1)
@@ -922,14 +929,11 @@ def _decoders(pid: int) -> list[int]:
 
 
 def _start_scoring(many_files, scoring_model, out, *extra) -> subprocess.Popen:
-    """A local score of 20,000 files, returned once it is writing rows."""
+    """A local score of 20,000 files, returned once it has committed rows (a part of
+    1,000 beside `out`)."""
+    args = [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out, *extra]
     proc = subprocess.Popen(
-        [
-            *map(
-                str,
-                [*FMNIST_JOB, "score", many_files, "--model", scoring_model, "--out", out, *extra],
-            )
-        ],
+        [*map(str, [*args, "--part-rows", "1000"])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -937,8 +941,7 @@ def _start_scoring(many_files, scoring_model, out, *extra) -> subprocess.Popen:
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        partial = list(out.parent.glob(f".{out.name}.*.tmp"))
-        if partial and partial[0].stat().st_size > 2000:
+        if list(out.parent.glob(f".{out.name}.parts/*.part")):
             return proc
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -962,8 +965,8 @@ def test_decoders_option_sets_the_number_of_decoder_processes(
 def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(
     many_files, scoring_model, tmp_path
 ):
-    """The out-of-memory killer taking a decoder: exit 1 with one line, nothing written,
-    no process left."""
+    """The out-of-memory killer taking a decoder: exit 1 with one line, --out not
+    written (the parts committed kept for a rerun), no process left."""
     out = tmp_path / "p.csv"
     proc = _start_scoring(many_files, scoring_model, out, "--decoders", "2")
     try:
@@ -983,12 +986,16 @@ def test_a_killed_decoder_fails_the_run_with_exit_1_and_no_output(
         for line in stderr.splitlines()
         if "resource_tracker" not in line and "warnings.warn(" not in line
     ]
-    assert ours[-1] == (
-        "fmnist-job: error: a decoder process died (killed, perhaps for memory); nothing "
-        "was written: run again, with fewer --decoders if memory is short"
+    parts_dir = tmp_path / ".p.csv.parts"
+    assert re.fullmatch(
+        "fmnist-job: error: a decoder process died \\(killed, perhaps for memory\\); --out "
+        "was not written: run again, with fewer --decoders if memory is short; "
+        f"[0-9,]+ rows of 20,000 committed in {parts_dir}; run the same command again "
+        "to resume",
+        ours[-1],
     ), stderr[-2000:]
     assert "Traceback" not in stderr
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [parts_dir]
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(_alive(p) for p in victims[1:]):
         time.sleep(0.1)

@@ -143,6 +143,22 @@ def score(
             "extension>/ instead of leaving them in DIRECTORY to be tried again."
         ),
     ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Discard the parts an interrupted run left beside --out and score "
+            "every file again (without it, the same command resumes them).",
+        ),
+    ] = False,
+    part_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rows per part committed beside --out as the run goes (one at least "
+            "every minute too), so that a run stopped midway resumes.",
+        ),
+    ] = 10_000,
     metrics_push: reporting.MetricsPush = None,
     metrics_file: reporting.MetricsFile = None,
 ) -> None:
@@ -198,19 +214,26 @@ def score(
             save_inputs=save_inputs,
             min_confidence=min_confidence,
             max_errors=max_errors,
+            restart=restart,
+            part_rows=part_rows,
         )
     except ScoreError as e:  # before anything was scored
         raise fail(str(e))
     except DecoderDied as e:  # a stuck pool would keep the interpreter from exiting
         if not e.pool_stuck:
-            raise fail(str(e), EXIT_FAILED)
-        typer.echo(f"fmnist-job: error: {e}", err=True)
+            raise fail(_resumable(e), EXIT_FAILED)
+        typer.echo(f"fmnist-job: error: {_resumable(e)}", err=True)
         exit_at_once(EXIT_FAILED)
-    except RunError as e:  # broke midway; nothing was written
-        raise fail(str(e), EXIT_FAILED)
+    except RunError as e:  # broke midway; --out not written (its parts kept)
+        raise fail(_resumable(e), EXIT_FAILED)
     except (KeyboardInterrupt, Terminated) as e:
         sig = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-        typer.echo(f"fmnist-job: interrupted ({sig}); nothing written", err=True)
+        kept = getattr(e, "resume", None)
+        typer.echo(
+            f"fmnist-job: interrupted ({sig}); "
+            + (f"{out} not written; {kept}" if kept else "nothing written"),
+            err=True,
+        )
         exit_at_once(143 if sig == "SIGTERM" else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -231,6 +254,12 @@ def score(
             EXIT_TOO_MANY_FAILED,
         )
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+def _resumable(e: Exception) -> str:
+    """The error's message, and what its run committed in parts (fmnist/scoring/parts.py)."""
+    kept = getattr(e, "resume", None)
+    return f"{e}; {kept}" if kept else str(e)
 
 
 def _archive(out: Path, directory: Path, done: Path, failed_to: Path | None) -> None:

@@ -140,12 +140,17 @@ class Local:
         decoded: list[np.ndarray] = []
 
         def batch() -> Batch:
+            """The first `batch_size` files held (all at the end): batches begin at
+            multiples of it in the walk's order, whatever the decoders' job sizes, so a
+            run resumed from its parts calls the model on the same images (a
+            probability's last bits depend on the call's size)."""
+            n = min(batch_size, len(paths))
+            ok = sum(e is None for e in errors[:n])
             x = np.concatenate(decoded) if decoded else np.empty((0, 28, 28), np.uint8)
-            probs, signals = predict(model, x, batch_size)
-            out = (list(paths), list(errors), x, probs, signals)
-            paths.clear()
-            errors.clear()
-            decoded.clear()
+            probs, signals = predict(model, x[:ok], batch_size)
+            out = (paths[:n], errors[:n], x[:ok], probs, signals)
+            del paths[:n], errors[:n]
+            decoded[:] = [x[ok:]] if ok < len(x) else []
             return out
 
         sizer = ChunkSizer(chunk_size(batch_size))
@@ -159,15 +164,15 @@ class Local:
                 errors.extend(errs)
                 decoded.append(x)
                 on_decoded(len(chunk), len(chunk) - len(x))
-                if len(paths) >= batch_size:
+                while len(paths) >= batch_size:
                     yield batch()
-            if paths:
+            while paths:
                 yield batch()
         except BrokenProcessPool:
             self.broken = True
             raise DecoderDied(
                 "a decoder process died (killed, perhaps for memory); "
-                "nothing was written: run again, with fewer --decoders if "
+                "--out was not written: run again, with fewer --decoders if "
                 "memory is short"
             ) from None
 

@@ -15,6 +15,7 @@ before any scoring, with exit code 2.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from fmnist.core import files, storage
 from fmnist.core.errors import RunError, ScoreError
 from fmnist.core.tables import count
 from fmnist.scoring import backends, budget, images, preview, staging, uncertain
+from fmnist.scoring import parts as parts_mod
 from fmnist.scoring.outputs import Output
 from fmnist.scoring.savedmodel import load_model, read_metadata, resolve_model
 from fmnist.scoring.walk import WalkStats, walk, walk_bucket
@@ -136,6 +138,7 @@ class Summary:
     per_class: dict = field(default_factory=dict)
     first_errors: list = field(default_factory=list)
     max_errors: budget.Budget | None = None  # None: unlimited
+    resumed: int = 0  # of the files: scored by an interrupted run, taken from its parts
 
     @property
     def scored(self) -> int:
@@ -147,7 +150,7 @@ class Summary:
 
     @property
     def images_per_second(self) -> float:
-        return self.files / self.seconds if self.seconds > 0 else 0.0
+        return (self.files - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
 
 def score(
@@ -158,25 +161,40 @@ def score(
     show: bool = True,
     preview_to: Path | None = None,
     save_inputs: Path | None = None,
+    part_rows: int = parts_mod.PART_ROWS,
     **options,
 ) -> Summary:
     """Score every image file under `directory` into `out`. Raises ScoreError before
-    anything is scored; RunError if the run breaks later (no output is left then).
+    anything is scored; RunError if the run breaks later (no output is left then, but
+    the parts it committed are: see fmnist/scoring/parts.py; the exception's `resume`
+    attribute then says how many rows and how to go on).
     Any of `directory`, `model`, `out`, `preview_to` and `save_inputs` may be in a bucket:
     the decoders read a bucket's photos themselves (fmnist/scoring/images.py), the outputs
-    are uploaded at the end (fmnist/scoring/staging.py). `options` are _score's."""
-    with staging.Staged(out, preview_to, save_inputs) as staged:
-        summary, fmt, sheet, inputs_dir = _score(
-            directory,
-            model=model,
-            out=staged.out,
-            show=show,
-            preview_to=staged.preview,
-            save_inputs=staged.save_inputs,
-            shown=directory,
-            **options,
-        )
-        staged.upload()
+    are uploaded at the end (fmnist/scoring/staging.py), the parts as they are committed.
+    `part_rows` is the most rows a part holds; `options` are _score's."""
+    parts = parts_mod.Parts(out, rows=part_rows)
+    try:
+        with staging.Staged(out, preview_to, save_inputs) as staged:
+            summary, fmt, sheet, inputs_dir = _score(
+                directory,
+                model=model,
+                out=staged.out,
+                show=show,
+                preview_to=staged.preview,
+                save_inputs=staged.save_inputs,
+                shown=directory,
+                parts=parts,
+                **options,
+            )
+            staged.upload()
+    except BaseException as e:
+        if parts.created and parts.committed_rows:
+            e.resume = (
+                f"{count(parts.committed_rows, 'row')} of {parts.manifest['files']:,} "
+                f"committed in {parts.dir}; run the same command again to resume"
+            )
+        raise
+    parts.remove()
     summary.directory, summary.out = directory, out
     if show:
         print_summary(summary, fmt)
@@ -203,13 +221,17 @@ def _score(
     min_confidence: float | None = None,
     max_errors: str | None = None,
     shown: Path | None = None,
+    parts: parts_mod.Parts | None = None,
+    restart: bool = False,
 ) -> tuple[Summary, str, preview.ContactSheet | None, Path | None]:
     """score() with local outputs; returns the summary, the output's format,
     the contact sheet and the saved inputs' directory, for score() to print.
     `min_confidence` replaces the export's confidence threshold of the `uncertain`
     column (fmnist/scoring/uncertain.py); `max_errors` is the error budget
     (fmnist/scoring/budget.py), which the summary says the run is within or past;
-    `shown` is the directory's name in messages."""
+    `shown` is the directory's name in messages; `parts` where the rows are committed
+    as the run goes (and found when an earlier run of the same command was stopped), or
+    None for none; `restart` discards such parts instead of resuming."""
     entered = time.monotonic()
     directory = directory if storage.is_remote(directory) else Path(directory)
     check_inputs(directory, invert, fit)
@@ -220,9 +242,7 @@ def _score(
     metadata = read_metadata(version)
     sheet = check_preview(Path(preview_to), preview_count) if preview_to else None
     inputs_dir = check_save_inputs(Path(save_inputs), directory) if save_inputs else None
-    output = Output(Path(out))  # before the expensive part: fails fast if unwritable
-    counts = np.zeros(10, np.int64)
-    flagged = 0
+    output = Output(Path(out), parts)  # before the expensive part: fails fast if unwritable
     stats = WalkStats()
     try:
         # Entered first: local decoders boot while TensorFlow imports in load_model.
@@ -235,25 +255,62 @@ def _score(
                 note(flag.note)
             seen = observer(sheet, inputs_dir, net.class_names)
             if use_ray or storage.is_remote(directory):
-                entries = list(
+                listed = list(
                     (walk_bucket if storage.is_remote(directory) else walk)(directory, stats)
                 )
-                total = len(entries)
             else:
-                # Counted in a walk of its own, then walked again as the decoders read:
+                # Walked once to count (and digest) the files, again as the decoders read:
                 # a list of every path would grow with the files (docs/performance.md).
-                total = sum(1 for _ in walk(directory))
-                entries = walk(directory, stats)
+                listed = None
+
+            def first_walk():
+                return listed if listed is not None else walk(directory)
+
+            identity = None
+            if parts is not None:
+                identity = parts_mod.manifest(
+                    model=version,
+                    model_metadata=metadata.dump(),
+                    directory=shown or directory,
+                    entries=first_walk(),
+                    out=parts.out,
+                    options=dict(
+                        invert=invert,
+                        fit=fit,
+                        min_confidence=min_confidence,
+                        batch_size=batch_size,
+                        # Ray's actors use one thread, this process all cores: the
+                        # kernels sum in another order, the last bits may differ.
+                        ray=use_ray,
+                    ),
+                )
+                total = identity["files"]
+            else:
+                total = sum(1 for _ in first_walk())
             if show:
                 note(
                     f"score: {total:,} image files under {shown or directory} "
                     f"with model {version}" + (f" ({resolved.why})" if resolved.why else "")
                 )
+            if identity is not None:
+                output.resume(parts.resume(identity, restart=restart))
+            done = output.rows
+            if show and done:
+                note(
+                    f"score: resuming: {done:,} of the {total:,} files were scored by "
+                    f"an interrupted run ({parts.dir}); scoring the other {total - done:,}"
+                )
+            todo = (
+                listed[done:]
+                if listed is not None
+                else itertools.islice(walk(directory, stats), done, None)
+            )
             with Progress(total, enabled=show) as progress:
+                progress.advance(done, output.failed)
                 started = time.monotonic()
                 for paths, errors, x, probs, signals in backend.batches(
                     directory,
-                    entries,
+                    todo,
                     net,
                     invert=invert,
                     fit=fit,
@@ -261,9 +318,7 @@ def _score(
                     on_decoded=progress.advance,
                 ):
                     unsure = flag.flags(probs, signals)
-                    labels = output.write(paths, errors, probs, net.class_names, unsure)
-                    counts += np.bincount(labels, minlength=10)
-                    flagged += int(unsure.sum())
+                    output.write(paths, errors, probs, net.class_names, unsure)
                     if seen:
                         seen(paths, errors, x, probs, unsure)
                 seconds = time.monotonic() - started
@@ -288,10 +343,11 @@ def _score(
         linked_dirs=stats.linked_dirs,
         seconds=seconds,
         total_seconds=time.monotonic() - entered,
-        uncertain=flagged,
-        per_class={n: int(c) for n, c in zip(net.class_names, counts)},
+        uncertain=output.total.uncertain,
+        per_class=dict(zip(net.class_names, output.total.per_class)),
         first_errors=output.first_errors,
         max_errors=allowed,
+        resumed=done,
     )
     return summary, output.format, sheet, inputs_dir
 
@@ -409,6 +465,8 @@ def print_summary(s: Summary, fmt: str) -> None:
         f"{s.seconds:.2f}s of decoding and prediction ({s.total_seconds:.2f}s with "
         f"loading the model)"
     )
+    if s.resumed:
+        say(f"{count(s.resumed, 'file')} of them scored by an interrupted run (its parts)")
     if s.failed:
         say(f"failed files have the reason in the error column of {s.out}, e.g.")
         for path, error in s.first_errors:
