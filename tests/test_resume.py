@@ -154,8 +154,11 @@ def uninterrupted(photos, scoring_model, tmp_path_factory):
 
 
 def _kill_after_a_part(args: list, parts_dir, listing) -> None:
-    """Start `fmnist-job ARGS`, wait for its first committed part, wait a random while
-    more, then SIGKILL its whole process group (decoders, Ray driver)."""
+    """Start `fmnist-job ARGS`, wait until it has committed a random number of parts (1
+    to 4 of the dozen a whole run makes), then stop (SIGSTOP at once, so a quick run
+    cannot finish in between) and SIGKILL its whole process group (decoders, Ray
+    driver)."""
+    parts = random.randint(1, 4)
     proc = subprocess.Popen(
         [*FMNIST_JOB, *map(str, args)],
         stdout=subprocess.DEVNULL,
@@ -166,10 +169,10 @@ def _kill_after_a_part(args: list, parts_dir, listing) -> None:
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(name.endswith(".part") for name in listing()):
+            if sum(name.endswith(".part") for name in listing()) >= parts:
+                os.killpg(proc.pid, signal.SIGSTOP)
                 break
-            time.sleep(0.02)
-        time.sleep(random.uniform(0.0, 1.0))
+            time.sleep(0.005)
         assert proc.poll() is None, f"finished before it was killed: {proc.stderr.read()[-2000:]}"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fmnist.core import storage
@@ -61,14 +62,17 @@ def directory_for(out):
     return out.parent / f".{out.name}.parts"
 
 
-def manifest(*, model, model_metadata: dict, directory, entries: list, out, options: dict) -> dict:
+def manifest(
+    *, model, model_metadata: dict, directory, entries: Iterable, out, options: dict
+) -> dict:
     """What a run is, for a later run to tell whether its parts are its own.
 
     Args:
         model: the version directory scored with.
         model_metadata: its fmnist.json (run id, export time: a re-export differs).
         directory: the scored directory.
-        entries: the walk's (path, error) list, in order.
+        entries: the walk's (path, error) pairs, in order (a list, or the walk itself:
+            read once).
         out: --out (its format is its extension).
         options: the options that change rows.
 
@@ -76,14 +80,16 @@ def manifest(*, model, model_metadata: dict, directory, entries: list, out, opti
         The manifest as a JSON object.
     """
     inputs = hashlib.sha256()
+    files = 0
     for path, error in entries:
+        files += 1
         inputs.update(f"{path}\0{error or ''}\n".encode("utf-8", "backslashreplace"))
     identity = json.dumps(model_metadata, sort_keys=True).encode()
     return {
         "model": storage.uri(model),
         "model_identity": hashlib.sha256(identity).hexdigest(),
         "directory": storage.uri(directory),
-        "files": len(entries),
+        "files": files,
         "inputs_sha256": inputs.hexdigest(),
         "format": out.suffix.lower().lstrip("."),
         "options": options,
