@@ -89,6 +89,22 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+PROBABILITIES = ("confidence", "top1_prob", "top2_prob", "top3_prob")
+
+
+def assert_same_rows(got: list[dict], expected: list[dict]) -> None:
+    """Rows of two scoring runs that may call the model in different batches or threads
+    (local and --ray, Ray Data's blocks): every column equal but the probabilities,
+    which agree to float32 rounding (their last printed digit may differ)."""
+    assert [{k: v for k, v in r.items() if k not in PROBABILITIES} for r in got] == [
+        {k: v for k, v in r.items() if k not in PROBABILITIES} for r in expected
+    ]
+    for a, b in zip(got, expected):
+        for k in PROBABILITIES:
+            if a[k] is not None:
+                assert abs(float(a[k]) - float(b[k])) <= 1e-5, (k, a, b)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """One Ray (`ray start --head`, 2 CPUs, on 127.0.0.1, no authentication) shared by the

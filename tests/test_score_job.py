@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import FMNIST_JOB, ROOT, clip, read_rows, run_cli
+from conftest import FMNIST_JOB, ROOT, assert_same_rows, clip, read_rows, run_cli
 from raycluster import RayStartCluster, clean_env, free_port
 
 FAST = 10  # seconds: a usage error comes within them
@@ -72,14 +72,7 @@ def test_a_ray_client_address_scores_as_a_job_with_the_same_rows(
     assert "running as Ray job raysubmit_" in proc.stderr
     # The job's summary, streamed from the head.
     assert f"wrote {tmp_path / 'job.csv'} (CSV, 40 rows)" in proc.stderr, clip(proc.stderr)
-    job, local = read_rows(tmp_path / "job.csv"), read_rows(tmp_path / "local.csv")
-    # Ray Data batches differently: probabilities agree to float32 rounding (test_score.py).
-    probs = ("confidence", "top1_prob", "top2_prob", "top3_prob")
-    assert [{k: v for k, v in r.items() if k not in probs} for r in job] == [
-        {k: v for k, v in r.items() if k not in probs} for r in local
-    ]
-    for a, b in zip(job, local):
-        assert all(abs(float(a[k]) - float(b[k])) <= 1e-5 for k in probs), (a, b)
+    assert_same_rows(read_rows(tmp_path / "job.csv"), read_rows(tmp_path / "local.csv"))
 
 
 @pytest.mark.slow
