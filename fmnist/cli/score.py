@@ -291,8 +291,9 @@ def _archive(out: Path, directory: Path, done: Path, failed_to: Path | None) -> 
 
 
 # Options naming a location: with a job they are read on the cluster's head.
-_LOCATIONS = {"directory", "model", "out", "preview", "save_inputs", "done", "failed_to"}
-_LOCATIONS |= {"metrics_file"}
+_LOCATIONS = {
+    "directory", "model", "out", "preview", "save_inputs", "done", "failed_to", "metrics_file"
+}  # fmt: skip
 
 
 def _job_arguments(ctx: typer.Context) -> list[str]:
