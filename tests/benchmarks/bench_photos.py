@@ -1,6 +1,7 @@
 """Benchmark `fmnist-job score` on product photos: accuracy per photo group, and speed.
 
     .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist [--items 300]
+        [--held-out] [--only GROUP,...] [--skip-speed | --speed-only]
     git show main:fmnist/scoring/images.py > /tmp/images_before.py
     .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist \
         --versus /tmp/images_before.py
@@ -62,7 +63,13 @@ def load_module(path: Path):
 
 
 def accuracy_table(
-    model: Path, root: Path, items: int, seed: int, before=None, held_out: bool = False
+    model: Path,
+    root: Path,
+    items: int,
+    seed: int,
+    before=None,
+    held_out: bool = False,
+    only: tuple[str, ...] = (),
 ) -> list[tuple]:
     import tensorflow as tf
 
@@ -95,6 +102,7 @@ def accuracy_table(
         f"{'no turn':>8s} {'no unshadow':>11s} {'items':>6s} {'s':>5s}"
     )
     groups = [g for g in photos.ALL if held_out or g not in photos.HELD_OUT]
+    groups = [g for g in groups if not only or g in only]
     for group in groups:
         started = time.perf_counter()
         n = min(items, 300) if group == "huge" else items
@@ -219,6 +227,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11, help="which items, which framings")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true", help="only the score speed")
+    parser.add_argument("--only", default="", help="comma-separated groups (default: all)")
     parser.add_argument(
         "--held-out",
         action="store_true",
@@ -244,7 +253,10 @@ def main() -> None:
         if args.speed_only:
             report_speed(model, tmp)
             return
-        rows = accuracy_table(model, tmp / "photos", args.items, args.seed, before, args.held_out)
+        only = tuple(g for g in args.only.split(",") if g)
+        rows = accuracy_table(
+            model, tmp / "photos", args.items, args.seed, before, args.held_out, only
+        )
 
         def short(r):
             """How far a group falls below its target (a turned item's is 4 points)."""
