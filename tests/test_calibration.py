@@ -110,6 +110,23 @@ def test_extent_and_fill_of_an_item_a_strip_and_a_blank():
     assert calibration.fill(x).tolist() == pytest.approx([1 - 28 / (28 * 16), 1.0, 0.0])
 
 
+def test_the_knn_signal_finds_the_nearest_bank_item_by_angle():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(50, 8)).astype(np.float32)
+    bank = calibration.feature_bank(feats, size=20, seed=3)
+    assert bank.shape == (20, 8) and bank.dtype == np.float16
+    assert np.allclose(np.linalg.norm(bank.astype(np.float32), axis=1), 1, atol=1e-3)
+    assert calibration.feature_bank(feats, size=80).shape == (50, 8)  # all of them
+    # A bank item, scaled, is its own neighbour (similarity 1); its opposite is far.
+    member = bank[:1].astype(np.float32) * 7.5
+    sim = calibration.knn_similarity(np.concatenate([member, -member]), bank)
+    assert sim[0] == pytest.approx(1.0, abs=1e-3) and sim[1] < 0.9
+    # By hand: the cosine to the closest of two axes.
+    axes = np.eye(2, dtype=np.float16)
+    got = calibration.knn_similarity(np.array([[3.0, 4.0], [-1.0, 0.0]]), axes)
+    assert got.tolist() == pytest.approx([0.8, 0.0])
+
+
 def test_the_rule_reads_the_export_thresholds_and_min_confidence_replaces_one():
     meta = ExportMetadata(
         uncertain={

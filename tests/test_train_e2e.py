@@ -235,6 +235,9 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, 
             served[name].numpy(), getattr(calibration, name)(x[:300]), atol=1e-5
         )
     assert (served[calibration.OUTLIER_SCORE].numpy() >= 0).all()
+    assert set(calibration.SIGNALS) <= set(served)
+    knn = served["knn_similarity"].numpy()  # a cosine; test items near their training kin
+    assert (np.abs(knn) <= 1 + 1e-3).all() and np.median(knn) > 0.5
     # score: the column, the count in the summary; blanks and noise flagged.
     d = tmp_path / "in"
     (d / "plain").mkdir(parents=True)

@@ -159,6 +159,39 @@ def feature_distance(features: np.ndarray, means: np.ndarray, precision: np.ndar
     return np.einsum("nci,ij,ncj->nc", d, precision, d).min(axis=1)
 
 
+KNN_BANK = 5000  # training items whose features the SavedModel keeps for the kNN signal
+
+
+def normalised(features: np.ndarray) -> np.ndarray:
+    """Each feature vector scaled to unit length (a zero vector stays zero)."""
+    f = np.asarray(features, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-6)
+
+
+def feature_bank(features: np.ndarray, size: int = KNN_BANK, seed: int = 0) -> np.ndarray:
+    """The kNN signal's reference set (Sun, Ming, Zhu, Li, "Out-of-distribution
+    detection with deep nearest neighbors", ICML 2022): `size` training items' features
+    drawn at random, unit length, float16 to halve the export's extra bytes.
+
+    Args:
+        features: [N, d] penultimate features of the training images.
+        size: how many to keep (all of them if N is smaller).
+        seed: which ones.
+
+    Returns:
+        [min(size, N), d] float16.
+    """
+    f = np.asarray(features)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(f))[:size])
+    return normalised(f[pick]).astype(np.float16)
+
+
+def knn_similarity(features: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each item's features to its nearest neighbour in `bank`:
+    near 1 for an item like the training images, lower for one unlike any of them."""
+    return (normalised(features) @ np.asarray(bank, np.float32).T).max(axis=1)
+
+
 def contrast(x: np.ndarray) -> np.ndarray:
     """Standard deviation of each image's pixels, scaled to [0, 1]: about 0 for a blank."""
     return (np.asarray(x, np.float64).reshape(len(x), -1) / 255.0).std(axis=1)
@@ -195,10 +228,12 @@ def fill(x: np.ndarray) -> np.ndarray:
 # is unusual: above (`max`) or below (`min`) the validation split's values. Each is
 # turned into a tail p-value against the validation split's own values (its `table`),
 # and OUTLIER_SCORE sums their -log p (Fisher's method): an item a little unusual on
-# several counts scores as high as one far out on one.
+# several counts scores as high as one far out on one. An export computes its score
+# from the components it was built with (those before knn_similarity: five).
 COMPONENTS = {
     "reconstruction_error": "max",
     "feature_distance": "max",
+    "knn_similarity": "min",
     "contrast": "min",
     "extent": "min",
     "fill": "max",

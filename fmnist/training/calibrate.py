@@ -3,7 +3,7 @@ how it describes the result.
 
     fit: the temperature on the validation split (fmnist/core/calibration.py), a PCA of
          the training images, the class Gaussians of the first member's penultimate
-         features and each signal's sorted values on the validation split (for the
+         features, a bank of training items' features for the kNN signal and each signal's sorted values on the validation split (for the
          outlier score's p-values): the constants the SavedModel bakes in
          (fmnist/training/savedmodel.py)
     describe: from the built SavedModel's own outputs on validation and test, the
@@ -33,6 +33,7 @@ class Calibrated:
     pca_axes: np.ndarray  # [components, 784]
     feature_means: np.ndarray  # [10, d]: the first member's penultimate features
     feature_precision: np.ndarray  # [d, d]
+    feature_bank: np.ndarray  # [KNN_BANK, d] float16, unit length
     tables: dict[str, np.ndarray]  # calibration.COMPONENTS -> sorted validation values
 
 
@@ -59,8 +60,8 @@ def raw_probabilities(nets: list[tuple], x: np.ndarray) -> np.ndarray:
 
 def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     """The temperature (validation NLL), the PCA of the training images, the class
-    Gaussians of the first (heaviest) member's features on the training images, and the
-    signals' values on the validation split (NumPy, as the SavedModel computes them).
+    Gaussians of the first (heaviest) member's features on the training images, the kNN
+    signal's bank of training features, and the signals' values on the validation split (NumPy, as the SavedModel computes them).
 
     Args:
         nets: [(built Keras net with its weights, share)], shares summing to 1.
@@ -74,18 +75,19 @@ def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     extract = features_model(nets[0][0])
     feats = _batched(lambda b: extract(b, training=False), splits.x_train)
     means, precision = calibration.class_gaussian(feats, splits.y_train)
+    bank = calibration.feature_bank(feats)
     x = splits.x_val
+    val_feats = _batched(lambda b: extract(b, training=False), x)
     values = {
         "reconstruction_error": calibration.reconstruction_error(x, mean, axes),
-        "feature_distance": calibration.feature_distance(
-            _batched(lambda b: extract(b, training=False), x), means, precision
-        ),
+        "feature_distance": calibration.feature_distance(val_feats, means, precision),
+        "knn_similarity": calibration.knn_similarity(val_feats, bank),
         "contrast": calibration.contrast(x),
         "extent": calibration.extent(x),
         "fill": calibration.fill(x),
     }
     tables = {k: np.sort(v).astype(np.float32) for k, v in values.items()}
-    return Calibrated(temperature, mean, axes, means, precision, tables)
+    return Calibrated(temperature, mean, axes, means, precision, bank, tables)
 
 
 def describe(

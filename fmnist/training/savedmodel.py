@@ -7,7 +7,8 @@ Built with calibration constants (fmnist/training/calibrate.py), `probabilities`
 softmax(log p / T) and the signature has one more output per signal of
 fmnist/core/calibration.py SIGNALS: `reconstruction_error` (the input's distance from the
 training images' PCA subspace), `feature_distance` (Mahalanobis distance of the first
-member's penultimate features to the nearest class mean), `contrast` (the input's
+member's penultimate features to the nearest class mean), `knn_similarity` (their
+cosine similarity to the nearest of a bank of training items' features), `contrast` (the input's
 pixel standard deviation), `extent` and `fill` (how much of the frame and of its own
 bounding box the ink covers), and `outlier_score`, which combines them (Fisher's method
 on their tail p-values against the validation split). The input and `probabilities`
@@ -100,6 +101,8 @@ def _signals(images, feats, c) -> dict:
         - 2.0 * tf.matmul(fp, means, transpose_b=True)
         + mpm[None, :]
     )
+    unit = feats / tf.maximum(tf.norm(feats, axis=1, keepdims=True), 1e-6)
+    bank = tf.cast(tf.constant(c.feature_bank), tf.float32)
     ink = tf.reshape(images, [-1, 28, 28]) > INK
     rows, cols = tf.reduce_any(ink, axis=2), tf.reduce_any(ink, axis=1)
 
@@ -115,6 +118,7 @@ def _signals(images, feats, c) -> dict:
     values = {
         "reconstruction_error": tf.reduce_sum(tf.square(residual), axis=1),
         "feature_distance": tf.reduce_min(distance, axis=1),
+        "knn_similarity": tf.reduce_max(tf.matmul(unit, bank, transpose_b=True), axis=1),
         "contrast": tf.math.reduce_std(x, axis=1),
         "extent": tf.minimum(count(rows), count(cols)),
         "fill": tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / (span(rows) * span(cols)),

@@ -14,9 +14,10 @@ A script, not a test. It prints the export's temperature and expected calibratio
   flagged (target: at least 90% over all of them), per kind and overall; with
   `--held-out`, its held-out kinds too, reported apart (measure them once, at the end);
 * `--photo-items` test items framed as each photo group and studio/shop kind of
-  tests/photos.py (GROUPS and KINDS, the same items in each): the share flagged and the
-  accuracy of the rows not flagged, against the same items' as plain 28x28 arrays
-  (target: within 2 points; below-28 excepted, as in docs/photos.md).
+  tests/photos.py (GROUPS and KINDS, the same items in each; with `--held-out` its
+  HELD_OUT kinds too): the share flagged and the accuracy of the rows not flagged,
+  against the same items' as plain 28x28 arrays (target: within 2 points; below-28
+  excepted, as in docs/photos.md).
 
 `--min-confidence` is passed to score as the CLI would. Deterministic for a --seed.
 """
@@ -136,7 +137,8 @@ def photo_table(tmp: Path, args, x: np.ndarray, y: np.ndarray) -> None:
     (root / "plain").mkdir(parents=True)
     for i in idx:
         Image.fromarray(x[i]).save(root / "plain" / f"{i:05d}.png")
-    groups = [*photos.GROUPS, *photos.KINDS]
+    held = list(photos.HELD_OUT) if args.held_out else []
+    groups = [*photos.GROUPS, *photos.KINDS, *held]
     made = {g: photos.write_group(root, g, x[idx], y[idx], seed=args.seed) for g in groups}
     rows = score_dir(root, args.model, tmp / "photos.jsonl", args.min_confidence)
     plain_flag = np.array([rows[f"plain/{i:05d}.png"]["uncertain"] for i in idx])
@@ -153,7 +155,7 @@ def photo_table(tmp: Path, args, x: np.ndarray, y: np.ndarray) -> None:
         flagged = np.array([rows[p]["uncertain"] for p in order])
         right = np.array([rows[p]["label"] == y[idx[made[g][p]]] for p in order])
         gap = 100 * (right[~flagged].mean() - base) if (~flagged).any() else float("nan")
-        note = " (excepted)" if g == "below-28" else ""
+        note = " (excepted)" if g == "below-28" else " (held out)" if g in held else ""
         print(
             f"  {g:13s} {100 * flagged.mean():7.1f}% {100 * right.mean():8.2f}% "
             f"{100 * right[~flagged].mean():11.2f}% {gap:+6.2f}{note}"

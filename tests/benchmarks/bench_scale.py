@@ -27,13 +27,12 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench_score; tests/raycluster.py
 
-from bench_score import decode_only, load, quick_model, run_score  # noqa: E402
+from bench_score import decode_two_cores, load, quick_model, run_score  # noqa: E402
 
 SOURCES = 500  # distinct PNGs the links point to
 PER_DIR = 100
@@ -67,15 +66,6 @@ def link_tree(sources: list[Path], root: Path, files: int) -> list[Path]:
         if i % stride == 0 and len(paths) < DECODE_SAMPLE:
             paths.append(path)
     return paths
-
-
-def decode_two_cores(paths: list[Path]) -> float:
-    """Images/s of bench_score's decode-only loop in two processes, half the files each."""
-    with ProcessPoolExecutor(2) as pool:
-        list(pool.map(decode_only, [paths[:50], paths[50:100]]))  # start both workers
-        start = time.perf_counter()
-        list(pool.map(decode_only, [paths[0::2], paths[1::2]]))
-        return len(paths) / (time.perf_counter() - start)
 
 
 def scale(tmp: Path, sources: list[Path], model: Path, sizes: list[int]) -> None:
