@@ -225,19 +225,8 @@ def _variants(run_dir) -> dict:
 @pytest.mark.slow
 def test_halving_interrupted_and_resumed_keeps_its_rungs_and_tells_the_study(tmp_path, sweep_file):
     run_dir, models = tmp_path / "runs" / "night1", tmp_path / "models"
-    proc = start(
-        "train",
-        "--sweep",
-        sweep_file(SWEEP),
-        "--workers",
-        "2",
-        "--limit",
-        "2000",
-        "--runs-dir",
-        run_dir,
-        "--export-dir",
-        models,
-    )
+    options = ["--workers", "2", "--limit", "2000", "--runs-dir", run_dir, "--export-dir", models]
+    proc = start("train", "--sweep", sweep_file(SWEEP), *options)
     # A decision made (a variant stopped at its first rung) and more going on: stop it.
     wait_for(
         lambda: sum(v["status"] == "stopped" for v in _variants(run_dir).values()) >= 1,

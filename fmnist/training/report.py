@@ -102,12 +102,12 @@ class Progress:
     def finished(self, result) -> None:
         """A VariantResult (fmnist/ops/results.py) arrived."""
         name = result.name
-        if result.ok:
+        if result.ok or result.status == "stopped":  # stopped: at a rung, may go on
             # The task's own training time stops the clock (a resumed run's finished
             # variants never started here).
             self.update(
                 name,
-                state="done",
+                state="done" if result.ok else "stopped",
                 val_accuracy=result.val_accuracy,
                 epoch=result.epochs_run,
                 seconds=result.train_seconds,
@@ -115,18 +115,9 @@ class Progress:
             self._log(
                 f"[{name}] done: val_acc {_pct(result.val_accuracy)}% "
                 f"in {result.train_seconds:.1f}s"
-            )
-        elif result.status == "stopped":  # at a rung; a promotion may take it further
-            self.update(
-                name,
-                state="stopped",
-                val_accuracy=result.val_accuracy,
-                epoch=result.epochs_run,
-                seconds=result.train_seconds,
-            )
-            self._log(
-                f"[{name}] rung {result.rung + 1 if result.rung is not None else '?'}: "
-                f"val_acc {_pct(result.val_accuracy)}% at epoch {result.epochs_run}"
+                if result.ok
+                else f"[{name}] rung {(result.rung or 0) + 1}: val_acc "
+                f"{_pct(result.val_accuracy)}% at epoch {result.epochs_run}"
             )
         else:
             since = self.rows[name]["since"]
