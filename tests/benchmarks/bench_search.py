@@ -3,6 +3,7 @@ persistent study against independent random nights, and Ray Tune's ASHA beside o
 
     .venv/bin/python tests/benchmarks/bench_search.py                 # all three, 3 repeats
     .venv/bin/python tests/benchmarks/bench_search.py --parts a c --repeats 1
+    .venv/bin/python tests/benchmarks/bench_search.py --parts a --repeats 1 --limit 60000
 
 (a) On a 32-sample [[random]] space (SPACE below; sample_seed = the repeat), in fresh
     processes: `fmnist-job train --workers 2 --limit 20000` with `[search] scheduler =
@@ -167,7 +168,7 @@ def ray_tune(seed: int) -> dict:
     code = TUNE % {
         "root": str(ROOT),
         "space": SPACE.format(seed=seed),
-        "val": LIMIT_A // 10,
+        "val": max(100, LIMIT_A // 10),  # what train --limit uses
         "limit": LIMIT_A,
     }
     load, t = load_average(), time.perf_counter()
@@ -307,7 +308,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    parser.add_argument(
+        "--limit", type=int, default=LIMIT_A, help="(a), (c): training images (60000: all)"
+    )
     args = parser.parse_args()
+    global LIMIT_A
+    LIMIT_A = args.limit
     print(f"load at start {load_average()}; 2 cores, shared with other work", flush=True)
     a = part_a(args.repeats, "c" in args.parts) if "a" in args.parts else []
     if "c" in args.parts and "a" not in args.parts:
