@@ -145,3 +145,20 @@ def test_ray_queue_put_async_reaches_the_queue():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.stdout.strip().splitlines()[-1:] == ["ok"], proc.stderr[-2000:]
+
+
+def test_optuna_trial_reports_to_a_trial_asked_elsewhere(tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    def study():
+        storage = JournalStorage(JournalFileBackend(str(tmp_path / "s.journal")))
+        return optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
+
+    number = study().ask({"x": optuna.distributions.FloatDistribution(0, 1)}).number
+    again = study()  # as a resumed run: another Study object on the same journal
+    internals.optuna_trial(again, number).report(0.5, 3)
+    again.tell(number, state=optuna.trial.TrialState.PRUNED)
+    assert study().trials[number].intermediate_values == {3: 0.5}
+    assert internals.optuna_trial(study(), number) is None  # finished: nothing to report to

@@ -192,9 +192,19 @@ def _new_job(
     from fmnist.training import variants as variants_mod
 
     sweep = sweep if sweep is not None else variants_mod.DEFAULT_SWEEP
+
+    def expand(study=None):
+        chosen = variants_mod.with_epochs(variants_mod.parse(text, str(sweep), study), epochs)
+        halving = variants_mod.halving(text, chosen, epochs, str(sweep))
+        if halving:  # every variant runs to the last rung's epoch if it gets there
+            chosen = variants_mod.with_epochs(chosen, halving.max_epochs)
+        return chosen, halving
+
     try:
         text = variants_mod.read(sweep)
-        chosen = variants_mod.with_epochs(variants_mod.parse(text, str(sweep)), epochs)
+        # [[study]] tables are previewed first: the study is asked only once every
+        # setting is known to be good, and never by --dry-run.
+        chosen, halving = expand()
         ensemble = ensemble or variants_mod.ensemble_size(text, str(sweep))
     except variants_mod.SweepError as e:
         raise fail(str(e))
@@ -217,13 +227,32 @@ def _new_job(
     from fmnist.training import rundir
     from fmnist.training import sweep as sweep_mod
 
+    runs_dir = runs_dir or rundir.new_run_dir()
+    trials = {}
+    if variants_mod.has_study(text):
+        from fmnist.core import storage
+        from fmnist.training import study
+
+        if storage.is_remote(runs_dir):
+            raise fail(
+                f"--runs-dir {runs_dir}: a [[study]] keeps its study on disk beside the "
+                f"runs; give a local --runs-dir (a bucket is not supported yet)"
+            )
+        asker = study.Asker(runs_dir)
+        try:
+            chosen, halving = expand(asker)
+        except variants_mod.SweepError as e:
+            raise fail(str(e))
+        trials = asker.trials
     return sweep_mod.SweepJob(
         chosen,
-        runs_dir=runs_dir or rundir.new_run_dir(),
+        runs_dir=runs_dir,
         sweep_file=sweep,
         val_size=val_size,
         limit=limit,
         ensemble_size=ensemble,
+        halving=halving,
+        trials=trials,
         **options,
     )
 

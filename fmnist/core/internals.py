@@ -109,7 +109,7 @@ def ray_probe(hostport: str, client: bool, token: str | None, timeout: float) ->
     return "ok"
 
 
-def keras_atomic_backup(backup_dir: str):
+def keras_atomic_backup(backup_dir: str, delete_checkpoint: bool = True):
     """Keras's BackupAndRestore with every checkpoint written aside and renamed into
     place. Keras writes `latest.weights.h5` in place, so a process killed mid-save (the
     very case the callback exists for) left a truncated file that failed the retry.
@@ -129,4 +129,17 @@ def keras_atomic_backup(backup_dir: str):
             with atomic_file(self._training_metadata_path, "w") as f:
                 json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
 
-    return AtomicBackupAndRestore(backup_dir)
+    return AtomicBackupAndRestore(backup_dir, delete_checkpoint=delete_checkpoint)
+
+
+def optuna_trial(study, number: int):
+    """The live optuna.Trial of a study's trial `number` (None once it is finished), to
+    report intermediate values for a trial asked in an earlier process (a resumed run).
+    Optuna reaches a trial's id from its number only through the study's private
+    storage and id."""
+    import optuna
+
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if study._storage.get_trial(trial_id).state.is_finished():
+        return None
+    return optuna.Trial(study, trial_id)

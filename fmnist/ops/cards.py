@@ -100,7 +100,8 @@ def render(
             f"the run's leaderboard (validation chooses, test informs):",
             "",
         ]
-        ranked = sorted(record.variants, key=lambda r: -(r.val_accuracy or -1))
+        # Finished variants first: one stopped at an early rung is not comparable.
+        ranked = sorted(record.variants, key=lambda r: (not r.ok, -(r.val_accuracy or -1)))
         lines += _table(
             ["variant", "status", "val", "test", "epochs", "seconds"],
             [

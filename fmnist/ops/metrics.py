@@ -30,7 +30,7 @@ JOBS = ("train", "score", "guard")
 SUCCESS_CODES = {"train": {0}, "score": {0, 3}, "guard": {0}}
 PUSH_TIMEOUT = 10.0  # seconds: a gateway that does not answer must not hold the job up
 GATE_DECISIONS = ("promote", "candidate", "unlabelled")
-VARIANT_STATUSES = ("ok", "failed", "interrupted")
+VARIANT_STATUSES = ("ok", "failed", "interrupted", "stopped")
 
 # Every metric a job may set, without the fmnist_<job>_ prefix: its help and labels.
 COMMON = {

@@ -31,11 +31,12 @@ class _Record(BaseModel):
 
 
 class VariantResult(_Record):
-    """One variant of a sweep: finished (`ok`), `failed` (its error) or `interrupted`."""
+    """One variant of a sweep: finished (`ok`), `failed` (its error), `interrupted`, or
+    `stopped` by successive halving at a rung before the last."""
 
     name: str
     config: dict[str, Any]
-    status: Literal["ok", "failed", "interrupted"]
+    status: Literal["ok", "failed", "interrupted", "stopped"]
     error: str | None = None
     val_accuracy: float | None = None
     val_loss: float | None = None
@@ -62,6 +63,12 @@ class VariantResult(_Record):
     device: str | None = None
     # What TensorFlow ran with, not what was asked: a reused worker keeps its first threads.
     threads: int | None = None
+    # The CPU time of the variant's tasks (all their threads), summed over its rungs.
+    cpu_seconds: float | None = None
+    # Successive halving: the rung (index) the variant was last sent to, and its
+    # validation accuracy at each rung reached.
+    rung: int | None = None
+    rung_accuracies: list[float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,6 +82,8 @@ class RunSettings(_Record):
     limit: int | None = None
     ensemble: int = 1
     data_dir: str | None = None
+    # [search]: {scheduler, reduction_factor, min_epochs, max_epochs, rungs}; None: off.
+    search: dict[str, Any] | None = None
 
 
 class ECEPair(_Record):
@@ -140,6 +149,9 @@ class RunResults(_Record):
     slots: int | None = None
     order: list[str] = []
     variants: list[VariantResult] = []
+    # [[study]]: each asked variant's trial, {variant: {study, number}}, and those told.
+    trials: dict[str, dict[str, Any]] = {}
+    told: list[str] = []
     interrupted: str | None = None
     best: str | None = None
     ensemble: dict[str, Any] | None = None

@@ -132,7 +132,9 @@ def _log(client, record: results_mod.RunResults, run_dir, export_dir) -> None:
         client.log_batch(cid, params=[Param(k, v) for k, v in _params(variant.config).items()])
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             client.log_batch(cid, metrics=metrics[start : start + METRICS_PER_BATCH])
-        client.set_terminated(cid, "FINISHED" if variant.ok else "FAILED")
+        # A variant stopped by successive halving was cut short, not broken.
+        ended = {"ok": "FINISHED", "stopped": "KILLED"}.get(variant.status, "FAILED")
+        client.set_terminated(cid, ended)
     for plot in sorted(run_dir.glob("*.png")) if not storage.is_remote(run_dir) else []:
         client.log_artifact(pid, str(plot), "plots")
     best = record.variant(record.best)

@@ -13,7 +13,7 @@ from ray.util.queue import Empty, Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fmnist.ops.results import RunResults, VariantResult
-from fmnist.training import report, schedule
+from fmnist.training import asha, report, schedule
 from fmnist.training.rundir import RunDir
 from fmnist.training.session import DeferredSignals, Interrupted
 from fmnist.training.tasks import failed, one_line, task_for
@@ -41,13 +41,26 @@ class Execution:
         signals: DeferredSignals,
         console,
         idle,
+        halving: asha.Halving | None = None,
+        earlier: list[VariantResult] = (),
     ):
         self.variants, self.workers = variants, workers
         self.plan, self.results, self.run_dir = plan, results, run_dir
         self.splits_ref, self.signals, self.console, self.idle = splits_ref, signals, console, idle
         self.by_name = {r.name: r for r in finished}
         self.queued = list(plan.todo)
-        self.running: dict = {}  # ObjectRef -> Variant
+        self.running: dict = {}  # ObjectRef -> (Variant, rung index or None)
+        self.ladder = None
+        if halving:  # successive halving decides what a free slot trains, and how far
+            self.rungs = halving.rungs()
+            self.ladder = asha.Ladder(
+                self.rungs, halving.reduction_factor, [v.name for v in plan.todo]
+            )
+            for r in [*finished, *earlier]:  # a resumed run's decisions stand
+                if r.rung is not None:
+                    self.ladder.restore(r.name, r.rung_accuracies or [], r.rung)
+                    self.by_name[r.name] = r
+            self.named = {v.name: v for v in variants}
         # The event queue lives on the driver's node, so losing a worker node does not
         # lose it.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
@@ -71,16 +84,25 @@ class Execution:
             for r in self.by_name.values():
                 progress.finished(r)
             try:
-                while self.queued or self.running:
-                    self._step()
+                while self._step():
+                    pass
                 self._drain()
             except Interrupted as stop:
                 self._interrupted(stop)
                 raise
 
-    def _step(self) -> None:
-        while self.queued and len(self.running) < self.workers:
-            v = self.queued.pop(0)
+    def _next(self) -> tuple[Variant, int | None] | None:
+        """What a free slot trains: the next variant in the plan's order (rung None: to
+        its last epoch), or successive halving's choice."""
+        if self.ladder is None:
+            return (self.queued.pop(0), None) if self.queued else None
+        chosen = self.ladder.next()
+        return (self.named[chosen[0]], chosen[1]) if chosen else None
+
+    def _step(self) -> bool:
+        """Fill the free slots, wait a moment for a result; False when all is done."""
+        while len(self.running) < self.workers and (job := self._next()):
+            v, rung = job
             ref = self.task.remote(
                 v,
                 self.splits_ref,
@@ -88,20 +110,49 @@ class Execution:
                 self.plan.cpus,
                 self.run_dir.checkpoint(v.name),
                 self.plan.threads,
+                None if rung is None else self.rungs[rung],
             )
-            self.running[ref] = v
+            self.running[ref] = (v, rung)
+        if not self.running:
+            return False
         ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.25)
         self.signals.check()
         self._drain()
         for ref in ready:
-            v = self.running.pop(ref)
+            v, rung = self.running.pop(ref)
             try:
                 result, weights, val_probs = ray.get(ref)
             except ray.exceptions.RayError as e:  # retries exhausted: lost again
                 result, weights, val_probs = failed(v, one_line(e)), None, None
+            if rung is not None:
+                self._climbed(result, rung)
             self._record(result, weights, val_probs)
-            if not self.queued and len(self.running) < self.plan.slots:
+            if self._nothing_to_start() and len(self.running) < self.plan.slots:
                 self.idle([self.by_name[v.name] for v in self.variants if v.name in self.by_name])
+        return True
+
+    def _nothing_to_start(self) -> bool:
+        if self.ladder is None:
+            return not self.queued
+        return not self.ladder.new and self.ladder.promotion() is None
+
+    def _climbed(self, result: VariantResult, rung: int) -> None:
+        """A rung's result: into the ladder, and onto what the variant's earlier rungs
+        cost (their CPU and training time add up)."""
+        before = self.by_name.get(result.name)
+        if before is not None and before.rung is not None:
+            for key in ("cpu_seconds", "train_seconds"):
+                earlier, now = getattr(before, key), getattr(result, key)
+                if earlier is not None and now is not None:
+                    setattr(result, key, round(earlier + now, 2))
+            if result.history is None:  # failed: keep the curve it had
+                result.history, result.epochs_run = before.history, before.epochs_run
+        if result.status in ("ok", "stopped"):
+            self.ladder.record(result.name, rung, result.val_accuracy)
+        else:
+            self.ladder.drop(result.name)
+        result.rung = rung
+        result.rung_accuracies = list(self.ladder.reached.get(result.name, []))
 
     def _record(self, result: VariantResult, weights, val_probs) -> None:
         if weights is not None:  # before results.json says "ok"
@@ -127,9 +178,17 @@ class Execution:
         # just returning (tests/repro/ray_cancel_race.py). The ray.shutdown that follows
         # stops the tasks anyway: Ray kills a driver's tasks when it leaves, on a
         # cluster too.
-        for v in self.running.values():
-            self.by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted")
-        for v in self.queued:
+        for v, rung in self.running.values():
+            before = self.by_name.get(v.name)
+            kept = {}
+            if rung is not None:  # where a resume continues: the rung it was sent to
+                kept = {"rung": rung, "rung_accuracies": list(self.ladder.reached[v.name])}
+                if before is not None:
+                    kept.update(history=before.history, epochs_run=before.epochs_run)
+                    kept.update(cpu_seconds=before.cpu_seconds, train_seconds=before.train_seconds)
+            self.by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted", **kept)
+        queued = self.queued if self.ladder is None else [self.named[n] for n in self.ladder.new]
+        for v in queued:
             self.by_name[v.name] = failed(
                 v, f"not started: interrupted by {stop}", status="interrupted"
             )

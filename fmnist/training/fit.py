@@ -121,6 +121,7 @@ def _callbacks(
     checkpoint_dir: str | None,
     tensorboard_dir: str | None,
     after_epoch: Callable[[int], None] | None = None,
+    keep_backup: bool = False,
 ) -> list:
     import keras
 
@@ -130,7 +131,9 @@ def _callbacks(
     ]
     if checkpoint_dir:
         # After the epoch log, so a kill between the two re-runs that epoch, never skips it.
-        callbacks.append(internals.keras_atomic_backup(str(Path(checkpoint_dir) / "backup")))
+        # Kept after a rung (successive halving): a promotion continues from it.
+        backup = str(Path(checkpoint_dir) / "backup")
+        callbacks.append(internals.keras_atomic_backup(backup, delete_checkpoint=not keep_backup))
     if tensorboard_dir:
         callbacks.append(epoch_scalars(tensorboard_dir))
     if after_epoch is not None:  # last: the epoch's checkpoint and scalars are written
@@ -149,16 +152,20 @@ def _callbacks(
     return callbacks
 
 
-def _evaluate(net, splits: Splits, hist: dict) -> tuple:
-    """(val loss, val accuracy, test loss, test accuracy, validation probabilities) of a
-    trained net; a NaN or infinite loss in `hist` fails the variant instead."""
-    import tensorflow as tf
-
+def _check_finite(hist: dict) -> None:
     if any(not math.isfinite(v) for v in hist.get("loss", [])):
         raise FloatingPointError(
             f"loss became NaN/inf at epoch {len(hist['loss'])}; "
             f"lower learning_rate or add normalization"
         )
+
+
+def _evaluate(net, splits: Splits, hist: dict) -> tuple:
+    """(val loss, val accuracy, test loss, test accuracy, validation probabilities) of a
+    trained net; a NaN or infinite loss in `hist` fails the variant instead."""
+    import tensorflow as tf
+
+    _check_finite(hist)
     val_loss, val_acc = net.evaluate(splits.x_val, splits.y_val, batch_size=EVAL_BATCH, verbose=0)
     test_loss, test_acc = net.evaluate(
         splits.x_test, splits.y_test, batch_size=EVAL_BATCH, verbose=0
@@ -179,8 +186,14 @@ def fit_variant(
     after_epoch: Callable[[int], None] | None = None,
     chunk: int | None = None,
     jit: bool = True,
+    until_epoch: int | None = None,
 ) -> Fitted:
     """Train, then evaluate on validation and test.
+
+    With `until_epoch` below the variant's epochs (a rung of successive halving), train
+    only up to that epoch, keep the checkpoint for a promotion to continue from, and
+    return a `stopped` result (the last epoch's validation accuracy; no test figures,
+    weights or probabilities: those are None).
 
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
     (a Ray retry after the first process died) resumes from the last finished epoch.
@@ -208,7 +221,11 @@ def fit_variant(
         if on_epoch is not None:
             on_epoch(epoch + 1, dict(logs or {}))
 
-    callbacks = _callbacks(variant, epoch_end, checkpoint_dir, tensorboard_dir, after_epoch)
+    until = min(until_epoch or variant.epochs, variant.epochs)
+    rung = until < variant.epochs
+    callbacks = _callbacks(
+        variant, epoch_end, checkpoint_dir, tensorboard_dir, after_epoch, keep_backup=rung
+    )
 
     with tf.device(device), warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.
@@ -217,7 +234,7 @@ def fit_variant(
         model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
         net.fit(
             ds,
-            epochs=variant.epochs,
+            epochs=until,
             steps_per_epoch=steps,
             validation_data=(splits.x_val, splits.y_val),
             validation_batch_size=EVAL_BATCH,
@@ -226,18 +243,23 @@ def fit_variant(
         )
         train_seconds = time.monotonic() - started
         hist = log.history()  # every epoch, this attempt's and any earlier one's
-        val_loss, val_acc, test_loss, test_acc, val_probs = _evaluate(net, splits, hist)
+        if rung:
+            _check_finite(hist)
+            val_loss, val_acc = hist["val_loss"][-1], hist["val_accuracy"][-1]
+            test_loss = test_acc = val_probs = None
+        else:
+            val_loss, val_acc, test_loss, test_acc, val_probs = _evaluate(net, splits, hist)
 
     val_curve = hist.get("val_accuracy", [])
     trained = len(val_curve) - log.resumed_from  # epochs of this attempt
     result = VariantResult(
         name=variant.name,
         config=variant.to_dict(),
-        status="ok",
+        status="stopped" if rung else "ok",
         val_accuracy=float(val_acc),
         val_loss=float(val_loss),
-        test_accuracy=float(test_acc),
-        test_loss=float(test_loss),
+        test_accuracy=None if rung else float(test_acc),
+        test_loss=None if rung else float(test_loss),
         epochs_run=len(val_curve),
         optimizer_steps=int(net.optimizer.iterations.numpy()),
         attempts=log.attempts,
@@ -255,4 +277,6 @@ def fit_variant(
         host=socket.gethostname(),
         device=device,
     )
+    if rung:
+        return Fitted(result, None, None)
     return Fitted(result, net.get_weights(), val_probs.astype("float32"))

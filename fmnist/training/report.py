@@ -102,12 +102,12 @@ class Progress:
     def finished(self, result) -> None:
         """A VariantResult (fmnist/ops/results.py) arrived."""
         name = result.name
-        if result.ok:
+        if result.ok or result.status == "stopped":  # stopped: at a rung, may go on
             # The task's own training time stops the clock (a resumed run's finished
             # variants never started here).
             self.update(
                 name,
-                state="done",
+                state="done" if result.ok else "stopped",
                 val_accuracy=result.val_accuracy,
                 epoch=result.epochs_run,
                 seconds=result.train_seconds,
@@ -115,6 +115,9 @@ class Progress:
             self._log(
                 f"[{name}] done: val_acc {_pct(result.val_accuracy)}% "
                 f"in {result.train_seconds:.1f}s"
+                if result.ok
+                else f"[{name}] rung {(result.rung or 0) + 1}: val_acc "
+                f"{_pct(result.val_accuracy)}% at epoch {result.epochs_run}"
             )
         else:
             since = self.rows[name]["since"]
@@ -127,11 +130,17 @@ class Progress:
             t.add_column(
                 col, justify="right" if col in ("epoch", "val acc %", "seconds") else "left"
             )
-        style = {"queued": "dim", "running": "yellow", "done": "green", "failed": "red"}
+        style = {
+            "queued": "dim",
+            "running": "yellow",
+            "done": "green",
+            "failed": "red",
+            "stopped": "blue",
+        }
         for name, r in self.rows.items():
             seconds = (
                 r["seconds"]
-                if r["state"] in ("done", "failed")
+                if r["state"] in ("done", "failed", "stopped")
                 else time.monotonic() - r["since"]
                 if r["since"]
                 else None
@@ -201,21 +210,38 @@ def leaderboard(results: list, best: str | None, ensemble: dict | None = None) -
         )
         best = None  # the star marks what was exported
     ok = sorted((r for r in results if r.ok), key=lambda r: r.val_accuracy, reverse=True)
-    bad = [r for r in results if not r.ok]
-    for i, r in enumerate(ok + bad, 1):
+    # Stopped at a rung: ranked among themselves by the rung reached, then accuracy.
+    stopped = sorted(
+        (r for r in results if r.status == "stopped"),
+        key=lambda r: (-(r.rung or 0), -(r.val_accuracy or 0)),
+    )
+    bad = [r for r in results if not r.ok and r.status != "stopped"]
+    for i, r in enumerate(ok + stopped + bad, 1):
         epochs = f"{r.epochs_run if r.epochs_run is not None else '-'}/{r.config['epochs']}"
         mark = " *" if r.name == best else ""
         t.add_row(
-            str(i) if r.ok else "-",
+            str(i) if r.ok or r.status == "stopped" else "-",
             r.name + mark,
             _pct(r.val_accuracy),
             _pct(r.test_accuracy),
             epochs,
             str(r.best_epoch or "-"),
             f"{r.train_seconds:.1f}" if r.train_seconds else "-",
-            r.status if r.ok else clip(f"{r.status}: {r.error or ''}", 80),
+            _status(r),
         )
     return t
+
+
+def _status(r) -> str:
+    """'ok', 'stopped at rung 2 (73.1, 80.2)', 'failed: ...'; rungs' accuracies in %."""
+    rungs = ""
+    if r.rung_accuracies:
+        rungs = " (rungs " + ", ".join(_pct(a) for a in r.rung_accuracies) + ")"
+    if r.ok:
+        return "ok" + rungs
+    if r.status == "stopped":
+        return f"stopped at rung {len(r.rung_accuracies or [])}{rungs}"
+    return clip(f"{r.status}: {r.error or ''}", 80)
 
 
 _warming: threading.Thread | None = None

@@ -57,7 +57,7 @@ def name_part(key: str, value) -> str:
     return ABBREVIATIONS.get(key, key) + (f"{value:g}" if isinstance(value, float) else str(value))
 
 
-def _name(prefix: str, config: dict, varying: list[str]) -> str:
+def variant_name(prefix: str, config: dict, varying: list[str]) -> str:
     return "-".join([prefix] + [name_part(k, config[k]) for k in varying])
 
 
@@ -86,7 +86,7 @@ def grid(table: dict) -> list[tuple[str, dict]]:
     out = []
     for combo in itertools.product(*axes.values()):
         config = {**fixed, **dict(zip(axes, combo))}
-        out.append((_name(prefix, config, varying), config))
+        out.append((variant_name(prefix, config, varying), config))
     return out
 
 
@@ -113,7 +113,7 @@ def sample(table: dict) -> list[tuple[str, dict]]:
     out = []
     for i in range(count):
         config = {**fixed, **{k: _draw(rng, s) for k, s in spaces.items()}}
-        out.append((_name(f"{prefix}{i + 1:02d}", config, varying), config))
+        out.append((variant_name(f"{prefix}{i + 1:02d}", config, varying), config))
     return out
 
 

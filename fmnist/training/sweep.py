@@ -11,6 +11,7 @@ every change. The test set never chooses anything.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from fmnist.core.errors import RunError
 from fmnist.core.tables import count
 from fmnist.ops import cards, gate, versions
 from fmnist.ops.results import CalibrationRecord, RunResults, RunSettings, VariantResult
-from fmnist.training import exporter, fit, report, schedule
+from fmnist.training import asha, exporter, fit, report, schedule
 from fmnist.training import variants as variants_mod
 from fmnist.training.execution import Execution
 from fmnist.training.rundir import RunDir, read_resume
@@ -49,6 +50,11 @@ class SweepJob:
     ensemble_size: int = 1  # selection steps for an ensemble; 1: the single best
     gate_tolerance: float = gate.DEFAULT_TOLERANCE  # accuracy points
     finished: list[VariantResult] = field(default_factory=list)  # kept from a resumed run
+    halving: asha.Halving | None = None  # [search] scheduler = "asha"
+    # A resumed run's variants stopped at (or sent to) a rung: its decisions stand.
+    earlier: list[VariantResult] = field(default_factory=list)
+    trials: dict[str, dict] = field(default_factory=dict)  # [[study]]: variant -> trial
+    told: list[str] = field(default_factory=list)  # the trials already told their result
 
     @classmethod
     def resume(cls, run_dir: Path, **options) -> SweepJob:
@@ -58,6 +64,12 @@ class SweepJob:
         saved = read_resume(run_dir)
         where = f"{storage.as_location(run_dir) / 'results.json'}: sweep"
         settings = saved.settings
+        search = settings.search or {}
+        halving = (
+            asha.Halving(*(search[k] for k in ("reduction_factor", "min_epochs", "max_epochs")))
+            if search.get("scheduler") == "asha"
+            else None
+        )
         data_dir = options.pop("data_dir", None) or (
             Path(settings.data_dir) if settings.data_dir else None
         )
@@ -70,6 +82,10 @@ class SweepJob:
             limit=settings.limit,
             ensemble_size=settings.ensemble,
             finished=saved.finished(),
+            halving=halving,
+            earlier=[r for r in saved.variants if r.rung is not None and not r.ok],
+            trials=saved.trials,
+            told=saved.told,
             **options,
         )
 
@@ -205,8 +221,11 @@ def _train(
         signals,
         console,
         idle,
+        job.halving,
+        job.earlier,
     ).run()
     clock.mark("training_done")
+    _tell_studies(job, results, run_dir)
     trained = _Trained(results, plan, exporter.best_of(results.variants), baseline=baseline)
     if trained.best:
         trained.members, results.ensemble, trained.note = exporter.choose_members(
@@ -220,6 +239,18 @@ def _train(
             raise
         clock.mark("export_built")
     return trained
+
+
+def _tell_studies(job: SweepJob, results: RunResults, run_dir: RunDir) -> None:
+    """[[study]]: every result of the run told to its study, once."""
+    untold = {k: v for k, v in results.trials.items() if k not in results.told}
+    if not untold:
+        return
+    from fmnist.training import study
+
+    rungs = job.halving.rungs() if job.halving else None
+    results.told += study.tell(run_dir.path, untold, results.variants, rungs)
+    run_dir.write(results)
 
 
 def _new_record(
@@ -237,7 +268,17 @@ def _new_record(
             limit=job.limit,
             ensemble=job.ensemble_size,
             data_dir=str(job.data_dir) if job.data_dir else None,
+            search=(
+                {
+                    "scheduler": "asha",
+                    **dataclasses.asdict(job.halving),
+                    "rungs": job.halving.rungs(),
+                }
+                if job.halving
+                else None
+            ),
         ),
+        **({"trials": job.trials, "told": job.told} if job.trials else {}),
         dataset_sha256=splits.sha256,
         address=job.address or "embedded",
         train_size=len(splits.y_train),

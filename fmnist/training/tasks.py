@@ -41,11 +41,13 @@ def _train(
     cpus: float,
     checkpoint_dir: str,
     threads: int | None = None,
+    until_epoch: int | None = None,
 ):
     """Train one variant; returns (result, weights, validation probabilities), the last two
-    None for a failed variant. A retry resumes from the last finished epoch in
+    None for a failed variant or one trained only `until_epoch` (a rung: fit.fit_variant).
+    A retry, or a promotion to the next rung, resumes from the last finished epoch in
     `checkpoint_dir`. Progress events go to the `events` queue, fire and forget."""
-    entered = time.monotonic()
+    entered, cpu_started = time.monotonic(), time.process_time()
     runtime.skip_optional_imports()
     runtime.batch_scheduling()
     device = runtime.configure_tensorflow(cpus, threads)
@@ -84,9 +86,11 @@ def _train(
             tensorboard_dir=tensorboard_dir,
             after_epoch=after_epoch,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}),
+            until_epoch=until_epoch,
         )
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
-        return failed(variant, one_line(e), **where), None, None
+        cpu = round(time.process_time() - cpu_started, 2)
+        return failed(variant, one_line(e), cpu_seconds=cpu, **where), None, None
     finally:
         if bucket is not None:
             bucket.close()
@@ -95,6 +99,8 @@ def _train(
     result = fitted.result
     result.node_id, result.setup_seconds = where["node_id"], setup_seconds
     result.threads = tf.config.threading.get_intra_op_parallelism_threads()
+    # The worker process runs one task at a time: its CPU time is this task's.
+    result.cpu_seconds = round(time.process_time() - cpu_started, 2)
     return result, fitted.weights, fitted.val_probabilities
 
 

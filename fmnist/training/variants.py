@@ -1,5 +1,6 @@
-"""Sweep files: TOML with a [defaults] table and [[variant]] tables, and search spaces
-([[grid]], [[random]]: fmnist/training/spaces.py) that expand into more variants.
+"""Sweep files: TOML with a [defaults] table and [[variant]] tables, search spaces
+([[grid]], [[random]]: fmnist/training/spaces.py; [[study]]: fmnist/training/study.py)
+that expand into more variants, and [search]: successive halving (fmnist/training/asha.py).
 
     [defaults]
     epochs = 5
@@ -23,7 +24,7 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import ConfigDict, Field
 
-from fmnist.training import spaces
+from fmnist.training import asha, spaces
 
 
 class SweepError(Exception):
@@ -75,7 +76,7 @@ KEYS = [f.name for f in fields(Variant)]
 # default sweep is found from any working directory and in an installed wheel.
 BUNDLED_DIR = Path(__file__).parents[1] / "jobs"
 DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
-_TOP_KEYS = {"defaults", "variant", "grid", "random", "ensemble"}
+_TOP_KEYS = {"defaults", "variant", "grid", "random", "study", "ensemble", "search"}
 MAX_ENSEMBLE = 50  # selection steps; members can repeat, so weights are multiples of 1/N
 
 
@@ -113,7 +114,12 @@ def _no_dead_keys(v: Variant, where: str) -> None:
         )
 
 
-def parse(text: str, source: str = "<sweep>") -> list[Variant]:
+def parse(text: str, source: str = "<sweep>", study=None) -> list[Variant]:
+    """The sweep's variants. `study(table)` expands a [[study]] table into (name, config)
+    pairs (fmnist/training/study.py: asked of the persistent study, or a preview);
+    without it, a [[study]] table is previewed by random draws from its space."""
+    from fmnist.training import study as study_mod
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -122,8 +128,8 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     if unknown:
         raise SweepError(
             f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
-            f"(expected [defaults], [ensemble], [[variant]], [[grid]], "
-            f"[[random]])"
+            f"(expected [defaults], [ensemble], [search], [[variant]], [[grid]], "
+            f"[[random]], [[study]])"
         )
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -133,7 +139,12 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
     # The defaults alone, key by key (the cross-key rules apply to whole variants).
     _make({"name": "defaults", "hidden": [1], **defaults}, f"{source}: [defaults]")
     entries = []  # (label for errors, config) in file order: variants, grids, samples
-    for table, expand in (("variant", None), ("grid", spaces.grid), ("random", spaces.sample)):
+    for table, expand in (
+        ("variant", None),
+        ("grid", spaces.grid),
+        ("random", spaces.sample),
+        ("study", study or study_mod.preview),
+    ):
         raw = doc.get(table, [])
         if not isinstance(raw, list):
             raise SweepError(f"{source}: '{table}' must be an array of tables ([[{table}]])")
@@ -158,7 +169,8 @@ def parse(text: str, source: str = "<sweep>") -> list[Variant]:
             ]
     if not entries:
         raise SweepError(
-            f"{source}: no variants; add at least one [[variant]], [[grid]] or [[random]] table"
+            f"{source}: no variants; add at least one [[variant]], [[grid]], [[random]] "
+            f"or [[study]] table"
         )
     variants, seen = [], set()
     for label, entry in entries:
@@ -196,6 +208,70 @@ def ensemble_size(text: str, source: str = "<sweep>") -> int:
             f"{MAX_ENSEMBLE}, got {size!r}"
         )
     return size
+
+
+def has_study(text: str) -> bool:
+    """Whether the sweep asks a persistent study ([[study]])."""
+    return bool(tomllib.loads(text).get("study"))
+
+
+def halving(
+    text: str, variants: list[Variant], epochs: int | None = None, source: str = "<sweep>"
+) -> asha.Halving | None:
+    """The sweep's [search] table: successive halving's settings, or None (every variant
+    trains to its last epoch). `epochs` (--epochs) stands for max_epochs when given.
+    Raises SweepError naming the key that makes no sense."""
+    table = tomllib.loads(text).get("search", {})
+    where = f"{source}: [search]"
+    if not isinstance(table, dict):
+        raise SweepError(f"{source}: 'search' must be a table ([search])")
+    unknown = set(table) - set(asha.KEYS)
+    if unknown:
+        raise SweepError(
+            f"{where}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(asha.KEYS)})"
+        )
+    scheduler = table.get("scheduler", "none")
+    if scheduler not in asha.SCHEDULERS:
+        raise SweepError(
+            f"{where}: key 'scheduler': one of {', '.join(asha.SCHEDULERS)}; got {scheduler!r}"
+        )
+    if scheduler == "none":
+        if len(table) > ("scheduler" in table):
+            key = sorted(set(table) - {"scheduler"})[0]
+            raise SweepError(f"{where}: key '{key}' has no effect without scheduler = \"asha\"")
+        return None
+
+    def integer(key: str, default, lo: int, what: str) -> int:
+        value = table.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= 1000:
+            raise SweepError(f"{where}: key '{key}': {what}, an integer from {lo}; got {value!r}")
+        return value
+
+    eta = integer("reduction_factor", 3, 2, "the share kept at each rung is 1/reduction_factor")
+    first = integer("min_epochs", 1, 1, "the first rung's epochs")
+    if epochs is None and "max_epochs" not in table:
+        own = {v.epochs for v in variants}
+        if len(own) > 1:
+            raise SweepError(
+                f"{where}: key 'max_epochs' is needed: the variants' epochs differ "
+                f"({', '.join(map(str, sorted(own)))})"
+            )
+        epochs = own.pop()
+    last = (
+        epochs if epochs is not None else integer("max_epochs", None, 1, "the last rung's epochs")
+    )
+    if first >= last:
+        raise SweepError(
+            f"{where}: key 'min_epochs' ({first}) must be below max_epochs ({last}); "
+            f"with no rung before the last, nothing is stopped"
+        )
+    for v in variants:
+        if v.early_stopping:
+            raise SweepError(
+                f"{source}: variant '{v.name}': key 'early_stopping' cannot be used with "
+                f'scheduler = "asha" (the rungs decide when a variant stops)'
+            )
+    return asha.Halving(reduction_factor=eta, min_epochs=first, max_epochs=last)
 
 
 def from_dict(config: dict, where: str) -> Variant:
