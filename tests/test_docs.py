@@ -207,6 +207,9 @@ def accepted_keys() -> set[str]:
         known = re.search(r"\(known: ([^)]*)\)", str(e))
         assert known, f"the [ensemble] error no longer lists the known keys: {e}"
         keys |= {f"ensemble:{k.strip()}" for k in known.group(1).split(",")}
+    keys |= {f"distill:{k}" for k in variants.DISTILL_TABLE_KEYS}
+    keys |= {"table:distill.teacher"}
+    keys |= {f"distill.teacher:{k}" for k in variants.TEACHER_TABLE_KEYS}
     return keys
 
 

@@ -41,10 +41,16 @@ def _train(
     cpus: float,
     checkpoint_dir: str,
     threads: int | None = None,
+    teacher: Variant | None = None,
+    taught=None,
 ):
     """Train one variant; returns (result, weights, validation probabilities), the last two
     None for a failed variant. A retry resumes from the last finished epoch in
-    `checkpoint_dir`. Progress events go to the `events` queue, fire and forget."""
+    `checkpoint_dir`. Progress events go to the `events` queue, fire and forget.
+
+    A student gets its `teacher` and what the teacher's task returned (`taught`: passed
+    as the teacher task's ObjectRef, so Ray starts the student once the teacher has
+    finished; a resumed run's finished teacher comes from its saved weights)."""
     entered = time.monotonic()
     runtime.skip_optional_imports()
     runtime.batch_scheduling()
@@ -62,6 +68,12 @@ def _train(
         except Exception:  # noqa: BLE001 - a lost queue must not fail the training
             pass
 
+    if teacher is not None and taught[1] is None:
+        return (
+            failed(variant, f"teacher {teacher.name!r} failed: {taught[0].error}", **where),
+            None,
+            None,
+        )
     emit({"kind": "start", **where})
     # runs/<run>/tensorboard/<variant>/, beside checkpoints/<variant>: `tensorboard
     # --logdir runs/` compares the variants of a run and the runs of several nights.
@@ -84,6 +96,7 @@ def _train(
             tensorboard_dir=tensorboard_dir,
             after_epoch=after_epoch,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}),
+            teacher=(teacher, taught[1]) if teacher is not None else None,
         )
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         return failed(variant, one_line(e), **where), None, None
