@@ -196,8 +196,9 @@ def fit_variant(
     from fmnist.training import model as model_mod
 
     keras.utils.set_random_seed(variant.seed)
-    # XLA's CPU convolution gradients were ~20x slower than TensorFlow's own kernels
-    # here: a teacher trains uncompiled (its forward pass in a student's step is fine).
+    # XLA's CPU convolution gradients were far slower than TensorFlow's own kernels
+    # (docs/performance.md, "Distillation"): a teacher trains uncompiled; its forward
+    # pass inside a student's compiled step is fine.
     jit = jit and not variant.conv
     log = EpochLog(checkpoint_dir)
     started, started_at = time.monotonic(), utc_now()
