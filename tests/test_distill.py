@@ -155,6 +155,8 @@ def test_the_export_is_the_dense_student_and_names_its_teacher(distilled):
         "test_accuracy": teacher["test_accuracy"],
     }
     assert meta["variant"]["teacher"] == "teacher" and meta["variant"]["conv"] == []
+    card = (version / "card.md").read_text()
+    assert "Distilled from `teacher`, a conv teacher" in card and "| teacher (teacher) |" in card
     # Only dense kernels ship: no 4-D (convolution) variable in the SavedModel.
     loaded = tf.saved_model.load(str(version))
     shapes = [tuple(v.shape) for v in loaded.variables]
