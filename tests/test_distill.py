@@ -177,3 +177,29 @@ def test_resume_keeps_the_finished_teacher(distilled):
     assert record["order"] == ["student"] and rows["student"]["status"] == "ok"
     meta = json.loads((tmp / "models" / "2" / export.METADATA).read_text())
     assert meta["teacher"]["test_accuracy"] == before["teacher"]["test_accuracy"]
+
+
+def test_the_distillation_term_is_hintons():
+    """alpha = 1: the training loss is T^2 KL(softmax(t / T) || softmax(s / T)), averaged
+    over the batch, computed here in NumPy from the two nets' logits."""
+    from fmnist.training import model
+
+    teacher, student = variants.parse(SWEEP.replace("alpha = 0.5", "alpha = 1.0"))
+    t_net, s_net = model.build(teacher, jit=False), model.build(student, jit=False)
+    s_net.distil_from(t_net, 2.0, 1.0)
+    x = data.load(limit=1200, val_size=200).x_val[:16]
+    t, s = t_net(x).numpy().astype("float64"), s_net(x).numpy().astype("float64")
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    p, q = softmax(t / 2.0), softmax(s / 2.0)
+    expected = 4.0 * np.mean(np.sum(p * np.log(p / q), axis=1))
+    s_net.compile(loss=model.SmoothedSparseCE())
+    y = np.zeros(16, dtype="int32")
+    got = float(s_net.compute_loss(x, y, s_net(x), training=True))
+    assert got == pytest.approx(expected, rel=1e-4) and got > 0
+    # Evaluation is the student's own loss on the labels.
+    own = float(s_net.compute_loss(x, y, s_net(x), training=False))
+    assert own == pytest.approx(float(model.SmoothedSparseCE()(y, s_net(x))), rel=1e-5)

@@ -81,9 +81,13 @@ class DistilledSequential(ChunkedSequential):
 
     def distil_from(self, teacher: keras.Model, temperature: float, alpha: float) -> None:
         teacher.trainable = False
-        self._teacher = _Teacher(
-            teacher, keras.distillation.LogitsDistillation(temperature=temperature), alpha
+        # A KLDivergence instance, not the default "kl_divergence": Keras 3.15 turns the
+        # string into a plain function, which LogitsDistillation then applies to the
+        # scaled logits themselves (no softmax, no T^2), not to the distributions.
+        distill = keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=keras.losses.KLDivergence()
         )
+        self._teacher = _Teacher(teacher, distill, alpha)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         own = super().compute_loss(x, y, y_pred, sample_weight, training)

@@ -15,6 +15,9 @@ OUT/summary.json as soon as the run ends (a run cut short loses only itself):
   right (b: only distilled, c: only alone) and the exact two-sided binomial p-value;
 * the wall time (the load average is printed: on a shared machine it is no speed figure).
 
+A shift whose run directory exists (an interrupted run) is resumed with `--resume`: its
+finished variants are kept, and its wall time is the resumed part's.
+
 At the end: mean and min over the runs, and McNemar's test on the runs pooled.
 """
 
@@ -84,19 +87,23 @@ def one_run(sweep: Path, shift: int, workers: int, out: Path) -> dict:
     copy = here / "sweep.toml"
     copy.write_text(shifted(sweep.read_text(), shift))
     run_dir, models = here / "run", here / "models"
+    # An interrupted run of this shift is resumed: its finished variants are kept.
+    resumed = (run_dir / "results.json").exists()
+    where = (
+        ["--resume", str(run_dir)]
+        if resumed
+        else ["--sweep", str(copy), "--runs-dir", str(run_dir)]
+    )
     started = time.monotonic()
-    print(f"shift +{shift}: training ({load()})", flush=True)
-    with open(here / "train.log", "w") as log:
+    print(f"shift +{shift}: {'resuming' if resumed else 'training'} ({load()})", flush=True)
+    with open(here / "train.log", "a") as log:
         code = subprocess.call(
             [
                 str(FMNIST_JOB),
                 "train",
-                "--sweep",
-                str(copy),
+                *where,
                 "--workers",
                 str(workers),
-                "--runs-dir",
-                str(run_dir),
                 "--export-dir",
                 str(models),
             ],
@@ -112,6 +119,7 @@ def one_run(sweep: Path, shift: int, workers: int, out: Path) -> dict:
     record = {
         "shift": shift,
         "wall_seconds": round(wall, 1),
+        "resumed": resumed,
         "load_after": load(),
         "export": results["best"],
         "export_test": results["exported_model_test"]["accuracy"],
@@ -152,7 +160,8 @@ def pct(x: float) -> str:
 def report(records: list[dict]) -> None:
     for r in records:
         print(
-            f"shift +{r['shift']}: {r['wall_seconds']:.0f} s wall ({r['load_after']}); "
+            f"shift +{r['shift']}: {r['wall_seconds']:.0f} s wall"
+            f"{' (resumed)' if r.get('resumed') else ''} ({r['load_after']}); "
             f"export {r['export']} test {pct(r['export_test'])}%"
         )
         for kind in ("teacher", "alone", "distilled"):
