@@ -118,7 +118,7 @@ def build(variant: Variant, jit: bool = True) -> ChunkedSequential:
     if variant.conv:
         layers.append(keras.layers.Reshape((28, 28, 1)))
     for filters in variant.conv:
-        # Stride 2 rather than a max-pool: about 4x less work on CPU (docs/performance.md).
+        # Stride 2 rather than a max-pool: far faster to train on CPU (docs/performance.md).
         layers += _normalized(keras.layers.Conv2D, variant, filters, 3, strides=2, padding="same")
     layers.append(keras.layers.Flatten())
     for units in variant.hidden:
