@@ -81,7 +81,6 @@ class Execution:
     def _step(self) -> None:
         while self.queued and len(self.running) < self.workers:
             v = self.queued.pop(0)
-            teacher = self._teacher(v)
             ref = self.task.remote(
                 v,
                 self.splits_ref,
@@ -89,7 +88,7 @@ class Execution:
                 self.plan.cpus,
                 self.run_dir.checkpoint(v.name),
                 self.plan.threads,
-                *teacher,
+                **self._teacher(v),
             )
             self.running[ref] = v
         ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.25)
@@ -105,20 +104,20 @@ class Execution:
             if not self.queued and len(self.running) < self.plan.slots:
                 self.idle([self.by_name[v.name] for v in self.variants if v.name in self.by_name])
 
-    def _teacher(self, v: Variant) -> tuple:
-        """A student's extra task arguments: its teacher's Variant and the teacher task's
-        result, as that task's ObjectRef while it runs (Ray starts the student when it is
-        done; the plan starts teachers first), or made from the weights a finished
-        teacher saved (a resumed run's)."""
+    def _teacher(self, v: Variant) -> dict:
+        """A student's extra task arguments: its `teacher` Variant and what the teacher's
+        task returned (`taught`), as that task's ObjectRef while it runs (Ray starts the
+        student when it is done; the plan starts teachers first), or made from the
+        weights a finished teacher saved (a resumed run's)."""
         if not v.teacher:
-            return ()
+            return {}
         teacher = next(t for t in self.variants if t.name == v.teacher)
         running = next((ref for ref, t in self.running.items() if t.name == v.teacher), None)
         if running is not None:
-            return teacher, running
+            return {"teacher": teacher, "taught": running}
         done = self.by_name[v.teacher]
         weights = self.run_dir.load_weights(done.name) if done.ok else None
-        return teacher, ray.put((done, weights, None))
+        return {"teacher": teacher, "taught": ray.put((done, weights, None))}
 
     def _record(self, result: VariantResult, weights, val_probs) -> None:
         if weights is not None:  # before results.json says "ok"
