@@ -210,6 +210,9 @@ def accepted_keys() -> set[str]:
     from fmnist.training import asha, study
 
     keys |= {f"search:{k}" for k in asha.KEYS} | {f"study:{k}" for k in study.OWN_KEYS}
+    keys |= {f"distill:{k}" for k in variants.DISTILL_TABLE_KEYS}
+    keys |= {"table:distill.teacher"}
+    keys |= {f"distill.teacher:{k}" for k in variants.TEACHER_TABLE_KEYS}
     return keys
 
 

@@ -107,6 +107,11 @@ def test_a_resumed_ladder_keeps_its_decisions_and_resumes_at_the_rung():
             "key 'early_stopping' cannot be used with",
         ),
         (
+            '[search]\nscheduler = "asha"\n[distill]\n[distill.teacher]\nkind = "conv"\n'
+            'conv = [8]\nhidden = [16]\n',
+            '[distill] cannot be used with scheduler = "asha"',
+        ),
+        (
             '[[study]]\nname = "s"\nsamples = 2\nsampler = "grid"\n'
             "learning_rate = {loguniform = [1e-4, 1e-2]}\n",
             "study 's': key 'sampler': one of tpe, random; got 'grid'",

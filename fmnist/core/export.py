@@ -82,6 +82,8 @@ class ExportMetadata(BaseModel):
     # read by fmnist/scoring/uncertain.py. Exports made before have neither.
     calibration: dict[str, Any] | None = None
     uncertain: dict[str, Any] | None = None
+    # A distilled model's teacher (kind, name, config, accuracies); it is never exported.
+    teacher: dict[str, Any] | None = None
 
     @property
     def variant_name(self) -> str | None:

@@ -94,6 +94,16 @@ def render(
         lines += _table(["key", "value"], [[k, f"`{v}`"] for k, v in variant.items()])
     else:
         lines += ["(fmnist.json names no variant)", ""]
+    teacher = meta.teacher
+    if teacher:
+        config = teacher.get("config") or {}
+        lines += [
+            f"Distilled from `{teacher.get('name')}`, a {teacher.get('kind')} teacher "
+            f"(stages {config.get('conv')}, hidden {config.get('hidden')}; val "
+            f"{_pct(teacher.get('val_accuracy'))}, test {_pct(teacher.get('test_accuracy'))}), "
+            f"trained in the same run and not exported.",
+            "",
+        ]
     if record is not None:
         lines += [
             f"Sweep: {record.sweep_file or '(given inline)'}, {len(record.sweep)} variants; "
@@ -106,7 +116,9 @@ def render(
             ["variant", "status", "val", "test", "epochs", "seconds"],
             [
                 [
-                    r.name + (" (exported)" if r.name == record.best and not members else ""),
+                    r.name
+                    + (" (exported)" if r.name == record.best and not members else "")
+                    + (" (teacher)" if r.config.get("conv") else ""),
                     r.status,
                     _pct(r.val_accuracy),
                     _pct(r.test_accuracy),

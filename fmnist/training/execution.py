@@ -111,6 +111,7 @@ class Execution:
                 self.run_dir.checkpoint(v.name),
                 self.plan.threads,
                 None if rung is None else self.rungs[rung],
+                **self._teacher(v),
             )
             self.running[ref] = (v, rung)
         if not self.running:
@@ -153,6 +154,21 @@ class Execution:
             self.ladder.drop(result.name)
         result.rung = rung
         result.rung_accuracies = list(self.ladder.reached.get(result.name, []))
+
+    def _teacher(self, v: Variant) -> dict:
+        """A student's extra task arguments: its `teacher` Variant and what the teacher's
+        task returned (`taught`), as that task's ObjectRef while it runs (Ray starts the
+        student when it is done; the plan starts teachers first), or made from the
+        weights a finished teacher saved (a resumed run's)."""
+        if not v.teacher:
+            return {}
+        teacher = next(t for t in self.variants if t.name == v.teacher)
+        running = next((ref for ref, (t, _) in self.running.items() if t.name == v.teacher), None)
+        if running is not None:
+            return {"teacher": teacher, "taught": running}
+        done = self.by_name[v.teacher]
+        weights = self.run_dir.load_weights(done.name) if done.ok else None
+        return {"teacher": teacher, "taught": ray.put((done, weights, None))}
 
     def _record(self, result: VariantResult, weights, val_probs) -> None:
         if weights is not None:  # before results.json says "ok"

@@ -17,15 +17,21 @@ from fmnist.training import ensemble, report
 from fmnist.training.rundir import RunDir
 from fmnist.training.session import DeferredSignals
 from fmnist.training.tasks import export_task
-from fmnist.training.variants import Variant
+from fmnist.training.variants import Variant, is_teacher
 
 Members = list[tuple[str, float]]  # [(variant name, weight)]
 
 
+def candidates(results: list[VariantResult]) -> list[VariantResult]:
+    """The finished variants that may be exported: all but distillation teachers
+    (convolutional; exported models stay dense)."""
+    return [r for r in results if r.ok and not is_teacher(r.config)]
+
+
 def best_of(results: list[VariantResult]) -> VariantResult | None:
     """The best variant: the best validation accuracy (the first of equals, in the
-    sweep's order), among those that finished."""
-    ok = [r for r in results if r.ok]
+    sweep's order), among those that finished, teachers aside."""
+    ok = candidates(results)
     return max(ok, key=lambda r: r.val_accuracy) if ok else None
 
 
@@ -144,18 +150,38 @@ def exported_model(results: RunResults, members: Members, predictions, splits: d
     }
 
 
+def teacher_record(results: RunResults, exported: dict) -> dict | None:
+    """fmnist.json's `teacher`: the kind, config and accuracies of the teacher the
+    exported model (or an ensemble's first distilled member) learnt from; None when it
+    was not distilled."""
+    configs = exported["config"].get("members") or [exported["config"]]
+    name = next((c["teacher"] for c in configs if c.get("teacher")), None)
+    teacher = results.variant(name) if name else None
+    if teacher is None:
+        return None
+    return {
+        "kind": "conv",
+        "name": teacher.name,
+        "config": teacher.config,
+        "val_accuracy": teacher.val_accuracy,
+        "test_accuracy": teacher.test_accuracy,
+    }
+
+
 def export_metadata(
     exported: dict,
     run_id: str,
     splits: data.Splits,
     libraries: dict,
     calibrated: dict | None = None,
+    teacher: dict | None = None,
 ) -> export.ExportMetadata:
     """What travels beside the SavedModel (fmnist.json). `variant` is the exported
     variant's config; for an ensemble, its name and `members` (each a config with its
     `weight`). `calibrated`: the export task's "calibration" (temperature, ECE before and
     after) and "uncertain" (the flag's thresholds, chosen on validation, and its figures)
-    records (fmnist/training/calibrate.py), kept under those keys."""
+    records (fmnist/training/calibrate.py), kept under those keys. `teacher`: the
+    distillation teacher's record (teacher_record)."""
     return export.ExportMetadata(
         class_names=list(data.CLASS_NAMES),
         run_id=run_id,
@@ -167,6 +193,7 @@ def export_metadata(
         output=export.ExportOutput(),
         libraries=libraries,
         exported_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+        teacher=teacher,
         **(calibrated or {}),
     )
 

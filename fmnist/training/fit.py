@@ -187,6 +187,7 @@ def fit_variant(
     chunk: int | None = None,
     jit: bool = True,
     until_epoch: int | None = None,
+    teacher: tuple[Variant, list[np.ndarray]] | None = None,
 ) -> Fitted:
     """Train, then evaluate on validation and test.
 
@@ -199,13 +200,19 @@ def fit_variant(
     (a Ray retry after the first process died) resumes from the last finished epoch.
     With `tensorboard_dir`, per-epoch scalars go there as TensorBoard event files
     (epoch_scalars). `after_epoch(n)` runs once epoch n's checkpoint and scalars are
-    written (a bucket's commit: fmnist/training/checkpoints.py)."""
+    written (a bucket's commit: fmnist/training/checkpoints.py). A student (its
+    `teacher` set) needs `teacher`: the teacher's Variant and trained weights; its
+    logits are computed in each training step on the student's augmented batch."""
     import keras
     import tensorflow as tf
 
     from fmnist.training import model as model_mod
 
     keras.utils.set_random_seed(variant.seed)
+    # XLA's CPU convolution gradients were far slower than TensorFlow's own kernels
+    # (docs/performance.md, "Distillation"): a teacher trains uncompiled; its forward
+    # pass inside a student's compiled step is fine.
+    jit = jit and not variant.conv
     log = EpochLog(checkpoint_dir)
     started, started_at = time.monotonic(), utc_now()
     ds, steps, k = model_mod.training_dataset(
@@ -231,6 +238,14 @@ def fit_variant(
         # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         net = model_mod.build(variant, jit=jit)
+        if variant.teacher:
+            if teacher is None:
+                raise ValueError(
+                    f"{variant.name}: distilled from {variant.teacher!r}, no teacher given"
+                )
+            teacher_net = model_mod.build(teacher[0], jit=jit)
+            teacher_net.set_weights(teacher[1])
+            net.distil_from(teacher_net, variant.distill_temperature, variant.distill_alpha)
         model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
         net.fit(
             ds,

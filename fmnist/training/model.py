@@ -66,30 +66,83 @@ class Dropout(keras.layers.Dropout):
         return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
 
 
+class DistilledSequential(ChunkedSequential):
+    """A student: its loss is (1 - alpha) x its own loss on the labels + alpha x the
+    distillation loss on the teacher's logits for the same (augmented) batch, computed
+    inside the training step (Hinton et al. 2015: KL divergence of the softened
+    distributions, times T^2, keras.distillation.LogitsDistillation). Validation and
+    test losses are the student's own.
+
+    Not keras.distillation.Distiller: it wraps the student in another Model with
+    Keras's plain train_step, so the chunked XLA step would be lost, and its
+    checkpoints and validation would carry the teacher. Here the teacher sits outside
+    Keras's tracking (`_Teacher`): the checkpoints and get_weights() are the student's
+    alone."""
+
+    def distil_from(self, teacher: keras.Model, temperature: float, alpha: float) -> None:
+        teacher.trainable = False
+        # A KLDivergence instance, not the default "kl_divergence": Keras 3.15 turns the
+        # string into a plain function, which LogitsDistillation then applies to the
+        # scaled logits themselves (no softmax, no T^2), not to the distributions.
+        distill = keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=keras.losses.KLDivergence()
+        )
+        self._teacher = _Teacher(teacher, distill, alpha)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        own = super().compute_loss(x, y, y_pred, sample_weight, training)
+        if not training:
+            return own
+        t = self._teacher
+        soft = t.loss.compute_loss(t.model(x, training=False), y_pred)
+        return (1.0 - t.alpha) * own + t.alpha * soft
+
+
+class _Teacher:
+    """The teacher, its distillation loss and weight; a plain object, so Keras does not
+    track the teacher as one of the student's layers."""
+
+    def __init__(self, model, loss, alpha: float):
+        self.model, self.loss, self.alpha = model, loss, alpha
+
+
 def build(variant: Variant, jit: bool = True) -> ChunkedSequential:
     """uint8 [N, 28, 28] in (0 = background), logits [N, 10] out; scaling is inside.
-    `jit`: the model will be trained XLA-compiled (picks the dropout RNG)."""
+    `jit`: the model will be trained XLA-compiled (picks the dropout RNG). A teacher
+    (`conv` stages) has a 3x3 convolution with stride 2 per stage (28 -> 14 -> 7 -> 4)
+    before its dense layers; a student (`teacher` set) is a DistilledSequential."""
     layers: list = [
         keras.Input((28, 28), dtype="uint8", name="images"),
         keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Flatten(),
     ]
+    if variant.conv:
+        layers.append(keras.layers.Reshape((28, 28, 1)))
+    for filters in variant.conv:
+        # Stride 2 rather than a max-pool: far faster to train on CPU (docs/performance.md).
+        layers += _normalized(keras.layers.Conv2D, variant, filters, 3, strides=2, padding="same")
+    layers.append(keras.layers.Flatten())
     for units in variant.hidden:
-        if variant.normalization == "none":
-            layers.append(keras.layers.Dense(units, activation=variant.activation))
-        else:
-            # Normalize the pre-activation; the norm's shift makes a Dense bias redundant.
-            layers.append(keras.layers.Dense(units, use_bias=False))
-            layers.append(
-                keras.layers.BatchNormalization()
-                if variant.normalization == "batch"
-                else keras.layers.LayerNormalization()
-            )
-            layers.append(keras.layers.Activation(variant.activation))
+        layers += _normalized(keras.layers.Dense, variant, units)
         if variant.dropout:
             layers.append(Dropout(variant.dropout, xla=jit))
     layers.append(keras.layers.Dense(NUM_CLASSES, name="logits"))
-    return ChunkedSequential(layers, name=variant.name)
+    kind = DistilledSequential if variant.teacher else ChunkedSequential
+    return kind(layers, name=variant.name)
+
+
+def _normalized(kind, variant: Variant, *args, **kwargs) -> list:
+    """A Dense or Conv2D layer (`kind(*args, **kwargs)`), its normalization and
+    activation."""
+    if variant.normalization == "none":
+        return [kind(*args, activation=variant.activation, **kwargs)]
+    # Normalize the pre-activation; the norm's shift makes the layer's bias redundant.
+    layer = kind(*args, use_bias=False, **kwargs)
+    norm = (
+        keras.layers.BatchNormalization()
+        if variant.normalization == "batch"
+        else keras.layers.LayerNormalization()
+    )
+    return [layer, norm, keras.layers.Activation(variant.activation)]
 
 
 def optimizer(variant: Variant, steps_per_epoch: int) -> keras.optimizers.Optimizer:

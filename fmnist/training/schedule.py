@@ -106,7 +106,10 @@ def make_plan(
     """The plan for the variants not yet `finished` on a cluster with `cluster`'s
     resources (ray.cluster_resources()) and `node_cpus` (each live node's CPUs)."""
     cpus, gpus = plan_resources(workers, cpus_per_worker, gpus_per_worker, cluster, node_cpus)
-    estimates = {v.name: estimate_seconds(v, train_size) for v in variants}
+    by_name = {v.name: v for v in variants}
+    estimates = {
+        v.name: estimate_seconds(v, train_size, by_name.get(v.teacher or "")) for v in variants
+    }
     return Plan(
         cpus=cpus,
         gpus=gpus,
@@ -118,31 +121,45 @@ def make_plan(
     )
 
 
+def longest_first(variants: list[Variant], estimates: dict[str, float]) -> list[Variant]:
+    """The variants in the order to submit them: longest estimate first (ties keep the
+    sweep's order); with distillation, teachers first, then the variants that need no
+    teacher (they use the cores while a teacher trains), then the students (they wait
+    for their teacher). The sweep holds at most --workers tasks in flight and Ray starts
+    a function's queued tasks in the order they were submitted, so this is also the
+    order in which they start."""
+
+    def key(v: Variant):
+        return (0 if v.is_teacher else 2 if v.teacher else 1, -estimates[v.name])
+
+    return sorted(variants, key=key)
+
+
 def parameters(v: Variant) -> int:
     """Weights the model trains: the Dense kernels and biases (no bias before a norm),
-    and a norm's scale and shift."""
-    total, fan_in = 0, INPUT_SIZE
+    and a norm's scale and shift. For a convolutional teacher: multiply-adds per image,
+    which is what a dense net's parameter count stands for in the cost (a
+    convolution's few weights are applied at every pixel)."""
+    total, fan_in, side, channels = 0, INPUT_SIZE, 28, 1
+    for filters in v.conv:  # 3x3 convolution, stride 2: 28 -> 14 -> 7 -> 4
+        side = -(-side // 2)
+        total += side * side * 9 * channels * filters
+        channels = filters
+        fan_in = side * side * channels
     for units in v.hidden:
         total += fan_in * units + (units if v.normalization == "none" else 2 * units)
         fan_in = units
     return total + fan_in * NUM_CLASSES + NUM_CLASSES
 
 
-def estimate_seconds(v: Variant, train_size: int) -> float:
+def estimate_seconds(v: Variant, train_size: int, teacher: Variant | None = None) -> float:
     """Predicted train_seconds of the variant on one thread of the calibration machine.
     Early stopping can only end it sooner. What matters for the plan is the ranking and
-    the ratios between variants; the absolute figure drifts with the machine."""
-    params = parameters(v)
+    the ratios between variants; the absolute figure drifts with the machine. A student
+    also runs its `teacher` forward on every batch (about a third of a training step)."""
+    params = parameters(v) + (parameters(teacher) // 3 if teacher else 0)
     steps = train_size // v.batch_size  # per epoch; the last partial batch sits out
     return v.epochs * (SECONDS_PER_SAMPLE_PARAM * train_size * params + steps * SECONDS_PER_STEP)
-
-
-def longest_first(variants: list[Variant], estimates: dict[str, float]) -> list[Variant]:
-    """The variants in the order to submit them: longest estimate first (ties keep the
-    sweep's order). The sweep holds at most --workers tasks in flight and Ray starts a
-    function's queued tasks in the order they were submitted, so this is also the order
-    in which they start."""
-    return sorted(variants, key=lambda v: -estimates[v.name])
 
 
 def floor_seconds(train_seconds: list[float], cpus: float) -> float | None:

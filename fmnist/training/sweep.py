@@ -229,7 +229,11 @@ def _train(
     trained = _Trained(results, plan, exporter.best_of(results.variants), baseline=baseline)
     if trained.best:
         trained.members, results.ensemble, trained.note = exporter.choose_members(
-            results.finished(), trained.best, run_dir, splits.y_val, job.ensemble_size
+            exporter.candidates(results.variants),
+            trained.best,
+            run_dir,
+            splits.y_val,
+            job.ensemble_size,
         )
         try:
             trained.built = early.result(trained.members, signals)
@@ -343,7 +347,12 @@ def _publish(
         exported = exporter.exported_model(results, trained.members, built["predictions"], splits)
         calibrated = {k: built[k] for k in ("calibration", "uncertain")}
         metadata = exporter.export_metadata(
-            exported, run_dir.run_id, splits, built["libraries"], calibrated
+            exported,
+            run_dir.run_id,
+            splits,
+            built["libraries"],
+            calibrated,
+            exporter.teacher_record(results, exported),
         )
         path = _publish_or_keep(
             lambda staging: export.unpack(built["archive"], staging),

@@ -42,11 +42,17 @@ def _train(
     checkpoint_dir: str,
     threads: int | None = None,
     until_epoch: int | None = None,
+    teacher: Variant | None = None,
+    taught=None,
 ):
     """Train one variant; returns (result, weights, validation probabilities), the last two
     None for a failed variant or one trained only `until_epoch` (a rung: fit.fit_variant).
     A retry, or a promotion to the next rung, resumes from the last finished epoch in
-    `checkpoint_dir`. Progress events go to the `events` queue, fire and forget."""
+    `checkpoint_dir`. Progress events go to the `events` queue, fire and forget.
+
+    A student gets its `teacher` and what the teacher's task returned (`taught`: passed
+    as the teacher task's ObjectRef, so Ray starts the student once the teacher has
+    finished; a resumed run's finished teacher comes from its saved weights)."""
     entered, cpu_started = time.monotonic(), time.process_time()
     runtime.skip_optional_imports()
     runtime.batch_scheduling()
@@ -64,6 +70,12 @@ def _train(
         except Exception:  # noqa: BLE001 - a lost queue must not fail the training
             pass
 
+    if teacher is not None and taught[1] is None:
+        return (
+            failed(variant, f"teacher {teacher.name!r} failed: {taught[0].error}", **where),
+            None,
+            None,
+        )
     emit({"kind": "start", **where})
     # runs/<run>/tensorboard/<variant>/, beside checkpoints/<variant>: `tensorboard
     # --logdir runs/` compares the variants of a run and the runs of several nights.
@@ -87,6 +99,7 @@ def _train(
             after_epoch=after_epoch,
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}),
             until_epoch=until_epoch,
+            teacher=(teacher, taught[1]) if teacher is not None else None,
         )
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
         cpu = round(time.process_time() - cpu_started, 2)

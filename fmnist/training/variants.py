@@ -63,20 +63,45 @@ class Variant:
     augment_shift: Annotated[int, _between(0, 4)] = 0  # random shifts of up to N pixels
     augment_rotate: Annotated[int, _between(0, 30)] = 0  # random turns of up to N degrees
     seed: Annotated[int, _between(0, 2**31 - 1)] = 0
+    # Set by [distill] only (DISTILL_KEYS): a teacher's convolutional stages (filters
+    # each), and a student's teacher with the soft targets' temperature and weight.
+    conv: Annotated[
+        tuple[Annotated[int, _between(1, 512)], ...], Field(max_length=4, strict=False)
+    ] = ()
+    teacher: str | None = None
+    distill_temperature: Annotated[float, _between(0, 100, lo_open=True)] = 1.0
+    distill_alpha: Annotated[float, _between(0, 1)] = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["conv"] = list(self.conv)
         return d
 
+    @property
+    def is_teacher(self) -> bool:
+        """A convolutional teacher: trained for its students, never exported."""
+        return bool(self.conv)
 
-KEYS = [f.name for f in fields(Variant)]
+
+# The fields a sweep file sets through [distill], never in a variant table.
+DISTILL_KEYS = ("conv", "teacher", "distill_temperature", "distill_alpha")
+KEYS = [f.name for f in fields(Variant) if f.name not in DISTILL_KEYS]
+
+
+def is_teacher(config: dict) -> bool:
+    """Whether a variant's saved config (results.json) is a distillation teacher."""
+    return bool(config.get("conv"))
+
 
 # The sweep files that ship inside the package (a checkout's jobs/ links here), so the
 # default sweep is found from any working directory and in an installed wheel.
 BUNDLED_DIR = Path(__file__).parents[1] / "jobs"
 DEFAULT_SWEEP = BUNDLED_DIR / "default.toml"
-_TOP_KEYS = {"defaults", "variant", "grid", "random", "study", "ensemble", "search"}
+_TOP_KEYS = {"defaults", "variant", "grid", "random", "study", "ensemble", "search", "distill"}
+DISTILL_TABLE_KEYS = ("teacher", "temperature", "alpha", "students")
+TEACHER_KINDS = ("conv",)
+TEACHER_TABLE_KEYS = ("kind", "conv")  # [distill.teacher]'s own keys, beside the variant keys
 MAX_ENSEMBLE = 50  # selection steps; members can repeat, so weights are multiples of 1/N
 
 
@@ -92,6 +117,17 @@ def _make(config: dict, where: str) -> Variant:
         if error["type"] == "missing" or error["type"] == "missing_argument":
             raise SweepError(f"{where}: missing key '{key}'") from None
         raise SweepError(f"{where}: key '{key}': {error['msg']}, got {error['input']!r}") from None
+
+
+def _only_distill_sets(table: dict, where: str) -> None:
+    """A teacher's or a student's keys in a variant table: refused as unknown there
+    (exported models stay dense; [distill] sets them)."""
+    for key in DISTILL_KEYS:
+        if key in table:
+            raise SweepError(
+                f"{where}: unknown key '{key}' (known: {', '.join(KEYS)}; "
+                f"distillation is set in [distill])"
+            )
 
 
 def _no_dead_keys(v: Variant, where: str) -> None:
@@ -128,7 +164,7 @@ def parse(text: str, source: str = "<sweep>", study=None) -> list[Variant]:
     if unknown:
         raise SweepError(
             f"{source}: unknown top-level key '{sorted(unknown)[0]}' "
-            f"(expected [defaults], [ensemble], [search], [[variant]], [[grid]], "
+            f"(expected [defaults], [ensemble], [search], [distill], [[variant]], [[grid]], "
             f"[[random]], [[study]])"
         )
     defaults = doc.get("defaults", {})
@@ -136,6 +172,7 @@ def parse(text: str, source: str = "<sweep>", study=None) -> list[Variant]:
         raise SweepError(f"{source}: 'defaults' must be a table ([defaults])")
     if "name" in defaults:
         raise SweepError(f"{source}: [defaults]: unknown key 'name' (names are per variant)")
+    _only_distill_sets(defaults, f"{source}: [defaults]")
     # The defaults alone, key by key (the cross-key rules apply to whole variants).
     _make({"name": "defaults", "hidden": [1], **defaults}, f"{source}: [defaults]")
     entries = []  # (label for errors, config) in file order: variants, grids, samples
@@ -156,6 +193,7 @@ def parse(text: str, source: str = "<sweep>", study=None) -> list[Variant]:
                 if isinstance(entry.get("name"), str)
                 else f"{table} #{i}"
             )
+            _only_distill_sets(entry, f"{source}: {label}")
             if expand is None:
                 entries.append((label, entry))
                 continue
@@ -179,7 +217,89 @@ def parse(text: str, source: str = "<sweep>", study=None) -> list[Variant]:
             raise SweepError(f"{source}: {label}: duplicate name; variant names must be unique")
         seen.add(variant.name)
         variants.append(variant)
-    return variants
+    return distill(doc.get("distill"), variants, source)
+
+
+def distill(table, variants: list[Variant], source: str = "<sweep>") -> list[Variant]:
+    """The sweep's variants with its [distill] table applied: the teacher first (a
+    Variant with `conv` stages, its recipe from [distill.teacher] alone, no label
+    smoothing), then the variants, the students among them naming it. No table: the
+    variants as they are."""
+    if table is None:
+        return variants
+    where, at_teacher = f"{source}: [distill]", f"{source}: [distill.teacher]"
+    if not isinstance(table, dict):
+        raise SweepError(f"{source}: 'distill' must be a table ([distill])")
+    unknown = set(table) - set(DISTILL_TABLE_KEYS)
+    if unknown:
+        raise SweepError(
+            f"{where}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(DISTILL_TABLE_KEYS)})"
+        )
+    spec = table.get("teacher")
+    if spec == "ensemble":
+        raise SweepError(
+            f"{where}: key 'teacher': the ensemble as a teacher is not supported; "
+            f'use a [distill.teacher] table with kind = "conv"'
+        )
+    if not isinstance(spec, dict):
+        raise SweepError(f'{where}: missing [distill.teacher] table (kind = "conv", its recipe)')
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in TEACHER_KINDS:
+        raise SweepError(
+            f"{at_teacher}: key 'kind': one of {', '.join(TEACHER_KINDS)}, got {kind!r}"
+        )
+    if "conv" not in spec:
+        raise SweepError(f"{at_teacher}: missing key 'conv' (filters per stage, e.g. [32, 64])")
+    if spec.get("label_smoothing"):
+        raise SweepError(
+            f"{at_teacher}: key 'label_smoothing': the teacher trains without it "
+            f"(smoothing blunts the soft targets); drop the key"
+        )
+    bad = set(spec) & (set(DISTILL_KEYS) - {"conv"})
+    if bad:
+        raise SweepError(f"{at_teacher}: unknown key '{sorted(bad)[0]}'")
+    teacher = from_dict({"name": "teacher", **spec}, at_teacher)
+    settings = {}
+    for key, field, default in (
+        ("temperature", "distill_temperature", 4.0),
+        ("alpha", "distill_alpha", 0.9),
+    ):
+        value = table.get(key, default)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        settings[field] = value
+    names = [v.name for v in variants]
+    students = table.get("students", names)
+    if (
+        not isinstance(students, list)
+        or not students
+        or not all(isinstance(n, str) for n in students)
+    ):
+        raise SweepError(f"{where}: key 'students': a non-empty list of variant names")
+    for name in students:
+        if name not in names:
+            raise SweepError(f"{where}: key 'students': no variant named {name!r}")
+    if teacher.name in names:
+        raise SweepError(
+            f"{at_teacher}: name {teacher.name!r} is a variant's; give the teacher another"
+        )
+    out = [teacher]
+    for v in variants:
+        if v.name not in students:
+            out.append(v)
+            continue
+        try:
+            out.append(Variant(**{**v.to_dict(), "teacher": teacher.name, **settings}))
+        except pydantic.ValidationError as e:
+            error = e.errors()[0]
+            key = {"distill_temperature": "temperature", "distill_alpha": "alpha"}.get(
+                error["loc"][0], error["loc"][0]
+            )
+            raise SweepError(
+                f"{where}: key '{key}': {error['msg']}, got {error['input']!r}"
+            ) from None
+    return out
 
 
 def _where(message: str, text: str) -> str:
@@ -265,6 +385,9 @@ def halving(
             f"{where}: key 'min_epochs' ({first}) must be below max_epochs ({last}); "
             f"with no rung before the last, nothing is stopped"
         )
+    if any(v.is_teacher for v in variants):
+        # The rungs would decide when a teacher stops, and students wait on a finished one.
+        raise SweepError(f'{source}: [distill] cannot be used with scheduler = "asha"')
     for v in variants:
         if v.early_stopping:
             raise SweepError(
