@@ -108,7 +108,7 @@ def test_a_resumed_ladder_keeps_its_decisions_and_resumes_at_the_rung():
         ),
         (
             '[search]\nscheduler = "asha"\n[distill]\n[distill.teacher]\nkind = "conv"\n'
-            'conv = [8]\nhidden = [16]\n',
+            "conv = [8]\nhidden = [16]\n",
             '[distill] cannot be used with scheduler = "asha"',
         ),
         (

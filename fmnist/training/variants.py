@@ -360,6 +360,9 @@ def halving(
             key = sorted(set(table) - {"scheduler"})[0]
             raise SweepError(f"{where}: key '{key}' has no effect without scheduler = \"asha\"")
         return None
+    if any(v.is_teacher for v in variants):
+        # The rungs would decide when a teacher stops, and students wait on a finished one.
+        raise SweepError(f'{source}: [distill] cannot be used with scheduler = "asha"')
 
     def integer(key: str, default, lo: int, what: str) -> int:
         value = table.get(key, default)
@@ -385,9 +388,6 @@ def halving(
             f"{where}: key 'min_epochs' ({first}) must be below max_epochs ({last}); "
             f"with no rung before the last, nothing is stopped"
         )
-    if any(v.is_teacher for v in variants):
-        # The rungs would decide when a teacher stops, and students wait on a finished one.
-        raise SweepError(f'{source}: [distill] cannot be used with scheduler = "asha"')
     for v in variants:
         if v.early_stopping:
             raise SweepError(
