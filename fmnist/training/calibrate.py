@@ -3,8 +3,9 @@ how it describes the result.
 
     fit: the temperature on the validation split (fmnist/core/calibration.py), a PCA of
          the training images, the class Gaussians of the first member's penultimate
-         features, a bank of training items' features for the kNN signal and each signal's sorted values on the validation split (for the
-         outlier score's p-values): the constants the SavedModel bakes in
+         features, a bank of training items' features for the kNN signal and each
+         signal's sorted values on the validation split (for the outlier score's
+         p-values): the constants the SavedModel bakes in
          (fmnist/training/savedmodel.py)
     describe: from the built SavedModel's own outputs on validation and test, the
          `uncertain` thresholds (chosen on validation) and the figures of fmnist.json's
@@ -61,7 +62,8 @@ def raw_probabilities(nets: list[tuple], x: np.ndarray) -> np.ndarray:
 def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     """The temperature (validation NLL), the PCA of the training images, the class
     Gaussians of the first (heaviest) member's features on the training images, the kNN
-    signal's bank of training features, and the signals' values on the validation split (NumPy, as the SavedModel computes them).
+    signal's bank of training features, and the signals' values on the validation split
+    (NumPy, as the SavedModel computes them).
 
     Args:
         nets: [(built Keras net with its weights, share)], shares summing to 1.

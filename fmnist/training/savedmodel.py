@@ -8,8 +8,8 @@ softmax(log p / T) and the signature has one more output per signal of
 fmnist/core/calibration.py SIGNALS: `reconstruction_error` (the input's distance from the
 training images' PCA subspace), `feature_distance` (Mahalanobis distance of the first
 member's penultimate features to the nearest class mean), `knn_similarity` (their
-cosine similarity to the nearest of a bank of training items' features), `contrast` (the input's
-pixel standard deviation), `extent` and `fill` (how much of the frame and of its own
+cosine similarity to the nearest of a bank of training items' features), `contrast` (the
+input's pixel standard deviation), `extent` and `fill` (how much of the frame and of its own
 bounding box the ink covers), and `outlier_score`, which combines them (Fisher's method
 on their tail p-values against the validation split). The input and `probabilities`
 keep their name, dtype and shape.

@@ -88,6 +88,11 @@ def _open(path: Path, name: str, sampler=None):
     )
 
 
+def _plain(choices: list) -> bool:
+    """Whether Optuna can hold the choices themselves (else their indices)."""
+    return all(isinstance(c, (str, int, float, bool)) for c in choices)
+
+
 def _distributions(space: dict):
     """Optuna distributions for the table's sampled keys; a choice among lists (hidden)
     is a choice among their indices (Optuna's categories are plain values)."""
@@ -101,8 +106,7 @@ def _distributions(space: dict):
     for key, s in space.items():
         ((kind, arg),) = s.items()
         if kind == "choice":
-            plain = all(isinstance(c, (str, int, float, bool)) for c in arg)
-            out[key] = CategoricalDistribution(arg if plain else list(range(len(arg))))
+            out[key] = CategoricalDistribution(arg if _plain(arg) else list(range(len(arg))))
         elif all(isinstance(x, int) for x in arg):
             out[key] = IntDistribution(arg[0], arg[1], log=kind == "loguniform")
         else:
@@ -113,8 +117,7 @@ def _distributions(space: dict):
 def _value(space: dict, value):
     ((kind, arg),) = space.items()
     if kind == "choice":
-        plain = all(isinstance(c, (str, int, float, bool)) for c in arg)
-        return value if plain else arg[value]
+        return value if _plain(arg) else arg[value]
     if isinstance(value, float) and math.isfinite(value):
         return float(f"{value:.3g}")  # as [[random]]: the name shows the value trained
     return value

@@ -66,7 +66,7 @@ class SweepJob:
         settings = saved.settings
         search = settings.search or {}
         halving = (
-            asha.Halving(*(search[k] for k in ("reduction_factor", "min_epochs", "max_epochs")))
+            asha.Halving(**{k: search[k] for k in ("reduction_factor", "min_epochs", "max_epochs")})
             if search.get("scheduler") == "asha"
             else None
         )
