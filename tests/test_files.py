@@ -1,7 +1,12 @@
-"""fmnist/core/files.py: the one way outputs are written (aside, fsync, rename)."""
+"""fmnist/core/files.py: the one way outputs are written (aside, fsync, rename), and
+scratch directories a killed process leaves swept."""
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +61,28 @@ def test_check_writable(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError):
         files.check_writable(tmp_path / "file" / "sub")
+
+
+def test_scratch_dir_sweeps_what_a_killed_process_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    namespace = files._namespace()
+    assert namespace is not None  # Linux: the sweep is on
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f"fmnist-x-{namespace}-{dead.pid}-abc"
+    (left / "checkpoint").mkdir(parents=True)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = tmp_path / f"fmnist-x-{namespace}-{alive.pid}-abc"
+        elsewhere = tmp_path / f"fmnist-x-4026000000-{dead.pid}-abc"  # another namespace
+        other_kind = tmp_path / f"fmnist-y-{namespace}-{dead.pid}-abc"
+        for path in (running, elsewhere, other_kind):
+            path.mkdir()
+        with files.scratch_dir("fmnist-x-") as mine:
+            assert Path(mine).name.startswith(f"fmnist-x-{namespace}-{os.getpid()}-")
+            assert not left.exists()
+            assert running.is_dir() and elsewhere.is_dir() and other_kind.is_dir()
+        assert not Path(mine).exists()
+    finally:
+        alive.kill()
+        alive.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -93,3 +94,45 @@ def check_writable(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=directory):
         pass
+
+
+def _namespace() -> str | None:
+    """This process's PID namespace (Linux), so that a PID is only judged dead by a
+    process that could see it alive: containers sharing a /tmp have their own."""
+    try:
+        return os.readlink("/proc/self/ns/pid").split("[")[1].rstrip("]")
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory named for its process (`<prefix><namespace>-<pid>-…`), after
+    removing those a killed process of this PID namespace left: a process killed with
+    SIGKILL never runs its own clean-up, and a node's /tmp would fill night after night.
+
+    Args:
+        prefix: the kind of scratch, e.g. "fmnist-task-"; only directories of this
+            prefix are swept.
+
+    Returns:
+        A tempfile.TemporaryDirectory (clean it up as any other).
+    """
+    namespace = _namespace()
+    if namespace is None:
+        return tempfile.TemporaryDirectory(prefix=prefix)
+    base = Path(tempfile.gettempdir())
+    for path in base.glob(f"{prefix}{namespace}-*-*"):
+        pid = path.name[len(prefix) + len(namespace) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{namespace}-{os.getpid()}-")

@@ -11,10 +11,9 @@ uploaded as they are (TensorBoard reads s3:// logdirs).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from fmnist.core import storage
+from fmnist.core import files, storage
 
 LATEST = "latest"
 
@@ -25,7 +24,7 @@ class BucketCheckpoints:
     def __init__(self, checkpoint_uri: str, tensorboard_uri: str):
         self.remote = storage.location(checkpoint_uri, "--runs-dir")
         self.remote_tensorboard = storage.location(tensorboard_uri, "--runs-dir")
-        self._tmp = tempfile.TemporaryDirectory(prefix="fmnist-task-")
+        self._tmp = files.scratch_dir("fmnist-task-")  # a killed task's is swept later
         self.checkpoint_dir = Path(self._tmp.name) / "checkpoint"
         self.tensorboard_dir = Path(self._tmp.name) / "tensorboard"
         self.checkpoint_dir.mkdir()
