@@ -233,11 +233,10 @@ def _new_job(
         from fmnist.core import storage
         from fmnist.training import study
 
-        if storage.is_remote(runs_dir):
-            raise fail(
-                f"--runs-dir {runs_dir}: a [[study]] keeps its study on disk beside the "
-                f"runs; give a local --runs-dir (a bucket is not supported yet)"
-            )
+        try:  # two nights' appends to a study in a bucket are kept apart by If-None-Match
+            storage.check_conditional(runs_dir, "--runs-dir", "a [[study]] in a bucket")
+        except storage.LocationError as e:
+            raise fail(str(e))
         asker = study.Asker(runs_dir)
         try:
             chosen, halving = expand(asker)
