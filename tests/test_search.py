@@ -185,12 +185,14 @@ def test_the_study_carries_each_run_to_the_next(runs):
     told = study.tell(runs / "night1", first.trials, results, [1, 3, 9])
     assert told == [n for n, _ in asked]
 
+    study.JOURNALS.clear()  # the next night is a new process: it reads the journal anew
     second = study.Asker(runs / "night2")
     names = [n for n, _ in second(SPACE)]
     assert [t["number"] for t in second.trials.values()] == [3, 4, 5]
     assert names[0].startswith("s003-")
     journal = study.location(runs / "night2", "s")
     assert str(journal) == str(runs / ".studies" / "s.journal")
+    study.JOURNALS.clear()
     loaded = optuna.load_study(study_name="s", storage=study.journal(journal))
     states = [t.state.name for t in loaded.trials]
     assert states == ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "RUNNING", "RUNNING"]

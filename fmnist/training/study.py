@@ -73,16 +73,23 @@ def location(runs_dir, study: str):
     return storage.as_location(runs_dir).parent / STUDY_DIR / f"{study}.journal"
 
 
+# A bucket's journals as this process opened them: JournalStorage reads the entries made
+# since at every use, so asking and telling replay the whole journal (a GET an entry) once.
+JOURNALS: dict[str, object] = {}
+
+
 def journal(path):
     """Optuna's JournalStorage on the journal at `path` (`location`): a file on disk, one
-    object per entry in a bucket."""
+    object per entry in a bucket (opened once per process: `JOURNALS`)."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     if storage.is_remote(path):
         from fmnist.training.bucket_journal import BucketJournal
 
-        return JournalStorage(BucketJournal(path))
+        if str(path) not in JOURNALS:
+            JOURNALS[str(path)] = JournalStorage(BucketJournal(path))
+        return JOURNALS[str(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
 
