@@ -443,3 +443,21 @@ def test_a_train_run_in_a_bucket_asks_and_tells_the_study_beside_it(bucket, swee
         told = loaded.trials[trial["number"]]
         assert told.state.name == "COMPLETE" and told.value == pytest.approx(accuracy[name])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "sweep.toml"]
+
+
+def test_a_new_run_refused_before_training_fails_its_trials(
+    tmp_path, sweep_file, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    sweep = sweep_file(
+        '[[study]]\nname = "s"\nsamples = 2\nhidden = [8]\n'
+        "learning_rate = {loguniform = [1e-4, 1e-2]}\n"
+    )
+    runs = tmp_path / "runs" / "night1"
+    argv = ["train", "--sweep", sweep, "--runs-dir", runs, "--data-dir", tmp_path / "none"]
+    code, _, err = cli(argv, monkeypatch, capsys)
+    assert code == 2 and "not a directory; --data-dir" in err, err
+    # The study was asked, and nothing will resume the run: its trials are not RUNNING.
+    loaded = optuna.load_study(study_name="s", storage=study.journal(study.location(runs, "s")))
+    assert [t.state.name for t in loaded.trials] == ["FAIL", "FAIL"]
+    assert not (runs / "results.json").exists()
