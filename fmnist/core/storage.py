@@ -12,7 +12,9 @@ Writing differs, because an object store has no rename and no lock:
   writes a small file directly there, and aside-then-rename on disk;
 - `create` is S3's conditional write If-None-Match (fails if the object exists) and
   `replace` its If-Match (fails if the object changed since it was read): what version
-  numbers and the models lock are built on (fmnist/core/export.py, `lease` below);
+  numbers, the models lock and a study's journal are built on (fmnist/core/export.py,
+  `lease` below, fmnist/training/bucket_journal.py); `check_conditional` proves a store
+  honours them;
 - a directory of objects is never atomic: a reader must wait for its commit object,
   written last (docs/design.md, "Object storage").
 """
