@@ -85,3 +85,58 @@ def _credentials(env: dict) -> dict:
         "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
         "region_name": env["AWS_DEFAULT_REGION"],
     }
+
+
+class IgnoringConditions:
+    """An S3 endpoint that ignores conditional writes, as some S3-compatible stores do:
+    a proxy on 127.0.0.1 that forwards every request to `upstream` (the moto server)
+    without its If-None-Match and If-Match headers. Run in a thread; `stop()` ends it."""
+
+    DROPPED = ("if-none-match", "if-match", "host")
+
+    def __init__(self, upstream: str):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        host, port = urlsplit(upstream).hostname, urlsplit(upstream).port
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                size = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(size) if size else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy.DROPPED}
+                # http.client, not urllib: urllib marks a body as a form, which moto parses.
+                connection = http.client.HTTPConnection(host, port, timeout=30)
+                try:
+                    connection.request(self.command, self.path, body=body, headers=headers)
+                    answer = connection.getresponse()
+                    status, got, data = answer.status, answer.headers, answer.read()
+                finally:
+                    connection.close()
+                self.send_response(status)
+                for k, v in got.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

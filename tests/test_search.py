@@ -2,10 +2,13 @@
 fmnist/training/asha.py) and the persistent study ([[study]], fmnist/training/study.py).
 
 The ASHA decisions are checked as pure bookkeeping; bad settings through the real CLI
-(one line, exit 2, before anything starts); the study on a real journal file; and one
-real interrupted-and-resumed `train` run with both."""
+(one line, exit 2, before anything starts); the study on a real journal file and in a
+bucket (moto's S3 server, tests/s3server.py): two processes appending at once, a store
+that ignores conditional writes refused; one real interrupted-and-resumed `train` run
+with both, and one tiny `train` whose runs directory and study are in a bucket."""
 
 import json
+import multiprocessing
 import signal
 
 import optuna
@@ -151,8 +154,18 @@ SPACE = {
 }
 
 
-def test_the_study_carries_each_run_to_the_next(tmp_path):
-    first = study.Asker(tmp_path / "runs" / "night1")
+@pytest.fixture(params=["disk", "bucket"])
+def runs(request, tmp_path):
+    """Where the runs (and so the study) live: a folder, or a bucket's prefix."""
+    if request.param == "disk":
+        return tmp_path / "runs"
+    from fmnist.core import storage
+
+    return storage.location(request.getfixturevalue("bucket") + "/runs", "--runs-dir")
+
+
+def test_the_study_carries_each_run_to_the_next(runs):
+    first = study.Asker(runs / "night1")
     asked = first(SPACE)
     assert [n for n, _ in asked] == list(first.trials) and len(asked) == 3
     for _, config in asked:  # the space's values, the fixed keys as given
@@ -169,24 +182,144 @@ def test_the_study_carries_each_run_to_the_next(tmp_path):
         ),
         VariantResult(name=asked[2][0], config={}, status="failed", error="boom"),
     ]
-    told = study.tell(tmp_path / "runs" / "night1", first.trials, results, [1, 3, 9])
+    told = study.tell(runs / "night1", first.trials, results, [1, 3, 9])
     assert told == [n for n, _ in asked]
 
-    second = study.Asker(tmp_path / "runs" / "night2")
+    study.JOURNALS.clear()  # the next night is a new process: it reads the journal anew
+    second = study.Asker(runs / "night2")
     names = [n for n, _ in second(SPACE)]
     assert [t["number"] for t in second.trials.values()] == [3, 4, 5]
     assert names[0].startswith("s003-")
-    journal = study.location(tmp_path / "runs" / "night2", "s")
-    loaded = optuna.load_study(
-        study_name="s",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(journal))
-        ),
-    )
+    journal = study.location(runs / "night2", "s")
+    assert str(journal) == str(runs / ".studies" / "s.journal")
+    study.JOURNALS.clear()
+    loaded = optuna.load_study(study_name="s", storage=study.journal(journal))
     states = [t.state.name for t in loaded.trials]
     assert states == ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "RUNNING", "RUNNING"]
     assert loaded.trials[0].value == pytest.approx(0.8)
     assert loaded.trials[1].intermediate_values == {1: 0.4, 3: 0.5}
+
+
+def test_a_study_journal_on_disk_is_a_file_and_in_a_bucket_one_object_per_entry(runs):
+    asker = study.Asker(runs / "night1")
+    asker({**SPACE, "samples": 1})
+    journal = study.location(runs / "night1", "s")
+    if journal.is_file():  # on disk: Optuna's own file, readable by Optuna's tools
+        backend = optuna.storages.journal.JournalFileBackend(str(journal))
+        assert len(list(backend.read_logs(0))) >= 3
+    else:
+        names = sorted(p.name for p in journal.iterdir())
+        assert len(names) >= 3 and names == [f"{i:010d}" for i in range(len(names))]
+        assert json.loads((journal / names[0]).read_text())["op_code"] == 0  # CREATE_STUDY
+
+
+def _append_at_once(uri: str, who: str, count: int, barrier, out) -> None:
+    """One process's appends to the bucket journal at `uri`, started with the others."""
+    from fmnist.core import storage
+    from fmnist.training.bucket_journal import BucketJournal
+
+    journal = BucketJournal(storage.location(uri, "--runs-dir"))
+    barrier.wait()
+    for i in range(count):
+        journal.append_logs([{"who": who, "i": i}])
+    out.put((who, journal.conflicts))
+
+
+def _ask_and_tell_at_once(uri: str, night: str, barrier, out) -> None:
+    """One night's asks and tells on the bucket study, started with the other night's."""
+    from fmnist.core import storage
+    from fmnist.ops.results import VariantResult
+    from fmnist.training import study
+
+    runs = storage.location(uri, "--runs-dir") / night
+    asker = study.Asker(runs)
+    barrier.wait()
+    asked = asker({**SPACE, "samples": 4})
+    results = [
+        VariantResult(name=n, config={}, status="ok", val_accuracy=0.5 + t["number"] / 100)
+        for n, t in asker.trials.items()
+    ]
+    study.tell(runs, asker.trials, results, None)
+    out.put((night, [n for n, _ in asked], [t["number"] for t in asker.trials.values()]))
+
+
+def _at_once(target, args: list[tuple]) -> list:
+    """Run `target(*a, barrier, queue)` in one spawned process per `a`, released
+    together by a barrier; their answers."""
+    context = multiprocessing.get_context("spawn")
+    barrier, out = context.Barrier(len(args)), context.Queue()
+    procs = [context.Process(target=target, args=(*a, barrier, out)) for a in args]
+    for p in procs:
+        p.start()
+    answers = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    return answers
+
+
+def test_two_processes_appending_to_a_bucket_journal_at_once_lose_nothing(bucket):
+    from fmnist.core import storage
+    from fmnist.training.bucket_journal import BucketJournal
+
+    uri = f"{bucket}/runs/.studies/race.journal"
+    answers = _at_once(_append_at_once, [(uri, "a", 30), (uri, "b", 30)])
+    logs = BucketJournal(storage.location(uri, "--runs-dir")).read_logs(0)
+    assert len(logs) == 60
+    for who in "ab":  # every entry once, each writer's in its own order
+        assert [e["i"] for e in logs if e["who"] == who] == list(range(30))
+    # The race was run: some appends found their number taken and went on after it.
+    assert sum(conflicts for _, conflicts in answers) > 0
+
+
+def test_two_nights_asking_one_bucket_study_at_once_get_distinct_trials(bucket):
+    from fmnist.core import storage
+
+    runs = f"{bucket}/runs"
+    answers = _at_once(_ask_and_tell_at_once, [(runs, "night1"), (runs, "night2")])
+    numbers = sorted(n for _, _, got in answers for n in got)
+    assert numbers == list(range(8))  # no trial lost, none asked twice
+    names = [name for _, got, _ in answers for name in got]
+    assert len(set(names)) == 8
+    journal = study.location(storage.location(runs, "--runs-dir") / "night1", "s")
+    loaded = optuna.load_study(study_name="s", storage=study.journal(journal))
+    assert [t.state.name for t in loaded.trials] == ["COMPLETE"] * 8
+    assert [t.value for t in loaded.trials] == pytest.approx([0.5 + n / 100 for n in range(8)])
+
+
+def test_a_bucket_study_on_a_store_that_ignores_conditional_writes_is_refused(
+    s3_server, bucket, sweep_file, tmp_path
+):
+    from s3server import IgnoringConditions
+
+    sweep = sweep_file(
+        '[[study]]\nname = "s"\nsamples = 2\nhidden = [8]\n'
+        "learning_rate = {loguniform = [1e-4, 1e-2]}\n"
+    )
+    lax = IgnoringConditions(s3_server.url)
+    try:
+        r = run_cli(
+            "train",
+            "--sweep",
+            sweep,
+            "--runs-dir",
+            f"{bucket}/runs/night1",
+            cwd=tmp_path,
+            env={"AWS_ENDPOINT_URL": lax.url},
+        )
+    finally:
+        lax.stop()
+    assert r.returncode == 2, clip(r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (
+        f"fmnist-job: error: --runs-dir {bucket}/runs/night1: the store ignored S3's "
+        f"conditional write (If-None-Match), which a [[study]] in a bucket needs; use a "
+        f"store that honours it (AWS S3, MinIO, R2) or a local --runs-dir"
+    )
+    # Nothing asked, nothing left: the probe object is gone and no study was made.
+    from fmnist.core import storage
+
+    assert not storage.location(bucket, "--x").fs.find(bucket.removeprefix("s3://"))
 
 
 def test_dry_run_does_not_ask_the_study(tmp_path, sweep_file, monkeypatch, capsys):
@@ -284,3 +417,47 @@ def test_halving_interrupted_and_resumed_keeps_its_rungs_and_tells_the_study(tmp
         assert told.state.name == expected
         if expected == "PRUNED":
             assert list(told.intermediate_values.values()) == after[name]["rung_accuracies"]
+
+
+@pytest.mark.slow
+def test_a_train_run_in_a_bucket_asks_and_tells_the_study_beside_it(bucket, sweep_file, tmp_path):
+    from fmnist.core import storage
+
+    runs = f"{bucket}/runs/night1"
+    sweep = sweep_file(
+        '[[study]]\nname = "s"\nsamples = 2\nstartup_trials = 2\nbatch_size = 128\n'
+        "hidden = {choice = [[16], [32]]}\nlearning_rate = {loguniform = [1e-4, 3e-3]}\n"
+    )
+    r = run_cli(
+        "train", "--sweep", sweep, "--epochs", "1", "--workers", "2", "--limit", "1500",
+        "--runs-dir", runs, "--export-dir", tmp_path / "models", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, clip(r.stderr)
+    results = json.loads(storage.location(f"{runs}/results.json", "--x").read_text())
+    assert sorted(results["told"]) == sorted(results["trials"]) and len(results["told"]) == 2
+    journal = study.location(storage.location(runs, "--runs-dir"), "s")
+    assert str(journal) == f"{bucket}/runs/.studies/s.journal"
+    loaded = optuna.load_study(study_name="s", storage=study.journal(journal))
+    accuracy = {v["name"]: v["val_accuracy"] for v in results["variants"]}
+    for name, trial in results["trials"].items():
+        told = loaded.trials[trial["number"]]
+        assert told.state.name == "COMPLETE" and told.value == pytest.approx(accuracy[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "sweep.toml"]
+
+
+def test_a_new_run_refused_before_training_fails_its_trials(
+    tmp_path, sweep_file, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    sweep = sweep_file(
+        '[[study]]\nname = "s"\nsamples = 2\nhidden = [8]\n'
+        "learning_rate = {loguniform = [1e-4, 1e-2]}\n"
+    )
+    runs = tmp_path / "runs" / "night1"
+    argv = ["train", "--sweep", sweep, "--runs-dir", runs, "--data-dir", tmp_path / "none"]
+    code, _, err = cli(argv, monkeypatch, capsys)
+    assert code == 2 and "not a directory; --data-dir" in err, err
+    # The study was asked, and nothing will resume the run: its trials are not RUNNING.
+    loaded = optuna.load_study(study_name="s", storage=study.journal(study.location(runs, "s")))
+    assert [t.state.name for t in loaded.trials] == ["FAIL", "FAIL"]
+    assert not (runs / "results.json").exists()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist.cli import reporting
-from fmnist.cli.common import EXIT_FAILED, EXIT_OK, fail, place
+from fmnist.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, place
 
 
 @reporting.reported("train", skip_when="dry_run")
@@ -174,9 +174,32 @@ def train(
                 f"{', '.join(given)} (or start a new run without --resume)"
             )
         job = _resumed_job(resume, options)
-    else:
-        job = _new_job(sweep, epochs, ensemble, dry_run, val_size, limit, runs_dir, options)
-    _run(job, mlflow_uri)
+        _run(job, mlflow_uri)
+        return
+    job = _new_job(sweep, epochs, ensemble, dry_run, val_size, limit, runs_dir, options)
+    try:
+        _run(job, mlflow_uri)
+    except typer.Exit as stop:
+        if stop.exit_code == EXIT_USAGE and job.trials:
+            _abandon_trials(job)
+        raise
+
+
+def _abandon_trials(job) -> None:
+    """A new run refused before anything was recorded (no run to resume): its trials
+    are told FAIL, else the study would keep them RUNNING and TPE count them as poor."""
+    from fmnist.ops.results import VariantResult
+    from fmnist.training import study
+
+    failed = [
+        VariantResult(name=name, config={}, status="failed", error="the run did not start")
+        for name in job.trials
+    ]
+    try:
+        if not (job.runs_dir / "results.json").exists():  # else `--resume` tells them
+            study.tell(job.runs_dir, job.trials, failed, None)
+    except Exception:  # noqa: BLE001 (the refusal's own message is what the user needs)
+        pass
 
 
 def _new_job(
@@ -233,11 +256,10 @@ def _new_job(
         from fmnist.core import storage
         from fmnist.training import study
 
-        if storage.is_remote(runs_dir):
-            raise fail(
-                f"--runs-dir {runs_dir}: a [[study]] keeps its study on disk beside the "
-                f"runs; give a local --runs-dir (a bucket is not supported yet)"
-            )
+        try:  # two nights' appends to a study in a bucket are kept apart by If-None-Match
+            storage.check_conditional(runs_dir, "--runs-dir", "a [[study]] in a bucket")
+        except storage.LocationError as e:
+            raise fail(str(e))
         asker = study.Asker(runs_dir)
         try:
             chosen, halving = expand(asker)

@@ -12,7 +12,9 @@ Writing differs, because an object store has no rename and no lock:
   writes a small file directly there, and aside-then-rename on disk;
 - `create` is S3's conditional write If-None-Match (fails if the object exists) and
   `replace` its If-Match (fails if the object changed since it was read): what version
-  numbers and the models lock are built on (fmnist/core/export.py, `lease` below);
+  numbers, the models lock and a study's journal are built on (fmnist/core/export.py,
+  `lease` below, fmnist/training/bucket_journal.py); `check_conditional` proves a store
+  honours them;
 - a directory of objects is never atomic: a reader must wait for its commit object,
   written last (docs/design.md, "Object storage").
 """
@@ -248,6 +250,51 @@ def read_tagged(path) -> tuple[bytes, str]:
     if path.fs.info(path.path)["ETag"] != info["ETag"]:  # written between the two calls
         return read_tagged(path)
     return data, info["ETag"]
+
+
+def check_conditional(path, option: str, needed_by: str) -> None:
+    """Prove the store under `path` honours If-None-Match: a probe object made with
+    `create`, then made again, must be refused (a store that ignores the condition
+    overwrites it), then deleted. Three requests.
+
+    Args:
+        path: a bucket's location (a local path is left alone).
+        option: the option that named it, for the message ("--runs-dir").
+        needed_by: what relies on the condition, for the message ("a [[study]]").
+
+    Raises:
+        LocationError: one line naming the location and what to do.
+    """
+    if not is_remote(path):
+        return
+    probe = path / f".fmnist-condition-check-{uuid.uuid4().hex}"
+    try:
+        create(probe, b"")
+        try:
+            create(probe, b"again")
+        except Changed:
+            return
+        raise LocationError(
+            f"{option} {path}: the store ignored S3's conditional write (If-None-Match), "
+            f"which {needed_by} needs; use a store that honours it (AWS S3, MinIO, R2) "
+            f"or a local {option}"
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            probe.fs.rm_file(probe.path)
+
+
+def read_many(paths: list) -> list[bytes]:
+    """The bytes of many objects of one bucket, fetched concurrently (s3fs), in order.
+
+    Raises:
+        FileNotFoundError: one of them is not there.
+    """
+    if not paths:
+        return []
+    fs = paths[0].fs
+    found = fs.cat([p.path for p in paths])
+    return [found[p.path] for p in paths]
 
 
 def replace(path, data: bytes, etag: str) -> None:

@@ -12,20 +12,22 @@
     hidden = {choice = [[128], [256, 128]]}
 
 The space is written as [[random]]'s (fmnist/training/spaces.py). The study lives beside
-the runs, in `<runs dir's parent>/.studies/<study>.journal` (Optuna's JournalStorage on
-a file: appends under a lock, no server), so the next night's run with the same runs
-directory asks a study that knows every earlier night's trials. A finished variant is
-told as COMPLETE with its validation accuracy, a variant stopped by successive halving as
-PRUNED after its rungs' accuracies are reported as intermediate values, a failed one as
-FAIL. Optuna is imported only here and only when a run uses a study.
+the runs, in `<runs dir's parent>/.studies/<study>.journal`: on disk, Optuna's
+JournalStorage on a file (appends under a lock, no server); in a bucket, the same
+JournalStorage on one object per entry (fmnist/training/bucket_journal.py). The next
+night's run with the same runs directory asks a study that knows every earlier night's
+trials. A finished variant is told as COMPLETE with its validation accuracy, a variant
+stopped by successive halving as PRUNED after its rungs' accuracies are reported as
+intermediate values, a failed one as FAIL. Optuna is imported only here and in
+bucket_journal.py, and only when a run uses a study.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
+from fmnist.core import storage
 from fmnist.training import spaces
 
 STUDY_DIR = ".studies"
@@ -66,22 +68,39 @@ def preview(table: dict) -> list[tuple[str, dict]]:
     return spaces.sample(_space(table))
 
 
-def location(runs_dir: Path, study: str) -> Path:
-    """The study's journal file, beside the runs."""
-    return Path(runs_dir).parent / STUDY_DIR / f"{study}.journal"
+def location(runs_dir, study: str):
+    """The study's journal beside the runs: a file on disk, a prefix in a bucket."""
+    return storage.as_location(runs_dir).parent / STUDY_DIR / f"{study}.journal"
 
 
-def _open(path: Path, name: str, sampler=None):
-    import optuna
+# A bucket's journals as this process opened them: JournalStorage reads the entries made
+# since at every use, so asking and telling replay the whole journal (a GET an entry) once.
+JOURNALS: dict[str, object] = {}
+
+
+def journal(path):
+    """Optuna's JournalStorage on the journal at `path` (`location`): a file on disk, one
+    object per entry in a bucket (opened once per process: `JOURNALS`)."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage.is_remote(path):
+        from fmnist.training.bucket_journal import BucketJournal
+
+        if str(path) not in JOURNALS:
+            JOURNALS[str(path)] = JournalStorage(BucketJournal(path))
+        return JOURNALS[str(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _open(path, name: str, sampler=None):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=journal(path),
         sampler=sampler,
         direction="maximize",
         load_if_exists=True,
@@ -128,11 +147,12 @@ class Asker:
     `study`), and remembers which trial each variant is: {variant: {study, number}}.
 
     Args:
-        runs_dir: the run's directory; the studies are kept beside it (`location`).
+        runs_dir: the run's directory (a Path or a bucket's UPath); the studies are kept
+            beside it (`location`).
     """
 
-    def __init__(self, runs_dir: Path):
-        self.runs_dir = Path(runs_dir)
+    def __init__(self, runs_dir):
+        self.runs_dir = storage.as_location(runs_dir)
         self.trials: dict[str, dict] = {}
 
     def __call__(self, table: dict) -> list[tuple[str, dict]]:
@@ -168,9 +188,7 @@ class Asker:
         return out
 
 
-def tell(
-    runs_dir: Path, trials: dict[str, dict], results: list, rungs: list[int] | None
-) -> list[str]:
+def tell(runs_dir, trials: dict[str, dict], results: list, rungs: list[int] | None) -> list[str]:
     """Tell each study what became of its trials: COMPLETE (validation accuracy), PRUNED
     (a `stopped` variant, its rungs reported first) or FAIL.
 
