@@ -6,8 +6,10 @@ shops put marks, stickers and text in the corners. `locate` finds the item in a 
 grayscale work image of the photo:
 
     backdrop: a quadratic surface fitted by robust least squares to the border ring,
-              fitted again to all but the item when it leaves a halo (refit)
-    -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher)
+              fitted again to all but the item when it leaves a halo (refit); or two
+              planes either side of a straight edge, a wall above a table (split)
+    -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher),
+                less thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
@@ -135,15 +137,19 @@ def split(smooth: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float] | None:
     r = RING
     if min(h, w) < 8 * SPLIT_WINDOW:
         return None
-    steps = [_step(np.median(smooth[:, :r], axis=1)), _step(np.median(smooth[:, -r:], axis=1))]
+    # Most photos show no step between the top and the bottom row: a cheap test first.
+    if abs(float(smooth[:r].mean()) - float(smooth[-r:].mean())) <= FUZZ / 2:
+        return None
+    top, bottom = float(np.median(smooth[:r])), float(np.median(smooth[-r:]))
+    steps = [_step(smooth[:, :r].mean(axis=1)), _step(smooth[:, -r:].mean(axis=1))]
     if steps[0] is None or steps[1] is None:
         return None
     (e0, up0, down0), (e1, up1, down1) = steps
     jump0, jump1 = down0 - up0, down1 - up1
     if jump0 * jump1 <= 0 or abs(jump0 - jump1) > 0.5 * max(abs(jump0), abs(jump1)):
         return None
-    if abs(np.median(smooth[:r]) - (up0 + up1) / 2) > 0.25 * abs(jump0) or abs(
-        np.median(smooth[-r:]) - (down0 + down1) / 2
+    if abs(top - (up0 + up1) / 2) > 0.25 * abs(jump0) or abs(
+        bottom - (down0 + down1) / 2
     ) > 0.25 * abs(jump0):
         return None
     line = e0 + (e1 - e0) * np.arange(w, dtype=np.float32) / max(w - 1, 1)
