@@ -659,7 +659,7 @@ def flatlay(a, rng):
     start = -int(rng.integers(0, 60))
     while start < span:
         width = int(rng.integers(50, 111))
-        lo, hi = max(start, 0), min(start + width, span)
+        lo, hi = max(start, 0), max(min(start + width, span), 0)
         tone = float(rng.uniform(150, 215))
         wood = np.asarray([tone, tone * 0.8, tone * 0.6], np.float32)
         cols = np.arange(lo, hi, dtype=np.float32)[None]
