@@ -8,9 +8,10 @@ a 4000x3000 photo and a tiny one (GROUPS). KINDS are studio and shop photos: the
 280-300 px on a 380-640 px canvas, shot on backdrops that are not flat (a studio sweep,
 uneven light), with a drop shadow, shop marks and dust, turned a few degrees, in colour,
 cut out with a matte edge, in low light, cut by the frame, in a vignette, with text
-along an edge, under a spotlight on a wall or on a textured backdrop; HELD_OUT two more
-(on a table against a wall, hanging from a hook), kept out of development. Scoring a group and the same items as plain 28x28 arrays must give
-nearly the same accuracy: what differs is only how the item was framed.
+along an edge, under a spotlight on a wall or on a textured backdrop, on a table against
+a wall, hanging from a hook; HELD_OUT two more (a flat-lay on a wooden floor, a price tag
+on a string), kept out of development. Scoring a group and the same items as plain 28x28
+arrays must give nearly the same accuracy: what differs is only how the item was framed.
 
 Used by tests/test_photos.py and tests/benchmarks/bench_photos.py; deterministic for a
 given seed. Nothing is checked in: the files are written into a temporary directory.
@@ -584,7 +585,7 @@ KINDS["textured"] = textured
 
 # -----------------------------------------------------------------------------
 # Held out in the third round of issue 22 (committed before any other change, run once
-# when it was finished): reported as they come out, never tuned to.
+# when it was finished); their figures have been seen, so they are development kinds now.
 
 
 def tabletop(a, rng):
@@ -636,7 +637,97 @@ def hanging(a, rng):
     return im, "jpg", {"quality": int(rng.integers(75, 96))}
 
 
-HELD_OUT: dict[str, Callable] = {"tabletop": tabletop, "hanging": hanging}
+KINDS["tabletop"] = tabletop
+KINDS["hanging"] = hanging
+
+
+# -----------------------------------------------------------------------------
+# Held out in the fourth round of issue 22 (committed before any other change, run once
+# when it was finished): reported as they come out, never tuned to.
+
+
+def flatlay(a, rng):
+    """A flat-lay on a wooden floor seen from above: planks 50-110 px wide (across or
+    down), each its own light wood tone (150-215) with a wavy grain of 6-18 levels,
+    dark seams 2-3 px between them, a dark item lying on them. JPEG."""
+    size, canvas = _studio_size(rng)
+    w, h = canvas
+    across = bool(rng.integers(2))
+    length, span = (h, w) if across else (w, h)
+    along = np.arange(length, dtype=np.float32)[:, None]
+    floor = np.empty((length, span, 3), np.float32)
+    start = -int(rng.integers(0, 60))
+    while start < span:
+        width = int(rng.integers(50, 111))
+        lo, hi = max(start, 0), max(min(start + width, span), 0)
+        tone = float(rng.uniform(150, 215))
+        wood = np.asarray([tone, tone * 0.8, tone * 0.6], np.float32)
+        cols = np.arange(lo, hi, dtype=np.float32)[None]
+        period = float(rng.uniform(8, 25))
+        grain = np.sin(2 * np.pi * (cols + 4 * np.sin(along / float(rng.uniform(30, 90)))) / period)
+        floor[:, lo:hi] = wood + float(rng.uniform(6, 18)) * grain[..., None]
+        seam = int(rng.integers(2, 4))
+        floor[:, max(hi - seam, 0) : hi] = wood * 0.45
+        start += width
+    back = floor.transpose(1, 0, 2).copy() if across else floor
+    alpha = _alpha(a, size)
+    return _jpeg(
+        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        rng,
+    )
+
+
+PRICES = ["$19.99", "€24", "£12.50", "49.00", "SALE 15"]
+
+
+def price_tag(a, rng):
+    """A price tag on a string: a thin string (1-2 px, dark or light grey) from a point
+    on the item's edge 30-90 px out to a card tag (28-45 x 45-70 px, white or kraft, a
+    dark outline, a price on it, turned up to 30 degrees), on a flat light backdrop
+    (225-245). JPEG."""
+    size, canvas = _studio_size(rng)
+    w, h = canvas
+    alpha = _alpha(a, size)
+    x, y = _somewhere(alpha, canvas, rng)
+    paper = int(rng.integers(225, 246))
+    pixels = _compose(
+        _flat(canvas, (paper,) * 3), alpha, DARK[int(rng.integers(len(DARK)))], (x, y)
+    )
+    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    ys, xs = np.nonzero(alpha > 0.5)
+    if not len(xs):
+        return im, "jpg", {"quality": 85}
+    k = int(rng.integers(len(xs)))  # a point of the item; the string leaves it outwards
+    px, py = x + int(xs[k]), y + int(ys[k])
+    cx, cy = x + float(xs.mean()), y + float(ys.mean())
+    out = np.asarray([px - cx, py - cy]) + 1e-3
+    out /= np.hypot(*out)
+
+    def inside(u: int, v: int) -> bool:
+        return 0 <= v - y < size and 0 <= u - x < size and alpha[v - y, u - x] > 0.1
+
+    while inside(px, py):  # to the item's edge
+        px, py = int(round(px + 3 * out[0])), int(round(py + 3 * out[1]))
+    reach = float(rng.uniform(30, 90))
+    tx = int(np.clip(px + reach * out[0], 30, w - 30))
+    ty = int(np.clip(py + reach * out[1], 30, h - 30))
+    draw = ImageDraw.Draw(im)
+    string_grey = (int(rng.choice([60, 110, 200])),) * 3
+    draw.line((px, py, tx, ty), fill=string_grey, width=int(rng.integers(1, 3)))
+    tw, th = int(rng.integers(28, 46)), int(rng.integers(45, 71))
+    card = (255, 255, 250) if rng.integers(2) else (200, 170, 130)
+    tag = Image.new("RGBA", (tw, th), card + (255,))
+    tdraw = ImageDraw.Draw(tag)
+    tdraw.rectangle((0, 0, tw - 1, th - 1), outline=(70, 70, 70), width=1)
+    tdraw.ellipse((tw // 2 - 3, 4, tw // 2 + 3, 10), fill=string_grey)
+    font = ImageFont.load_default(size=int(rng.integers(9, 13)))
+    tdraw.text((3, th // 2), PRICES[int(rng.integers(len(PRICES)))], fill=(30, 30, 30), font=font)
+    tag = tag.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BICUBIC, expand=True)
+    im.paste(tag, (tx - tag.width // 2, ty - 7), tag)
+    return im, "jpg", {"quality": int(rng.integers(75, 96))}
+
+
+HELD_OUT: dict[str, Callable] = {"flatlay": flatlay, "price-tag": price_tag}
 ALL: dict[str, Callable] = {**GROUPS, **KINDS, **HELD_OUT}
 
 

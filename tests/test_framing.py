@@ -79,6 +79,41 @@ def test_a_vignettes_bright_middle_is_backdrop_not_a_halo_around_the_item(corner
         framing.REFIT = True
 
 
+@pytest.mark.parametrize("table", [190.0, 250.0])
+@pytest.mark.parametrize("slant", [0, 6])
+def test_a_wall_above_a_table_is_backdrop_on_both_sides_of_the_edge(table, slant):
+    h, w = 150, 200
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    g = np.where(y < 90 + slant * x / w, 222.0, table)  # the table's edge, a little slanted
+    g[40:120, 60:110] = 50  # the item standing across it
+    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    assert item.split and item.box == (60, 40, 110, 120), item.box
+    framing.SPLIT = False
+    try:  # the smooth backdrop fit takes the edge for item
+        assert framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8)).box != item.box
+    finally:
+        framing.SPLIT = True
+
+
+def test_a_flat_or_graded_backdrop_is_not_split():
+    assert not framing.locate(np.clip(np.rint(_photo()), 0, 255).astype(np.uint8)).split
+    assert not framing.locate(np.clip(np.rint(_photo(backdrop=240)), 0, 255).astype(np.uint8)).split
+
+
+def test_a_wire_from_the_frame_to_the_item_is_not_item():
+    g = _photo(backdrop=245)
+    g[:30, 84:86] = 60  # a hanger's wire from the top edge down to the item
+    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    # The wire's last pixel, where it meets the item, may stay with it.
+    assert item.box[0] == 60 and item.box[2:] == (110, 110) and item.box[1] >= 29, item.box
+    assert item.other[10, 85]
+    framing.UNWIRE = False
+    try:
+        assert framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8)).box[1] == 0
+    finally:
+        framing.UNWIRE = True
+
+
 def test_on_a_flat_backdrop_the_box_is_the_old_5_percent_rule():
     """Flat backdrops stay as they were: the box is that of every pixel whose 3x3 mean
     is more than 5% off the backdrop (and the pixel itself more than 2 levels off). (A

@@ -372,6 +372,7 @@ MISSED = {
     "cut-by-frame": 0.085,
     "vignette": 0.06,
     "spotlight": 0.055,
+    "hanging": 0.035,
 }
 
 

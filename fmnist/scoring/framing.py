@@ -6,8 +6,10 @@ shops put marks, stickers and text in the corners. `locate` finds the item in a 
 grayscale work image of the photo:
 
     backdrop: a quadratic surface fitted by robust least squares to the border ring,
-              fitted again to all but the item when it leaves a halo (refit)
-    -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher)
+              fitted again to all but the item when it leaves a halo (refit); or two
+              planes either side of a straight edge, a wall above a table (split)
+    -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher),
+                less thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
@@ -50,6 +52,15 @@ AGREE = 3.0
 REFIT, REFIT_DEGREE, HALO, STEP = True, 4, 0.01, 3
 # ...and what the polynomial misses is followed over this share of the shorter side.
 LOCAL = 0.03
+# A backdrop of two flat sides of a straight edge (a wall above a table): a step of
+# the left and the right border at about the same height, each side flat within
+# SPLIT_FLAT of the step; the edge itself is backdrop within SPLIT_BAND pixels.
+SPLIT, SPLIT_WINDOW, SPLIT_FLAT, SPLIT_BAND = True, 6, 0.25, 3
+# A wire or a string from the frame to the item: content that an opening of
+# WIRE_WIDTH removes, touching the frame, at least WIRE_LENGTH of the shorter side
+# (WIRE_MIN pixels) long and thrice as long as wide; looked for on work images only
+# (a small image's thin parts are the item's own).
+UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
 
 
 class Item(NamedTuple):
@@ -61,6 +72,7 @@ class Item(NamedTuple):
     other: np.ndarray  # bool [h, w]: content that is not the item (marks, dust)
     chosen: np.ndarray | None = None  # bool [h, w]: the item's pixels
     tilt: float = 0.0  # degrees counter-clockwise that would straighten it
+    split: bool = False  # the backdrop is two sides of an edge (a wall and a table)
 
 
 def locate(g: np.ndarray) -> Item:
@@ -69,17 +81,24 @@ def locate(g: np.ndarray) -> Item:
     main connected region with the parts close to it (select)."""
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     background, noise = backdrop(smooth)
+    # A wall and a table behind the item: two flat sides of a straight edge.
+    table = split(smooth, g) if SPLIT else None
+    if table is not None:
+        background, noise = table
     diff = smooth - background
     far = np.abs(diff)
     # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
     low = max(float(FUZZ), NOISE_SIGMAS * noise)
-    if REFIT:
+    if REFIT and table is None:
         refitted = refit(smooth, diff, far, low, flat=not np.ndim(background))
         if refitted is not None:
             background = refitted
             diff = smooth - background
             far = np.abs(diff)
     content = (far > low) & (np.abs(g - background) > EDGE)
+    wires = unwired(content) if UNWIRE else None
+    if wires is not None:
+        content &= ~wires
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         content.view(np.uint8), connectivity=8
     )
@@ -100,9 +119,111 @@ def locate(g: np.ndarray) -> Item:
     dark = float(diff[chosen].sum()) < 0
     box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
+    if wires is not None:
+        other |= wires
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
-    return Item(background, dark, box, other, chosen, tilt(strong & chosen, box))
+    return Item(background, dark, box, other, chosen, tilt(strong & chosen, box), table is not None)
+
+
+def split(smooth: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(the backdrop model, its noise) of a photo (smoothed, and the work image g) taken
+    on a table against a wall, or None: the left and the right border each step once, by the same sign and about as
+    much, between flat stretches; the top row is like the upper side, the bottom row
+    like the lower. Each side is a plane fitted to its border pixels; across the edge
+    (SPLIT_BAND pixels either side of the line joining the two steps) a pixel at any
+    level between the two sides' is backdrop."""
+    h, w = smooth.shape
+    r = RING
+    if min(h, w) < 8 * SPLIT_WINDOW:
+        return None
+    # Most photos show no step between the top and the bottom row: a cheap test first.
+    if abs(float(smooth[:r].mean()) - float(smooth[-r:].mean())) <= FUZZ / 2:
+        return None
+    top, bottom = float(np.median(smooth[:r])), float(np.median(smooth[-r:]))
+    steps = [_step(smooth[:, :r].mean(axis=1)), _step(smooth[:, -r:].mean(axis=1))]
+    if steps[0] is None or steps[1] is None:
+        return None
+    (e0, up0, down0), (e1, up1, down1) = steps
+    jump0, jump1 = down0 - up0, down1 - up1
+    if jump0 * jump1 <= 0 or abs(jump0 - jump1) > 0.5 * max(abs(jump0), abs(jump1)):
+        return None
+    if abs(top - (up0 + up1) / 2) > 0.25 * abs(jump0) or abs(
+        bottom - (down0 + down1) / 2
+    ) > 0.25 * abs(jump0):
+        return None
+    line = e0 + (e1 - e0) * np.arange(w, dtype=np.float32) / max(w - 1, 1)
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    xs, ys = _ring_xy(h, w)
+    ring = np.concatenate(
+        [
+            smooth[:r].ravel(),
+            smooth[-r:].ravel(),
+            smooth[r:-r, :r].ravel(),
+            smooth[r:-r, -r:].ravel(),
+        ]
+    ).astype(np.float64)
+    gx = np.linspace(-1, 1, w, dtype=np.float32)[None]
+    gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    sides, residuals = [], []
+    for side in (ys < line[xs] - SPLIT_BAND, ys > line[xs] + SPLIT_BAND):
+        x, y = xs[side] * (2.0 / max(w - 1, 1)) - 1, ys[side] * (2.0 / max(h - 1, 1)) - 1
+        terms = np.stack([np.ones_like(x), x, y], axis=1).astype(np.float64)
+        if len(terms) < 12:
+            return None
+        coef, keep, _ = _robust_fit(
+            terms, ring[side], np.ones(len(terms), bool), 12, cv2.DECOMP_SVD
+        )
+        c = coef.astype(np.float32)
+        sides.append(c[0] + c[1] * gx + c[2] * gy)
+        residuals.append(ring[side][keep] - terms[keep] @ coef)
+    upper, lower = (np.broadcast_to(m, (h, w)) for m in sides)
+    model = np.where(rows < line[None], upper, lower)
+    band = np.abs(rows - line[None]) <= SPLIT_BAND
+    model = np.where(band, np.clip(g, np.minimum(upper, lower), np.maximum(upper, lower)), model)
+    return model.astype(np.float32), _sigma(np.concatenate(residuals))
+
+
+def _step(profile: np.ndarray) -> tuple[int, float, float] | None:
+    """(where, the level before, the level after) of the one sharp step of a border
+    profile between flat stretches, or None."""
+    n, k = len(profile), SPLIT_WINDOW
+    sums = np.concatenate([[0.0], np.cumsum(profile, dtype=np.float64)])
+    e = np.arange(k + 2, n - k - 1)
+    before = (sums[e - 2] - sums[e - 2 - k]) / k
+    after = (sums[e + 2 + k] - sums[e + 2]) / k
+    i = int(np.argmax(np.abs(after - before)))
+    at, jump = int(e[i]), float(after[i] - before[i])
+    if abs(jump) <= FUZZ:
+        return None
+    up, down = profile[: at - 2], profile[at + 2 :]
+    level_up, level_down = float(np.median(up)), float(np.median(down))
+    flat = SPLIT_FLAT * abs(level_down - level_up)
+    if max(_sigma(up - level_up), _sigma(down - level_down)) > flat:
+        return None
+    return at, level_up, level_down
+
+
+def unwired(content: np.ndarray) -> np.ndarray | None:
+    """The wires and strings in a content mask (bool [h, w]), or None: thin lines
+    (what an opening of WIRE_WIDTH removes) that touch the frame and run at least
+    WIRE_LENGTH of the shorter side, a hanger's wire reaching down to the item."""
+    h, w = content.shape
+    if min(h, w) < 8 * WIRE_MIN or not (
+        content[0].any() or content[-1].any() or content[:, 0].any() or content[:, -1].any()
+    ):
+        return None
+    mask = content.view(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (WIRE_WIDTH, WIRE_WIDTH))
+    thin = mask & (1 - cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    edge = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+    length = np.maximum(bw, bh)
+    long = (length >= max(WIRE_LENGTH * min(h, w), WIRE_MIN)) & (length >= 3 * np.minimum(bw, bh))
+    narrow = area <= WIRE_WIDTH * length
+    wire = np.concatenate([[False], edge & long & narrow])
+    return wire[labels] if wire.any() else None
 
 
 def refit(

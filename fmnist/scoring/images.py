@@ -12,7 +12,8 @@ model was trained on:
     open (PNG, JPEG, BMP, GIF, WebP, TIFF only) -> refuse huge images -> EXIF rotation
     -> 8-bit grayscale (alpha composited onto the background)
     -> fit "trim" (a photo): find the item against a fitted backdrop (framing.locate:
-       gradients subtracted, marks and shadows left out, a small turn straightened),
+       gradients and a table's edge subtracted, marks, shadows and a hanger's wire left
+       out, a small turn straightened),
        its contrast light on black, longest edge to 28, stretched to 0..255
     -> fit "whole" (already framed): the whole image, longest edge to 28, negate if
        the border is mostly light
@@ -246,6 +247,13 @@ def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
     # The item's contrast against the backdrop model, light on black: a gradient or a
     # vignette behind the item is subtracted, not kept as grey.
     signed = g[top:bottom, left:right].astype(np.float32) - background
+    if item.split:
+        # Across a wall's and a table's edge the same item stands out less on the side
+        # nearer its own shade: contrast in proportion to the backdrop's distance from
+        # black (a dark item) or white (a light one).
+        level = background if dark else 255 - background
+        reach = item.background if dark else 255 - item.background
+        signed *= float(reach.max()) / np.maximum(level, 1.0)
     pixels = np.clip(np.rint(-signed if dark else signed), 0, 255).astype(np.uint8)
     if item.box:
         # Marks, stickers, dust and shadow inside the box: not item.
