@@ -104,10 +104,13 @@ def train(sweep_text: str, tmp: Path, label: str) -> dict:
         "wall": round(wall, 1),
         "finished": sum(v["status"] == "ok" for v in r["variants"]),
         "epochs": sum(v.get("epochs_run") or 0 for v in r["variants"]),
+        # Each task opens the variant's epoch log once: attempts add up to the tasks.
+        "tasks": sum(v.get("attempts") or 0 for v in r["variants"]),
     }
     print(
         f"  {label:5s} best val {100 * figures['best_val']:.2f}%  CPU {figures['cpu_seconds']:.0f} s"
-        f"  epochs {figures['epochs']}  finished {figures['finished']}  wall {wall:.0f} s"
+        f"  epochs {figures['epochs']}  tasks {figures['tasks']}  finished {figures['finished']}"
+        f"  wall {wall:.0f} s"
         f"  (load {load} -> {load_average()})",
         flush=True,
     )
