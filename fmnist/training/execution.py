@@ -131,14 +131,14 @@ class Execution:
             v, rung = self.running.pop(ref)
             if ref in self.returning:  # its result came at the rung (_at_rungs)
                 self.returning.discard(ref)
-                continue
-            try:
-                result, weights, val_probs = ray.get(ref)
-            except ray.exceptions.RayError as e:  # retries exhausted: lost again
-                result, weights, val_probs = failed(v, one_line(e)), None, None
-            if rung is not None:
-                self._climbed(result, rung)
-            self._record(result, weights, val_probs)
+            else:
+                try:
+                    result, weights, val_probs = ray.get(ref)
+                except ray.exceptions.RayError as e:  # retries exhausted: lost again
+                    result, weights, val_probs = failed(v, one_line(e)), None, None
+                if rung is not None:
+                    self._climbed(result, rung)
+                self._record(result, weights, val_probs)
             if self._nothing_to_start() and len(self.running) < self.plan.slots:
                 self.idle([self.by_name[v.name] for v in self.variants if v.name in self.by_name])
         return True

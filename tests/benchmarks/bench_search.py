@@ -308,6 +308,7 @@ def summary(a: list[dict], b: list[dict]) -> None:
 
 
 def main() -> None:
+    global LIMIT_A
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
@@ -315,7 +316,6 @@ def main() -> None:
         "--limit", type=int, default=LIMIT_A, help="(a), (c): training images (60000: all)"
     )
     args = parser.parse_args()
-    global LIMIT_A
     LIMIT_A = args.limit
     print(f"load at start {load_average()}; 2 cores, shared with other work", flush=True)
     a = part_a(args.repeats, "c" in args.parts) if "a" in args.parts else []

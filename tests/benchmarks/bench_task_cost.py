@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_task_cost.py
     .venv/bin/python tests/benchmarks/bench_task_cost.py --limit 60000 --hidden 512 256
+    .venv/bin/python tests/benchmarks/bench_task_cost.py --no-jit     # or --no-grappler
 
 Runs, in this one process on one TensorFlow thread (what a task on one CPU gets), the
 tasks a Ray worker of `bench_search.py` (a) runs one after another: a first rung (1 epoch)
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20000)
     parser.add_argument("--hidden", type=int, nargs="+", default=[128])
     parser.add_argument("--no-jit", action="store_true", help="train without XLA")
+    parser.add_argument(
+        "--no-grappler", action="store_true", help="TensorFlow's graph optimizer off"
+    )
     args = parser.parse_args()
 
     t0 = cpu()
@@ -48,6 +52,10 @@ def main() -> None:
     runtime.skip_optional_imports()
     runtime.configure_tensorflow(1.0, None)  # imports TensorFlow: a worker's first task
     import_cpu = cpu() - t0
+    if args.no_grappler:
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
     import keras
 
