@@ -7,6 +7,7 @@ bucket (moto's S3 server, tests/s3server.py): two processes appending at once, a
 that ignores conditional writes refused; one real interrupted-and-resumed `train` run
 with both, and one tiny `train` whose runs directory and study are in a bucket."""
 
+import asyncio
 import json
 import multiprocessing
 import signal
@@ -14,8 +15,9 @@ import signal
 import optuna
 import pytest
 
+from fmnist.core import data
 from fmnist.ops.results import VariantResult
-from fmnist.training import study, variants
+from fmnist.training import fit, model, study, tasks, variants
 from fmnist.training.asha import Halving, Ladder
 
 from conftest import cli, clip, run_cli, start, wait_for
@@ -89,6 +91,49 @@ def test_a_resumed_ladder_keeps_its_decisions_and_resumes_at_the_rung():
     assert ladder.next() == ("a", 1)  # the lost task first, at its rung
     assert ladder.next() == ("d", 0)
     assert ladder.target == {"a": 1, "b": 0, "c": 0, "d": 0}
+
+
+def test_a_task_at_a_rung_waits_for_its_answer_and_a_retry_gets_the_same():
+    async def scene():
+        desk = tasks.RungDesk()
+        result = VariantResult(name="a", config={}, status="stopped", val_accuracy=0.8)
+        asked = asyncio.create_task(desk.reached("a", 1, result))
+        await asyncio.sleep(0)
+        assert not asked.done()  # the task waits for the driver
+        assert await desk.reports() == [("a", 1, result)]
+        assert await desk.reports() == []  # collected once
+        await desk.answer("a", 1, 3)
+        assert await asked == 3  # go on to epoch 3 in the same process
+        # A retried task reaching the same rung: the same answer, no second report.
+        assert await desk.reached("a", 1, result) == 3 and await desk.reports() == []
+
+    asyncio.run(scene())
+
+
+@pytest.mark.slow
+def test_a_promotion_at_the_rung_goes_on_training_the_same_model(tmp_path, monkeypatch):
+    splits = data.load(limit=3000, val_size=300)
+    v = variants.Variant("p", (16,), epochs=3, batch_size=100)
+    built = []
+    monkeypatch.setattr(
+        model, "build", lambda *a, build=model.build, **k: built.append(1) or build(*a, **k)
+    )
+    asked = []
+
+    def go_on(until, result):
+        asked.append((until, result.status, result.epochs_run, result.resumed_from_epoch))
+        return {1: 2, 2: 3}[until]  # promoted at both rungs
+
+    fitted = fit.fit_variant(v, splits, checkpoint_dir=str(tmp_path), until_epoch=1, go_on=go_on)
+    assert asked == [(1, "stopped", 1, 0), (2, "stopped", 2, 1)]
+    result = fitted.result
+    assert result.status == "ok" and fitted.weights is not None
+    # One model, one attempt: the promotions trained on in this process; each stretch
+    # counts its own epochs.
+    assert built == [1] and result.attempts == 1
+    assert result.epochs_run == 3 and result.resumed_from_epoch == 2
+    assert len(result.history["val_accuracy"]) == 3 and len(result.epoch_seconds) == 1
+    assert not (tmp_path / "backup").exists()  # the last rung's end cleans it
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from fmnist.ops.results import RunResults, VariantResult
 from fmnist.training import asha, report, schedule
 from fmnist.training.rundir import RunDir
 from fmnist.training.session import DeferredSignals, Interrupted
-from fmnist.training.tasks import failed, one_line, task_for
+from fmnist.training.tasks import failed, one_line, rung_desk, task_for
 from fmnist.training.variants import Variant
 
 
@@ -50,7 +50,9 @@ class Execution:
         self.by_name = {r.name: r for r in finished}
         self.queued = list(plan.todo)
         self.running: dict = {}  # ObjectRef -> (Variant, rung index or None)
-        self.ladder = None
+        self.ladder = self.desk = None
+        self.chosen: list = []  # a slot's next (Variant, rung), chosen as a task left it
+        self.returning: set = set()  # tasks told at a rung to return: already recorded
         if halving:  # successive halving decides what a free slot trains, and how far
             self.rungs = halving.rungs()
             self.ladder = asha.Ladder(
@@ -61,10 +63,12 @@ class Execution:
                     self.ladder.restore(r.name, r.rung_accuracies or [], r.rung)
                     self.by_name[r.name] = r
             self.named = {v.name: v for v in variants}
-        # The event queue lives on the driver's node, so losing a worker node does not
-        # lose it.
+        # The event queue and the rung desk live on the driver's node, so losing a
+        # worker node does not lose them.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        if self.ladder is not None:
+            self.desk = rung_desk.options(scheduling_strategy=here).remote()
         fn, resources = task_for(plan.cpus, plan.gpus)
         self.task = fn.options(**resources)
 
@@ -96,6 +100,8 @@ class Execution:
         its last epoch), or successive halving's choice."""
         if self.ladder is None:
             return (self.queued.pop(0), None) if self.queued else None
+        if self.chosen:
+            return self.chosen.pop(0)
         chosen = self.ladder.next()
         return (self.named[chosen[0]], chosen[1]) if chosen else None
 
@@ -112,6 +118,7 @@ class Execution:
                 self.plan.threads,
                 None if rung is None else self.rungs[rung],
                 **self._teacher(v),
+                **({"desk": self.desk} if self.desk is not None else {}),
             )
             self.running[ref] = (v, rung)
         if not self.running:
@@ -119,15 +126,19 @@ class Execution:
         ready, _ = ray.wait(list(self.running), num_returns=1, timeout=0.25)
         self.signals.check()
         self._drain()
+        self._at_rungs()
         for ref in ready:
             v, rung = self.running.pop(ref)
-            try:
-                result, weights, val_probs = ray.get(ref)
-            except ray.exceptions.RayError as e:  # retries exhausted: lost again
-                result, weights, val_probs = failed(v, one_line(e)), None, None
-            if rung is not None:
-                self._climbed(result, rung)
-            self._record(result, weights, val_probs)
+            if ref in self.returning:  # its result came at the rung (_at_rungs)
+                self.returning.discard(ref)
+            else:
+                try:
+                    result, weights, val_probs = ray.get(ref)
+                except ray.exceptions.RayError as e:  # retries exhausted: lost again
+                    result, weights, val_probs = failed(v, one_line(e)), None, None
+                if rung is not None:
+                    self._climbed(result, rung)
+                self._record(result, weights, val_probs)
             if self._nothing_to_start() and len(self.running) < self.plan.slots:
                 self.idle([self.by_name[v.name] for v in self.variants if v.name in self.by_name])
         return True
@@ -135,7 +146,30 @@ class Execution:
     def _nothing_to_start(self) -> bool:
         if self.ladder is None:
             return not self.queued
-        return not self.ladder.new and self.ladder.promotion() is None
+        return not (self.chosen or self.ladder.new or self.ladder.promotion())
+
+    def _at_rungs(self) -> None:
+        """Tasks waiting at a rung: each one's result is recorded as if it had returned,
+        and its slot's next job chosen as for a free slot. If that is this variant's own
+        promotion, the task goes on training it (no new task: the model, its compiled
+        step and data stay); otherwise the task returns and the job waits in `chosen`
+        for the slot."""
+        if self.desk is None:
+            return
+        for name, until, result in ray.get(self.desk.reports.remote()):
+            ref = next((r for r, (v, _) in self.running.items() if v.name == name), None)
+            epochs = None
+            if ref is not None and ref not in self.returning:
+                self._climbed(result, self.rungs.index(until))
+                self._record(result, None, None)
+                job = self._next()
+                if job is not None and job[0].name == name:
+                    self.running[ref] = job
+                    epochs = self.rungs[job[1]]
+                else:
+                    self.chosen[:0] = [job] if job is not None else []
+                    self.returning.add(ref)
+            self.desk.answer.remote(name, until, epochs)
 
     def _climbed(self, result: VariantResult, rung: int) -> None:
         """A rung's result: into the ladder, and onto what the variant's earlier rungs
@@ -203,7 +237,10 @@ class Execution:
                     kept.update(history=before.history, epochs_run=before.epochs_run)
                     kept.update(cpu_seconds=before.cpu_seconds, train_seconds=before.train_seconds)
             self.by_name[v.name] = failed(v, f"interrupted by {stop}", status="interrupted", **kept)
-        queued = self.queued if self.ladder is None else [self.named[n] for n in self.ladder.new]
+        queued = self.queued
+        if self.ladder is not None:  # and chosen first variants a returning task left
+            queued = [v for v, _ in self.chosen if v.name not in self.by_name]
+            queued += [self.named[n] for n in self.ladder.new]
         for v in queued:
             self.by_name[v.name] = failed(
                 v, f"not started: interrupted by {stop}", status="interrupted"

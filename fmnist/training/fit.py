@@ -188,13 +188,18 @@ def fit_variant(
     jit: bool = True,
     until_epoch: int | None = None,
     teacher: tuple[Variant, list[np.ndarray]] | None = None,
+    go_on: Callable[[int, VariantResult], int | None] | None = None,
 ) -> Fitted:
     """Train, then evaluate on validation and test.
 
     With `until_epoch` below the variant's epochs (a rung of successive halving), train
     only up to that epoch, keep the checkpoint for a promotion to continue from, and
     return a `stopped` result (the last epoch's validation accuracy; no test figures,
-    weights or probabilities: those are None).
+    weights or probabilities: those are None). With `go_on`, `go_on(until_epoch,
+    stopped result)` is asked first; it returns the epoch to go on to (a promotion of this
+    variant: the model trained so far, its compiled step and its data pipeline are
+    kept, so the promotion pays none of a new task's set-up) or None to return it.
+    The result of each stretch counts only its own epochs and seconds.
 
     With `checkpoint_dir`, the state after every epoch is kept there and a second call
     (a Ray retry after the first process died) resumes from the last finished epoch.
@@ -229,10 +234,6 @@ def fit_variant(
             on_epoch(epoch + 1, dict(logs or {}))
 
     until = min(until_epoch or variant.epochs, variant.epochs)
-    rung = until < variant.epochs
-    callbacks = _callbacks(
-        variant, epoch_end, checkpoint_dir, tensorboard_dir, after_epoch, keep_backup=rung
-    )
 
     with tf.device(device), warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input; ours shuffles.
@@ -247,34 +248,60 @@ def fit_variant(
             teacher_net.set_weights(teacher[1])
             net.distil_from(teacher_net, variant.distill_temperature, variant.distill_alpha)
         model_mod.compile_for_training(net, variant, batches_per_epoch, jit=jit)
-        net.fit(
-            ds,
-            epochs=until,
-            steps_per_epoch=steps,
-            validation_data=(splits.x_val, splits.y_val),
-            validation_batch_size=EVAL_BATCH,
-            callbacks=callbacks,
-            verbose=0,
-        )
-        train_seconds = time.monotonic() - started
-        hist = log.history()  # every epoch, this attempt's and any earlier one's
-        if rung:
+        while True:  # one stretch per rung this process trains to
+            rung = until < variant.epochs
+            net.fit(
+                ds,
+                epochs=until,
+                steps_per_epoch=steps,
+                validation_data=(splits.x_val, splits.y_val),
+                validation_batch_size=EVAL_BATCH,
+                # Afresh each stretch: the TensorBoard writers close at the end of fit.
+                callbacks=_callbacks(
+                    variant, epoch_end, checkpoint_dir, tensorboard_dir, after_epoch, rung
+                ),
+                verbose=0,
+            )
+            fitted_at = time.monotonic()
+            hist = log.history()  # every epoch, this attempt's and any earlier one's
+            if not rung:
+                val_loss, val_acc, test_loss, test_acc, val_probs = _evaluate(net, splits, hist)
+                break
             _check_finite(hist)
             val_loss, val_acc = hist["val_loss"][-1], hist["val_accuracy"][-1]
-            test_loss = test_acc = val_probs = None
-        else:
-            val_loss, val_acc, test_loss, test_acc, val_probs = _evaluate(net, splits, hist)
+            stretch = (started, started_at, ends, batches_per_epoch, fitted_at)
+            result = _result(variant, log, hist, net, device, (val_loss, val_acc), stretch)
+            further = go_on(until, result) if go_on is not None else None
+            if further is None:
+                return Fitted(result, None, None)
+            until = min(further, variant.epochs)
+            started, started_at, ends[:] = time.monotonic(), utc_now(), []
+            log.resumed_from = result.epochs_run  # the next stretch counts its own epochs
 
+    figures = (val_loss, val_acc, test_loss, test_acc)
+    stretch = (started, started_at, ends, batches_per_epoch, fitted_at)
+    result = _result(variant, log, hist, net, device, figures, stretch)
+    return Fitted(result, net.get_weights(), val_probs.astype("float32"))
+
+
+def _result(variant: Variant, log: EpochLog, hist: dict, net, device: str, figures, stretch):
+    """A stretch's result: `figures` = (val loss, val accuracy) for one that ended at a
+    rung (`stopped`), or with the test loss and accuracy after them (`ok`); `stretch` =
+    (monotonic start, its UTC time, when each epoch ended, optimizer steps per epoch,
+    when its training ended)."""
+    val_loss, val_acc, test_loss, test_acc = (*figures, None, None)[:4]
+    started, started_at, ends, batches_per_epoch, fitted_at = stretch
+    train_seconds = fitted_at - started
     val_curve = hist.get("val_accuracy", [])
-    trained = len(val_curve) - log.resumed_from  # epochs of this attempt
-    result = VariantResult(
+    trained = len(val_curve) - log.resumed_from  # epochs of this stretch
+    return VariantResult(
         name=variant.name,
         config=variant.to_dict(),
-        status="stopped" if rung else "ok",
+        status="stopped" if test_acc is None else "ok",
         val_accuracy=float(val_acc),
         val_loss=float(val_loss),
-        test_accuracy=None if rung else float(test_acc),
-        test_loss=None if rung else float(test_loss),
+        test_accuracy=None if test_acc is None else float(test_acc),
+        test_loss=None if test_loss is None else float(test_loss),
         epochs_run=len(val_curve),
         optimizer_steps=int(net.optimizer.iterations.numpy()),
         attempts=log.attempts,
@@ -282,7 +309,7 @@ def fit_variant(
         best_epoch=int(np.argmax(val_curve)) + 1 if val_curve else None,
         history=hist,
         train_seconds=round(train_seconds, 2),
-        # This attempt's epochs; the first also holds the XLA compile and data set-up.
+        # This stretch's epochs; the first also holds the XLA compile and data set-up.
         epoch_seconds=[round(b - a, 2) for a, b in zip([started, *ends], ends)],
         started_at=started_at,
         finished_at=utc_now(),
@@ -292,6 +319,3 @@ def fit_variant(
         host=socket.gethostname(),
         device=device,
     )
-    if rung:
-        return Fitted(result, None, None)
-    return Fitted(result, net.get_weights(), val_probs.astype("float32"))

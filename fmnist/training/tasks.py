@@ -7,6 +7,7 @@ variant's own failure comes back as a failed result, and the sweep goes on.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import socket
 import tempfile
@@ -44,6 +45,7 @@ def _train(
     until_epoch: int | None = None,
     teacher: Variant | None = None,
     taught=None,
+    desk=None,
 ):
     """Train one variant; returns (result, weights, validation probabilities), the last two
     None for a failed variant or one trained only `until_epoch` (a rung: fit.fit_variant).
@@ -52,7 +54,11 @@ def _train(
 
     A student gets its `teacher` and what the teacher's task returned (`taught`: passed
     as the teacher task's ObjectRef, so Ray starts the student once the teacher has
-    finished; a resumed run's finished teacher comes from its saved weights)."""
+    finished; a resumed run's finished teacher comes from its saved weights).
+
+    With successive halving, `desk` (a RungDesk) is asked at each rung whether this
+    process goes on training the variant (its promotion) or returns; each rung's
+    result then counts the CPU-seconds since the one before."""
     entered, cpu_started = time.monotonic(), time.process_time()
     runtime.skip_optional_imports()
     runtime.batch_scheduling()
@@ -80,6 +86,21 @@ def _train(
     # runs/<run>/tensorboard/<variant>/, beside checkpoints/<variant>: `tensorboard
     # --logdir runs/` compares the variants of a run and the runs of several nights.
     tensorboard_dir = f"{checkpoint_dir.rsplit('/', 2)[0]}/tensorboard/{variant.name}"
+    stretch_cpu = [cpu_started]  # where the current rung's CPU-seconds start
+
+    def finish(result: VariantResult) -> VariantResult:
+        import tensorflow as tf
+
+        now = time.process_time()
+        # The worker process runs one task at a time: its CPU time is this task's.
+        result.cpu_seconds, stretch_cpu[0] = round(now - stretch_cpu[0], 2), now
+        result.node_id, result.setup_seconds = where["node_id"], setup_seconds
+        result.threads = tf.config.threading.get_intra_op_parallelism_threads()
+        return result
+
+    def go_on(until: int, result: VariantResult) -> int | None:
+        return ray.get(desk.reached.remote(variant.name, until, finish(result)))
+
     bucket = None
     try:
         after_epoch = None
@@ -100,21 +121,15 @@ def _train(
             on_epoch=lambda epoch, logs: emit({"kind": "epoch", "epoch": epoch, **logs}),
             until_epoch=until_epoch,
             teacher=(teacher, taught[1]) if teacher is not None else None,
+            go_on=go_on if desk is not None else None,
         )
     except Exception as e:  # noqa: BLE001 - any error of one variant is recorded, not raised
-        cpu = round(time.process_time() - cpu_started, 2)
+        cpu = round(time.process_time() - stretch_cpu[0], 2)
         return failed(variant, one_line(e), cpu_seconds=cpu, **where), None, None
     finally:
         if bucket is not None:
             bucket.close()
-    import tensorflow as tf
-
-    result = fitted.result
-    result.node_id, result.setup_seconds = where["node_id"], setup_seconds
-    result.threads = tf.config.threading.get_intra_op_parallelism_threads()
-    # The worker process runs one task at a time: its CPU time is this task's.
-    result.cpu_seconds = round(time.process_time() - cpu_started, 2)
-    return result, fitted.weights, fitted.val_probabilities
+    return finish(fitted.result), fitted.weights, fitted.val_probabilities
 
 
 # The GPU flavour's worker process exits after each task (max_calls=1, which .options()
@@ -122,6 +137,39 @@ def _train(
 # the variant.
 train_task = ray.remote(max_retries=3, retry_exceptions=False)(_train)
 train_task_gpu = ray.remote(max_retries=3, retry_exceptions=False, max_calls=1)(_train)
+
+
+class RungDesk:
+    """Successive halving's meeting point of tasks and driver: a task at a rung reports
+    its result and waits; the driver collects the reports (`reports`), decides with
+    fmnist/training/asha.py and answers (`answer`): the epoch to go on to in the same
+    process (this variant's promotion) or None (the task returns, its slot takes other
+    work). An answer stands: a retried task that reaches the same rung again gets it
+    without a new report. A Ray actor on the driver's node (no CPU reserved)."""
+
+    def __init__(self):
+        self.waiting: list[tuple] = []  # (name, rung epochs, result) not yet collected
+        self.answers: dict[tuple[str, int], int | None] = {}
+        self.answered: dict[tuple[str, int], asyncio.Event] = {}
+
+    async def reached(self, name: str, until: int, result: VariantResult) -> int | None:
+        key = (name, until)
+        if key not in self.answers:
+            self.answered.setdefault(key, asyncio.Event())
+            self.waiting.append((name, until, result))
+            await self.answered[key].wait()
+        return self.answers[key]
+
+    async def reports(self) -> list[tuple]:
+        out, self.waiting = self.waiting, []
+        return out
+
+    async def answer(self, name: str, until: int, epochs: int | None) -> None:
+        self.answers[(name, until)] = epochs
+        self.answered.setdefault((name, until), asyncio.Event()).set()
+
+
+rung_desk = ray.remote(num_cpus=0, max_restarts=0)(RungDesk)
 
 
 def task_for(cpus: float, gpus: float):

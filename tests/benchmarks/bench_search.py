@@ -104,10 +104,13 @@ def train(sweep_text: str, tmp: Path, label: str) -> dict:
         "wall": round(wall, 1),
         "finished": sum(v["status"] == "ok" for v in r["variants"]),
         "epochs": sum(v.get("epochs_run") or 0 for v in r["variants"]),
+        # Each task opens the variant's epoch log once: attempts add up to the tasks.
+        "tasks": sum(v.get("attempts") or 0 for v in r["variants"]),
     }
     print(
         f"  {label:5s} best val {100 * figures['best_val']:.2f}%  CPU {figures['cpu_seconds']:.0f} s"
-        f"  epochs {figures['epochs']}  finished {figures['finished']}  wall {wall:.0f} s"
+        f"  epochs {figures['epochs']}  tasks {figures['tasks']}  finished {figures['finished']}"
+        f"  wall {wall:.0f} s"
         f"  (load {load} -> {load_average()})",
         flush=True,
     )
@@ -305,6 +308,7 @@ def summary(a: list[dict], b: list[dict]) -> None:
 
 
 def main() -> None:
+    global LIMIT_A
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
@@ -312,7 +316,6 @@ def main() -> None:
         "--limit", type=int, default=LIMIT_A, help="(a), (c): training images (60000: all)"
     )
     args = parser.parse_args()
-    global LIMIT_A
     LIMIT_A = args.limit
     print(f"load at start {load_average()}; 2 cores, shared with other work", flush=True)
     a = part_a(args.repeats, "c" in args.parts) if "a" in args.parts else []
