@@ -184,7 +184,7 @@ def conversion_speed(before, tmp: Path, rounds: int = 5) -> dict:
 def speed(model: Path, tmp: Path, rounds: int = 3) -> dict:
     """`fmnist-job score`'s reported rate against the two-core decode-only rate, in
     rounds: the decode measured in two processes just before and just after each score
-    run (bench_score.decode_two_cores, as bench_scale does), so that each ratio compares
+    run (bench_score.against_decode, as bench_scale does), so that each ratio compares
     rates taken under the same load; {kind of file: (median ratio, the rounds' ratios)}."""
     pngs = bench_score.write_pngs(tmp / "png10k")
     jpegs_root = tmp / "jpeg500"
@@ -197,9 +197,8 @@ def speed(model: Path, tmp: Path, rounds: int = 3) -> dict:
         sample = paths[:: max(1, len(paths) // 4000)]
         ratios = []
         for _ in range(rounds):
-            before = bench_score.decode_two_cores(sample)
-            rate = bench_score.run_score(root, model, tmp / "out.csv")["reported"]
-            decode = (before + bench_score.decode_two_cores(sample)) / 2
+            run, decode = bench_score.against_decode(root, model, tmp / "out.csv", sample)
+            rate = run["reported"]
             ratios.append(rate / decode)
             print(
                 f"{name:13s} decode only, 2 processes {decode:9,.0f} images/s; fmnist-job "
