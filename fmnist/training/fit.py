@@ -262,15 +262,19 @@ def fit_variant(
                 ),
                 verbose=0,
             )
-            fitted_at = time.monotonic()
+            stretch = dict(  # this stretch's timing, for its result
+                started=started,
+                started_at=started_at,
+                fitted_at=time.monotonic(),
+                steps=batches_per_epoch,
+            )
             hist = log.history()  # every epoch, this attempt's and any earlier one's
             if not rung:
                 val_loss, val_acc, test_loss, test_acc, val_probs = _evaluate(net, splits, hist)
                 break
             _check_finite(hist)
             val_loss, val_acc = hist["val_loss"][-1], hist["val_accuracy"][-1]
-            stretch = (started, started_at, ends, batches_per_epoch, fitted_at)
-            result = _result(variant, log, hist, net, device, (val_loss, val_acc), stretch)
+            result = _result(variant, log, hist, net, device, ends, val_loss, val_acc, **stretch)
             further = go_on(until, result) if go_on is not None else None
             if further is None:
                 return Fitted(result, None, None)
@@ -278,19 +282,33 @@ def fit_variant(
             started, started_at, ends[:] = time.monotonic(), utc_now(), []
             log.resumed_from = result.epochs_run  # the next stretch counts its own epochs
 
-    figures = (val_loss, val_acc, test_loss, test_acc)
-    stretch = (started, started_at, ends, batches_per_epoch, fitted_at)
-    result = _result(variant, log, hist, net, device, figures, stretch)
+    result = _result(
+        variant, log, hist, net, device, ends, val_loss, val_acc, test_loss, test_acc, **stretch
+    )
     return Fitted(result, net.get_weights(), val_probs.astype("float32"))
 
 
-def _result(variant: Variant, log: EpochLog, hist: dict, net, device: str, figures, stretch):
-    """A stretch's result: `figures` = (val loss, val accuracy) for one that ended at a
-    rung (`stopped`), or with the test loss and accuracy after them (`ok`); `stretch` =
-    (monotonic start, its UTC time, when each epoch ended, optimizer steps per epoch,
-    when its training ended)."""
-    val_loss, val_acc, test_loss, test_acc = (*figures, None, None)[:4]
-    started, started_at, ends, batches_per_epoch, fitted_at = stretch
+def _result(
+    variant: Variant,
+    log: EpochLog,
+    hist: dict,
+    net,
+    device: str,
+    ends: list[float],
+    val_loss: float,
+    val_acc: float,
+    test_loss: float | None = None,
+    test_acc: float | None = None,
+    *,
+    started: float,
+    started_at: str,
+    fitted_at: float,
+    steps: int,
+) -> VariantResult:
+    """A stretch's result: `stopped` at a rung (no test figures) or `ok`. `ends`: when
+    each of its epochs ended; `started` and `fitted_at`: when its training began and
+    ended (time.monotonic), `started_at` the UTC time it began; `steps`: optimizer steps an
+    epoch."""
     train_seconds = fitted_at - started
     val_curve = hist.get("val_accuracy", [])
     trained = len(val_curve) - log.resumed_from  # epochs of this stretch
@@ -313,9 +331,7 @@ def _result(variant: Variant, log: EpochLog, hist: dict, net, device: str, figur
         epoch_seconds=[round(b - a, 2) for a, b in zip([started, *ends], ends)],
         started_at=started_at,
         finished_at=utc_now(),
-        samples_per_second=round(
-            trained * batches_per_epoch * variant.batch_size / train_seconds, 1
-        ),
+        samples_per_second=round(trained * steps * variant.batch_size / train_seconds, 1),
         host=socket.gethostname(),
         device=device,
     )
