@@ -9,8 +9,9 @@ a 4000x3000 photo and a tiny one (GROUPS). KINDS are studio and shop photos: the
 uneven light), with a drop shadow, shop marks and dust, turned a few degrees, in colour,
 cut out with a matte edge, in low light, cut by the frame, in a vignette, with text
 along an edge, under a spotlight on a wall or on a textured backdrop, on a table against
-a wall, hanging from a hook; HELD_OUT two more (a flat-lay on a wooden floor, a price tag
-on a string), kept out of development. Scoring a group and the same items as plain 28x28
+a wall, hanging from a hook; HELD_OUT more (a flat-lay on a wooden floor, a price tag on a
+string, reported in the fourth round; on a glossy surface with a reflection, against a
+tiled wall, the fifth round's), kept out of development. Scoring a group and the same items as plain 28x28
 arrays must give nearly the same accuracy: what differs is only how the item was framed.
 
 Used by tests/test_photos.py and tests/benchmarks/bench_photos.py; deterministic for a
@@ -727,7 +728,78 @@ def price_tag(a, rng):
     return im, "jpg", {"quality": int(rng.integers(75, 96))}
 
 
-HELD_OUT: dict[str, Callable] = {"flatlay": flatlay, "price-tag": price_tag}
+# -----------------------------------------------------------------------------
+# Held out in the fifth round of issue 22 (committed before any other change, run once
+# when it is finished): reported as they come out, never tuned to. Flatlay and price-tag
+# above were reported at the end of the fourth round.
+
+
+def reflection(a, rng):
+    """On a glossy surface: the item stands on a light floor (a little darker than the
+    wall behind it, the floor line at the item's feet or without one) and its mirror
+    image below it fades from 20-45% of the item's colour to nothing over 35-70% of the
+    item's height, a little blurred. JPEG."""
+    size, canvas = _studio_size(rng)
+    w, h = canvas
+    alpha = _alpha(a, size)
+    rows = np.nonzero(alpha.max(axis=1) > 0.5)[0]
+    foot = int(rows[-1]) + 1 if len(rows) else size
+    reach = int(size * float(rng.uniform(0.35, 0.7)))
+    h = max(h, foot + reach + 10)
+    canvas = (w, h)
+    x = int(rng.integers(0, w - size + 1))
+    y = int(rng.integers(0, h - foot - reach + 1))
+    wall = float(rng.uniform(228, 252))
+    back = _flat(canvas, (wall,) * 3)
+    if rng.random() < 0.6:  # a floor: a step at the item's feet
+        back[y + foot :] -= float(rng.uniform(6, 25))
+    ink = DARK[int(rng.integers(len(DARK)))]
+    mirror = alpha[:foot][::-1][:reach].copy()
+    fade = np.linspace(float(rng.uniform(0.2, 0.45)), 0, len(mirror), dtype=np.float32)
+    faded = np.rint(255 * mirror * fade[:, None]).astype(np.uint8)
+    blur = ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.5)))
+    mirror = np.asarray(Image.fromarray(faded).filter(blur), np.float32) / 255.0
+    back = _compose(back, mirror, ink, (x, y + foot))
+    return _jpeg(_compose(back, alpha, ink, (x, y)), rng)
+
+
+def tiles(a, rng):
+    """Against a tiled wall: square tiles 45-120 px (white, cream, pale grey or a pale
+    colour), each a few levels lighter or darker than the next, grout lines 2-5 px a
+    little darker or lighter than the tiles, light falling off by up to 30 levels from
+    one side; a dark item in front. JPEG."""
+    size, canvas = _studio_size(rng)
+    w, h = canvas
+    base = np.asarray(
+        [(245, 245, 245), (240, 232, 215), (215, 215, 218), *PASTEL][int(rng.integers(3 + 6))],
+        np.float32,
+    )
+    side = int(rng.integers(45, 121))
+    grout = int(rng.integers(2, 6))
+    ox, oy = int(rng.integers(0, side)), int(rng.integers(0, side))
+    n = (h // side + 2, w // side + 2)
+    each = rng.normal(0, 4, n).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    ty, tx = (yy + oy) // side, (xx + ox) // side
+    back = base + each[ty, tx][..., None]
+    line = ((yy + oy) % side < grout) | ((xx + ox) % side < grout)
+    back[line] = np.clip(base * float(rng.choice([0.8, 0.9, 1.04])), 0, 255)
+    gx, gy = _grid(canvas)
+    fall = float(rng.uniform(0, 30)) * (gx if rng.integers(2) else gy)
+    back = back - fall[..., None]
+    alpha = _alpha(a, size)
+    return _jpeg(
+        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        rng,
+    )
+
+
+HELD_OUT: dict[str, Callable] = {
+    "flatlay": flatlay,
+    "price-tag": price_tag,
+    "reflection": reflection,
+    "tiles": tiles,
+}
 ALL: dict[str, Callable] = {**GROUPS, **KINDS, **HELD_OUT}
 
 
