@@ -127,6 +127,37 @@ def test_the_knn_signal_finds_the_nearest_bank_item_by_angle():
     assert got.tolist() == pytest.approx([0.8, 0.0])
 
 
+def test_scrambled_items_are_training_items_with_their_tiles_reordered():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    out = calibration.scrambled_items(x, n=40, seed=2)
+    assert out.shape == (40, 28, 28) and out.dtype == np.uint8
+    assert (out == calibration.scrambled_items(x, n=40, seed=2)).all()  # a seed's own
+    t, g = calibration.SCRAMBLE_TILE, 28 // calibration.SCRAMBLE_TILE
+
+    def tiles(a):
+        return sorted(a.reshape(g, t, g, t).transpose(0, 2, 1, 3).reshape(g * g, -1).tolist())
+
+    sources = [tiles(a) for a in x]
+    for a in out:  # the same tiles as one training item, not in its order
+        assert tiles(a) in sources
+    assert not any((a == b).all() for a in out for b in x)
+
+
+def test_the_scramble_direction_separates_intact_from_scrambled_features():
+    rng = np.random.default_rng(0)
+    d, shift = 6, np.array([0.0, 0.0, 3.0, 0.0, 0.0, 0.0])
+    intact = rng.normal(size=(4000, d))
+    scrambled = rng.normal(size=(4000, d)) + shift
+    w = calibration.scramble_direction(intact, scrambled)
+    assert w.shape == (d,) and w.dtype == np.float32
+    # Unit covariance: Sigma^-1 times the mean difference is about the shift itself.
+    np.testing.assert_allclose(w, shift, atol=0.15)
+    middle = float(w @ shift) / 2  # halfway between the two means' scores
+    assert (calibration.scrambled_score(scrambled, w) > middle).mean() > 0.9
+    assert (calibration.scrambled_score(intact, w) < middle).mean() > 0.9
+
+
 def test_the_rule_reads_the_export_thresholds_and_min_confidence_replaces_one():
     meta = ExportMetadata(
         uncertain={

@@ -192,6 +192,57 @@ def knn_similarity(features: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return (normalised(features) @ np.asarray(bank, np.float32).T).max(axis=1)
 
 
+SCRAMBLE_TILE = 4  # px: the side of the tiles a scrambled item is cut into
+SCRAMBLED_ITEMS = 20000  # training items scrambled to fit the direction
+
+
+def scrambled_items(x: np.ndarray, n: int = SCRAMBLED_ITEMS, seed: int = 0) -> np.ndarray:
+    """Synthetic outliers made from clothing alone: `n` training items drawn at random,
+    each cut into SCRAMBLE_TILE-pixel tiles put back in a random order. Their pixels and
+    local texture are the data set's; the item's structure is gone.
+
+    Args:
+        x: [N, 28, 28] uint8 training images.
+        n: how many to make.
+        seed: which items and which orders.
+
+    Returns:
+        [n, 28, 28] uint8.
+    """
+    rng = np.random.default_rng(seed)
+    t, g = SCRAMBLE_TILE, 28 // SCRAMBLE_TILE
+    picked = np.asarray(x)[rng.integers(len(x), size=n)]
+    tiles = picked.reshape(n, g, t, g, t).transpose(0, 1, 3, 2, 4).reshape(n, g * g, t, t)
+    order = np.argsort(rng.random((n, g * g)), axis=1)
+    tiles = np.take_along_axis(tiles, order[:, :, None, None], axis=1)
+    return tiles.reshape(n, g, g, t, t).transpose(0, 1, 3, 2, 4).reshape(n, 28, 28)
+
+
+def scramble_direction(features: np.ndarray, scrambled: np.ndarray) -> np.ndarray:
+    """Fisher's linear discriminant from the training items' penultimate features to
+    their scrambled copies' (outlier exposure with outliers made from clothing, never
+    from the non-clothing test sets): Sigma^-1 (mean scrambled - mean intact), Sigma the
+    two sets' average covariance with a small ridge.
+
+    Args:
+        features: [N, d] features of training items.
+        scrambled: [M, d] features of scrambled_items.
+
+    Returns:
+        [d] float32: an item's features projected on it (`scrambled_score`) are higher
+        the more it looks like a scrambled item than an intact one.
+    """
+    a, b = np.asarray(features, np.float64), np.asarray(scrambled, np.float64)
+    cov = (np.cov(a.T, bias=True) + np.cov(b.T, bias=True)) / 2
+    cov += COVARIANCE_RIDGE * np.eye(a.shape[1])
+    return np.linalg.solve(cov, b.mean(axis=0) - a.mean(axis=0)).astype(np.float32)
+
+
+def scrambled_score(features: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Each item's features projected on scramble_direction: unusual when high."""
+    return np.asarray(features, np.float64) @ np.asarray(direction, np.float64)
+
+
 def contrast(x: np.ndarray) -> np.ndarray:
     """Standard deviation of each image's pixels, scaled to [0, 1]: about 0 for a blank."""
     return (np.asarray(x, np.float64).reshape(len(x), -1) / 255.0).std(axis=1)
@@ -229,7 +280,8 @@ def fill(x: np.ndarray) -> np.ndarray:
 # turned into a tail p-value against the validation split's own values (its `table`),
 # and OUTLIER_SCORE sums their -log p (Fisher's method): an item a little unusual on
 # several counts scores as high as one far out on one. An export computes its score
-# from the components it was built with (those before knn_similarity: five).
+# from the components it was built with (those before knn_similarity: five; before
+# scrambled_score: six).
 COMPONENTS = {
     "reconstruction_error": "max",
     "feature_distance": "max",
@@ -237,6 +289,7 @@ COMPONENTS = {
     "contrast": "min",
     "extent": "min",
     "fill": "max",
+    "scrambled_score": "max",
 }
 OUTLIER_SCORE = "outlier_score"
 # Every extra output `score` may read, with the side it flags on. Exports made before

@@ -3,7 +3,8 @@ how it describes the result.
 
     fit: the temperature on the validation split (fmnist/core/calibration.py), a PCA of
          the training images, the class Gaussians of the first member's penultimate
-         features, a bank of training items' features for the kNN signal and each
+         features, a bank of training items' features for the kNN signal, the
+         direction from training items' features to their scrambled copies' and each
          signal's sorted values on the validation split (for the outlier score's
          p-values): the constants the SavedModel bakes in
          (fmnist/training/savedmodel.py)
@@ -35,6 +36,7 @@ class Calibrated:
     feature_means: np.ndarray  # [10, d]: the first member's penultimate features
     feature_precision: np.ndarray  # [d, d]
     feature_bank: np.ndarray  # [KNN_BANK, d] float16, unit length
+    scramble_direction: np.ndarray  # [d]: intact towards scrambled training items
     tables: dict[str, np.ndarray]  # calibration.COMPONENTS -> sorted validation values
 
 
@@ -62,7 +64,8 @@ def raw_probabilities(nets: list[tuple], x: np.ndarray) -> np.ndarray:
 def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     """The temperature (validation NLL), the PCA of the training images, the class
     Gaussians of the first (heaviest) member's features on the training images, the kNN
-    signal's bank of training features, and the signals' values on the validation split
+    signal's bank of training features, the direction from those features to those of
+    scrambled training items, and the signals' values on the validation split
     (NumPy, as the SavedModel computes them).
 
     Args:
@@ -78,6 +81,10 @@ def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
     feats = _batched(lambda b: extract(b, training=False), splits.x_train)
     means, precision = calibration.class_gaussian(feats, splits.y_train)
     bank = calibration.feature_bank(feats)
+    scrambled = calibration.scrambled_items(splits.x_train)
+    direction = calibration.scramble_direction(
+        feats, _batched(lambda b: extract(b, training=False), scrambled)
+    )
     x = splits.x_val
     val_feats = _batched(lambda b: extract(b, training=False), x)
     values = {
@@ -87,9 +94,10 @@ def fit(nets: list[tuple], splits: data.Splits) -> Calibrated:
         "contrast": calibration.contrast(x),
         "extent": calibration.extent(x),
         "fill": calibration.fill(x),
+        "scrambled_score": calibration.scrambled_score(val_feats, direction),
     }
     tables = {k: np.sort(v).astype(np.float32) for k, v in values.items()}
-    return Calibrated(temperature, mean, axes, means, precision, bank, tables)
+    return Calibrated(temperature, mean, axes, means, precision, bank, direction, tables)
 
 
 def describe(

@@ -10,7 +10,8 @@ training images' PCA subspace), `feature_distance` (Mahalanobis distance of the 
 member's penultimate features to the nearest class mean), `knn_similarity` (their
 cosine similarity to the nearest of a bank of training items' features), `contrast` (the
 input's pixel standard deviation), `extent` and `fill` (how much of the frame and of its own
-bounding box the ink covers), and `outlier_score`, which combines them (Fisher's method
+bounding box the ink covers), `scrambled_score` (the features' projection on the
+direction from training items to their tile-scrambled copies), and `outlier_score`, which combines them (Fisher's method
 on their tail p-values against the validation split). The input and `probabilities`
 keep their name, dtype and shape.
 """
@@ -122,6 +123,7 @@ def _signals(images, feats, c) -> dict:
         "contrast": tf.math.reduce_std(x, axis=1),
         "extent": tf.minimum(count(rows), count(cols)),
         "fill": tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / (span(rows) * span(cols)),
+        "scrambled_score": tf.reduce_sum(feats * tf.constant(c.scramble_direction), axis=1),
     }
     score = 0.0
     for name, side in COMPONENTS.items():
