@@ -109,7 +109,11 @@ def main() -> None:
         held = list(nonclothing.HELD_OUT) if args.held_out else []
         for kind in kinds + held:
             nonclothing.write_kind(other, kind, args.per_kind, seed=args.seed)
-        rows = score_dir(other, args.model, tmp / "other.jsonl", args.min_confidence)
+        rows = (  # --kinds "" without --held-out: no non-clothing directory to score
+            score_dir(other, args.model, tmp / "other.jsonl", args.min_confidence)
+            if kinds + held
+            else {}
+        )
 
         def share(kind) -> list[bool]:
             return [r["uncertain"] for p, r in rows.items() if p.startswith(kind + "/")]
