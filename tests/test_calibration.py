@@ -129,9 +129,10 @@ def test_the_knn_signal_finds_the_nearest_bank_item_by_angle():
 
 def test_scrambled_items_are_training_items_with_their_tiles_reordered():
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
     out = calibration.scrambled_items(x, n=40, seed=2)
     assert out.shape == (40, 28, 28) and out.dtype == np.uint8
+    assert len(calibration.scrambled_items(x[:5], n=40, seed=2)) == 5  # at most N
     assert (out == calibration.scrambled_items(x, n=40, seed=2)).all()  # a seed's own
     t, g = calibration.SCRAMBLE_TILE, 28 // calibration.SCRAMBLE_TILE
 

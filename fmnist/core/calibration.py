@@ -203,13 +203,15 @@ def scrambled_items(x: np.ndarray, n: int = SCRAMBLED_ITEMS, seed: int = 0) -> n
 
     Args:
         x: [N, 28, 28] uint8 training images.
-        n: how many to make.
+        n: how many to make, at most N (a small run's export gains nothing from
+            scrambling each of its items many times over).
         seed: which items and which orders.
 
     Returns:
-        [n, 28, 28] uint8.
+        [min(n, N), 28, 28] uint8.
     """
     rng = np.random.default_rng(seed)
+    n = min(n, len(x))
     t, g = SCRAMBLE_TILE, 28 // SCRAMBLE_TILE
     picked = np.asarray(x)[rng.integers(len(x), size=n)]
     tiles = picked.reshape(n, g, t, g, t).transpose(0, 1, 3, 2, 4).reshape(n, g * g, t, t)
