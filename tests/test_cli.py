@@ -1,4 +1,6 @@
-"""The command line: fast help, one-line errors, exit code 2 for bad arguments."""
+"""The command line: fast help, one-line errors, exit code 2 for bad arguments. What only a
+fresh process shows (the help's width, what --help imports, Ray's own start-up) runs in
+one; the refusals of bad arguments call the real entry point in this process."""
 
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import typer
 
 from fmnist.cli import app
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli, run_cli
 
 
 def test_help_imports_neither_tensorflow_nor_ray():
@@ -76,27 +78,27 @@ def test_every_option_has_help_text(path, command):
         (["nonsense"], "No such command"),
     ],
 )
-def test_bad_arguments_give_one_line_and_exit_2(args, expected):
-    proc = run_cli(*args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_arguments_give_one_line_and_exit_2(args, expected, monkeypatch, capsys):
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
 
 
-def test_bad_sweep_file_is_refused_before_anything_starts(tmp_path):
+def test_bad_sweep_file_is_refused_before_anything_starts(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[variant]]\nname = "x"\nhidden = [64]\ndropuot = 0.2\n')
-    proc = run_cli("train", "--sweep", bad)
-    assert proc.returncode == 2
-    assert f"{bad}: variant 'x': unknown key 'dropuot'" in proc.stderr
+    code, _, err = cli(["train", "--sweep", bad], monkeypatch, capsys)
+    assert code == 2
+    assert f"{bad}: variant 'x': unknown key 'dropuot'" in err
 
 
-def test_export_dir_that_is_a_file(tmp_path):
+def test_export_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
     f = tmp_path / "models"
     f.write_text("not a dir")
-    proc = run_cli("train", "--export-dir", f)
-    assert proc.returncode == 2 and "is a file" in proc.stderr
+    code, _, err = cli(["train", "--export-dir", f], monkeypatch, capsys)
+    assert code == 2 and "is a file" in err
 
 
 @pytest.mark.slow
@@ -170,19 +172,21 @@ def test_unknown_ray_address_exits_2(tmp_path):
         ("--runs-dir", "elsewhere"),
     ],
 )
-def test_resume_refuses_options_it_would_ignore(tmp_path, option, value):
-    proc = run_cli("train", "--resume", tmp_path, option, value)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"drop {option}" in lines[0], proc.stderr
+def test_resume_refuses_options_it_would_ignore(tmp_path, option, value, monkeypatch, capsys):
+    code, _, err = cli(["train", "--resume", tmp_path, option, value], monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"drop {option}" in lines[0], err
 
 
-def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path):
+def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    proc = run_cli("train", "--runs-dir", run, "--export-dir", tmp_path / "models")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == (
+    code, _, err = cli(
+        ["train", "--runs-dir", run, "--export-dir", tmp_path / "models"], monkeypatch, capsys
+    )
+    assert code == 2
+    assert err.strip() == (
         f"fmnist-job: error: --runs-dir {run} is not empty; name "
         f"a new directory, or continue that run with --resume {run}"
     )
@@ -192,7 +196,9 @@ def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path):
 
 @pytest.mark.parametrize("option", ["--export-dir", "--runs-dir"])
 @pytest.mark.parametrize("where", ["under a file", "read-only"])
-def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, where):
+def test_unwritable_output_dirs_are_found_before_training(
+    tmp_path, option, where, monkeypatch, capsys
+):
     """Exit 2 with one line in seconds, where it used to be a traceback and exit 1 after
     the whole sweep. (Root passes permission bits, so: a path through a file, and a
     directory of /proc.)"""
@@ -200,24 +206,25 @@ def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, wher
     bad = tmp_path / "file" / "sub" if where == "under a file" else Path("/proc/fmnist-job")
     others = {"--export-dir": tmp_path / "models", "--runs-dir": tmp_path / "run"}
     others[option] = bad
-    proc = run_cli("train", *[x for kv in others.items() for x in kv], "--limit", "1000")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
+    argv = ["train", *[x for kv in others.items() for x in kv], "--limit", "1000"]
+    code, _, err = cli(argv, monkeypatch, capsys)
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"fmnist-job: error: {option} {bad}: cannot write there"
-    ), proc.stderr
+    ), err
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"variants": []}'])
-def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content):
+def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content, monkeypatch, capsys):
     (tmp_path / "results.json").write_text(content)
-    proc = run_cli("train", "--resume", tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+    code, _, err = cli(["train", "--resume", tmp_path], monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"fmnist-job: error: {tmp_path / 'results.json'}: "
-    ), proc.stderr
+    ), err
     assert "cannot resume from it" in lines[0]
     assert (tmp_path / "results.json").read_text() == content  # left as it was
 
