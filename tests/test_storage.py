@@ -465,15 +465,20 @@ def test_a_prefix_without_objects_is_an_empty_inbox(
 
 @pytest.mark.slow
 def test_score_ray_on_two_nodes_reads_the_bucket_and_gives_the_local_rows(
-    s3_server, bucket, tmp_path, scoring_model, test_set
+    s3_server, bucket, tmp_path, scoring_model, test_set, monkeypatch, capsys
 ):
     """The photos and the model are only in the bucket when the cluster scores: the
-    decoding tasks and the predictors read them there, on whichever node they run."""
+    decoding tasks and the predictors read them there, on whichever node they run. The
+    local rows to compare with come from the command run in this process."""
     from raycluster import RayStartCluster
 
     photos = _photos(tmp_path / "photos", test_set, n=300)
-    local = run_cli("score", photos, "--model", scoring_model, "--out", tmp_path / "local.csv")
-    assert local.returncode == 3, local.stderr
+    code, _, err = cli(
+        ["score", photos, "--model", scoring_model, "--out", tmp_path / "local.csv"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 3, err
     _upload(photos, f"{bucket}/inbox")
     _upload(scoring_model, f"{bucket}/models/fmnist")
     import shutil
