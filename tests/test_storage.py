@@ -329,7 +329,7 @@ def _night(tmp: Path, name: str, sweep: str, export_dir: str):
 
 
 @pytest.mark.slow
-def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path):
+def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path, monkeypatch, capsys):
     uri = f"{bucket}/models/fmnist"
     first = _night(tmp_path, "n1", STRONG, uri)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -353,10 +353,11 @@ def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path):
     # The card beside fmnist.json in the bucket, and the models commands reading it there.
     assert "**candidate**: worse than stable" in (base / "2" / "card.md").read_text()
     assert (base / "2" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
-    shown = run_cli("models", "show", "2", "--export-dir", uri, cwd=tmp_path)
-    assert shown.returncode == 0 and "Labels: candidate." in shown.stdout, shown.stderr
-    history = run_cli("models", "history", "--json", "--export-dir", uri, cwd=tmp_path)
-    assert [json.loads(line)["stable"] for line in history.stdout.splitlines()] == [1]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["models", "show", "2", "--export-dir", uri], monkeypatch, capsys)
+    assert code == 0 and "Labels: candidate." in out, err
+    code, out, _ = cli(["models", "history", "--json", "--export-dir", uri], monkeypatch, capsys)
+    assert [json.loads(line)["stable"] for line in out.splitlines()] == [1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.toml", "n2.toml", "runs"]
 
 
