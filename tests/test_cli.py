@@ -1,6 +1,7 @@
 """The command line: fast help, one-line errors, exit code 2 for bad arguments. What only a
-fresh process shows (the help's width, what --help imports, Ray's own start-up) runs in
-one; the refusals of bad arguments call the real entry point in this process."""
+fresh process shows (what --help imports, Ray's own start-up) runs in one; the help's
+text and the refusals of bad arguments come from the real entry point called in this
+process (its help is the same text a fresh process prints, COLUMNS as set)."""
 
 import subprocess
 import sys
@@ -52,18 +53,19 @@ def test_the_command_walk_finds_every_command():
 
 
 @pytest.mark.parametrize("path, command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
-def test_every_option_has_help_text(path, command):
+def test_every_option_has_help_text(path, command, monkeypatch, capsys):
     """The options are read from the command itself, so a new one cannot be missed."""
     options = [p for p in command.params if p.param_type_name == "option" and not p.hidden]
     assert options, path
-    proc = run_cli(*path, "--help", env={"COLUMNS": "200"})
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = cli([*path, "--help"], monkeypatch, capsys)
+    assert code == 0, err
     for param in options:
         option = max(param.opts, key=len)
         assert len(param.help or "") > 20, (path, option)
         # Plain help wraps a long option's text onto the next lines: compare words.
-        assert f"{option} " in proc.stdout or f"{option}\n" in proc.stdout, option
-        assert " ".join(param.help.split())[:40] in " ".join(proc.stdout.split()), option
+        assert f"{option} " in out or f"{option}\n" in out, option
+        assert " ".join(param.help.split())[:40] in " ".join(out.split()), option
 
 
 @pytest.mark.parametrize(
@@ -255,12 +257,12 @@ def test_dry_run_prints_the_expanded_sweep_and_starts_nothing(tmp_path, sweep_fi
     assert list(tmp_path.iterdir()) == [sweep]  # no runs/, no models/
 
 
-def test_top_level_help_gives_each_command_one_whole_sentence():
+def test_top_level_help_gives_each_command_one_whole_sentence(monkeypatch, capsys):
     """Read from the help itself: each command's summary is one sentence, ending in a
     full stop on its own line group, not a docstring cut mid-sentence."""
-    proc = run_cli("--help")
-    assert proc.returncode == 0, proc.stderr
-    commands = proc.stdout.split("Commands")[1]
+    code, out, err = cli(["--help"], monkeypatch, capsys)
+    assert code == 0, err
+    commands = out.split("Commands")[1]
     summaries, current = {}, None
     for line in commands.splitlines():
         body = line.strip("│ ").rstrip()
@@ -276,14 +278,18 @@ def test_top_level_help_gives_each_command_one_whole_sentence():
         assert text.count(". ") == 0, (name, text)  # one sentence, not a paragraph cut short
 
 
-def test_help_reads_right():
+def test_help_reads_right(monkeypatch, capsys):
     """Read off the help a user gets: brackets survive, flags take no value, and no
     command's summary is cut."""
-    train, score = run_cli("train", "--help").stdout, run_cli("score", "--help").stdout
+
+    def help_of(*args):
+        return cli([*args, "--help"], monkeypatch, capsys)[1]
+
+    train, score = help_of("train"), help_of("score")
     assert "the sweep file's [ensemble] size" in " ".join(train.split())
     assert "<bool>" not in train + score and "--dry-run " in train
     for args in ((), ("models",), ("runs",)):
-        out = run_cli(*args, "--help").stdout
+        out = help_of(*args)
         commands = out.split("Commands:", 1)[1].strip().splitlines()
         assert commands and not [c for c in commands if c.rstrip().endswith("...")], out
 
