@@ -817,3 +817,39 @@ def write_group(
         im.save(root / rel, **options)
         made[rel] = i
     return made
+
+
+def write_groups(
+    root: Path, jobs: list[tuple[str, np.ndarray, np.ndarray]], decode: bool = False
+) -> list[tuple[dict[str, int], np.ndarray | None]]:
+    """write_group for each (group, x, y) of `jobs`, the groups made side by side in one
+    process per CPU (a group draws from its own random stream, so the files are those
+    write_group makes one group after another).
+
+    Args:
+        root: the directory the groups are written under.
+        jobs: (group, items, labels) per group.
+        decode: also decode each group's files as `fmnist-job score` does.
+
+    Returns:
+        Per job, in order: its {path relative to root: index into its items}, and with
+        `decode` its files decoded (uint8 [n, 28, 28], in index order), else None.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    processes = min(len(jobs), len(os.sched_getaffinity(0)))
+    spawn = multiprocessing.get_context("spawn")  # the caller may hold TensorFlow's threads
+    with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
+        return list(pool.map(_write_one, [(root, *job, decode) for job in jobs]))
+
+
+def _write_one(args) -> tuple[dict[str, int], np.ndarray | None]:
+    root, group, x, y, decode = args
+    made = write_group(root, group, x, y)
+    if not decode:
+        return made, None
+    from fmnist.scoring import images
+
+    return made, np.stack([images.decode(root / rel) for rel in sorted(made, key=made.get)])

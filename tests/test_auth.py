@@ -252,38 +252,36 @@ def test_score_ray_without_a_token_fails_fast_naming_authentication(trained, clu
 
 
 @pytest.mark.slow
-def test_a_cluster_without_authentication_ignores_the_token(tmp_path, sweep_file):
+def test_a_cluster_without_authentication_ignores_the_token(ray_cluster, tmp_path, sweep_file):
     """A token lying around (~/.ray/auth_token) must not get in the way of a cluster that
-    asks for none: fmnist-job leaves token mode off when the cluster does not want it."""
+    asks for none: fmnist-job leaves token mode off when the cluster does not want it.
+    The cluster is the session's shared one (tests/conftest.py), started without
+    authentication."""
     home = tmp_path / "home"
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
-    c = RayStartCluster(tmp_path / "open", auth=False)
-    try:
-        c.start(second_node=False)
-        sweep = sweep_file('[[variant]]\nname = "tiny"\nhidden = [16]\nepochs = 1\n')
-        # host:port only: a ray:// client to a `ray start` cluster failed now and then with
-        # "Initialization failure from server", with and without authentication (cause not
-        # found); ray:// with a token is covered above.
-        for i, address in enumerate((c.gcs,)):
-            proc, _ = run(
-                [
-                    "train",
-                    "--address",
-                    address,
-                    "--sweep",
-                    sweep,
-                    "--limit",
-                    "1000",
-                    "--runs-dir",
-                    tmp_path / f"run{i}",
-                    "--export-dir",
-                    tmp_path / "models",
-                ],
-                client_env(tmp_path),
-            )
-            assert proc.returncode == 0, f"{address}: {proc.stderr[-3000:]}"
-            (variant,) = json.loads((tmp_path / f"run{i}" / "results.json").read_text())["variants"]
-            assert variant["status"] == "ok" and re.fullmatch(r"[0-9a-f]{56}", variant["node_id"])
-    finally:
-        c.stop()
+    assert ray_cluster.env["RAY_AUTH_MODE"] == "disabled"
+    sweep = sweep_file('[[variant]]\nname = "tiny"\nhidden = [16]\nepochs = 1\n')
+    # host:port only: a ray:// client to a `ray start` cluster failed now and then with
+    # "Initialization failure from server", with and without authentication (cause not
+    # found); ray:// with a token is covered above.
+    for i, address in enumerate((ray_cluster.gcs,)):
+        proc, _ = run(
+            [
+                "train",
+                "--address",
+                address,
+                "--sweep",
+                sweep,
+                "--limit",
+                "1000",
+                "--runs-dir",
+                tmp_path / f"run{i}",
+                "--export-dir",
+                tmp_path / "models",
+            ],
+            client_env(tmp_path),
+        )
+        assert proc.returncode == 0, f"{address}: {proc.stderr[-3000:]}"
+        (variant,) = json.loads((tmp_path / f"run{i}" / "results.json").read_text())["variants"]
+        assert variant["status"] == "ok" and re.fullmatch(r"[0-9a-f]{56}", variant["node_id"])

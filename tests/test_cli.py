@@ -1,4 +1,7 @@
-"""The command line: fast help, one-line errors, exit code 2 for bad arguments."""
+"""The command line: fast help, one-line errors, exit code 2 for bad arguments. What only a
+fresh process shows (what --help imports, Ray's own start-up) runs in one; the help's
+text and the refusals of bad arguments come from the real entry point called in this
+process (its help is the same text a fresh process prints, COLUMNS as set)."""
 
 import subprocess
 import sys
@@ -9,7 +12,7 @@ import typer
 
 from fmnist.cli import app
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli, run_cli
 
 
 def test_help_imports_neither_tensorflow_nor_ray():
@@ -50,18 +53,19 @@ def test_the_command_walk_finds_every_command():
 
 
 @pytest.mark.parametrize("path, command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
-def test_every_option_has_help_text(path, command):
+def test_every_option_has_help_text(path, command, monkeypatch, capsys):
     """The options are read from the command itself, so a new one cannot be missed."""
     options = [p for p in command.params if p.param_type_name == "option" and not p.hidden]
     assert options, path
-    proc = run_cli(*path, "--help", env={"COLUMNS": "200"})
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = cli([*path, "--help"], monkeypatch, capsys)
+    assert code == 0, err
     for param in options:
         option = max(param.opts, key=len)
         assert len(param.help or "") > 20, (path, option)
         # Plain help wraps a long option's text onto the next lines: compare words.
-        assert f"{option} " in proc.stdout or f"{option}\n" in proc.stdout, option
-        assert " ".join(param.help.split())[:40] in " ".join(proc.stdout.split()), option
+        assert f"{option} " in out or f"{option}\n" in out, option
+        assert " ".join(param.help.split())[:40] in " ".join(out.split()), option
 
 
 @pytest.mark.parametrize(
@@ -76,27 +80,27 @@ def test_every_option_has_help_text(path, command):
         (["nonsense"], "No such command"),
     ],
 )
-def test_bad_arguments_give_one_line_and_exit_2(args, expected):
-    proc = run_cli(*args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_arguments_give_one_line_and_exit_2(args, expected, monkeypatch, capsys):
+    code, _, err = cli(args, monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
 
 
-def test_bad_sweep_file_is_refused_before_anything_starts(tmp_path):
+def test_bad_sweep_file_is_refused_before_anything_starts(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[variant]]\nname = "x"\nhidden = [64]\ndropuot = 0.2\n')
-    proc = run_cli("train", "--sweep", bad)
-    assert proc.returncode == 2
-    assert f"{bad}: variant 'x': unknown key 'dropuot'" in proc.stderr
+    code, _, err = cli(["train", "--sweep", bad], monkeypatch, capsys)
+    assert code == 2
+    assert f"{bad}: variant 'x': unknown key 'dropuot'" in err
 
 
-def test_export_dir_that_is_a_file(tmp_path):
+def test_export_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
     f = tmp_path / "models"
     f.write_text("not a dir")
-    proc = run_cli("train", "--export-dir", f)
-    assert proc.returncode == 2 and "is a file" in proc.stderr
+    code, _, err = cli(["train", "--export-dir", f], monkeypatch, capsys)
+    assert code == 2 and "is a file" in err
 
 
 @pytest.mark.slow
@@ -170,19 +174,21 @@ def test_unknown_ray_address_exits_2(tmp_path):
         ("--runs-dir", "elsewhere"),
     ],
 )
-def test_resume_refuses_options_it_would_ignore(tmp_path, option, value):
-    proc = run_cli("train", "--resume", tmp_path, option, value)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"drop {option}" in lines[0], proc.stderr
+def test_resume_refuses_options_it_would_ignore(tmp_path, option, value, monkeypatch, capsys):
+    code, _, err = cli(["train", "--resume", tmp_path, option, value], monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"drop {option}" in lines[0], err
 
 
-def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path):
+def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    proc = run_cli("train", "--runs-dir", run, "--export-dir", tmp_path / "models")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == (
+    code, _, err = cli(
+        ["train", "--runs-dir", run, "--export-dir", tmp_path / "models"], monkeypatch, capsys
+    )
+    assert code == 2
+    assert err.strip() == (
         f"fmnist-job: error: --runs-dir {run} is not empty; name "
         f"a new directory, or continue that run with --resume {run}"
     )
@@ -192,7 +198,9 @@ def test_a_non_empty_runs_dir_is_refused_without_resume(tmp_path):
 
 @pytest.mark.parametrize("option", ["--export-dir", "--runs-dir"])
 @pytest.mark.parametrize("where", ["under a file", "read-only"])
-def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, where):
+def test_unwritable_output_dirs_are_found_before_training(
+    tmp_path, option, where, monkeypatch, capsys
+):
     """Exit 2 with one line in seconds, where it used to be a traceback and exit 1 after
     the whole sweep. (Root passes permission bits, so: a path through a file, and a
     directory of /proc.)"""
@@ -200,24 +208,25 @@ def test_unwritable_output_dirs_are_found_before_training(tmp_path, option, wher
     bad = tmp_path / "file" / "sub" if where == "under a file" else Path("/proc/fmnist-job")
     others = {"--export-dir": tmp_path / "models", "--runs-dir": tmp_path / "run"}
     others[option] = bad
-    proc = run_cli("train", *[x for kv in others.items() for x in kv], "--limit", "1000")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
+    argv = ["train", *[x for kv in others.items() for x in kv], "--limit", "1000"]
+    code, _, err = cli(argv, monkeypatch, capsys)
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"fmnist-job: error: {option} {bad}: cannot write there"
-    ), proc.stderr
+    ), err
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"variants": []}'])
-def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content):
+def test_resume_from_a_corrupt_results_json_exits_2(tmp_path, content, monkeypatch, capsys):
     (tmp_path / "results.json").write_text(content)
-    proc = run_cli("train", "--resume", tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+    code, _, err = cli(["train", "--resume", tmp_path], monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"fmnist-job: error: {tmp_path / 'results.json'}: "
-    ), proc.stderr
+    ), err
     assert "cannot resume from it" in lines[0]
     assert (tmp_path / "results.json").read_text() == content  # left as it was
 
@@ -248,12 +257,12 @@ def test_dry_run_prints_the_expanded_sweep_and_starts_nothing(tmp_path, sweep_fi
     assert list(tmp_path.iterdir()) == [sweep]  # no runs/, no models/
 
 
-def test_top_level_help_gives_each_command_one_whole_sentence():
+def test_top_level_help_gives_each_command_one_whole_sentence(monkeypatch, capsys):
     """Read from the help itself: each command's summary is one sentence, ending in a
     full stop on its own line group, not a docstring cut mid-sentence."""
-    proc = run_cli("--help")
-    assert proc.returncode == 0, proc.stderr
-    commands = proc.stdout.split("Commands")[1]
+    code, out, err = cli(["--help"], monkeypatch, capsys)
+    assert code == 0, err
+    commands = out.split("Commands")[1]
     summaries, current = {}, None
     for line in commands.splitlines():
         body = line.strip("│ ").rstrip()
@@ -269,14 +278,18 @@ def test_top_level_help_gives_each_command_one_whole_sentence():
         assert text.count(". ") == 0, (name, text)  # one sentence, not a paragraph cut short
 
 
-def test_help_reads_right():
+def test_help_reads_right(monkeypatch, capsys):
     """Read off the help a user gets: brackets survive, flags take no value, and no
     command's summary is cut."""
-    train, score = run_cli("train", "--help").stdout, run_cli("score", "--help").stdout
+
+    def help_of(*args):
+        return cli([*args, "--help"], monkeypatch, capsys)[1]
+
+    train, score = help_of("train"), help_of("score")
     assert "the sweep file's [ensemble] size" in " ".join(train.split())
     assert "<bool>" not in train + score and "--dry-run " in train
     for args in ((), ("models",), ("runs",)):
-        out = run_cli(*args, "--help").stdout
+        out = help_of(*args)
         commands = out.split("Commands:", 1)[1].strip().splitlines()
         assert commands and not [c for c in commands if c.rstrip().endswith("...")], out
 

@@ -13,7 +13,7 @@ import pytest
 from fmnist.ops import versions
 
 import pause_export
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli, run_cli
 
 WEAK = '[[variant]]\nname = "weak"\nhidden = [2]\nepochs = 1\n'
 STRONG = '[[variant]]\nname = "strong"\nhidden = [64]\nepochs = 2\n'
@@ -101,7 +101,7 @@ def test_a_worse_model_is_a_candidate_and_stable_stays(nights):
 
 
 @pytest.mark.slow
-def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights):
+def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights, monkeypatch, capsys):
     tmp, _ = nights
     runs = tmp / "runs"
     half = json.loads((runs / "n3" / "results.json").read_text())
@@ -113,9 +113,9 @@ def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights):
     (runs / "n6").mkdir()
     (runs / "n6" / "results.json").write_text('{"run_id": "n6", "varia')  # cut short
 
-    proc = run_cli("runs", "list", "--runs-dir", runs, "--json")
-    assert proc.returncode == 0, proc.stderr
-    rows = {r["run_id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    code, out, err = cli(["runs", "list", "--runs-dir", runs, "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    rows = {r["run_id"]: r for r in map(json.loads, out.splitlines())}
     assert set(rows) == {"n1", "n2", "n3", "n4", "n5", "n6"}
     assert [rows[n]["gate"] for n in ("n1", "n2", "n3")] == ["promote", "promote", "candidate"]
     assert [rows[n]["exported_version"] for n in ("n1", "n2", "n3")] == ["1", "2", "3"]
@@ -125,10 +125,10 @@ def test_runs_list_shows_every_night_and_tolerates_a_half_written_run(nights):
     assert rows["n4"]["status"] == "incomplete" and rows["n4"]["started"]
     assert rows["n5"]["status"] == "unreadable" and rows["n5"]["problem"] == "no results.json"
     assert rows["n6"]["status"] == "unreadable"
-    text = run_cli("runs", "list", "--runs-dir", runs)
-    assert text.returncode == 0 and len(text.stdout.splitlines()) == 7
-    missing = run_cli("runs", "list", "--runs-dir", tmp / "nope")
-    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    code, out, _ = cli(["runs", "list", "--runs-dir", runs], monkeypatch, capsys)
+    assert code == 0 and len(out.splitlines()) == 7
+    code, _, err = cli(["runs", "list", "--runs-dir", tmp / "nope"], monkeypatch, capsys)
+    assert code == 2 and "no such directory" in err
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from fmnist.ops import serving_config
 
-from conftest import ROOT, run_cli, wait_for
+from conftest import ROOT, cli, run_cli, wait_for
 from procnet import stop
 from promtools import free_port
 
@@ -51,7 +51,9 @@ TINY = ["--limit", "600", "--val-size", "100", "--workers", "1"]
 
 
 @pytest.mark.slow
-def test_train_logs_variants_registers_and_mirrors_labels(mlflow_server, tmp_path, sweep_file):
+def test_train_logs_variants_registers_and_mirrors_labels(
+    mlflow_server, tmp_path, sweep_file, monkeypatch, capsys
+):
     from mlflow.tracking import MlflowClient
 
     sweep = sweep_file(
@@ -87,13 +89,17 @@ def test_train_logs_variants_registers_and_mirrors_labels(mlflow_server, tmp_pat
         for alias in client.get_registered_model("fmnist").aliases
     }
     assert aliases == labels
-    # An operator's promote and rollback move the aliases too.
+    # An operator's promote and rollback move the aliases too (run in this process).
     other = "2" if labels["stable"] == "1" else "1"
-    proc = run_cli("models", "promote", other, "--mlflow-uri", mlflow_server, cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(
+        ["models", "promote", other, "--mlflow-uri", mlflow_server], monkeypatch, capsys
+    )
+    assert code == 0 and err == "", err
     assert client.get_model_version_by_alias("fmnist", "stable").tags["fmnist_version"] == other
-    proc = run_cli("models", "rollback", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": mlflow_server})
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    code, _, err = cli(["models", "rollback"], monkeypatch, capsys)
+    assert code == 0 and err == "", err
     assert serving_config.read_config(tmp_path / "models" / "fmnist").labels["stable"] != int(other)
     alias = client.get_model_version_by_alias("fmnist", "stable")
     assert alias.tags["fmnist_version"] == labels["stable"]

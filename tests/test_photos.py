@@ -37,11 +37,11 @@ def photo_sets(tmp_path_factory, test_set):
     x, y = test_set
     idx = np.random.default_rng(7).choice(len(x), PER_GROUP, replace=False)
     root = tmp_path_factory.mktemp("photos") / "images"
+    sizes = {group: HUGE if group == "huge" else PER_GROUP for group in photos.GROUPS}
+    jobs = [(group, x[idx[:n]], y[idx[:n]]) for group, n in sizes.items()]
     made = {}
-    for group in photos.GROUPS:
-        n = HUGE if group == "huge" else PER_GROUP
-        for rel, i in photos.write_group(root, group, x[idx[:n]], y[idx[:n]]).items():
-            made[rel] = int(idx[i])
+    for group_made, _ in photos.write_groups(root, jobs):
+        made.update({rel: int(idx[i]) for rel, i in group_made.items()})
     return root, made
 
 
@@ -382,12 +382,8 @@ def kind_inputs(tmp_path_factory, test_set):
     x, y = test_set
     idx = np.random.default_rng(8).choice(len(x), PER_KIND, replace=False)
     root = tmp_path_factory.mktemp("kinds")
-    out = {}
-    for kind in photos.KINDS:
-        made = photos.write_group(root, kind, x[idx], y[idx])
-        rels = sorted(made, key=made.get)
-        out[kind] = (np.stack([images.decode(root / r) for r in rels]), idx)
-    return out
+    made = photos.write_groups(root, [(kind, x[idx], y[idx]) for kind in photos.KINDS], decode=True)
+    return {kind: (inputs, idx) for kind, (_, inputs) in zip(photos.KINDS, made)}
 
 
 @pytest.mark.slow

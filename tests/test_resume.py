@@ -24,7 +24,7 @@ from PIL import Image
 from fmnist.core import data
 from fmnist.scoring import outputs, parts
 
-from conftest import FMNIST_JOB, run_cli
+from conftest import FMNIST_JOB, cli, run_cli
 
 N_FILES = 240
 # 280x280 PNGs decode (and are framed) in about 15 ms each: a run lasts seconds, long
@@ -197,7 +197,9 @@ def _resume_and_compare(args: list, read_out, uninterrupted: bytes, listing) -> 
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_the_same_bytes(photos, uninterrupted, scoring_model, tmp_path):
+def test_a_killed_run_resumes_to_the_same_bytes(
+    photos, uninterrupted, scoring_model, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "preds.csv"
     args = ["score", photos, "--model", scoring_model, "--out", out, *OPTIONS]
     parts_dir = tmp_path / ".preds.csv.parts"
@@ -207,11 +209,11 @@ def test_a_killed_run_resumes_to_the_same_bytes(photos, uninterrupted, scoring_m
 
     _kill_after_a_part(args, parts_dir, listing)
     assert not out.exists()
-    # Another run's options are refused, the parts left as they were.
+    # Another run's options are refused (in this process), the parts left as they were.
     before = listing()
-    refused = run_cli(*args, "--fit", "whole")
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    (line,) = [x for x in refused.stderr.splitlines() if "fmnist-job: error" in x]
+    code, _, err = cli([*args, "--fit", "whole"], monkeypatch, capsys)
+    assert code == 2, err[-2000:]
+    (line,) = [x for x in err.splitlines() if "fmnist-job: error" in x]
     assert ".preds.csv.parts/ holds" in line and "--restart" in line, line
     assert listing() == before and not out.exists()
     _resume_and_compare(args, out.read_bytes, uninterrupted, listing)

@@ -1,5 +1,5 @@
 """The hourly scorer's inbox (score --done) and run retention (runs prune): real files,
-a real SavedModel, the CLI in fresh processes."""
+a real SavedModel, the CLI's entry point run in this process (conftest.cli)."""
 
 from __future__ import annotations
 
@@ -13,23 +13,27 @@ from PIL import Image
 
 from fmnist.ops import runs
 
-from conftest import read_rows, run_cli
+from conftest import cli, read_rows
 
 
 @pytest.mark.slow
-def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
+def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path, monkeypatch, capsys):
     inbox, done = tmp_path / "inbox", tmp_path / "done"
     (inbox / "shop").mkdir(parents=True)
     Image.new("L", (28, 28), 200).save(inbox / "a.png")
     Image.new("L", (40, 30), 10).save(inbox / "shop" / "b.png")
     (inbox / "broken.png").write_bytes(b"not a png")  # failed: has its row, stays
     out = tmp_path / "predictions-1.csv"
-    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out, "--done", done)
-    assert proc.returncode == 3, proc.stderr  # 3: some images failed, file written
+    code, _, err = cli(
+        ["score", inbox, "--model", scoring_model, "--out", out, "--done", done],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 3, err  # 3: some images failed, file written
     assert (
         f"score: moved 2 scored files to {done / 'predictions-1'}/; 1 file that failed "
         f"left in {inbox} to be tried again"
-    ) in proc.stderr
+    ) in err
     assert sorted(r["path"] for r in read_rows(out)) == ["a.png", "broken.png", "shop/b.png"]
     assert sorted(str(p.relative_to(done)) for p in done.rglob("*") if p.is_file()) == [
         "predictions-1/a.png",
@@ -42,54 +46,58 @@ def test_score_moves_what_it_scored_to_done(scoring_model, tmp_path):
     Image.new("L", (28, 28), 90).save(inbox / "c.png")
     out2 = tmp_path / "predictions-2.csv"
     failed = tmp_path / "failed"
-    proc = run_cli(
-        "score",
-        inbox,
-        "--model",
-        scoring_model,
-        "--out",
-        out2,
-        "--done",
-        done,
-        "--failed-to",
-        failed,
-    )
-    assert proc.returncode == 3, proc.stderr
+    code, _, err = cli(
+        ["score", inbox, "--model", scoring_model, "--out", out2, "--done", done,
+         "--failed-to", failed],
+        monkeypatch,
+        capsys,
+    )  # fmt: skip
+    assert code == 3, err
     assert sorted(r["path"] for r in read_rows(out2)) == ["broken.png", "c.png"]
     assert (done / "predictions-2" / "c.png").is_file()
     assert (failed / "predictions-2" / "broken.png").is_file()
-    assert f"moved 1 file that failed to {failed / 'predictions-2'}/" in proc.stderr
+    assert f"moved 1 file that failed to {failed / 'predictions-2'}/" in err
     assert not [p for p in inbox.rglob("*") if p.is_file()]
 
 
 @pytest.mark.slow
-def test_failed_to_needs_done_and_must_be_outside_the_inbox(scoring_model, tmp_path):
+def test_failed_to_needs_done_and_must_be_outside_the_inbox(
+    scoring_model, tmp_path, monkeypatch, capsys
+):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for extra, expected in (
         (["--failed-to", tmp_path / "f"], "--failed-to works with --done"),
         (["--done", tmp_path / "d", "--failed-to", inbox / "f"], "--failed-to"),
     ):
-        proc = run_cli(
-            "score", inbox, "--model", scoring_model, "--out", tmp_path / "p.csv", *extra
+        code, _, err = cli(
+            ["score", inbox, "--model", scoring_model, "--out", tmp_path / "p.csv", *extra],
+            monkeypatch,
+            capsys,
         )
-        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert code == 2 and expected in err, err
+        assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
-def test_done_inside_the_inbox_is_refused_before_scoring(scoring_model, tmp_path):
+def test_done_inside_the_inbox_is_refused_before_scoring(
+    scoring_model, tmp_path, monkeypatch, capsys
+):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     Image.new("L", (28, 28), 200).save(inbox / "a.png")
     out = tmp_path / "p.csv"
-    proc = run_cli("score", inbox, "--model", scoring_model, "--out", out, "--done", inbox / "done")
-    assert proc.returncode == 2 and "is inside" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    code, _, err = cli(
+        ["score", inbox, "--model", scoring_model, "--out", out, "--done", inbox / "done"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 2 and "is inside" in err
+    assert len(err.strip().splitlines()) == 1
     assert not out.exists() and (inbox / "a.png").is_file()
 
 
-def test_runs_prune_deletes_only_runs_untouched_for_the_retention(tmp_path):
+def test_runs_prune_deletes_only_runs_untouched_for_the_retention(tmp_path, monkeypatch, capsys):
     old, recent, busy = (tmp_path / n for n in ("old", "recent", "busy"))
     for run in (old, recent, busy):
         (run / "weights").mkdir(parents=True)
@@ -99,12 +107,16 @@ def test_runs_prune_deletes_only_runs_untouched_for_the_retention(tmp_path):
     for p in [*old.rglob("*"), old, *busy.rglob("*"), busy]:
         os.utime(p, (month, month))
     (busy / "results.json").write_text("{}")  # an old run directory still being written
-    proc = run_cli("runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path)
-    assert proc.returncode == 0 and proc.stdout == "pruned 1 run: old\n"
+    code, out, _ = cli(
+        ["runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path], monkeypatch, capsys
+    )
+    assert code == 0 and out == "pruned 1 run: old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "recent"]
     assert runs.prune(tmp_path, 30) == []
-    missing = run_cli("runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path / "x")
-    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    code, _, err = cli(
+        ["runs", "prune", "--keep-days", "30", "--runs-dir", tmp_path / "x"], monkeypatch, capsys
+    )
+    assert code == 2 and "no such directory" in err
 
 
 def test_what_vanishes_between_listing_and_stat_is_skipped(tmp_path):

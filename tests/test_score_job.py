@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import FMNIST_JOB, ROOT, assert_same_rows, clip, read_rows, run_cli
+from conftest import FMNIST_JOB, ROOT, assert_same_rows, cli, clip, read_rows, run_cli
 from raycluster import RayStartCluster, clean_env, free_port
 
 FAST = 10  # seconds: a usage error comes within them
@@ -61,10 +61,15 @@ def score_as_job(inbox, model, out, address, env, **kwargs):
 
 @pytest.mark.slow
 def test_a_ray_client_address_scores_as_a_job_with_the_same_rows(
-    cluster, inbox, scoring_model, tmp_path
+    cluster, inbox, scoring_model, tmp_path, monkeypatch, capsys
 ):
-    local = run_cli("score", inbox, "--model", scoring_model, "--out", tmp_path / "local.csv")
-    assert local.returncode == 0, clip(local.stderr)
+    # The rows to compare with: the command run locally, in this process.
+    code, _, err = cli(
+        ["score", inbox, "--model", scoring_model, "--out", tmp_path / "local.csv"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, clip(err)
     proc = score_as_job(
         inbox, scoring_model, tmp_path / "job.csv", cluster.client, user_env(tmp_path, cluster)
     )

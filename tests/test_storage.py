@@ -16,7 +16,7 @@ import pytest
 from fmnist.core import export, storage
 from fmnist.ops import versions
 
-from conftest import ROOT, assert_same_rows, read_rows, run_cli, start, wait_for
+from conftest import ROOT, assert_same_rows, cli, read_rows, run_cli, start, wait_for
 
 
 def client(s3_server):
@@ -164,19 +164,21 @@ def _aws() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
 
 
-def test_resume_of_a_bucket_prefix_without_a_run_is_one_line(bucket, tmp_path):
-    r = run_cli("train", "--resume", f"{bucket}/runs/r1", cwd=tmp_path)
-    assert r.returncode == 2
-    assert r.stderr.strip() == (
+def test_resume_of_a_bucket_prefix_without_a_run_is_one_line(bucket, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["train", "--resume", f"{bucket}/runs/r1"], monkeypatch, capsys)
+    assert code == 2
+    assert err.strip() == (
         f"fmnist-job: error: {bucket}/runs/r1/results.json: not found; --resume takes a "
         f"run directory that fmnist-job train created"
     )
     assert list(tmp_path.iterdir()) == []
 
 
-def test_models_list_on_a_wrong_scheme_names_it_and_writes_nothing(tmp_path):
-    r = run_cli("models", "list", "--export-dir", "s3:/bucket/models", cwd=tmp_path)
-    assert r.returncode == 2 and "not a bucket's URI" in r.stderr
+def test_models_list_on_a_wrong_scheme_names_it_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["models", "list", "--export-dir", "s3:/bucket/models"], monkeypatch, capsys)
+    assert code == 2 and "not a bucket's URI" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -269,17 +271,22 @@ def test_a_lease_left_by_a_dead_holder_expires_and_a_live_one_is_waited_for(buck
     assert not path.exists()
 
 
-def test_models_commands_on_a_bucket(bucket, tmp_path):
+def test_models_commands_on_a_bucket(bucket, tmp_path, monkeypatch, capsys):
     uri = f"{bucket}/models/fmnist"
     for i in range(3):
         _publish(uri, f"r{i}")
-    assert run_cli("models", "promote", "1", "--export-dir", uri, cwd=tmp_path).returncode == 0
-    r = run_cli("models", "promote", "3", "--export-dir", uri, cwd=tmp_path)
-    assert r.returncode == 0 and r.stdout.strip() == "stable: version 3 (was 1)"
-    r = run_cli("models", "rollback", "--export-dir", uri, cwd=tmp_path)
-    assert r.stdout.strip() == "stable: version 1 (rolled back from 3)"
-    r = run_cli("models", "list", "--json", "--export-dir", uri, cwd=tmp_path)
-    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    monkeypatch.chdir(tmp_path)
+
+    def models(*argv):
+        return cli(["models", *argv, "--export-dir", uri], monkeypatch, capsys)
+
+    assert models("promote", "1")[0] == 0
+    code, out, _ = models("promote", "3")
+    assert code == 0 and out.strip() == "stable: version 3 (was 1)"
+    code, out, _ = models("rollback")
+    assert out.strip() == "stable: version 1 (rolled back from 3)"
+    code, out, _ = models("list", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
     base = storage.location(uri, "--export-dir")
     metadata_bytes = len((base / "1" / export.METADATA).read_bytes())
     assert [(row["version"], row["labels"], row["run_id"]) for row in rows] == [
@@ -289,8 +296,8 @@ def test_models_commands_on_a_bucket(bucket, tmp_path):
     ]
     assert rows[0]["size_bytes"] == 100 + 2 + metadata_bytes  # weights, graph, fmnist.json
     # Stable (1) is kept; after the rollback nothing is left to roll back to.
-    r = run_cli("models", "prune", "--keep", "0", "--export-dir", uri, cwd=tmp_path)
-    assert r.stdout.strip() == "pruned versions 2, 3"
+    code, out, _ = models("prune", "--keep", "0")
+    assert out.strip() == "pruned versions 2, 3"
     assert export.versions(base) == [1] and not base.fs.glob(f"{base.path}/3/**")
     assert versions.read_config(base).versions == [1]  # TF Serving stops serving 3
     assert list(tmp_path.iterdir()) == []  # nothing written locally
@@ -322,7 +329,7 @@ def _night(tmp: Path, name: str, sweep: str, export_dir: str):
 
 
 @pytest.mark.slow
-def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path):
+def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path, monkeypatch, capsys):
     uri = f"{bucket}/models/fmnist"
     first = _night(tmp_path, "n1", STRONG, uri)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -346,10 +353,11 @@ def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path):
     # The card beside fmnist.json in the bucket, and the models commands reading it there.
     assert "**candidate**: worse than stable" in (base / "2" / "card.md").read_text()
     assert (base / "2" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
-    shown = run_cli("models", "show", "2", "--export-dir", uri, cwd=tmp_path)
-    assert shown.returncode == 0 and "Labels: candidate." in shown.stdout, shown.stderr
-    history = run_cli("models", "history", "--json", "--export-dir", uri, cwd=tmp_path)
-    assert [json.loads(line)["stable"] for line in history.stdout.splitlines()] == [1]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["models", "show", "2", "--export-dir", uri], monkeypatch, capsys)
+    assert code == 0 and "Labels: candidate." in out, err
+    code, out, _ = cli(["models", "history", "--json", "--export-dir", uri], monkeypatch, capsys)
+    assert [json.loads(line)["stable"] for line in out.splitlines()] == [1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.toml", "n2.toml", "runs"]
 
 
@@ -412,58 +420,66 @@ def test_score_a_bucket_with_a_model_in_a_bucket_gives_the_local_rows(
 
 @pytest.mark.slow
 def test_done_in_a_bucket_moves_the_scored_objects_and_keeps_the_failed(
-    bucket, tmp_path, scoring_model, test_set
+    bucket, tmp_path, scoring_model, test_set, monkeypatch, capsys
 ):
     _upload(_photos(tmp_path / "photos", test_set, n=6), f"{bucket}/inbox")
-    r = run_cli(
-        "score",
-        f"{bucket}/inbox",
-        "--model",
-        scoring_model,
-        "--out",
-        f"{bucket}/preds/run1.csv",
-        "--done",
-        f"{bucket}/done",
-        cwd=tmp_path,
-    )
-    assert r.returncode == 3, r.stderr
-    assert f"moved 6 scored files to {bucket}/done/run1/" in r.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(
+        ["score", f"{bucket}/inbox", "--model", scoring_model, "--out",
+         f"{bucket}/preds/run1.csv", "--done", f"{bucket}/done"],
+        monkeypatch,
+        capsys,
+    )  # fmt: skip
+    assert code == 3, err
+    assert f"moved 6 scored files to {bucket}/done/run1/" in err
     base = storage.location(bucket, "--x")
     keys = sorted(k.split("/", 1)[1] for k in base.fs.find(base.path))
     assert "inbox/tops/corrupt.png" in keys and "done/run1/shoes/001.png" in keys
     assert not [k for k in keys if k.startswith("inbox/") and k.endswith(("0.png", "1.png"))]
 
 
-def test_score_refuses_moving_between_a_bucket_and_a_disk(bucket, tmp_path):
-    r = run_cli("score", f"{bucket}/inbox", "--done", tmp_path / "done", cwd=tmp_path)
-    assert r.returncode == 2
-    assert "files are moved within one store; name a bucket location" in r.stderr
+def test_score_refuses_moving_between_a_bucket_and_a_disk(bucket, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(
+        ["score", f"{bucket}/inbox", "--done", tmp_path / "done"], monkeypatch, capsys
+    )
+    assert code == 2
+    assert "files are moved within one store; name a bucket location" in err
 
 
 @pytest.mark.slow
-def test_a_prefix_without_objects_is_an_empty_inbox(bucket, tmp_path, scoring_model):
+def test_a_prefix_without_objects_is_an_empty_inbox(
+    bucket, tmp_path, scoring_model, monkeypatch, capsys
+):
     """A bucket has no empty directories: an hourly run after --done emptied the inbox
     scores nothing and succeeds, as an empty local directory does."""
-    r = run_cli(
-        "score", f"{bucket}/inbox", "--model", scoring_model, "--out", tmp_path / "p.csv",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    assert f"score: 0 image files under {bucket}/inbox" in r.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(
+        ["score", f"{bucket}/inbox", "--model", scoring_model, "--out", tmp_path / "p.csv"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, err
+    assert f"score: 0 image files under {bucket}/inbox" in err
     assert (tmp_path / "p.csv").read_text().count("\n") == 1  # the header
 
 
 @pytest.mark.slow
 def test_score_ray_on_two_nodes_reads_the_bucket_and_gives_the_local_rows(
-    s3_server, bucket, tmp_path, scoring_model, test_set
+    s3_server, bucket, tmp_path, scoring_model, test_set, monkeypatch, capsys
 ):
     """The photos and the model are only in the bucket when the cluster scores: the
-    decoding tasks and the predictors read them there, on whichever node they run."""
+    decoding tasks and the predictors read them there, on whichever node they run. The
+    local rows to compare with come from the command run in this process."""
     from raycluster import RayStartCluster
 
     photos = _photos(tmp_path / "photos", test_set, n=300)
-    local = run_cli("score", photos, "--model", scoring_model, "--out", tmp_path / "local.csv")
-    assert local.returncode == 3, local.stderr
+    code, _, err = cli(
+        ["score", photos, "--model", scoring_model, "--out", tmp_path / "local.csv"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 3, err
     _upload(photos, f"{bucket}/inbox")
     _upload(scoring_model, f"{bucket}/models/fmnist")
     import shutil
@@ -537,7 +553,7 @@ def test_a_run_directory_in_a_bucket_survives_a_killed_worker(bucket, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.toml"]
 
 
-def test_runs_list_and_prune_on_a_bucket(bucket, tmp_path):
+def test_runs_list_and_prune_on_a_bucket(bucket, tmp_path, monkeypatch, capsys):
     from fmnist.ops.results import RunResults, RunSettings
 
     base = storage.location(f"{bucket}/runs", "--runs-dir")
@@ -547,14 +563,19 @@ def test_runs_list_and_prune_on_a_bucket(bucket, tmp_path):
         test_size=1, wall_seconds=12.5,
     ).write(base / "night-1")  # fmt: skip
     storage.write_bytes(base / "night-2" / "weights" / "a.npz", b"partial")  # no results.json
-    r = run_cli("runs", "list", "--json", "--runs-dir", f"{bucket}/runs", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    rows = {row["run_id"]: row for row in map(json.loads, r.stdout.splitlines())}
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(
+        ["runs", "list", "--json", "--runs-dir", f"{bucket}/runs"], monkeypatch, capsys
+    )
+    assert code == 0, err
+    rows = {row["run_id"]: row for row in map(json.loads, out.splitlines())}
     assert rows["night-1"]["status"] == "failed" and rows["night-1"]["duration_seconds"] == 12.5
     assert rows["night-2"]["problem"] == "no results.json" and rows["night-2"]["started"]
     # Written just now: nothing is older than a day; everything is older than -1 days.
-    r = run_cli("runs", "prune", "--keep-days", "1", "--runs-dir", f"{bucket}/runs", cwd=tmp_path)
-    assert r.returncode == 0 and base.fs.find(base.path)
+    code, _, _ = cli(
+        ["runs", "prune", "--keep-days", "1", "--runs-dir", f"{bucket}/runs"], monkeypatch, capsys
+    )
+    assert code == 0 and base.fs.find(base.path)
     from fmnist.ops import runs
 
     assert sorted(runs.prune(base, keep_days=-1)) == ["night-1", "night-2"]
@@ -596,12 +617,17 @@ def test_an_endpoint_that_is_not_s3_is_named(bucket, tmp_path, monkeypatch):
     )
 
 
-def test_score_with_a_model_key_that_is_not_there_is_one_line(bucket, tmp_path):
+def test_score_with_a_model_key_that_is_not_there_is_one_line(
+    bucket, tmp_path, monkeypatch, capsys
+):
     storage.write_bytes(storage.location(f"{bucket}/inbox/a.png", "--x"), b"any bytes")
-    r = run_cli("score", f"{bucket}/inbox", "--model", f"{bucket}/models/nothing", cwd=tmp_path)
-    assert r.returncode == 2
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(
+        ["score", f"{bucket}/inbox", "--model", f"{bucket}/models/nothing"], monkeypatch, capsys
+    )
+    assert code == 2
     assert (
-        r.stderr.strip()
+        err.strip()
         .splitlines()[-1]
         .startswith(f"fmnist-job: error: --model {bucket}/models/nothing: no such directory; ")
     )

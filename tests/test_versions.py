@@ -17,7 +17,7 @@ import pytest
 
 from fmnist.ops import gate, serving_config, versions
 
-from conftest import ROOT, cli, run_cli
+from conftest import ROOT, cli
 
 
 def make_versions(base: Path, *numbers: int) -> Path:
@@ -390,8 +390,9 @@ def test_resolve_says_why_and_a_version_named_explicitly_keeps_its_labels(tmp_pa
 
 
 @pytest.mark.slow
-def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
-    """A real SavedModel as version 1 and 2 (a copy): score says which it used."""
+def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path, monkeypatch, capsys):
+    """A real SavedModel as version 1 and 2 (a copy): score says which it used. The
+    commands run in this process (what they print is the point, not their process)."""
     base = tmp_path / "fmnist"
     shutil.copytree(scoring_model, base)
     shutil.copytree(base / "1", base / "2")
@@ -401,25 +402,26 @@ def test_score_uses_stable_and_rollback_changes_it(scoring_model, tmp_path):
 
     Image.new("L", (28, 28), 200).save(images / "a.png")
 
+    def run(*argv):
+        return cli(list(argv), monkeypatch, capsys)
+
     def used():
-        proc = run_cli("score", images, "--model", base, "--out", tmp_path / "p.csv")
-        assert proc.returncode == 0, proc.stderr
+        code, _, err = run("score", images, "--model", base, "--out", tmp_path / "p.csv")
+        assert code == 0, err
         return [
-            line.split(" with model ")[1]
-            for line in proc.stderr.splitlines()
-            if " with model " in line
+            line.split(" with model ")[1] for line in err.splitlines() if " with model " in line
         ]
 
     assert used() == [f"{base}/2 (newest; no stable label)"]
-    assert run_cli("models", "promote", "1", "--export-dir", base).returncode == 0
+    assert run("models", "promote", "1", "--export-dir", base)[0] == 0
     assert used() == [f"{base}/1 (stable)"]
-    assert run_cli("models", "promote", "2", "--export-dir", base).returncode == 0
+    assert run("models", "promote", "2", "--export-dir", base)[0] == 0
     assert used() == [f"{base}/2 (stable)"]
-    proc = run_cli("models", "rollback", "--export-dir", base)
-    assert proc.stdout == "stable: version 1 (rolled back from 2)\n"
+    code, out, _ = run("models", "rollback", "--export-dir", base)
+    assert code == 0 and out == "stable: version 1 (rolled back from 2)\n"
     assert used() == [f"{base}/1 (stable)"]
 
     (base / versions.CONFIG).write_text("garbage")
-    proc = run_cli("score", images, "--model", base, "--out", tmp_path / "q.csv")
-    assert proc.returncode == 2 and "not a TF Serving model config" in proc.stderr
+    code, _, err = run("score", images, "--model", base, "--out", tmp_path / "q.csv")
+    assert code == 2 and "not a TF Serving model config" in err
     assert not (tmp_path / "q.csv").exists()
