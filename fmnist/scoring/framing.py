@@ -61,6 +61,10 @@ SPLIT, SPLIT_WINDOW, SPLIT_FLAT, SPLIT_BAND = True, 6, 0.25, 3
 # (WIRE_MIN pixels) long and thrice as long as wide; looked for on work images only
 # (a small image's thin parts are the item's own).
 UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
+# A body joined to the item only by lines that an opening of WIRE_WIDTH cuts (a tag on
+# a string), lying more than DETACH_GAP pixels from its main body, is a region apart
+# from it (detached).
+DETACH, DETACH_GAP = True, 5
 
 
 class Item(NamedTuple):
@@ -116,11 +120,16 @@ def locate(g: np.ndarray) -> Item:
         if not mass.any():
             mass = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
         chosen = np.concatenate([[False], select(mass, stats[1:, :4])])[labels]
+    hung = detached(chosen, far, strong) if DETACH else None
+    if hung is not None:
+        chosen &= ~hung
     dark = float(diff[chosen].sum()) < 0
     box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
     if wires is not None:
         other |= wires
+    if hung is not None:
+        other |= hung
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
     return Item(background, dark, box, other, chosen, tilt(strong & chosen, box), table is not None)
@@ -224,6 +233,45 @@ def unwired(content: np.ndarray) -> np.ndarray | None:
     narrow = area <= WIRE_WIDTH * length
     wire = np.concatenate([[False], edge & long & narrow])
     return wire[labels] if wire.any() else None
+
+
+def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndarray | None:
+    """What hangs off the item by a thin line (a tag on its string, a label on a
+    thread), bool [h, w], or None: the chosen pixels are opened (WIRE_WIDTH), which
+    leaves the item's bodies and cuts the lines between them; a body more than
+    DETACH_GAP pixels from the main one that select's pair rule would not keep is not
+    item, nor are the thin lines that lead to it. Only on work images, as unwired."""
+    h, w = chosen.shape
+    if min(h, w) < 8 * WIRE_MIN:
+        return None
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (WIRE_WIDTH, WIRE_WIDTH))
+    bodies = cv2.morphologyEx(chosen.view(np.uint8), cv2.MORPH_OPEN, kernel)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bodies, connectivity=8)
+    if count < 3:  # one body: nothing hangs off it
+        return None
+    heavy = strong & (labels > 0)
+    mass = np.bincount(labels[heavy], weights=far[heavy], minlength=count)[1:]
+    if not mass.any():
+        return None
+    share, gap = _near(mass, stats[1:, :4])
+    main = int(np.argmax(mass))
+    # How far each body lies from the main one, at its nearest pixel.
+    away = cv2.distanceTransform((labels != main + 1).view(np.uint8), cv2.DIST_L2, 3)
+    reach = np.full(count, np.inf)
+    np.minimum.at(reach, labels.ravel(), away.ravel())
+    drop = (reach[1:] > DETACH_GAP) & ~((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
+    if not drop.any():
+        return None
+    hanging = np.concatenate([[False], drop])[labels].view(np.uint8)
+    # The lines that are not part of a body: those that touch a dropped body go with it.
+    lines = chosen.view(np.uint8) & (1 - cv2.dilate(bodies, kernel))
+    n, parts = cv2.connectedComponents(lines, connectivity=8)
+    grown = cv2.dilate(hanging, kernel).astype(bool)
+    leads = np.zeros(n, bool)
+    leads[np.unique(parts[grown & (parts > 0)])] = True
+    leads[0] = False
+    out = (grown & chosen) | leads[parts]
+    return out if out.any() and (chosen & ~out).any() else None
 
 
 def refit(
@@ -362,14 +410,20 @@ def select(mass: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     boxes (x, y, w, h): the heaviest, and the regions close to it that are not specks
     (a pair of sandals, a bag and its strap). Text, logos and dust away from it are not."""
     main = int(np.argmax(mass))
-    x, y, w, h = boxes[main]
-    gap_x = np.maximum(np.maximum(x - (boxes[:, 0] + boxes[:, 2]), boxes[:, 0] - (x + w)), 0)
-    gap_y = np.maximum(np.maximum(y - (boxes[:, 1] + boxes[:, 3]), boxes[:, 1] - (y + h)), 0)
-    gap = np.maximum(gap_x, gap_y) / max(w, h)
-    share = mass / mass[main]
+    share, gap = _near(mass, boxes)
     keep = ((share >= PART_SHARE) & (gap <= PART_GAP)) | ((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
     keep[main] = True
     return keep
+
+
+def _near(mass: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each region's mass as a share of the heaviest's, the gap between their boxes
+    (x, y, w, h) as a share of the heaviest's size; 0 where the boxes overlap)."""
+    main = int(np.argmax(mass))
+    x, y, w, h = boxes[main]
+    gap_x = np.maximum(np.maximum(x - (boxes[:, 0] + boxes[:, 2]), boxes[:, 0] - (x + w)), 0)
+    gap_y = np.maximum(np.maximum(y - (boxes[:, 1] + boxes[:, 3]), boxes[:, 1] - (y + h)), 0)
+    return mass / mass[main], np.maximum(gap_x, gap_y) / max(w, h)
 
 
 def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:
