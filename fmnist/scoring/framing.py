@@ -11,7 +11,8 @@ grayscale work image of the photo:
     -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher),
                 less thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
-    -> the item: the heaviest region and the parts close to it (select)
+    -> the item: the heaviest region and the parts close to it (select), less a body
+                 hung from it by a thin line, a tag on a string (detached)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
@@ -266,9 +267,11 @@ def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndar
     # The lines that are not part of a body: those that touch a dropped body go with it.
     lines = chosen.view(np.uint8) & (1 - cv2.dilate(bodies, kernel))
     n, parts = cv2.connectedComponents(lines, connectivity=8)
-    grown = cv2.dilate(hanging, kernel).astype(bool)
+    grown = cv2.dilate(hanging, kernel)
+    touch = cv2.dilate(grown, np.ones((3, 3), np.uint8)).astype(bool)  # the lines begin there
+    grown = grown.astype(bool)
     leads = np.zeros(n, bool)
-    leads[np.unique(parts[grown & (parts > 0)])] = True
+    leads[np.unique(parts[touch & (parts > 0)])] = True
     leads[0] = False
     out = (grown & chosen) | leads[parts]
     return out if out.any() and (chosen & ~out).any() else None
