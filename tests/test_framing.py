@@ -114,6 +114,32 @@ def test_a_wire_from_the_frame_to_the_item_is_not_item():
         framing.UNWIRE = True
 
 
+def _tagged(string_to: int) -> np.ndarray:
+    """The item with a card tag (16 x 20, outlined, a line of print) on a thin string
+    running right from its edge; the tag's near side at x = string_to."""
+    g = _photo(backdrop=240)
+    cv2.line(g, (110, 60), (string_to, 64), 90, 1)  # the string
+    g[54:74, string_to : string_to + 16] = 200  # the card
+    cv2.rectangle(g, (string_to, 54), (string_to + 15, 73), 70, 1)
+    g[63:65, string_to + 3 : string_to + 13] = 40  # its price
+    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+
+
+def test_a_tag_on_a_string_is_not_item_but_a_part_close_to_it_is():
+    item = framing.locate(_tagged(string_to=140))
+    # The string's first pixels, within the opening's reach of the item, stay with it.
+    assert item.box[:2] == (60, 30) and item.box[3] == 110 and item.box[2] <= 113, item.box
+    assert item.other[64, 148] and item.other[62, 125]  # the tag and its string
+    framing.DETACH = False
+    try:  # the string joins the tag to the item: one region, the box spans both
+        assert framing.locate(_tagged(string_to=140)).box[2] >= 150
+    finally:
+        framing.DETACH = True
+    # A body within DETACH_GAP of the main one is the item's own (a sandal's strap).
+    close = framing.locate(_tagged(string_to=110 + framing.DETACH_GAP - 1))
+    assert close.box[2] >= 120, close.box
+
+
 def test_on_a_flat_backdrop_the_box_is_the_old_5_percent_rule():
     """Flat backdrops stay as they were: the box is that of every pixel whose 3x3 mean
     is more than 5% off the backdrop (and the pixel itself more than 2 levels off). (A

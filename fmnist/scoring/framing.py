@@ -11,7 +11,8 @@ grayscale work image of the photo:
     -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher),
                 less thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
-    -> the item: the heaviest region and the parts close to it (select)
+    -> the item: the heaviest region and the parts close to it (select), less a body
+                 hung from it by a thin line, a tag on a string (detached)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
@@ -61,6 +62,10 @@ SPLIT, SPLIT_WINDOW, SPLIT_FLAT, SPLIT_BAND = True, 6, 0.25, 3
 # (WIRE_MIN pixels) long and thrice as long as wide; looked for on work images only
 # (a small image's thin parts are the item's own).
 UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
+# A body joined to the item only by lines that an opening of WIRE_WIDTH cuts (a tag on
+# a string), lying more than DETACH_GAP pixels from its main body, is a region apart
+# from it (detached).
+DETACH, DETACH_GAP = True, 5
 
 
 class Item(NamedTuple):
@@ -116,11 +121,16 @@ def locate(g: np.ndarray) -> Item:
         if not mass.any():
             mass = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
         chosen = np.concatenate([[False], select(mass, stats[1:, :4])])[labels]
+    hung = detached(chosen, far, strong) if DETACH else None
+    if hung is not None:
+        chosen &= ~hung
     dark = float(diff[chosen].sum()) < 0
     box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
     if wires is not None:
         other |= wires
+    if hung is not None:
+        other |= hung
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
     return Item(background, dark, box, other, chosen, tilt(strong & chosen, box), table is not None)
@@ -224,6 +234,60 @@ def unwired(content: np.ndarray) -> np.ndarray | None:
     narrow = area <= WIRE_WIDTH * length
     wire = np.concatenate([[False], edge & long & narrow])
     return wire[labels] if wire.any() else None
+
+
+def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndarray | None:
+    """What hangs off the item by a thin line (a tag on its string, a label on a
+    thread), bool [h, w], or None: the chosen pixels are opened (WIRE_WIDTH), which
+    leaves the item's bodies and cuts the lines between them; a body more than
+    DETACH_GAP pixels from the main one that select's pair rule would not keep is not
+    item, nor are the thin lines that lead to it. Only on work images, as unwired."""
+    h, w = chosen.shape
+    if min(h, w) < 8 * WIRE_MIN or not chosen.any():
+        return None
+    # The chosen pixels' box and the margin the steps below reach: the same result as on
+    # the whole image, for less work (this runs on every photo).
+    left, top, right, bottom = _box(chosen)
+    y0, y1 = max(top - WIRE_WIDTH, 0), min(bottom + WIRE_WIDTH, h)
+    x0, x1 = max(left - WIRE_WIDTH, 0), min(right + WIRE_WIDTH, w)
+    crop = chosen[y0:y1, x0:x1]
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (WIRE_WIDTH, WIRE_WIDTH))
+    bodies = cv2.morphologyEx(crop.view(np.uint8), cv2.MORPH_OPEN, kernel)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bodies, connectivity=8)
+    if count < 3:  # one body: nothing hangs off it
+        return None
+    heavy = strong[y0:y1, x0:x1] & (labels > 0)
+    mass = np.bincount(labels[heavy], weights=far[y0:y1, x0:x1][heavy], minlength=count)[1:]
+    if not mass.any():
+        return None
+    share, gap = _near(mass, stats[1:, :4])
+    main = int(np.argmax(mass))
+    drop = ~((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
+    drop[main] = False
+    if not drop.any():
+        return None
+    # How far each body lies from the main one, at its nearest pixel.
+    away = cv2.distanceTransform((labels != main + 1).view(np.uint8), cv2.DIST_L2, 3)
+    for i in np.flatnonzero(drop):
+        drop[i] = float(away[labels == i + 1].min()) > DETACH_GAP
+    if not drop.any():
+        return None
+    hanging = np.concatenate([[False], drop])[labels].view(np.uint8)
+    # The lines that are not part of a body: those that touch a dropped body go with it.
+    lines = crop.view(np.uint8) & (1 - cv2.dilate(bodies, kernel))
+    n, parts = cv2.connectedComponents(lines, connectivity=8)
+    grown = cv2.dilate(hanging, kernel)
+    touch = cv2.dilate(grown, np.ones((3, 3), np.uint8)).astype(bool)  # the lines begin there
+    grown = grown.astype(bool)
+    leads = np.zeros(n, bool)
+    leads[np.unique(parts[touch & (parts > 0)])] = True
+    leads[0] = False
+    hung = (grown & crop) | leads[parts]
+    if not hung.any() or not (crop & ~hung).any():
+        return None
+    out = np.zeros_like(chosen)
+    out[y0:y1, x0:x1] = hung
+    return out
 
 
 def refit(
@@ -362,14 +426,20 @@ def select(mass: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     boxes (x, y, w, h): the heaviest, and the regions close to it that are not specks
     (a pair of sandals, a bag and its strap). Text, logos and dust away from it are not."""
     main = int(np.argmax(mass))
-    x, y, w, h = boxes[main]
-    gap_x = np.maximum(np.maximum(x - (boxes[:, 0] + boxes[:, 2]), boxes[:, 0] - (x + w)), 0)
-    gap_y = np.maximum(np.maximum(y - (boxes[:, 1] + boxes[:, 3]), boxes[:, 1] - (y + h)), 0)
-    gap = np.maximum(gap_x, gap_y) / max(w, h)
-    share = mass / mass[main]
+    share, gap = _near(mass, boxes)
     keep = ((share >= PART_SHARE) & (gap <= PART_GAP)) | ((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
     keep[main] = True
     return keep
+
+
+def _near(mass: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each region's mass as a share of the heaviest's, the gap between their boxes
+    (x, y, w, h) as a share of the heaviest's size; 0 where the boxes overlap)."""
+    main = int(np.argmax(mass))
+    x, y, w, h = boxes[main]
+    gap_x = np.maximum(np.maximum(x - (boxes[:, 0] + boxes[:, 2]), boxes[:, 0] - (x + w)), 0)
+    gap_y = np.maximum(np.maximum(y - (boxes[:, 1] + boxes[:, 3]), boxes[:, 1] - (y + h)), 0)
+    return mass / mass[main], np.maximum(gap_x, gap_y) / max(w, h)
 
 
 def backdrop(smooth: np.ndarray) -> tuple[np.ndarray, float]:

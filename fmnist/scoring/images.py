@@ -12,8 +12,8 @@ model was trained on:
     open (PNG, JPEG, BMP, GIF, WebP, TIFF only) -> refuse huge images -> EXIF rotation
     -> 8-bit grayscale (alpha composited onto the background)
     -> fit "trim" (a photo): find the item against a fitted backdrop (framing.locate:
-       gradients and a table's edge subtracted, marks, shadows and a hanger's wire left
-       out, a small turn straightened),
+       gradients and a table's edge subtracted, marks, shadows, a hanger's wire and
+       a tag on a string left out, a small turn straightened),
        its contrast light on black, longest edge to 28, stretched to 0..255
     -> fit "whole" (already framed): the whole image, longest edge to 28, negate if
        the border is mostly light
