@@ -11,8 +11,9 @@ member's penultimate features to the nearest class mean), `knn_similarity` (thei
 cosine similarity to the nearest of a bank of training items' features), `contrast` (the
 input's pixel standard deviation), `extent` and `fill` (how much of the frame and of its own
 bounding box the ink covers), `scrambled_score` (the features' projection on the
-direction from training items to their tile-scrambled copies), and `outlier_score`, which combines them (Fisher's method
-on their tail p-values against the validation split). The input and `probabilities`
+direction from training items to their tile-scrambled copies), and `outlier_score`,
+which combines them (Fisher's method on their tail p-values against the validation
+split). The input and `probabilities`
 keep their name, dtype and shape.
 """
 
