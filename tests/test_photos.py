@@ -6,7 +6,8 @@ group frames the same items differently (catalogue JPEGs, thumbnails, noise, cut
 odd canvases, 4000x3000, tiny) and each studio or shop kind too (a sweep, uneven light,
 a drop shadow, shop marks, a small turn, colour, a matte cut-out, low light, the frame
 cutting the item, a vignette, text along an edge, a spotlight, a textured backdrop,
-a table's edge, a hanger's wire, a wooden floor, a price tag on a string; the held-out
+a table's edge, a hanger's wire, a wooden floor, a price tag on a string, a glossy
+floor's reflection, a tiled wall; the held-out
 kinds are measured by tests/benchmarks/bench_photos.py --held-out only).
 Scored as files, every group must come within 2 points of the same items scored as
 plain 28x28 arrays (a turned item within 4); the test set itself must come back
