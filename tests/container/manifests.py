@@ -12,7 +12,7 @@ with a line naming what missed.
   manifests.py token-env                    the env names that carry the token, NAME=secret|value
   manifests.py check-train DATA                  a training run on the volume: results, export, modes
   manifests.py check-score OUT N            predictions file: N rows, no errors
-  manifests.py check-cluster DATA NODES HOSTS  a run on the cluster: tasks on both nodes
+  manifests.py check-cluster DATA NODES HOSTS [EPOCHS]  a run on the cluster: tasks on both nodes
 """
 
 from __future__ import annotations
@@ -253,12 +253,17 @@ def cmd_check_score(out: str, n: str) -> None:
     )
 
 
-def cmd_check_cluster(data: str, nodes: str, hosts: str) -> None:
+def cmd_check_cluster(data: str, nodes: str, hosts: str, epochs: str = "") -> None:
     """NODES: the cluster's node ids (from ray.nodes() on the head), HOSTS: the head's and
     the worker's hostnames, comma-separated. Every variant must have run on one of the
     two containers and report a node id of this cluster, and together they must cover
-    both: tasks ran on both nodes."""
+    both: tasks ran on both nodes. EPOCHS, when given: every variant ran that many
+    epochs (the sweep the test mounted is the one the entrypoint read)."""
     path, results = results_of(Path(data))
+    if epochs:
+        ran = {v["name"]: v.get("epochs_run") for v in results["variants"]}
+        if set(ran.values()) != {int(epochs)}:
+            fail(f"{path}: epochs run {ran}, expected {epochs} each (the mounted sweep)")
     cluster, containers = set(nodes.split(",")), set(hosts.split(","))
     if len(cluster) < 2 or len(containers) < 2:
         fail(
