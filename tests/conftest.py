@@ -106,13 +106,15 @@ def assert_same_rows(got: list[dict], expected: list[dict]) -> None:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
+def ray_cluster(tmp_path_factory, s3_server):
     """One Ray (`ray start --head`, 2 CPUs, on 127.0.0.1, no authentication) shared by the
     tests that need a Ray but are not about starting one: pass `ray_cluster.gcs` as the
-    address. Its processes are ended by pid at the end of the session."""
+    address. Its processes hold the session S3 server's credentials, as a pod's would, so
+    tasks reach the tests' buckets. They are ended by pid at the end of the session."""
     from raycluster import RayStartCluster
 
     cluster = RayStartCluster(tmp_path_factory.mktemp("ray-cluster"), auth=False, num_cpus=2)
+    cluster.env.update(s3_server.env)
     try:
         cluster.start(second_node=False)
         yield cluster

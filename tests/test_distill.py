@@ -110,12 +110,13 @@ def test_the_student_learns_the_teachers_soft_targets():
 
 
 @pytest.fixture(scope="module")
-def distilled(tmp_path_factory):
+def distilled(tmp_path_factory, ray_cluster):
     """One tiny `train` with a conv teacher and a dense student, then its --resume with
-    the student's result taken back (as an interrupted run leaves it)."""
+    the student's result taken back (as an interrupted run leaves it); both on the
+    session's Ray."""
     tmp = tmp_path_factory.mktemp("distill")
     (tmp / "sweep.toml").write_text(SWEEP)
-    args = ["--workers", "2", "--export-dir", tmp / "models"]
+    args = ["--workers", "2", "--export-dir", tmp / "models", "--address", ray_cluster.gcs]
     first = run_cli(
         "train", "--sweep", tmp / "sweep.toml", "--limit", "1200", "--runs-dir", tmp / "run", *args
     )

@@ -1,5 +1,7 @@
-"""`train --ensemble N` end to end on tiny models: a real embedded Ray, real TensorFlow.
-The exported ensemble is loaded back and checked against its members' own nets."""
+"""`train --ensemble N` end to end on tiny models: real TensorFlow, on the session's
+`ray_cluster` (the interrupted run on an embedded Ray of its own, its resume on the
+session's). The exported ensemble is loaded back and checked against its members' own
+nets."""
 
 import json
 import signal
@@ -42,7 +44,7 @@ def _weights(run_dir, name):
 
 
 @pytest.fixture(scope="module")
-def ensembled(tmp_path_factory):
+def ensembled(tmp_path_factory, ray_cluster):
     tmp = tmp_path_factory.mktemp("ens")
     (tmp / "three.toml").write_text(THREE + "\n[ensemble]\nsize = 8\n")
     proc = run_cli(
@@ -57,6 +59,8 @@ def ensembled(tmp_path_factory):
         tmp / "run",
         "--export-dir",
         tmp / "models",
+        "--address",
+        ray_cluster.gcs,
     )
     return tmp, proc
 
@@ -117,7 +121,7 @@ def _net(variant, arrays):
 
 
 @pytest.mark.slow
-def test_one_finished_variant_is_exported_alone(tmp_path):
+def test_one_finished_variant_is_exported_alone(tmp_path, ray_cluster):
     sweep = tmp_path / "s.toml"
     sweep.write_text("""
         [ensemble]
@@ -143,6 +147,8 @@ def test_one_finished_variant_is_exported_alone(tmp_path):
         tmp_path / "run",
         "--export-dir",
         tmp_path / "models",
+        "--address",
+        ray_cluster.gcs,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -156,7 +162,7 @@ def test_one_finished_variant_is_exported_alone(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_builds_the_same_ensemble(tmp_path):
+def test_a_resumed_run_builds_the_same_ensemble(tmp_path, ray_cluster):
     """Interrupted while building the export (every variant finished; building, checking
     and saving a SavedModel takes seconds whatever the net's width): the resume selects
     again from the saved validation predictions and gets the same members and weights."""
@@ -198,7 +204,9 @@ def test_a_resumed_run_builds_the_same_ensemble(tmp_path):
     assert proc.returncode == 143, err[-3000:]
     interrupted = json.loads((run_dir / "results.json").read_text())
     assert interrupted["interrupted"] == "SIGTERM" and export.versions(models) == []
-    resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
+    resumed = run_cli(
+        "train", "--resume", run_dir, "--export-dir", models, "--address", ray_cluster.gcs
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = json.loads((run_dir / "results.json").read_text())
     assert final["ensemble"]["members"] == interrupted["ensemble"]["members"]

@@ -54,7 +54,7 @@ epochs = 12
 
 
 @pytest.mark.slow
-def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file):
+def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file, ray_cluster):
     run_dir, models = tmp_path / "run", tmp_path / "models"
     # Both at once (the longest starts first, so one at a time would leave 'quick' queued).
     proc = start(
@@ -88,7 +88,10 @@ def test_sigint_stops_cleanly_and_resume_finishes_the_rest(tmp_path, sweep_file)
     assert status["quick"]["status"] == "ok" and status["slow"]["status"] == "interrupted"
     assert saved["interrupted"] == "SIGINT" and export.versions(models) == []
 
-    resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
+    # The resume on the session's Ray: what it continues is the run directory.
+    resumed = run_cli(
+        "train", "--resume", run_dir, "--export-dir", models, "--address", ray_cluster.gcs
+    )
     assert resumed.returncode == 0, clip(resumed.stderr)
     final = {v["name"]: v for v in json.loads((run_dir / "results.json").read_text())["variants"]}
     assert final["quick"] == status["quick"]  # kept as it was, not re-run
@@ -297,7 +300,7 @@ def test_resume_of_a_directory_without_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
+def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file, ray_cluster):
     """Interrupted after every variant finished, in the export task (building, checking
     and saving a SavedModel takes seconds whatever the net's width): the resume hint
     names the run directory and the resume only exports."""
@@ -332,7 +335,9 @@ def test_sigterm_while_exporting_is_resumable(tmp_path, sweep_file):
     assert json.loads((run_dir / "results.json").read_text())["interrupted"] == "SIGTERM"
     assert export.versions(models) == []
 
-    resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
+    resumed = run_cli(
+        "train", "--resume", run_dir, "--export-dir", models, "--address", ray_cluster.gcs
+    )
     assert resumed.returncode == 0, clip(resumed.stderr)
     assert "1 already finished, resuming" in resumed.stdout
     assert (models / "1" / "saved_model.pb").exists()

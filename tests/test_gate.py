@@ -1,6 +1,8 @@
-"""The quality gate end to end: real `fmnist-job train` runs (embedded Ray, TensorFlow,
-a 2,000-image slice, one epoch or two) exporting into one base, night after night, then
-`runs list` over their runs directory and the TensorBoard files they left."""
+"""The quality gate end to end: real `fmnist-job train` runs (TensorFlow, a 2,000-image
+slice, one epoch or two) exporting into one base, night after night, then `runs list`
+over their runs directory and the TensorBoard files they left. The nights train on the
+session's `ray_cluster` (the gate is the driver's, not the Ray's); the racing pair on
+embedded Rays of their own."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ WEAK = '[[variant]]\nname = "weak"\nhidden = [2]\nepochs = 1\n'
 STRONG = '[[variant]]\nname = "strong"\nhidden = [64]\nepochs = 2\n'
 
 
-def night(tmp, name: str, sweep: str, *extra) -> subprocess.CompletedProcess:
+def night(tmp, name: str, sweep: str, address: str) -> subprocess.CompletedProcess:
     path = tmp / f"{name}.toml"
     path.write_text(sweep)
     return run_cli(
@@ -34,7 +36,8 @@ def night(tmp, name: str, sweep: str, *extra) -> subprocess.CompletedProcess:
         tmp / "runs" / name,
         "--export-dir",
         tmp / "models" / "fmnist",
-        *extra,
+        "--address",
+        address,
     )
 
 
@@ -47,12 +50,12 @@ def gate_lines(proc) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory):
+def nights(tmp_path_factory, ray_cluster):
     """Three nights: a weak first model, a strong one, a weak one again."""
     tmp = tmp_path_factory.mktemp("nights")
     procs = {}
     for name, sweep in (("n1", WEAK), ("n2", STRONG), ("n3", WEAK)):
-        procs[name] = night(tmp, name, sweep)
+        procs[name] = night(tmp, name, sweep, ray_cluster.gcs)
         assert procs[name].returncode == 0, procs[name].stderr[-2000:]
     return tmp, procs
 

@@ -52,7 +52,7 @@ TINY = ["--limit", "600", "--val-size", "100", "--workers", "1"]
 
 @pytest.mark.slow
 def test_train_logs_variants_registers_and_mirrors_labels(
-    mlflow_server, tmp_path, sweep_file, monkeypatch, capsys
+    mlflow_server, tmp_path, sweep_file, monkeypatch, capsys, ray_cluster
 ):
     from mlflow.tracking import MlflowClient
 
@@ -60,7 +60,10 @@ def test_train_logs_variants_registers_and_mirrors_labels(
         '[[variant]]\nname = "a"\nhidden = [16]\nepochs = 2\n'
         '[[variant]]\nname = "b"\nhidden = [8]\nepochs = 2\n'
     )
-    proc = run_cli("train", "--sweep", sweep, *TINY, "--mlflow-uri", mlflow_server, cwd=tmp_path)
+    on_ray = ["--address", ray_cluster.gcs]
+    proc = run_cli(
+        "train", "--sweep", sweep, *TINY, *on_ray, "--mlflow-uri", mlflow_server, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "MLflow" not in proc.stderr
     client = MlflowClient(mlflow_server)
@@ -78,7 +81,7 @@ def test_train_logs_variants_registers_and_mirrors_labels(
     # A second run the gate does not promote (tolerance 0 and a worse net is likely
     # but not certain): the aliases follow models.config whatever it decided.
     proc = run_cli(
-        "train", "--sweep", sweep, *TINY, "--gate-tolerance", "0", "--epochs", "1",
+        "train", "--sweep", sweep, *TINY, *on_ray, "--gate-tolerance", "0", "--epochs", "1",
         cwd=tmp_path, env={"MLFLOW_TRACKING_URI": mlflow_server},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -106,10 +109,13 @@ def test_train_logs_variants_registers_and_mirrors_labels(
 
 
 @pytest.mark.slow
-def test_an_unreachable_server_costs_a_warning_not_the_run(tmp_path, sweep_file):
+def test_an_unreachable_server_costs_a_warning_not_the_run(tmp_path, sweep_file, ray_cluster):
     sweep = sweep_file('[[variant]]\nname = "a"\nhidden = [8]\nepochs = 1\n')
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    proc = run_cli("train", "--sweep", sweep, *TINY, "--mlflow-uri", url, cwd=tmp_path)
+    proc = run_cli(
+        "train", "--sweep", sweep, *TINY, "--address", ray_cluster.gcs, "--mlflow-uri", url,
+        cwd=tmp_path,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "not logged to MLflow" in line]
     assert len(warnings) == 1 and url in warnings[0], proc.stderr

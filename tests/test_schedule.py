@@ -146,10 +146,12 @@ def test_ray_starts_the_variants_longest_first(tmp_path, sweep_file):
 
 
 @pytest.mark.slow
-def test_the_best_is_exported_while_a_slower_variant_still_trains(tmp_path, sweep_file):
-    """Two variants on two CPUs: the good one finishes first; its export starts on the
-    freed CPU while the slow one (a big net that barely learns at this learning rate)
-    trains on, and is the one used."""
+def test_the_best_is_exported_while_a_slower_variant_still_trains(
+    tmp_path, sweep_file, ray_cluster
+):
+    """Two variants on two CPUs (the session's Ray): the good one finishes first; its
+    export starts on the freed CPU while the slow one (a big net that barely learns at
+    this learning rate) trains on, and is the one used."""
     sweep = sweep_file("""
         [defaults]
         epochs = 2
@@ -172,6 +174,8 @@ def test_the_best_is_exported_while_a_slower_variant_still_trains(tmp_path, swee
         "3000",
         "--cpus-per-worker",
         "1",
+        "--address",
+        ray_cluster.gcs,
         "--runs-dir",
         tmp_path / "run",
         "--export-dir",

@@ -406,7 +406,9 @@ def _variants(run_dir) -> dict:
 
 
 @pytest.mark.slow
-def test_halving_interrupted_and_resumed_keeps_its_rungs_and_tells_the_study(tmp_path, sweep_file):
+def test_halving_interrupted_and_resumed_keeps_its_rungs_and_tells_the_study(
+    tmp_path, sweep_file, ray_cluster
+):
     run_dir, models = tmp_path / "runs" / "night1", tmp_path / "models"
     options = ["--workers", "2", "--limit", "2000", "--runs-dir", run_dir, "--export-dir", models]
     proc = start("train", "--sweep", sweep_file(SWEEP), *options)
@@ -424,7 +426,10 @@ def test_halving_interrupted_and_resumed_keeps_its_rungs_and_tells_the_study(tmp
     assert saved["settings"]["search"]["rungs"] == [1, 2, 4]
     assert len(saved["trials"]) == 4 and saved.get("told", []) == []  # not told yet
 
-    resumed = run_cli("train", "--resume", run_dir, "--export-dir", models)
+    # The resume on the session's Ray: what it continues is the run directory.
+    resumed = run_cli(
+        "train", "--resume", run_dir, "--export-dir", models, "--address", ray_cluster.gcs
+    )
     assert resumed.returncode == 0, clip(resumed.stderr)
     after = _variants(run_dir)
     assert set(after) == set(saved["trials"])
@@ -465,7 +470,9 @@ def test_halving_interrupted_and_resumed_keeps_its_rungs_and_tells_the_study(tmp
 
 
 @pytest.mark.slow
-def test_a_train_run_in_a_bucket_asks_and_tells_the_study_beside_it(bucket, sweep_file, tmp_path):
+def test_a_train_run_in_a_bucket_asks_and_tells_the_study_beside_it(
+    bucket, sweep_file, tmp_path, ray_cluster
+):
     from fmnist.core import storage
 
     runs = f"{bucket}/runs/night1"
@@ -475,7 +482,8 @@ def test_a_train_run_in_a_bucket_asks_and_tells_the_study_beside_it(bucket, swee
     )
     r = run_cli(
         "train", "--sweep", sweep, "--epochs", "1", "--workers", "2", "--limit", "1500",
-        "--runs-dir", runs, "--export-dir", tmp_path / "models", cwd=tmp_path,
+        "--runs-dir", runs, "--export-dir", tmp_path / "models", "--address", ray_cluster.gcs,
+        cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, clip(r.stderr)
     results = json.loads(storage.location(f"{runs}/results.json", "--x").read_text())

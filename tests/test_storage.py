@@ -310,7 +310,7 @@ WEAK = '[[variant]]\nname = "weak"\nhidden = [2]\nepochs = 1\n'
 STRONG = '[[variant]]\nname = "strong"\nhidden = [64]\nepochs = 2\n'
 
 
-def _night(tmp: Path, name: str, sweep: str, export_dir: str):
+def _night(tmp: Path, name: str, sweep: str, export_dir: str, address: str):
     (tmp / f"{name}.toml").write_text(sweep)
     return run_cli(
         "train",
@@ -324,19 +324,24 @@ def _night(tmp: Path, name: str, sweep: str, export_dir: str):
         tmp / "runs" / name,
         "--export-dir",
         export_dir,
+        "--address",
+        address,
         cwd=tmp,
     )
 
 
 @pytest.mark.slow
-def test_two_nights_export_to_a_bucket_behind_the_gate(bucket, tmp_path, monkeypatch, capsys):
+def test_two_nights_export_to_a_bucket_behind_the_gate(
+    bucket, tmp_path, monkeypatch, capsys, ray_cluster
+):
+    """On the session's Ray, whose tasks hold the S3 server's credentials."""
     uri = f"{bucket}/models/fmnist"
-    first = _night(tmp_path, "n1", STRONG, uri)
+    first = _night(tmp_path, "n1", STRONG, uri, ray_cluster.gcs)
     assert first.returncode == 0, first.stderr[-3000:]
     assert f"-> {uri}/1" in first.stdout
     # The second night's weak winner is compared with the bucket's stable (its SavedModel
     # downloaded and scored on this run's validation split) and not promoted.
-    second = _night(tmp_path, "n2", WEAK, uri)
+    second = _night(tmp_path, "n2", WEAK, uri, ray_cluster.gcs)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "gate: version 2 NOT promoted, labelled candidate; stable stays version 1" in (
         second.stdout

@@ -1,5 +1,7 @@
 """`fmnist-job train` end to end through the CLI: a real embedded Ray, real TensorFlow,
-small slices of the data. The exported SavedModel is loaded back and scored."""
+small slices of the data. The exported SavedModel is loaded back and scored (`score` and
+`models show` in this process). The failing variants train on the session's Ray: what
+they are about is the run's record, not the Ray it starts."""
 
 import json
 import re
@@ -14,7 +16,7 @@ import pytest
 
 from fmnist.core import data, export
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli, run_cli
 
 TWO_VARIANTS = """
 [defaults]
@@ -123,7 +125,7 @@ def test_train_exits_zero_and_writes_the_run_directory(trained):
 
 
 @pytest.mark.slow
-def test_the_export_has_its_model_card(trained):
+def test_the_export_has_its_model_card(trained, monkeypatch, capsys):
     tmp, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp / "run" / "results.json").read_text())
@@ -138,12 +140,12 @@ def test_the_export_has_its_model_card(trained):
         assert f"| {name} | {100 * accuracy:.2f}% |" in card
     assert f"**promote**: {results['gate']['reason']}." in card
     assert f"- run: {results['run_id']} ({tmp / 'run'})" in card
-    shown = run_cli("models", "show", "1", "--export-dir", tmp / "models")
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith(card.rstrip("\n"))
-    assert (
-        "Labels: stable." in shown.stdout and f"(gate: run {results['run_id']}, by" in shown.stdout
+    code, shown, err = cli(
+        ["models", "show", "1", "--export-dir", tmp / "models"], monkeypatch, capsys
     )
+    assert code == 0, err
+    assert shown.startswith(card.rstrip("\n"))
+    assert "Labels: stable." in shown and f"(gate: run {results['run_id']}, by" in shown
 
 
 @pytest.mark.slow
@@ -203,7 +205,9 @@ def test_exported_savedmodel_scores_the_test_set(trained):
 
 
 @pytest.mark.slow
-def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, tmp_path):
+def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(
+    trained, tmp_path, monkeypatch, capsys
+):
     from PIL import Image
 
     from fmnist.core import calibration
@@ -246,12 +250,14 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, 
     for kind in ("blank", "noise"):
         nonclothing.write_kind(d, kind, 20)
     out = tmp_path / "p.jsonl"
-    proc = run_cli("score", d, "--model", tmp / "models", "--out", out)
-    assert proc.returncode == 0, proc.stderr
-    assert "no calibration" not in proc.stderr
+    code, stdout, stderr = cli(
+        ["score", d, "--model", tmp / "models", "--out", out], monkeypatch, capsys
+    )
+    assert code == 0, stderr
+    assert "no calibration" not in stderr
     rows = read_rows(out)
     flagged = {r["path"]: r["uncertain"] == "true" for r in rows}
-    assert f"; {sum(flagged.values()):,} uncertain" in proc.stdout
+    assert f"; {sum(flagged.values()):,} uncertain" in stdout
     other = [f for p, f in flagged.items() if not p.startswith("plain/")]
     plain = [f for p, f in flagged.items() if p.startswith("plain/")]
     assert len(other) == 40 and np.mean(other) >= 0.9
@@ -259,7 +265,7 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, 
 
 
 @pytest.mark.slow
-def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
+def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file, ray_cluster):
     sweep = sweep_file("""
         [[variant]]
         name = "fine"
@@ -271,7 +277,7 @@ def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
         epochs = 1
         batch_size = 60000   # valid in the file, larger than the training slice
     """)
-    proc = run_cli(*train_args(tmp_path, sweep))
+    proc = run_cli(*train_args(tmp_path, sweep, "--address", ray_cluster.gcs))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     status = {v["name"]: v for v in results["variants"]}
@@ -282,7 +288,7 @@ def test_a_failing_variant_does_not_take_the_others_down(tmp_path, sweep_file):
 
 
 @pytest.mark.slow
-def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_file):
+def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_file, ray_cluster):
     sweep = sweep_file("""
         [[variant]]
         name = "broken"
@@ -290,7 +296,7 @@ def test_every_variant_failing_exits_one_and_exports_nothing(tmp_path, sweep_fil
         epochs = 1
         batch_size = 60000
     """)
-    proc = run_cli(*train_args(tmp_path, sweep))
+    proc = run_cli(*train_args(tmp_path, sweep, "--address", ray_cluster.gcs))
     assert proc.returncode == 1
     assert "every variant failed" in proc.stdout
     results = json.loads((tmp_path / "run" / "results.json").read_text())

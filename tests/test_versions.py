@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -216,12 +215,14 @@ def test_the_gate_record_keeps_its_json_shape_in_results(tmp_path):
 
 
 RACER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from fmnist.ops import gate
-base, version, go = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+base, version, ready, n = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 compared, _ = gate.stable_for_gate(base)     # what a run reads before training ends
-while time.time() < go:
+(ready / str(os.getpid())).touch()
+deadline = time.monotonic() + 50
+while len(os.listdir(ready)) < n and time.monotonic() < deadline:  # every racer has read it
     time.sleep(0.001)
 print(gate.apply_gate(base, version, 0.9, compared, None, 0.2).decision)
 """
@@ -231,14 +232,17 @@ print(gate.apply_gate(base, version, 0.9, compared, None, 0.2).decision)
 def test_racing_runs_never_both_promote(tmp_path, stable_before):
     """Six processes, each having read the same stable, label their versions at the
     same instant: exactly one becomes stable. (Without the lock in apply_gate, this
-    failed here: several printed 'promote'.)"""
+    failed here: several printed 'promote'.) They are released together once all six
+    have read it, however long a loaded machine takes to start them (not at a fixed
+    moment, which a process still importing may miss)."""
     base = make_versions(tmp_path / "fmnist", *range(1, 8))
     if stable_before:
         versions.promote(base, stable_before)
-    go = time.time() + 3  # after every process has imported and read the config
+    ready = tmp_path / "ready"
+    ready.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, str(base), str(v), str(go)],
+            [sys.executable, "-c", RACER, str(base), str(v), str(ready), "6"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
