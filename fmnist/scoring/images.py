@@ -126,14 +126,17 @@ def to_model_input(im: Image.Image, invert: str = "auto", fit: str = "auto") -> 
         raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
     trim = fit == "trim" or (fit == "auto" and im.size != (SIZE, SIZE))
     # JPEG only: let libjpeg decode the luminance at 1/2..1/8 scale, still >= the size
-    # the next step needs.
-    im.draft("L", (WORK, WORK) if trim else (SIZE, SIZE))
+    # the next step needs; a colour photo to be trimmed as YCbCr, its Y the same
+    # luminance, its chroma for a patterned backdrop (framing.hued).
+    im.draft("YCbCr" if trim and _ycbcr_coded(im) else "L", (WORK, WORK) if trim else (SIZE, SIZE))
     im.load()
     if "exif" in im.info or im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
         im = ImageOps.exif_transpose(im)  # phone photos are stored sideways
-    gray = grayscale(im)
     if trim:
-        return trimmed(gray, invert)
+        if im.mode == "YCbCr":  # a JPEG decoded as such: its Y is the luminance
+            return trimmed(im.getchannel(0), invert, colour=im)
+        return trimmed(grayscale(im), invert, colour=im if im.mode == "RGB" else None)
+    gray = grayscale(im)
     if gray.size != (SIZE, SIZE):
         # Shrinking averages areas (BOX): no ringing around a hard edge, so a black
         # background stays exactly black; the rare enlargement interpolates. Pillow
@@ -149,6 +152,19 @@ def to_model_input(im: Image.Image, invert: str = "auto", fit: str = "auto") -> 
     if invert == "always" or (invert == "auto" and light_border(pixels)):
         pixels = 255 - pixels
     return pad(pixels)
+
+
+def _ycbcr_coded(im: Image.Image) -> bool:
+    """A colour JPEG whose samples are stored as YCbCr (libjpeg's rule: a JFIF marker,
+    an Adobe marker's transform other than 0, or component ids other than R, G, B):
+    only those decode as YCbCr; an RGB-coded one is decoded as luminance."""
+    if im.format != "JPEG" or im.mode != "RGB":
+        return False
+    if "jfif" in im.info:
+        return True
+    if "adobe" in im.info:
+        return im.info.get("adobe_transform") != 0
+    return [c[0] for c in getattr(im, "layer", [])] != [ord("R"), ord("G"), ord("B")]
 
 
 def grayscale(im: Image.Image) -> Image.Image:
@@ -229,16 +245,34 @@ def light_border(pixels: np.ndarray) -> bool:
     return 2 * int(np.count_nonzero(ring > 127)) > ring.size
 
 
-def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
+def trimmed(gray: Image.Image, invert: str, colour: Image.Image | None = None) -> np.ndarray:
     """The data set's conversion of a photo ('L' or 'LA'): the item cut out of its
-    backdrop, its longest edge resized to 28, light on black, centred."""
+    backdrop, its longest edge resized to 28, light on black, centred.
+
+    Args:
+        gray: the photo's gray levels ('L', or 'LA' with transparency).
+        invert: "auto", "always" or "never".
+        colour: the photo in colour ('RGB' or 'YCbCr', gray's size), or None.
+
+    Returns:
+        uint8 [28, 28], light object on black.
+    """
     if gray.mode == "LA":
         gray = Image.fromarray(composite(np.asarray(gray), invert), mode="L")
-    factor = min(gray.size) // WORK
+    full, factor = gray.size, min(gray.size) // WORK
     if factor >= 2:  # a big non-JPEG photo: area-average it down first (fast, in C)
         gray = gray.reduce(factor)
+
+    def chroma() -> np.ndarray | None:
+        """(Cb, Cr) at the work image's size, only when locate asks (a patterned border)."""
+        if colour is None or colour.size != full:
+            return None
+        work = colour.reduce(factor) if factor >= 2 else colour
+        ycc = work if work.mode == "YCbCr" else work.convert("YCbCr")
+        return np.asarray(ycc)[..., 1:]
+
     g = np.asarray(gray)
-    item = locate(g)
+    item = locate(g, chroma)
     dark = item.dark if invert == "auto" else invert == "always"
     left, top, right, bottom = item.box if item.box and not item.tilt else (0, 0) + gray.size
     background = item.background
