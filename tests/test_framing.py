@@ -278,8 +278,9 @@ def test_a_near_neutral_or_flat_backdrop_is_not_told_by_colour():
 
 
 def test_a_colour_jpeg_decoded_as_ycbcr_has_the_same_luminance_as_one_decoded_as_l():
-    """score decodes a colour JPEG to be trimmed as YCbCr (for framing.hued): its Y must
-    be the very luminance the gray-level rules were measured on."""
+    """score decodes a colour JPEG's chroma (for framing.hued) in a second decode as
+    YCbCr, only when the trim asks: it must line up with the gray decode, pixel for
+    pixel (its Y is the very same luminance)."""
     buf = io.BytesIO()
     Image.fromarray(_floor(300, 400)).save(buf, "JPEG", quality=85)
     out = []

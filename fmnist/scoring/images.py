@@ -34,6 +34,7 @@ import contextlib
 import io
 import os
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -95,7 +96,7 @@ def decode(
             ) as f,
             Image.open(f, formats=FORMATS) as im,
         ):
-            return to_model_input(im, invert, fit)
+            return to_model_input(im, invert, fit, reopen=lambda: _reopen(path))
     except Image.UnidentifiedImageError:
         if isinstance(path, io.BytesIO):
             empty = not path.getbuffer().nbytes
@@ -110,6 +111,14 @@ def decode(
         raise ImageError(describe(e)) from None
 
 
+def _reopen(path: str | os.PathLike | io.BytesIO) -> Image.Image:
+    """The same image file opened again (its colour, decoded only when asked for)."""
+    if isinstance(path, io.BytesIO):
+        return Image.open(io.BytesIO(path.getbuffer()), formats=FORMATS)
+    with open(path, "rb", opener=_nonblocking) as f:
+        return Image.open(io.BytesIO(f.read()), formats=FORMATS)
+
+
 def describe(e: BaseException) -> str:
     """A one-line error message, without Pillow's file-object reprs."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -118,25 +127,51 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def to_model_input(im: Image.Image, invert: str = "auto", fit: str = "auto") -> np.ndarray:
-    """An opened Pillow image (first frame) -> uint8 [28, 28], light object on black."""
+def to_model_input(
+    im: Image.Image,
+    invert: str = "auto",
+    fit: str = "auto",
+    reopen: Callable[[], Image.Image] | None = None,
+) -> np.ndarray:
+    """An opened Pillow image (first frame) -> uint8 [28, 28], light object on black.
+
+    Args:
+        im: the opened image.
+        invert: "auto", "always" or "never".
+        fit: "auto", "trim" or "whole".
+        reopen: opens the same file again (a colour JPEG's chroma is decoded from it
+            only when the trim asks for it), or None.
+
+    Returns:
+        uint8 [28, 28].
+    """
     if invert not in INVERT_MODES:
         raise ValueError(f"invert must be one of {INVERT_MODES}, got {invert!r}")
     if fit not in FIT_MODES:
         raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
     trim = fit == "trim" or (fit == "auto" and im.size != (SIZE, SIZE))
     # JPEG only: let libjpeg decode the luminance at 1/2..1/8 scale, still >= the size
-    # the next step needs; a colour photo to be trimmed as YCbCr, its Y the same
-    # luminance, its chroma for a patterned backdrop (framing.hued).
-    im.draft("YCbCr" if trim and _ycbcr_coded(im) else "L", (WORK, WORK) if trim else (SIZE, SIZE))
+    # the next step needs.
+    request = (WORK, WORK) if trim else (SIZE, SIZE)
+    coloured = trim and reopen is not None and _ycbcr_coded(im)
+    im.draft("L", request)
     im.load()
     if "exif" in im.info or im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
         im = ImageOps.exif_transpose(im)  # phone photos are stored sideways
-    if trim:
-        if im.mode == "YCbCr":  # a JPEG decoded as such: its Y is the luminance
-            return trimmed(im.getchannel(0), invert, colour=im)
-        return trimmed(grayscale(im), invert, colour=im if im.mode == "RGB" else None)
     gray = grayscale(im)
+    if trim:
+        if coloured:  # a colour JPEG: decoded again as YCbCr only if the trim asks
+
+            def colour() -> Image.Image:
+                again = reopen()
+                again.draft("YCbCr", request)
+                again.load()
+                if "exif" in again.info or again.format in ("JPEG", "TIFF", "WEBP", "MPO"):
+                    again = ImageOps.exif_transpose(again)
+                return again
+
+            return trimmed(gray, invert, colour)
+        return trimmed(gray, invert, (lambda: im) if im.mode == "RGB" else None)
     if gray.size != (SIZE, SIZE):
         # Shrinking averages areas (BOX): no ringing around a hard edge, so a black
         # background stays exactly black; the rare enlargement interpolates. Pillow
@@ -245,14 +280,17 @@ def light_border(pixels: np.ndarray) -> bool:
     return 2 * int(np.count_nonzero(ring > 127)) > ring.size
 
 
-def trimmed(gray: Image.Image, invert: str, colour: Image.Image | None = None) -> np.ndarray:
+def trimmed(
+    gray: Image.Image, invert: str, colour: Callable[[], Image.Image] | None = None
+) -> np.ndarray:
     """The data set's conversion of a photo ('L' or 'LA'): the item cut out of its
     backdrop, its longest edge resized to 28, light on black, centred.
 
     Args:
         gray: the photo's gray levels ('L', or 'LA' with transparency).
         invert: "auto", "always" or "never".
-        colour: the photo in colour ('RGB' or 'YCbCr', gray's size), or None.
+        colour: gives the photo in colour ('RGB' or 'YCbCr', gray's size), called only
+            on a patterned border; or None.
 
     Returns:
         uint8 [28, 28], light object on black.
@@ -265,9 +303,10 @@ def trimmed(gray: Image.Image, invert: str, colour: Image.Image | None = None) -
 
     def chroma() -> np.ndarray | None:
         """(Cb, Cr) at the work image's size, only when locate asks (a patterned border)."""
-        if colour is None or colour.size != full:
+        photo = colour() if colour is not None else None
+        if photo is None or photo.size != full:
             return None
-        work = colour.reduce(factor) if factor >= 2 else colour
+        work = photo.reduce(factor) if factor >= 2 else photo
         ycc = work if work.mode == "YCbCr" else work.convert("YCbCr")
         return np.asarray(ycc)[..., 1:]
 
