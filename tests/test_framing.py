@@ -5,6 +5,8 @@ polarity of low-light photos and shaded cut-outs. No model, no data set: the uni
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
@@ -226,3 +228,67 @@ def test_a_shaded_light_cutout_goes_back_on_white():
     assert (images.composite(la, "auto")[0, 0], images.composite(la, "auto")[20, 20]) == (255, 120)
     la[5:35, 5:35, 0] = 230  # a flat light colour
     assert images.composite(la, "auto")[0, 0] == 0
+
+
+def _floor(h=150, w=200, item=(45, 45, 50)) -> np.ndarray:
+    """A wooden floor seen from above, RGB: planks 40 px wide down the photo, each its
+    own tone of one wood colour (155-205) with a fine grain of 8 levels and noise of
+    10, dark seams 2 px wide between them; an item of colour `item` at (50, 30)-(100,
+    110), its middle half-transparent (a seam shows through it)."""
+    x = np.arange(w, dtype=np.float32)
+    tone = np.asarray([170, 205, 185, 155, 195], np.float32)[(x // 40).astype(int) % 5]
+    tone = tone + 8 * np.sin(2 * np.pi * x / 3)
+    tone = tone[None] + np.random.default_rng(0).normal(0, 10, (h, w)).astype(np.float32)
+    tone[:, (x % 40) >= 38] *= 0.45  # the seams
+    rgb = tone[..., None] * np.asarray([1.0, 0.8, 0.6], np.float32)
+    alpha = np.zeros((h, w, 1), np.float32)
+    alpha[30:110, 50:100] = 1.0
+    alpha[50:90, 65:85] = 0.5
+    rgb = rgb * (1 - alpha) + np.asarray(item, np.float32) * alpha
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("item", [(45, 45, 50), (25, 30, 70)])
+def test_on_a_wooden_floor_colour_finds_the_item_and_leaves_the_seams(item):
+    """The seams are as dark as the item in gray levels; in colour they are the wood's
+    own hue, and the long thin lines from the frame are taken out."""
+    ycc = np.asarray(Image.fromarray(_floor(item=item)).convert("YCbCr"))
+    g, chroma = np.ascontiguousarray(ycc[..., 0]), ycc[..., 1:]
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    excess = framing.hued(smooth, chroma)
+    assert excess is not None and (excess[60:80, 55:60] > framing.FUZZ).all()  # the item
+    assert (excess[:, 120:150] <= framing.FUZZ).mean() > 0.9  # a plank, its grain
+    found = framing.locate(g, lambda: chroma)
+    assert found.dark and np.abs(np.subtract(found.box, (50, 30, 100, 110))).max() <= 7, found.box
+    assert found.other[:, 38:40].all() and found.other[:, 118:120].all()  # seams away from it
+    assert not found.other[50:90, 65:85].any()  # its half-transparent middle stays
+
+
+def test_a_near_neutral_or_flat_backdrop_is_not_told_by_colour():
+    """A gray or white backdrop (a gray item lies on its hue's line) and a flat one (no
+    pattern to tell apart) keep the gray-level rules, without decoding colour."""
+    grey = np.asarray(Image.fromarray(_floor()).convert("L").convert("RGB").convert("YCbCr"))
+    smooth = cv2.blur(grey[..., 0].astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    assert framing.hued(smooth, grey[..., 1:]) is None
+    asked = []
+    flat = np.full((150, 200), 235, np.uint8)
+    flat[30:110, 60:110] = 50
+    item = framing.locate(flat, lambda: asked.append(1))
+    assert not asked and item.box == (60, 30, 110, 110)
+
+
+def test_a_colour_jpeg_decoded_as_ycbcr_has_the_same_luminance_as_one_decoded_as_l():
+    """score decodes a colour JPEG's chroma (for framing.hued) in a second decode as
+    YCbCr, only when the trim asks: it must line up with the gray decode, pixel for
+    pixel (its Y is the very same luminance)."""
+    buf = io.BytesIO()
+    Image.fromarray(_floor(300, 400)).save(buf, "JPEG", quality=85)
+    out = []
+    for mode in ("L", "YCbCr"):
+        im = Image.open(io.BytesIO(buf.getvalue()))
+        im.draft(mode, (images.WORK, images.WORK))
+        out.append(np.asarray(im.convert(mode))[..., 0] if mode == "YCbCr" else np.asarray(im))
+    assert out[0].shape == out[1].shape == (150, 200) and (out[0] == out[1]).all()
+    rgb_coded = io.BytesIO()  # samples stored as RGB (Adobe transform 0): luminance only
+    Image.fromarray(_floor(300, 400)).save(rgb_coded, "JPEG", quality=85, keep_rgb=True)
+    assert images.decode(rgb_coded).shape == (28, 28)

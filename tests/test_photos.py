@@ -375,7 +375,7 @@ MISSED = {
     "vignette": 0.06,
     "spotlight": 0.055,
     "hanging": 0.035,
-    "flatlay": 0.34,
+    "flatlay": 0.175,  # -16.3 since the sixth round's colour rule (-32.6 before)
     "price-tag": 0.065,
     # Development kinds since the fifth round's end: a reflection touching the item's
     # feet is taken for part of it (-6.0 here); a tiled wall's grout (-3.3 here).

@@ -7,7 +7,9 @@ grayscale work image of the photo:
 
     backdrop: a quadratic surface fitted by robust least squares to the border ring,
               fitted again to all but the item when it leaves a halo (refit); or two
-              planes either side of a straight edge, a wall above a table (split)
+              planes either side of a straight edge, a wall above a table (split);
+              or, on a patterned border of one hue (a wooden floor), that hue's
+              line through black and the border's range along it, in colour (hued)
     -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher),
                 less thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
@@ -22,6 +24,7 @@ processes, with no SciPy behind it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import cv2
@@ -66,6 +69,17 @@ UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
 # a string), lying more than DETACH_GAP pixels from its main body, is a region apart
 # from it (detached).
 DETACH, DETACH_GAP = True, 5
+# Colour, when the photo has it: shading changes a colour's brightness, not its hue
+# (the brightness and chromaticity distortions of Horprasert, Harwood and Davis 1999).
+# A border noisier than FUZZ allows, of one clearly coloured hue (saturation at least
+# HUE_SATURATION; its scatter off the hue's line under HUE_ONE of its brightness's
+# spread), is a patterned backdrop of that hue, a wooden floor: a pixel is content when
+# its colour lies off the line by more than HUE_SIGMAS x the border's HUE_RANGE
+# percentile scatter (HUE_FLOOR levels at least), or it is brighter than the border's
+# 100 - HUE_RANGE percentile or darker than its HUE_DARK percentile (the planks, not
+# the seams); the long thin dark lines from the frame (seams) are taken out as wires.
+HUE, HUE_RANGE, HUE_ONE, HUE_SATURATION = True, 0.5, 0.25, 0.15
+HUE_SIGMAS, HUE_FLOOR, HUE_DARK = 1.5, 4.0, 20.0
 
 
 class Item(NamedTuple):
@@ -80,19 +94,37 @@ class Item(NamedTuple):
     split: bool = False  # the backdrop is two sides of an edge (a wall and a table)
 
 
-def locate(g: np.ndarray) -> Item:
+def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None) -> Item:
     """The item in a uint8 [h, w] work image: a backdrop model fitted to the border,
     content where the 3x3 mean differs from it by more than the noise allows, and the
-    main connected region with the parts close to it (select)."""
+    main connected region with the parts close to it (select).
+
+    Args:
+        g: the work image's gray levels (luminance).
+        chroma: when the photo is in colour, a function giving its (Cb, Cr) at the work
+            image's size (uint8 [h, w, 2]), called only on a patterned border (hued).
+
+    Returns:
+        The Item.
+    """
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     background, noise = backdrop(smooth)
+    # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
+    low = max(float(FUZZ), NOISE_SIGMAS * noise)
+    # A patterned backdrop of one hue (a wooden floor): told from the item by colour.
+    excess = hued(smooth, chroma()) if HUE and chroma is not None and low > FUZZ else None
+    if excess is not None:
+        content = excess > FUZZ
+        lines = unwired(content)
+        if lines is not None:
+            content &= ~lines
+        return _found(g, smooth, background, content, FUZZ, lines, None, excess)
     # A wall and a table behind the item: two flat sides of a straight edge.
     table = split(smooth, g) if SPLIT else None
     if table is not None:
         background, noise = table
     diff = smooth - background
     far = np.abs(diff)
-    # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
     low = max(float(FUZZ), NOISE_SIGMAS * noise)
     if REFIT and table is None:
         refitted = refit(smooth, diff, far, low, flat=not np.ndim(background))
@@ -104,6 +136,24 @@ def locate(g: np.ndarray) -> Item:
     wires = unwired(content) if UNWIRE else None
     if wires is not None:
         content &= ~wires
+    return _found(g, smooth, background, content, low, wires, table)
+
+
+def _found(
+    g: np.ndarray,
+    smooth: np.ndarray,
+    background: np.ndarray,
+    content: np.ndarray,
+    low: float,
+    wires: np.ndarray | None,
+    table: tuple | None,
+    excess: np.ndarray | None = None,
+) -> Item:
+    """locate's item from its content mask: the regions, the chosen ones, the box; with
+    excess (hued's), the content's contrast is that, not the luminance's."""
+    diff = smooth - background
+    hue = excess is not None
+    far = np.minimum(excess, 255) if hue else np.abs(diff)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         content.view(np.uint8), connectivity=8
     )
@@ -133,7 +183,41 @@ def locate(g: np.ndarray) -> Item:
         other |= hung
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
+    if hue:  # the pattern (grain, a seam) beside the item is backdrop: none of it shows
+        other = ~silhouette(chosen)
     return Item(background, dark, box, other, chosen, tilt(strong & chosen, box), table is not None)
+
+
+def hued(smooth: np.ndarray, chroma: np.ndarray | None) -> np.ndarray | None:
+    """How far each pixel of a photo on a patterned backdrop of one hue lies beyond that
+    backdrop (float32 [h, w], gray levels; FUZZ and above is content), or None when
+    the border is not one (see HUE). smooth is the 3x3 mean of the luminance, chroma
+    the photo's (Cb, Cr) (uint8 [h, w, 2]). In (Y, Cb, Cr) about black a colour made
+    brighter or darker moves along its line through black: the border's median colour
+    fixes the line, the border's scatter off it and its range of brightness what the
+    backdrop does; beyond those is the item."""
+    h, w = smooth.shape
+    if chroma is None or chroma.shape[:2] != (h, w) or min(h, w) < 8 * RING:
+        return None
+    c = cv2.blur(chroma.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE) - 128.0
+    v = np.dstack([smooth, c])
+    ring = np.zeros((h, w), bool)
+    ring[:RING], ring[-RING:], ring[:, :RING], ring[:, -RING:] = True, True, True, True
+    edge = v[ring]
+    line = np.median(edge, axis=0)
+    norm = float(np.linalg.norm(line))
+    if norm < FUZZ or np.hypot(line[1], line[2]) < HUE_SATURATION * line[0]:
+        return None  # a black or near-neutral backdrop: a gray item lies on its line
+    line = (line / norm).astype(np.float32)
+    along = v[..., 0] * line[0] + v[..., 1] * line[1] + v[..., 2] * line[2]  # no BLAS
+    off = np.sqrt(((v - along[..., None] * line) ** 2).sum(axis=2))
+    darkest, lo, hi = np.percentile(along[ring], [HUE_RANGE, HUE_DARK, 100 - HUE_RANGE])
+    scatter = float(np.percentile(off[ring], 100 - HUE_RANGE))
+    if scatter > HUE_ONE * float(hi - darkest):
+        return None  # the border's colours vary in hue, not only in brightness
+    # How far beyond the backdrop each pixel is, in gray levels: FUZZ on the limits.
+    bound = max(HUE_FLOOR, HUE_SIGMAS * scatter)
+    return np.maximum(np.maximum(off * (FUZZ / bound), lo - along + FUZZ), along - hi + FUZZ)
 
 
 def split(smooth: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float] | None:

@@ -34,6 +34,7 @@ import contextlib
 import io
 import os
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -95,7 +96,7 @@ def decode(
             ) as f,
             Image.open(f, formats=FORMATS) as im,
         ):
-            return to_model_input(im, invert, fit)
+            return to_model_input(im, invert, fit, reopen=lambda: _reopen(path))
     except Image.UnidentifiedImageError:
         if isinstance(path, io.BytesIO):
             empty = not path.getbuffer().nbytes
@@ -110,6 +111,14 @@ def decode(
         raise ImageError(describe(e)) from None
 
 
+def _reopen(path: str | os.PathLike | io.BytesIO) -> Image.Image:
+    """The same image file opened again (its colour, decoded only when asked for)."""
+    if isinstance(path, io.BytesIO):
+        return Image.open(io.BytesIO(path.getbuffer()), formats=FORMATS)
+    with open(path, "rb", opener=_nonblocking) as f:
+        return Image.open(io.BytesIO(f.read()), formats=FORMATS)
+
+
 def describe(e: BaseException) -> str:
     """A one-line error message, without Pillow's file-object reprs."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -118,8 +127,24 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def to_model_input(im: Image.Image, invert: str = "auto", fit: str = "auto") -> np.ndarray:
-    """An opened Pillow image (first frame) -> uint8 [28, 28], light object on black."""
+def to_model_input(
+    im: Image.Image,
+    invert: str = "auto",
+    fit: str = "auto",
+    reopen: Callable[[], Image.Image] | None = None,
+) -> np.ndarray:
+    """An opened Pillow image (first frame) -> uint8 [28, 28], light object on black.
+
+    Args:
+        im: the opened image.
+        invert: "auto", "always" or "never".
+        fit: "auto", "trim" or "whole".
+        reopen: opens the same file again (a colour JPEG's chroma is decoded from it
+            only when the trim asks for it), or None.
+
+    Returns:
+        uint8 [28, 28].
+    """
     if invert not in INVERT_MODES:
         raise ValueError(f"invert must be one of {INVERT_MODES}, got {invert!r}")
     if fit not in FIT_MODES:
@@ -127,13 +152,26 @@ def to_model_input(im: Image.Image, invert: str = "auto", fit: str = "auto") -> 
     trim = fit == "trim" or (fit == "auto" and im.size != (SIZE, SIZE))
     # JPEG only: let libjpeg decode the luminance at 1/2..1/8 scale, still >= the size
     # the next step needs.
-    im.draft("L", (WORK, WORK) if trim else (SIZE, SIZE))
+    request = (WORK, WORK) if trim else (SIZE, SIZE)
+    coloured = trim and reopen is not None and _ycbcr_coded(im)
+    im.draft("L", request)
     im.load()
     if "exif" in im.info or im.format in ("JPEG", "TIFF", "WEBP", "MPO"):
         im = ImageOps.exif_transpose(im)  # phone photos are stored sideways
     gray = grayscale(im)
     if trim:
-        return trimmed(gray, invert)
+        if coloured:  # a colour JPEG: decoded again as YCbCr only if the trim asks
+
+            def colour() -> Image.Image:
+                again = reopen()
+                again.draft("YCbCr", request)
+                again.load()
+                if "exif" in again.info or again.format in ("JPEG", "TIFF", "WEBP", "MPO"):
+                    again = ImageOps.exif_transpose(again)
+                return again
+
+            return trimmed(gray, invert, colour)
+        return trimmed(gray, invert, (lambda: im) if im.mode == "RGB" else None)
     if gray.size != (SIZE, SIZE):
         # Shrinking averages areas (BOX): no ringing around a hard edge, so a black
         # background stays exactly black; the rare enlargement interpolates. Pillow
@@ -149,6 +187,19 @@ def to_model_input(im: Image.Image, invert: str = "auto", fit: str = "auto") -> 
     if invert == "always" or (invert == "auto" and light_border(pixels)):
         pixels = 255 - pixels
     return pad(pixels)
+
+
+def _ycbcr_coded(im: Image.Image) -> bool:
+    """A colour JPEG whose samples are stored as YCbCr (libjpeg's rule: a JFIF marker,
+    an Adobe marker's transform other than 0, or component ids other than R, G, B):
+    only those decode as YCbCr; an RGB-coded one is decoded as luminance."""
+    if im.format != "JPEG" or im.mode != "RGB":
+        return False
+    if "jfif" in im.info:
+        return True
+    if "adobe" in im.info:
+        return im.info.get("adobe_transform") != 0
+    return [c[0] for c in getattr(im, "layer", [])] != [ord("R"), ord("G"), ord("B")]
 
 
 def grayscale(im: Image.Image) -> Image.Image:
@@ -229,16 +280,38 @@ def light_border(pixels: np.ndarray) -> bool:
     return 2 * int(np.count_nonzero(ring > 127)) > ring.size
 
 
-def trimmed(gray: Image.Image, invert: str) -> np.ndarray:
+def trimmed(
+    gray: Image.Image, invert: str, colour: Callable[[], Image.Image] | None = None
+) -> np.ndarray:
     """The data set's conversion of a photo ('L' or 'LA'): the item cut out of its
-    backdrop, its longest edge resized to 28, light on black, centred."""
+    backdrop, its longest edge resized to 28, light on black, centred.
+
+    Args:
+        gray: the photo's gray levels ('L', or 'LA' with transparency).
+        invert: "auto", "always" or "never".
+        colour: gives the photo in colour ('RGB' or 'YCbCr', gray's size), called only
+            on a patterned border; or None.
+
+    Returns:
+        uint8 [28, 28], light object on black.
+    """
     if gray.mode == "LA":
         gray = Image.fromarray(composite(np.asarray(gray), invert), mode="L")
-    factor = min(gray.size) // WORK
+    full, factor = gray.size, min(gray.size) // WORK
     if factor >= 2:  # a big non-JPEG photo: area-average it down first (fast, in C)
         gray = gray.reduce(factor)
+
+    def chroma() -> np.ndarray | None:
+        """(Cb, Cr) at the work image's size, only when locate asks (a patterned border)."""
+        photo = colour() if colour is not None else None
+        if photo is None or photo.size != full:
+            return None
+        work = photo.reduce(factor) if factor >= 2 else photo
+        ycc = work if work.mode == "YCbCr" else work.convert("YCbCr")
+        return np.asarray(ycc)[..., 1:]
+
     g = np.asarray(gray)
-    item = locate(g)
+    item = locate(g, chroma)
     dark = item.dark if invert == "auto" else invert == "always"
     left, top, right, bottom = item.box if item.box and not item.tilt else (0, 0) + gray.size
     background = item.background

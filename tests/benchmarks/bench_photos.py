@@ -1,7 +1,7 @@
 """Benchmark `fmnist-job score` on product photos: accuracy per photo group, and speed.
 
     .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist [--items 300]
-        [--held-out] [--only GROUP,...] [--skip-speed | --speed-only]
+        [--held-out] [--only GROUP,...] [--skip-speed | --speed-only] [--no-ablations]
     git show main:fmnist/scoring/images.py > /tmp/images_before.py
     .venv/bin/python tests/benchmarks/bench_photos.py --model models/fmnist \
         --versus /tmp/images_before.py
@@ -70,6 +70,7 @@ def accuracy_table(
     before=None,
     held_out: bool = False,
     only: tuple[str, ...] = (),
+    ablations: bool = True,
 ) -> list[tuple]:
     import tensorflow as tf
 
@@ -116,9 +117,15 @@ def accuracy_table(
             else float("nan"),
             "whole": np.mean(
                 predict(np.stack([images.decode(root / r, fit="whole") for r in rels])) == truth
-            ),
-            "no turn": np.mean(predict(without("STRAIGHTEN", rels)) == truth),
-            "no unshadow": np.mean(predict(without("UNSHADOW", rels)) == truth),
+            )
+            if ablations
+            else float("nan"),
+            "no turn": np.mean(predict(without("STRAIGHTEN", rels)) == truth)
+            if ablations
+            else float("nan"),
+            "no unshadow": np.mean(predict(without("UNSHADOW", rels)) == truth)
+            if ablations
+            else float("nan"),
             "plain": np.mean(predict(x[idx[:n]]) == truth),
         }
         rows.append((group, n, acc))
@@ -225,6 +232,11 @@ def main() -> None:
     parser.add_argument("--versus", type=Path, help="another images.py to compare with")
     parser.add_argument("--seed", type=int, default=11, help="which items, which framings")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument(
+        "--no-ablations",
+        action="store_true",
+        help="leave out the whole-image, no-turn and no-shadow-rule columns (faster)",
+    )
     parser.add_argument("--speed-only", action="store_true", help="only the score speed")
     parser.add_argument("--only", default="", help="comma-separated groups (default: all)")
     parser.add_argument(
@@ -254,7 +266,14 @@ def main() -> None:
             return
         only = tuple(g for g in args.only.split(",") if g)
         rows = accuracy_table(
-            model, tmp / "photos", args.items, args.seed, before, args.held_out, only
+            model,
+            tmp / "photos",
+            args.items,
+            args.seed,
+            before,
+            args.held_out,
+            only,
+            ablations=not args.no_ablations,
         )
 
         def short(r):
