@@ -230,7 +230,7 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, 
     _, _, x, y, _ = data.load_arrays()
     signature = tf.saved_model.load(str(tmp / "models" / "1")).signatures[export.SIGNATURE]
     served = signature(**{export.INPUT_KEY: tf.constant(x[:300])})
-    for name in ("contrast", "extent", "fill"):
+    for name in ("contrast", "extent", "fill", "grain"):
         np.testing.assert_allclose(
             served[name].numpy(), getattr(calibration, name)(x[:300]), atol=1e-5
         )
