@@ -220,7 +220,8 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(trained, 
         assert 0 <= cal["ece"][split]["after"] < cal["ece"][split]["before"] + 0.01
     assert 0 < rule["min_confidence"] < 1
     assert rule["max_outlier_score"] > 0
-    assert set(rule["shares"]) == {"confidence", calibration.OUTLIER_SCORE}
+    assert set(rule["shares"]) == {"confidence", calibration.OUTLIER_SCORE, "grain"}
+    assert 0 < rule["min_grain"] < 1
     assert 0.05 < rule["validation_flagged"] < 0.12
     results = json.loads((tmp / "run" / "results.json").read_text())
     assert results["calibration"] == {"calibration": cal, "uncertain": rule}
