@@ -141,17 +141,22 @@ def _signals(images, feats, c) -> dict:
 
 def _grain(images, levels: float, ink_level: int):
     """fmnist/core/calibration.py `grain`: 3x3 sums with the edge repeated (a symmetric
-    pad of one pixel), the inside as the ink's 3x3 erosion with no ink beyond the frame."""
+    pad of one pixel), the inside where all nine pixels are ink, none beyond the frame."""
     import tensorflow as tf
 
-    a = tf.reshape(tf.cast(images, tf.float32), [-1, 28, 28, 1])
-    ones = tf.ones([3, 3, 1, 1], tf.float32)
-    near = tf.nn.conv2d(tf.pad(a, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC"), ones, 1, "VALID")
+    def sums(p):
+        # A 3x3 box sum as shifted slices of the [N, 30, 30] padded images, rows then
+        # columns: element-wise adds, far cheaper on a CPU than a one-channel conv2d.
+        rows = p[:, :, :-2] + p[:, :, 1:-1] + p[:, :, 2:]
+        return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+
+    a = tf.reshape(tf.cast(images, tf.float32), [-1, 28, 28])
+    near = sums(tf.pad(a, [[0, 0], [1, 1], [1, 1]], "SYMMETRIC"))
     stands_out = tf.abs(9.0 * a - near) > 9.0 * levels
-    ink = tf.cast(a > ink_level, tf.float32)
-    inside = tf.nn.conv2d(tf.pad(ink, [[0, 0], [1, 1], [1, 1], [0, 0]]), ones, 1, "VALID") > 8.5
-    count = tf.reduce_sum(tf.cast(inside, tf.float32), axis=[1, 2, 3])
-    hits = tf.reduce_sum(tf.cast(stands_out & inside, tf.float32), axis=[1, 2, 3])
+    ink = tf.pad(tf.cast(a > ink_level, tf.float32), [[0, 0], [1, 1], [1, 1]])
+    inside = sums(ink) > 8.5
+    count = tf.reduce_sum(tf.cast(inside, tf.float32), axis=[1, 2])
+    hits = tf.reduce_sum(tf.cast(stands_out & inside, tf.float32), axis=[1, 2])
     return hits / tf.maximum(count, 1.0)
 
 
