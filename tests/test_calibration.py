@@ -159,6 +159,48 @@ def test_the_scramble_direction_separates_intact_from_scrambled_features():
     assert (calibration.scrambled_score(intact, w) < middle).mean() > 0.9
 
 
+def test_grain_is_the_share_of_the_inside_that_stands_out_from_its_neighbours():
+    flat = np.zeros((28, 28), np.uint8)
+    flat[4:24, 6:22] = 150  # a smoothly shaded solid shape: its inside is 18 x 14 pixels
+    woven = flat.copy()
+    woven[5:23:2, 7:21] = 200  # every other row of the inside a lighter thread
+    shaded = flat.copy()
+    shaded[4:24, 6:22] += np.arange(20, dtype=np.uint8)[:, None]  # a gradient: not grain
+    mark = flat.copy()
+    mark[10, 10] = 153  # 3 levels above its neighbours: 9 * 153 - (8 * 150 + 153) = 24 > 22.95
+    faint = flat.copy()
+    faint[10, 10] = 152  # 2 levels: 16, not more than 9 * GRAIN
+    x = np.stack([flat, woven, shaded, mark, faint, np.zeros((28, 28), np.uint8)])
+    got = calibration.grain(x)
+    assert got[0] == 0.0 and got[2] == 0.0 and got[4] == 0.0 and got[5] == 0.0
+    assert got[3] == pytest.approx(1 / (18 * 14))  # its neighbours: 9 * 150 - 1353 = -3
+    assert got[1] > 0.9
+    # Ink reaching the frame has its rim there too: a 4 x 4 block in the corner has 2 x 2
+    # inside, the one next to the lighter corner pixel stands out, the corner (rim) not.
+    edge = np.zeros((2, 28, 28), np.uint8)
+    edge[:, :4, :4] = 100
+    edge[1, 0, 0] = 200
+    assert calibration.grain(edge).tolist() == [0.0, 0.25]
+
+
+def test_the_grain_threshold_is_apart_from_the_outlier_score_and_old_exports_lack_it():
+    rng = np.random.default_rng(4)
+    n = 20000
+    confidence, score, grain = rng.random(n), rng.exponential(5, n), rng.random(n)
+    limits = calibration.thresholds(confidence, score, grain)
+    assert set(limits) == {"min_confidence", "max_outlier_score", "min_grain"}
+    smooth = grain < limits["min_grain"]
+    assert smooth.mean() == pytest.approx(calibration.GRAIN_SHARE, abs=0.002)
+    others = (confidence < limits["min_confidence"]) | (score > limits["max_outlier_score"])
+    signals = {"outlier_score": score, "grain": grain}
+    assert (calibration.flags(confidence, signals, limits) == (others | smooth)).all()
+    assert "grain" not in calibration.COMPONENTS  # not a term of the sum
+    # score reads min_grain only from an export whose SavedModel returns the signal.
+    meta = ExportMetadata(uncertain=limits)
+    assert "min_grain" in uncertain.rule(meta, ("outlier_score", "grain")).limits
+    assert "min_grain" not in uncertain.rule(meta, ("outlier_score",)).limits
+
+
 def test_the_rule_reads_the_export_thresholds_and_min_confidence_replaces_one():
     meta = ExportMetadata(
         uncertain={

@@ -277,6 +277,35 @@ def fill(x: np.ndarray) -> np.ndarray:
     return ink.sum(axis=(1, 2)) / (span(rows) * span(cols)).astype(np.float64)
 
 
+GRAIN = 2.55  # levels (of 255): a pixel further than this from its 3x3 mean is grain
+
+
+def grain(x: np.ndarray) -> np.ndarray:
+    """The share of the item's inside (its ink less a one-pixel rim) whose pixels stand
+    out from their 3x3 neighbourhood's mean by more than GRAIN levels: the fabric's weave,
+    print, seams and folds. A face, a plate or a cup drawn as a smoothly shaded solid shape
+    has almost none; an image with no inside has 0.
+
+    Args:
+        x: [N, 28, 28] uint8 images.
+
+    Returns:
+        [N] float64 in [0, 1]; unusual when low.
+    """
+    a = np.asarray(x, np.float64).reshape(len(x), 28, 28)
+    # Sums of the 3x3 neighbourhood, the edge pixels repeated beyond the frame; compared
+    # as 9 * pixel - sum, whole numbers, so the SavedModel's float32 gives the same.
+    p = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    near = sum(p[:, i : i + 28, j : j + 28] for i in range(3) for j in range(3))
+    stands_out = np.abs(9.0 * a - near) > 9.0 * GRAIN
+    ink = np.pad(a > INK, ((0, 0), (1, 1), (1, 1)))  # outside the frame is not ink
+    inside = np.ones_like(a, bool)
+    for i in range(3):
+        for j in range(3):
+            inside &= ink[:, i : i + 28, j : j + 28]
+    return (stands_out & inside).sum(axis=(1, 2)) / np.maximum(inside.sum(axis=(1, 2)), 1)
+
+
 # The out-of-distribution signals the SavedModel computes, and the side on which each
 # is unusual: above (`max`) or below (`min`) the validation split's values. Each is
 # turned into a tail p-value against the validation split's own values (its `table`),
@@ -294,11 +323,16 @@ COMPONENTS = {
     "scrambled_score": "max",
 }
 OUTLIER_SCORE = "outlier_score"
+# Signals with a threshold of their own beside the outlier score (sixth round): `grain`
+# separates smooth solid shapes well on its own, and as one more term of the sum it
+# would dilute the others.
+APART = {"grain": "min"}
 # Every extra output `score` may read, with the side it flags on. Exports made before
 # the outlier score carry thresholds for the components themselves; they still apply.
-SIGNALS = {**COMPONENTS, OUTLIER_SCORE: "max"}
+SIGNALS = {**COMPONENTS, OUTLIER_SCORE: "max", **APART}
 CONFIDENCE_SHARE = 0.07
 OUTLIER_SHARE = 0.025
+GRAIN_SHARE = 0.0075
 
 
 def tail_p(values: np.ndarray, table: np.ndarray, side: str) -> np.ndarray:
@@ -328,24 +362,31 @@ def outlier_score(signals: dict[str, np.ndarray], tables: dict[str, np.ndarray])
     )
 
 
-def thresholds(confidence: np.ndarray, score: np.ndarray) -> dict[str, float]:
+def thresholds(
+    confidence: np.ndarray, score: np.ndarray, grain_values: np.ndarray | None = None
+) -> dict[str, float]:
     """The flag's thresholds, chosen on the validation split: the confidence below which
-    CONFIDENCE_SHARE of the items lie, and the outlier score above which OUTLIER_SHARE
-    lie.
+    CONFIDENCE_SHARE of the items lie, the outlier score above which OUTLIER_SHARE lie,
+    and (for an export with the signal) the grain below which GRAIN_SHARE lie.
 
     Args:
         confidence: [N] calibrated top probabilities on the validation split.
         score: [N] outlier scores on the validation split.
+        grain_values: [N] `grain` on the validation split, or None (no such threshold).
 
     Returns:
-        {"min_confidence": c, "max_outlier_score": s}: the keys `flags` reads.
+        {"min_confidence": c, "max_outlier_score": s[, "min_grain": g]}: the keys
+        `flags` reads.
     """
-    return {
+    out = {
         "min_confidence": float(np.quantile(confidence, CONFIDENCE_SHARE)),
         f"max_{OUTLIER_SCORE}": float(
             np.quantile(np.asarray(score, np.float64), 1 - OUTLIER_SHARE)
         ),
     }
+    if grain_values is not None:
+        out["min_grain"] = float(np.quantile(np.asarray(grain_values, np.float64), GRAIN_SHARE))
+    return out
 
 
 def flags(

@@ -183,6 +183,11 @@ def render(
                 if isinstance(u.get("max_outlier_score"), (int, float))
                 else ""
             )
+            + (
+                f" or grain below {u['min_grain']:.3f}"
+                if isinstance(u.get("min_grain"), (int, float))
+                else ""
+            )
             + ": flags "
             f"{_pct(u.get('test_flagged'))} of the test set; accuracy of the rows not "
             f"flagged {_pct(u.get('test_accuracy_not_flagged'))}.",

@@ -126,7 +126,7 @@ def describe(
     }
     val = served["validation"]
     limits = calibration.thresholds(
-        val["probabilities"].max(axis=1), val[calibration.OUTLIER_SCORE]
+        val["probabilities"].max(axis=1), val[calibration.OUTLIER_SCORE], val.get("grain")
     )
     figures = {}
     for split, y in labels.items():
@@ -149,6 +149,7 @@ def describe(
             "shares": {
                 "confidence": calibration.CONFIDENCE_SHARE,
                 calibration.OUTLIER_SCORE: calibration.OUTLIER_SHARE,
+                **({"grain": calibration.GRAIN_SHARE} if "min_grain" in limits else {}),
             },
             **{f"{split}_{k}": v for split, f in figures.items() for k, v in f.items()},
         },
