@@ -109,22 +109,25 @@ def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None)
     """
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     background, noise = backdrop(smooth)
-    # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
-    low = max(float(FUZZ), NOISE_SIGMAS * noise)
-    # A patterned backdrop of one hue (a wooden floor): told from the item by colour.
-    excess = hued(smooth, chroma()) if HUE and chroma is not None and low > FUZZ else None
+    # A patterned backdrop (noisier than FUZZ allows) of one hue, a wooden floor: told
+    # from the item by colour.
+    excess = None
+    if HUE and chroma is not None and NOISE_SIGMAS * noise > FUZZ:
+        excess = hued(smooth, chroma())
     if excess is not None:
         content = excess > FUZZ
         lines = unwired(content)
         if lines is not None:
             content &= ~lines
-        return _found(g, smooth, background, content, FUZZ, lines, None, excess)
+        far = np.minimum(excess, 255)
+        return _found(g, background, content, smooth - background, far, FUZZ, lines, None, True)
     # A wall and a table behind the item: two flat sides of a straight edge.
     table = split(smooth, g) if SPLIT else None
     if table is not None:
         background, noise = table
     diff = smooth - background
     far = np.abs(diff)
+    # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
     low = max(float(FUZZ), NOISE_SIGMAS * noise)
     if REFIT and table is None:
         refitted = refit(smooth, diff, far, low, flat=not np.ndim(background))
@@ -136,24 +139,23 @@ def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None)
     wires = unwired(content) if UNWIRE else None
     if wires is not None:
         content &= ~wires
-    return _found(g, smooth, background, content, low, wires, table)
+    return _found(g, background, content, diff, far, low, wires, table)
 
 
 def _found(
     g: np.ndarray,
-    smooth: np.ndarray,
     background: np.ndarray,
     content: np.ndarray,
+    diff: np.ndarray,
+    far: np.ndarray,
     low: float,
     wires: np.ndarray | None,
     table: tuple | None,
-    excess: np.ndarray | None = None,
+    hue: bool = False,
 ) -> Item:
-    """locate's item from its content mask: the regions, the chosen ones, the box; with
-    excess (hued's), the content's contrast is that, not the luminance's."""
-    diff = smooth - background
-    hue = excess is not None
-    far = np.minimum(excess, 255) if hue else np.abs(diff)
+    """locate's item from its content mask: the regions, the chosen ones, the box. diff
+    is the smoothed image less the backdrop, far each pixel's contrast (|diff|, or with
+    hue, hued's distance beyond a patterned backdrop)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         content.view(np.uint8), connectivity=8
     )
