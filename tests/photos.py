@@ -79,7 +79,7 @@ def noisy(a, rng):
     side = int(rng.integers(size + 20, 401))
     im = np.asarray(_place(_item(a, size), (side, side), (255, 255, 255), rng), np.float32)
     im = im + rng.normal(0, 4, im.shape[:2])[..., None]
-    return Image.fromarray(np.clip(np.rint(im), 0, 255).astype(np.uint8)), "png", {}
+    return _image(im), "png", {}
 
 
 def _cutout(a, rng, colour, hidden):
@@ -232,9 +232,27 @@ def _somewhere(alpha: np.ndarray, canvas: tuple[int, int], rng) -> tuple[int, in
     )
 
 
+def _image(pixels: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
 def _jpeg(pixels: np.ndarray, rng, low: int = 75, high: int = 96):
-    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
-    return im, "jpg", {"quality": int(rng.integers(low, high))}
+    return _image(pixels), "jpg", {"quality": int(rng.integers(low, high))}
+
+
+def _hung(a, rng, room: int, paper: Callable) -> tuple[Image.Image, np.ndarray, int, int, int]:
+    """A dark item on a flat light backdrop (paper(rng) its grey level) at least `room`
+    px below the top edge, for something drawn above it: (the photo, the item's
+    alpha, its x, its y, its size)."""
+    size, canvas = _studio_size(rng)
+    alpha = _alpha(a, size)
+    x, y = _somewhere(alpha, canvas, rng)
+    y = max(y, room)
+    canvas = (canvas[0], max(canvas[1], y + size))
+    pixels = _compose(
+        _flat(canvas, (paper(rng),) * 3), alpha, DARK[int(rng.integers(len(DARK)))], (x, y)
+    )
+    return _image(pixels), alpha, x, y, size
 
 
 def _grid(canvas: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -314,7 +332,7 @@ def corner_mark(a, rng):
         DARK[int(rng.integers(len(DARK)))],
         _somewhere(alpha, canvas, rng),
     )
-    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    im = _image(pixels)
     draw = ImageDraw.Draw(im)
     font = ImageFont.load_default(size=int(rng.integers(14, 25)))
     text = SHOP_MARKS[int(rng.integers(len(SHOP_MARKS)))]
@@ -387,7 +405,7 @@ def cutout_matte(a, rng):
     matte = Image.fromarray(np.uint8(alpha > cut) * 255).filter(
         ImageFilter.GaussianBlur(float(rng.uniform(1, 2)))
     )
-    item = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8)).convert("RGBA")
+    item = _image(photo).convert("RGBA")
     item.putalpha(matte)
     hidden = (255, 255, 255, 0) if rng.integers(2) else (0, 0, 0, 0)
     im = Image.new("RGBA", side, hidden)
@@ -480,7 +498,7 @@ def edge_text(a, rng):
         DARK[int(rng.integers(len(DARK)))],
         _somewhere(alpha, canvas, rng),
     )
-    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    im = _image(pixels)
     font = ImageFont.load_default(size=int(rng.integers(12, 21)))
     text = EDGE_LINES[int(rng.integers(len(EDGE_LINES)))]
     left, top, right, bottom = font.getbbox(text)
@@ -613,18 +631,7 @@ def hanging(a, rng):
     """Hanging from a hook: a thin grey wire (2-4 px) from the top edge of the photo
     down to the top of the item, with a small ring where it holds it, on a flat light
     backdrop. JPEG."""
-    size, canvas = _studio_size(rng)
-    alpha = _alpha(a, size)
-    x, y = _somewhere(alpha, canvas, rng)
-    y = max(y, 30)
-    canvas = (canvas[0], max(canvas[1], y + size))
-    pixels = _compose(
-        _flat(canvas, (int(rng.choice([255, 248, 240])),) * 3),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        (x, y),
-    )
-    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    im, alpha, x, y, size = _hung(a, rng, 30, lambda rng: int(rng.choice([255, 248, 240])))
     draw = ImageDraw.Draw(im)
     cols = np.nonzero(alpha.max(axis=0) > 0.5)[0]
     top = np.nonzero(alpha.max(axis=1) > 0.5)[0]
@@ -694,7 +701,7 @@ def price_tag(a, rng):
     pixels = _compose(
         _flat(canvas, (paper,) * 3), alpha, DARK[int(rng.integers(len(DARK)))], (x, y)
     )
-    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    im = _image(pixels)
     ys, xs = np.nonzero(alpha > 0.5)
     if not len(xs):
         return im, "jpg", {"quality": 85}
@@ -840,18 +847,7 @@ def hanger(a, rng):
     (grey wire 3-4 px or brown wood 7-11 px) sloping down from the hook's foot across
     the top of the item to either side of its middle, drawn over it; on a flat light
     backdrop (232-252). JPEG."""
-    size, canvas = _studio_size(rng)
-    alpha = _alpha(a, size)
-    x, y = _somewhere(alpha, canvas, rng)
-    y = max(y, 70)
-    canvas = (canvas[0], max(canvas[1], y + size))
-    pixels = _compose(
-        _flat(canvas, (float(rng.uniform(232, 252)),) * 3),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        (x, y),
-    )
-    im = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    im, alpha, x, y, size = _hung(a, rng, 70, lambda rng: float(rng.uniform(232, 252)))
     draw = ImageDraw.Draw(im)
     rows = np.nonzero(alpha.max(axis=1) > 0.5)[0]
     cols = np.nonzero(alpha.max(axis=0) > 0.5)[0]
