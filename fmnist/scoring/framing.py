@@ -74,9 +74,10 @@ UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
 # a string), lying more than DETACH_GAP pixels from its main body, is a region apart
 # from it (detached).
 DETACH, DETACH_GAP = True, 5
-# A hanger's hook and arms over the item: parts of the item thinner than SPUR_WIDTH of
-# a model pixel (its longest side / 28; an opening of 3 pixels at least) that reach
-# more than a model pixel beyond the rest of it are not item (spurs).
+# A hanger's hook and arms over the item: parts of the item that an opening about
+# SPUR_WIDTH model pixels wide removes (a model pixel: its longest side / 28; the odd
+# size 2 round(width / 2) + 1, 3 pixels at least) and that reach more than a model pixel
+# beyond the rest of it are not item (spurs).
 UNSPUR, SPUR_WIDTH = True, 1.0
 # Colour, when the photo has it: shading changes a colour's brightness, not its hue
 # (the brightness and chromaticity distortions of Horprasert, Harwood and Davis 1999).
@@ -485,7 +486,7 @@ def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndar
 def spurs(chosen: np.ndarray) -> np.ndarray | None:
     """What sticks out of the item thinner than the model can draw it (a hanger's hook
     and wire arms above a shirt), bool [h, w], or None: the chosen pixels are opened
-    (SPUR_WIDTH of a model pixel, 3 pixels at least); the thin parts the opening takes
+    (about SPUR_WIDTH model pixels, see SPUR_WIDTH); the thin parts the opening takes
     away that reach more than a model pixel beyond the opened item's box. Only on work
     images, as unwired."""
     h, w = chosen.shape
