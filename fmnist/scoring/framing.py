@@ -5,7 +5,8 @@ at the bottom, a vignette darkens the corners, a drop shadow falls beside the it
 shops put marks, stickers and text in the corners. `locate` finds the item in a small
 grayscale work image of the photo:
 
-    backdrop: a quadratic surface fitted by robust least squares to the border ring,
+    padding: a marketplace's bars of one colour at the edges cut off (unpadded)
+    -> backdrop: a quadratic surface fitted by robust least squares to the border ring,
               fitted again to all but the item when it leaves a halo (refit); or two
               planes either side of a straight edge, a wall above a table (split);
               or, on a patterned border of one hue (a wooden floor), that hue's
@@ -14,7 +15,8 @@ grayscale work image of the photo:
                 less thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select), less a body
-                 hung from it by a thin line, a tag on a string (detached)
+                 hung from it by a thin line, a tag on a string (detached), and
+                 the parts thinner than a model pixel sticking out, a hanger (spurs)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
@@ -32,6 +34,9 @@ import numpy as np
 
 # Decoders run one per core already: OpenCV's own threads would only compete with them.
 cv2.setNumThreads(1)
+
+# The model's input: SIZE x SIZE pixels.
+SIZE = 28
 
 # A pixel is backdrop when its gray level is within 5% of the backdrop model (the data
 # set's tolerance, of its corner colour) after a 3x3 mean, which keeps sensor noise and
@@ -69,6 +74,11 @@ UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
 # a string), lying more than DETACH_GAP pixels from its main body, is a region apart
 # from it (detached).
 DETACH, DETACH_GAP = True, 5
+# A hanger's hook and arms over the item: parts of the item that an opening about
+# SPUR_WIDTH model pixels wide removes (a model pixel: its longest side / 28; the odd
+# size 2 round(width / 2) + 1, 3 pixels at least) and that reach more than a model pixel
+# beyond the rest of it are not item (spurs).
+UNSPUR, SPUR_WIDTH = True, 1.0
 # Colour, when the photo has it: shading changes a colour's brightness, not its hue
 # (the brightness and chromaticity distortions of Horprasert, Harwood and Davis 1999).
 # A border noisier than FUZZ allows, of one clearly coloured hue (saturation at least
@@ -80,6 +90,11 @@ DETACH, DETACH_GAP = True, 5
 # the seams); the long thin dark lines from the frame (seams) are taken out as wires.
 HUE, HUE_RANGE, HUE_ONE, HUE_SATURATION = True, 0.5, 0.25, 0.15
 HUE_SIGMAS, HUE_FLOOR, HUE_DARK = 1.5, 4.0, 20.0
+# A marketplace's padding: PAD_MARGIN or more whole rows (or columns) at an edge within
+# PAD_FLAT gray levels of the edge's own, ending in a step of more than PAD_STEP at both ends of
+# the rows, flat beyond it (its far side, PAD_MARGIN and 2 PAD_MARGIN rows on, within a
+# quarter of the step); cut off with PAD_MARGIN more rows (the step's JPEG ringing).
+UNPAD, PAD_FLAT, PAD_STEP, PAD_MARGIN = True, 2, FUZZ / 2, 4
 
 
 class Item(NamedTuple):
@@ -95,9 +110,10 @@ class Item(NamedTuple):
 
 
 def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None) -> Item:
-    """The item in a uint8 [h, w] work image: a backdrop model fitted to the border,
-    content where the 3x3 mean differs from it by more than the noise allows, and the
-    main connected region with the parts close to it (select).
+    """The item in a uint8 [h, w] work image: a marketplace's padding cut off
+    (unpadded), a backdrop model fitted to the photo's border, content where the 3x3
+    mean differs from it by more than the noise allows, and the main connected region
+    with the parts close to it (select).
 
     Args:
         g: the work image's gray levels (luminance).
@@ -105,8 +121,40 @@ def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None)
             image's size (uint8 [h, w, 2]), called only on a patterned border (hued).
 
     Returns:
-        The Item.
+        The Item, in g's coordinates.
     """
+    inner = unpadded(g) if UNPAD else None
+    if inner is None:
+        return _located(g, chroma)
+    top, bottom, left, right = inner
+
+    def cropped() -> np.ndarray | None:
+        c = chroma() if chroma is not None else None
+        return None if c is None else c[top:bottom, left:right]
+
+    item = _located(g[top:bottom, left:right], cropped if chroma is not None else None)
+    return _framed(item, inner, g.shape)
+
+
+def _framed(item: Item, inner: tuple[int, int, int, int], shape: tuple[int, int]) -> Item:
+    """An Item found in the part (top, bottom, left, right) of an image of this shape,
+    in the whole image's coordinates: the backdrop extended over the padding (its edge
+    values), the masks False there."""
+    top, bottom, left, right = inner
+    h, w = shape
+    pads = ((top, h - bottom), (left, w - right))
+    background = item.background
+    if np.ndim(background):
+        background = np.pad(background, pads, mode="edge")
+    box = item.box
+    if box is not None:
+        box = (box[0] + left, box[1] + top, box[2] + left, box[3] + top)
+    chosen = None if item.chosen is None else np.pad(item.chosen, pads)
+    return Item(background, item.dark, box, np.pad(item.other, pads), chosen, item.tilt, item.split)
+
+
+def _located(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None) -> Item:
+    """locate's item in a photo without padding."""
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     background, noise = backdrop(smooth)
     # A patterned backdrop (noisier than FUZZ allows) of one hue, a wooden floor: told
@@ -176,6 +224,10 @@ def _found(
     hung = detached(chosen, far, strong) if DETACH else None
     if hung is not None:
         chosen &= ~hung
+    thin = spurs(chosen) if UNSPUR else None
+    if thin is not None:
+        chosen &= ~thin
+        hung = thin if hung is None else hung | thin
     dark = float(diff[chosen].sum()) < 0
     box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
@@ -300,6 +352,61 @@ def _step(profile: np.ndarray) -> tuple[int, float, float] | None:
     return at, level_up, level_down
 
 
+def unpadded(g: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The photo inside a marketplace's padding: (top, bottom, left, right), the rows and
+    columns of the work image g (uint8 [h, w]) to keep, or None when it has none. At
+    each edge, the whole rows (or columns) within PAD_FLAT of the edge's gray level
+    are a bar when they end in a sharp step at both ends of the rows beyond it:
+    the photo's own border, more than PAD_STEP from the bar and flat beyond the step
+    (a gradient changes slowly; a flat backdrop or one of the bar's colour has no step:
+    neither is cut). One side or two, any colour; not a frame on all four sides (the
+    ends of its rows lie in the other bars)."""
+    h, w = g.shape
+    m = PAD_MARGIN
+    if min(h, w) < 16 * m:
+        return None
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if int(border.max()) - int(border.min()) <= 2 * PAD_FLAT:
+        return None  # one level all round (most photos): no step anywhere on it
+    cut = [0, 0, 0, 0]
+    for axis, image in ((0, g), (1, g.T)):
+        for side, rows in ((0, image), (1, image[::-1])):
+            low, high = int(rows[0].min()), int(rows[0].max())
+            if high - low > 2 * PAD_FLAT:
+                continue  # most photos: the edge itself is not one level
+            level = (low + high) // 2
+            # Where the two ends of the rows leave the bar's level (on a flat backdrop,
+            # nowhere: cheap, first); the rows up to there must all be of that level.
+            ends = np.abs(rows[:, [0, -1]].astype(np.int16) - level) > PAD_FLAT
+            if not ends.any(axis=0).all():
+                continue
+            last = int(ends.argmax(axis=0).min())
+            flat = (np.abs(rows[: last + 1].astype(np.int16) - level) <= PAD_FLAT).all(axis=1)
+            run = int(np.argmin(flat))
+            if not m <= run <= len(rows) - 8 * m:
+                continue  # a line along the edge is not a bar, nor is most of the image
+            if (
+                run + 3 * m > len(rows)
+                or max(abs(int(rows[run + m, 0]) - level), abs(int(rows[run + m, -1]) - level))
+                <= PAD_STEP
+            ):
+                continue  # a flat backdrop: no step at the ends of its rows (cheap, first)
+            # The photo's border beyond the bar, at both ends of its rows: RING wide,
+            # from PAD_MARGIN rows on (past the ringing) and from twice that.
+            near = rows[run + m : run + m + RING]
+            far = rows[run + 2 * m : run + 2 * m + RING]
+            step = True
+            for ends in (slice(0, RING), slice(-RING, None)):
+                a = float(near[:, ends].mean())
+                step = step and abs(a - level) > PAD_STEP
+                step = step and abs(a - float(far[:, ends].mean())) < abs(a - level) / 4
+            if step:
+                cut[2 * axis + side] = run + m
+    if not any(cut):
+        return None
+    return cut[0], h - cut[1], cut[2], w - cut[3]
+
+
 def unwired(content: np.ndarray) -> np.ndarray | None:
     """The wires and strings in a content mask (bool [h, w]), or None: thin lines
     (what an opening of WIRE_WIDTH removes) that touch the frame and run at least
@@ -374,6 +481,38 @@ def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndar
     out = np.zeros_like(chosen)
     out[y0:y1, x0:x1] = hung
     return out
+
+
+def spurs(chosen: np.ndarray) -> np.ndarray | None:
+    """What sticks out of the item thinner than the model can draw it (a hanger's hook
+    and wire arms above a shirt), bool [h, w], or None: the chosen pixels are opened
+    (about SPUR_WIDTH model pixels, see SPUR_WIDTH); the thin parts the opening takes
+    away that reach more than a model pixel beyond the opened item's box. Only on work
+    images, as unwired."""
+    h, w = chosen.shape
+    if min(h, w) < 8 * WIRE_MIN or not chosen.any():
+        return None
+    left, top, right, bottom = _box(chosen)
+    crop = chosen[top:bottom, left:right].view(np.uint8)
+    pixel = max(right - left, bottom - top) / SIZE
+    k = max(3, 2 * round(SPUR_WIDTH * pixel / 2) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    body = cv2.morphologyEx(crop, cv2.MORPH_OPEN, kernel)
+    if not body.any():
+        return None
+    x0, y0, x1, y1 = _box(body.view(bool))
+    ch, cw = crop.shape
+    if max(x0, y0, cw - x1, ch - y1) <= pixel:  # most items: nothing sticks out
+        return None
+    thin = crop & (1 - cv2.dilate(body, kernel))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    x, y, bw, bh = (stats[1:, i] for i in range(4))
+    out = (x0 - x > pixel) | (y0 - y > pixel) | (x + bw - x1 > pixel) | (y + bh - y1 > pixel)
+    if not out.any():
+        return None
+    spur = np.zeros_like(chosen)
+    spur[top:bottom, left:right] = np.concatenate([[False], out])[labels]
+    return spur
 
 
 def refit(

@@ -40,9 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fmnist.core import storage
-from fmnist.scoring.framing import locate, straightened
-
-SIZE = 28
+from fmnist.scoring.framing import SIZE, locate, straightened
 
 # What we open, by file extension (lower-cased). Other files are ignored and counted.
 EXTENSIONS = frozenset(
