@@ -129,7 +129,7 @@ def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None)
     top, bottom, left, right = inner
 
     def cropped() -> np.ndarray | None:
-        c = chroma() if chroma is not None else None
+        c = chroma()
         return None if c is None else c[top:bottom, left:right]
 
     item = _located(g[top:bottom, left:right], cropped if chroma is not None else None)
@@ -396,10 +396,10 @@ def unpadded(g: np.ndarray) -> tuple[int, int, int, int] | None:
             near = rows[run + m : run + m + RING]
             far = rows[run + 2 * m : run + 2 * m + RING]
             step = True
-            for ends in (slice(0, RING), slice(-RING, None)):
-                a = float(near[:, ends].mean())
+            for end in (slice(0, RING), slice(-RING, None)):
+                a = float(near[:, end].mean())
                 step = step and abs(a - level) > PAD_STEP
-                step = step and abs(a - float(far[:, ends].mean())) < abs(a - level) / 4
+                step = step and abs(a - float(far[:, end].mean())) < abs(a - level) / 4
             if step:
                 cut[2 * axis + side] = run + m
     if not any(cut):
@@ -419,7 +419,7 @@ def unwired(content: np.ndarray) -> np.ndarray | None:
     mask = content.view(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (WIRE_WIDTH, WIRE_WIDTH))
     thin = mask & (1 - cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     edge = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
     length = np.maximum(bw, bh)
@@ -505,7 +505,7 @@ def spurs(chosen: np.ndarray) -> np.ndarray | None:
     if max(x0, y0, cw - x1, ch - y1) <= pixel:  # most items: nothing sticks out
         return None
     thin = crop & (1 - cv2.dilate(body, kernel))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
     x, y, bw, bh = (stats[1:, i] for i in range(4))
     out = (x0 - x > pixel) | (y0 - y > pixel) | (x + bw - x1 > pixel) | (y + bh - y1 > pixel)
     if not out.any():
