@@ -15,6 +15,11 @@ from PIL import Image
 from fmnist.scoring import framing, images
 
 
+def _u8(a) -> np.ndarray:
+    """Gray (or colour) levels rounded and clipped to a uint8 image."""
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
 def _surface(h: int, w: int) -> np.ndarray:
     """A studio backdrop: lit at the top-left, darker (by up to 60 levels) to the bottom."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -34,7 +39,7 @@ def test_the_backdrop_fit_follows_a_gradient_and_ignores_an_item_on_the_border()
 
 def test_the_backdrop_fit_of_a_flat_noisy_backdrop_is_flat():
     rng = np.random.default_rng(0)
-    g = np.clip(np.rint(235 + rng.normal(0, 4, (100, 140))), 0, 255).astype(np.uint8)
+    g = _u8(235 + rng.normal(0, 4, (100, 140)))
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     model, noise = framing.backdrop(smooth)
     assert np.ptp(model) < 1.0 and abs(float(model.mean()) - 235) < 0.5
@@ -52,7 +57,7 @@ def test_locate_finds_the_item_on_a_gradient_not_the_mark_in_the_corner():
     g = _photo()
     g[135:145, 170:195] = 120  # "(c) shop", bottom right
     g[8:10, 10:12] = 100  # dust
-    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(_u8(g))
     assert item.dark and item.tilt == 0.0
     assert item.box == (60, 30, 110, 110), item.box
     assert item.other[140, 180] and item.other[9, 11] and not item.other[50, 70]
@@ -71,12 +76,12 @@ def test_a_vignettes_bright_middle_is_backdrop_not_a_halo_around_the_item(corner
     fall = np.cos(np.clip(r / width, 0, 1) * np.pi / 2) ** 4
     g = corner + (255 - corner) * fall
     g[30:110, 60:110] = 50
-    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(_u8(g))
     assert item.dark and np.abs(np.subtract(item.box, (60, 30, 110, 110))).max() <= 1, item.box
     assert not item.other.any()
     framing.REFIT = False
     try:  # the border's model alone leaves the middle as content (a halo)
-        assert framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8)).other.any()
+        assert framing.locate(_u8(g)).other.any()
     finally:
         framing.REFIT = True
 
@@ -88,41 +93,41 @@ def test_a_wall_above_a_table_is_backdrop_on_both_sides_of_the_edge(table, slant
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     g = np.where(y < 90 + slant * x / w, 222.0, table)  # the table's edge, a little slanted
     g[40:120, 60:110] = 50  # the item standing across it
-    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(_u8(g))
     assert item.split and item.box == (60, 40, 110, 120), item.box
     framing.SPLIT = False
     try:  # the smooth backdrop fit takes the edge for item
-        assert framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8)).box != item.box
+        assert framing.locate(_u8(g)).box != item.box
     finally:
         framing.SPLIT = True
 
 
 def test_a_flat_or_graded_backdrop_is_not_split():
-    assert not framing.locate(np.clip(np.rint(_photo()), 0, 255).astype(np.uint8)).split
-    assert not framing.locate(np.clip(np.rint(_photo(backdrop=240)), 0, 255).astype(np.uint8)).split
+    assert not framing.locate(_u8(_photo())).split
+    assert not framing.locate(_u8(_photo(backdrop=240))).split
 
 
 def test_a_wire_from_the_frame_to_the_item_is_not_item():
     g = _photo(backdrop=245)
     g[:30, 84:86] = 60  # a hanger's wire from the top edge down to the item
-    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(_u8(g))
     # The wire's last pixel, where it meets the item, may stay with it.
     assert item.box[0] == 60 and item.box[2:] == (110, 110) and item.box[1] >= 29, item.box
     assert item.other[10, 85]
     framing.UNWIRE = False
     try:  # a wire thinner than a model pixel sticking out of the item: a spur too
-        assert framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8)).box[1] >= 27
+        assert framing.locate(_u8(g)).box[1] >= 27
         framing.UNSPUR = False
-        assert framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8)).box[1] == 0
+        assert framing.locate(_u8(g)).box[1] == 0
     finally:
         framing.UNWIRE = framing.UNSPUR = True
 
 
-def _padded(bar: int, sides: str, h: int = 100, w: int = 200) -> tuple[np.ndarray, tuple]:
+def _padded(bar: int, sides: str, h: int = 100, w: int = 200) -> tuple[np.ndarray, tuple, tuple]:
     """A photo (its own backdrop graded from 225 at the top to 240, the item 50 x 80
     dark) padded by bars of one level on `sides` ("tb": top and bottom to a square,
     "lr": left and right, "t" or "r": one side), through a JPEG (the step rings): (the
-    uint8 image, the item's box in it)."""
+    uint8 image, the item's box in it, the photo's (top, bottom, left, right) in it)."""
     photo = np.broadcast_to(np.linspace(225, 240, h, dtype=np.float32)[:, None], (h, w)).copy()
     photo[10:90, 70:120] = 50
     side = max(h, w) + 10
@@ -135,7 +140,7 @@ def _padded(bar: int, sides: str, h: int = 100, w: int = 200) -> tuple[np.ndarra
     top, bottom, left, right = pads
     g = np.pad(photo, ((top, bottom), (left, right)), constant_values=bar)
     buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(g), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
+    Image.fromarray(_u8(g)).save(buf, "JPEG", quality=85)
     inner = (top, top + h, left, left + w)
     return (
         np.asarray(Image.open(buf).convert("L")),
@@ -173,11 +178,11 @@ def test_padding_bars_are_cut_off_and_the_item_found_inside(bar, sides):
 
 
 def test_a_flat_or_graded_backdrop_or_bars_of_its_own_level_are_not_padding():
-    flat = np.clip(np.rint(_photo(backdrop=245)), 0, 255).astype(np.uint8)
-    graded = np.clip(np.rint(_photo()), 0, 255).astype(np.uint8)
+    flat = _u8(_photo(backdrop=245))
+    graded = _u8(_photo())
     sweep = _photo(backdrop=0) + np.linspace(250, 150, 150, dtype=np.float32)[:, None]
     sweep[30:110, 60:110] = 50  # a studio sweep: each row one level, falling steadily
-    sweep = np.clip(np.rint(sweep), 0, 255).astype(np.uint8)
+    sweep = _u8(sweep)
     same = np.pad(flat, ((30, 30), (0, 0)), constant_values=245)
     line = graded.copy()
     line[:, -1] = 200  # a line along an edge (a scanner's, a decoder's) is not a bar
@@ -195,7 +200,7 @@ def _hooked(strap: bool) -> np.ndarray:
     else:
         g[18:30, 84:86] = 50
         cv2.ellipse(g, (79, 18), (6, 6), 0, 180, 360, 50, 2)
-    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+    return _u8(g)
 
 
 def test_a_thin_hook_above_the_item_is_not_item_but_a_part_as_thick_as_a_pixel_is():
@@ -220,7 +225,7 @@ def _tagged(string_to: int) -> np.ndarray:
     g[54:74, string_to : string_to + 16] = 200  # the card
     cv2.rectangle(g, (string_to, 54), (string_to + 15, 73), 70, 1)
     g[63:65, string_to + 3 : string_to + 13] = 40  # its price
-    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+    return _u8(g)
 
 
 def test_a_tag_on_a_string_is_not_item_but_a_part_close_to_it_is():
@@ -245,7 +250,7 @@ def test_on_a_flat_backdrop_the_box_is_the_old_5_percent_rule():
     rng = np.random.default_rng(1)
     g = _photo(backdrop=245)
     g[20:30, 50:120] = g[110:120, 50:120] = 225  # faint parts (20 levels off)
-    g = np.clip(np.rint(g + rng.normal(0, 2, g.shape)), 0, 255).astype(np.uint8)
+    g = _u8(g + rng.normal(0, 2, g.shape))
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     old = (np.abs(smooth - 245) > framing.FUZZ) & (np.abs(g.astype(int) - 245) > framing.EDGE)
     assert framing.locate(g).box == framing._box(old) == (50, 20, 120, 120)
@@ -276,7 +281,7 @@ def test_a_drop_shadow_does_not_widen_the_box():
     shade = cv2.GaussianBlur(shade, (0, 0), 4)
     g *= 1 - 0.35 * shade
     g[30:110, 60:110] = 50
-    item = framing.locate(np.clip(np.rint(g), 0, 255).astype(np.uint8))
+    item = framing.locate(_u8(g))
     left, top, right, bottom = item.box
     assert abs(left - 60) <= 1 and abs(top - 30) <= 1 and right <= 113 and bottom <= 113, item.box
 
@@ -310,7 +315,7 @@ def test_a_turned_item_is_straightened_and_an_upright_one_is_not():
 def test_low_light_dark_item_on_grey_comes_out_light_on_black(backdrop):
     g = _photo(backdrop=backdrop)
     g[30:110, 60:110] = backdrop * 0.3
-    got = images.to_model_input(Image.fromarray(np.clip(np.rint(g), 0, 255).astype(np.uint8)))
+    got = images.to_model_input(Image.fromarray(_u8(g)))
     assert got.max() == 255 and got[:, :4].max() == 0 and got[10:18, 10:18].min() == 255
 
 
@@ -341,7 +346,7 @@ def _floor(h=150, w=200, item=(45, 45, 50)) -> np.ndarray:
     alpha[30:110, 50:100] = 1.0
     alpha[50:90, 65:85] = 0.5
     rgb = rgb * (1 - alpha) + np.asarray(item, np.float32) * alpha
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return _u8(rgb)
 
 
 @pytest.mark.parametrize("item", [(45, 45, 50), (25, 30, 70)])
