@@ -668,7 +668,7 @@ def screenshot(rng):
             text = "".join(rng.choice(list(words + "   "), n)).strip() or "item"
             draw.text(
                 (24 + thumb, y + 4 + line * (small.size + 6)),
-                text.capitalize() if line == 0 else f"{text}",
+                text.capitalize() if line == 0 else text,
                 fill=ink if line == 0 else soft,
                 font=small,
             )
