@@ -10,8 +10,10 @@ uneven light), with a drop shadow, shop marks and dust, turned a few degrees, in
 cut out with a matte edge, in low light, cut by the frame, in a vignette, with text
 along an edge, under a spotlight on a wall or on a textured backdrop, on a table against
 a wall, hanging from a hook, a flat-lay on a wooden floor, a price tag on a string, on a
-glossy surface with a reflection, against a tiled wall; HELD_OUT more (padded to a square
-with coloured bars, on a clothes hanger: the sixth round's), kept out of development. Scoring a group and the same items as plain 28x28
+glossy surface with a reflection, against a tiled wall, padded to a square with
+coloured bars, on a clothes hanger, under a shop's watermark, on a display stand; HELD_OUT
+more (sunlight through a window falling across it, a creased paper backdrop: the eighth
+round's), kept out of development. Scoring a group and the same items as plain 28x28
 arrays must give nearly the same accuracy: what differs is only how the item was framed.
 
 Used by tests/test_photos.py and tests/benchmarks/bench_photos.py; deterministic for a
@@ -878,7 +880,7 @@ KINDS["hanger"] = hanger
 
 # -----------------------------------------------------------------------------
 # Held out in the seventh round of issue 22 (committed before any other change, run once
-# when it is finished): reported as they come out, never tuned to.
+# when it was finished); their figures have been seen, so they are development kinds now.
 
 MARKS = ["SAMPLE", "shop.example", "(c) STUDIO 7", "MY SHOP", "www.shop.example"]
 
@@ -951,9 +953,83 @@ def stand(a, rng):
     return im, "jpg", {"quality": int(rng.integers(75, 96))}
 
 
+# Their figures were reported at the end of the seventh round: development kinds now,
+# appended after the others so that write_group's seeds stay as they were.
+KINDS["watermark"] = watermark
+KINDS["stand"] = stand
+
+
+# -----------------------------------------------------------------------------
+# Held out in the eighth round of issue 22 (committed before any other change, run once
+# when it is finished): reported as they come out, never tuned to.
+
+
+def window_light(a, rng):
+    """Sunlight through a window: the bright panes of a window (2 or 3 across, 2 or 3
+    down, sheared by up to 35% as light falling at a slant does), the dark bars of its
+    frame between them, laid over part of the photo with soft edges (blurred by 4-12
+    px); where the sun falls, the backdrop (205-235) and the item are 10-22% brighter.
+    A dark item. JPEG."""
+    size, canvas = _studio_size(rng)
+    w, h = canvas
+    alpha = _alpha(a, size)
+    level = float(rng.uniform(205, 235))
+    pixels = _compose(
+        _flat(canvas, (level,) * 3),
+        alpha,
+        DARK[int(rng.integers(len(DARK)))],
+        _somewhere(alpha, canvas, rng),
+    )
+    across, down = int(rng.integers(2, 4)), int(rng.integers(2, 4))
+    pane_w, pane_h = w * float(rng.uniform(0.15, 0.3)), h * float(rng.uniform(0.15, 0.3))
+    bar = float(rng.uniform(8, 20))
+    left = float(rng.uniform(-0.3, 0.6)) * w
+    top = float(rng.uniform(-0.3, 0.5)) * h
+    shear = float(rng.uniform(-0.35, 0.35))
+    light = Image.new("L", canvas, 0)
+    draw = ImageDraw.Draw(light)
+    for j in range(down):
+        for i in range(across):
+            x0 = left + i * (pane_w + bar)
+            y0, y1 = top + j * (pane_h + bar), top + j * (pane_h + bar) + pane_h
+            corners = [(x0 + shear * y0, y0), (x0 + pane_w + shear * y0, y0),
+                       (x0 + pane_w + shear * y1, y1), (x0 + shear * y1, y1)]  # fmt: skip
+            draw.polygon(corners, fill=255)
+    light = light.filter(ImageFilter.GaussianBlur(float(rng.uniform(4, 12))))
+    gain = float(rng.uniform(0.10, 0.22)) * np.asarray(light, np.float32)[..., None] / 255.0
+    return _jpeg(pixels * (1 + gain), rng)
+
+
+def creased(a, rng):
+    """A creased paper backdrop: light paper (215-245) crossed by 3-7 creases, straight
+    lines at any angle, each a soft ridge lit on one side and shaded on the other (8-25
+    levels, 5-18 px wide), under a dark item. JPEG."""
+    size, canvas = _studio_size(rng)
+    w, h = canvas
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    paper = np.full((h, w), float(rng.uniform(215, 245)), np.float32)
+    for _ in range(int(rng.integers(3, 8))):
+        px, py = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+        turn = float(rng.uniform(0, np.pi))
+        d = (xx - px) * np.sin(turn) - (yy - py) * np.cos(turn)  # distance from the line
+        width = float(rng.uniform(5, 18))
+        u = d / width
+        paper += float(rng.uniform(8, 25)) * u * np.exp(0.5 - 0.5 * u * u)
+    alpha = _alpha(a, size)
+    return _jpeg(
+        _compose(
+            np.repeat(paper[..., None], 3, axis=2),
+            alpha,
+            DARK[int(rng.integers(len(DARK)))],
+            _somewhere(alpha, canvas, rng),
+        ),
+        rng,
+    )
+
+
 HELD_OUT: dict[str, Callable] = {
-    "watermark": watermark,
-    "stand": stand,
+    "window-light": window_light,
+    "creased": creased,
 }
 ALL: dict[str, Callable] = {**GROUPS, **KINDS, **HELD_OUT}
 

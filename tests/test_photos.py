@@ -7,8 +7,9 @@ odd canvases, 4000x3000, tiny) and each studio or shop kind too (a sweep, uneven
 a drop shadow, shop marks, a small turn, colour, a matte cut-out, low light, the frame
 cutting the item, a vignette, text along an edge, a spotlight, a textured backdrop,
 a table's edge, a hanger's wire, a wooden floor, a price tag on a string, a glossy
-floor's reflection, a tiled wall, bars padding to a square, a clothes hanger; the held-out
-kinds are measured by tests/benchmarks/bench_photos.py --held-out only).
+floor's reflection, a tiled wall, bars padding to a square, a clothes hanger, a shop's
+watermark, a display stand; the held-out kinds are measured by
+tests/benchmarks/bench_photos.py --held-out only).
 Scored as files, every group must come within 2 points of the same items scored as
 plain 28x28 arrays (a turned item within 4); the test set itself must come back
 unchanged to the pixel. The backdrop fit, the choice of the item's regions, the shadow and the straightening are tested on small
@@ -385,6 +386,11 @@ MISSED = {
     # seventh round cuts the bars off (-1.6 here, -59.7 before); a hanger's arms drawn
     # across the item stay (-2.3 here, -6.0 before).
     "hanger": 0.035,
+    # Development kinds since the seventh round's end: a watermark's text over the item
+    # (-2.3 here, +0.3 with the default sweep's export); a stand's pole and base joined
+    # to the item (-11.0 here).
+    "watermark": 0.035,
+    "stand": 0.12,
 }
 
 
