@@ -201,6 +201,41 @@ def test_the_grain_threshold_is_apart_from_the_outlier_score_and_old_exports_lac
     assert "min_grain" not in uncertain.rule(meta, ("outlier_score",)).limits
 
 
+def test_gaps_counts_the_empty_rows_and_columns_between_the_inks_pieces():
+    x = np.zeros((6, 28, 28), np.uint8)
+    x[0, 4:24, 6:22] = 150  # one solid piece
+    x[1, 4:24, 6:22] = 150
+    x[1, 12:16, 6:22] = 0  # a band cut out across it: four empty rows
+    x[2, 2:8, 10:16] = 90  # thumbnails stacked, two and three empty rows between
+    x[2, 10:16, 10:16] = 90
+    x[2, 19:25, 10:16] = 90
+    x[3, 4:24, 3:9] = 200  # side by side, one empty column between
+    x[3, 4:24, 10:20] = 200
+    x[4, 4:24, 6:22] = 150
+    x[4, 8:20, 10:18] = 0  # a hole: every row and column still holds ink
+    x[5, 10, 10] = calibration.INK  # not above INK: no ink at all
+    assert calibration.gaps(x).tolist() == [0.0, 4.0, 5.0, 1.0, 0.0, 0.0]
+
+
+def test_the_gaps_threshold_flags_at_most_its_share_and_old_exports_lack_it():
+    rng = np.random.default_rng(5)
+    n = 20000
+    confidence, score, grain = rng.random(n), rng.exponential(5, n), rng.random(n)
+    gaps = (rng.random(n) < 0.003) * 3.0 + (rng.random(n) < 0.02)  # whole numbers, mostly 0
+    limits = calibration.thresholds(confidence, score, grain, gaps)
+    assert limits["max_gaps"] == 1.0  # the 99.5% quantile: ties at 1 are not flagged
+    apart = gaps > limits["max_gaps"]
+    assert 0 < apart.mean() <= calibration.GAPS_SHARE
+    others = (confidence < limits["min_confidence"]) | (score > limits["max_outlier_score"])
+    others |= grain < limits["min_grain"]
+    signals = {"outlier_score": score, "grain": grain, "gaps": gaps}
+    assert (calibration.flags(confidence, signals, limits) == (others | apart)).all()
+    assert "gaps" not in calibration.COMPONENTS  # not a term of the sum
+    meta = ExportMetadata(uncertain=limits)
+    assert "max_gaps" in uncertain.rule(meta, ("outlier_score", "grain", "gaps")).limits
+    assert "max_gaps" not in uncertain.rule(meta, ("outlier_score", "grain")).limits
+
+
 def test_the_rule_reads_the_export_thresholds_and_min_confidence_replaces_one():
     meta = ExportMetadata(
         uncertain={

@@ -76,6 +76,7 @@ def test_the_card_says_what_a_reviewer_needs(tmp_path):
             "min_confidence": 0.55,
             "max_outlier_score": 9.5,
             "min_grain": 0.43,
+            "max_gaps": 1.0,
             "test_flagged": 0.08,
             "test_accuracy_not_flagged": 0.93,
         },
@@ -97,8 +98,8 @@ def test_the_card_says_what_a_reviewer_needs(tmp_path):
         "![confusion matrix](confusion_matrix.png)",
         "Temperature 1.200",
         "| validation | 3.00% | 1.00% |",
-        "`uncertain` below confidence 0.550 or above outlier score 9.50 or grain below 0.430:"
-        " flags 8.00%",
+        "`uncertain` below confidence 0.550 or above outlier score 9.50 or grain below 0.430"
+        " or gaps above 1: flags 8.00%",
         "**candidate**: worse than stable by 0.50 points",
         "stable version 2 90.50% on the same validation split",
         "- run: 20261201-020000-abc123",

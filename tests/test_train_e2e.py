@@ -224,8 +224,9 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(
         assert 0 <= cal["ece"][split]["after"] < cal["ece"][split]["before"] + 0.01
     assert 0 < rule["min_confidence"] < 1
     assert rule["max_outlier_score"] > 0
-    assert set(rule["shares"]) == {"confidence", calibration.OUTLIER_SCORE, "grain"}
+    assert set(rule["shares"]) == {"confidence", calibration.OUTLIER_SCORE, "grain", "gaps"}
     assert 0 < rule["min_grain"] < 1
+    assert rule["max_gaps"] >= 0
     assert 0.05 < rule["validation_flagged"] < 0.12
     results = json.loads((tmp / "run" / "results.json").read_text())
     assert results["calibration"] == {"calibration": cal, "uncertain": rule}
@@ -235,7 +236,7 @@ def test_the_export_is_calibrated_and_score_flags_what_is_not_clothing(
     _, _, x, y, _ = data.load_arrays()
     signature = tf.saved_model.load(str(tmp / "models" / "1")).signatures[export.SIGNATURE]
     served = signature(**{export.INPUT_KEY: tf.constant(x[:300])})
-    for name in ("contrast", "extent", "fill", "grain"):
+    for name in ("contrast", "extent", "fill", "grain", "gaps"):
         np.testing.assert_allclose(
             served[name].numpy(), getattr(calibration, name)(x[:300]), atol=1e-5
         )

@@ -306,6 +306,27 @@ def grain(x: np.ndarray) -> np.ndarray:
     return (stands_out & inside).sum(axis=(1, 2)) / np.maximum(inside.sum(axis=(1, 2)), 1)
 
 
+def gaps(x: np.ndarray) -> np.ndarray:
+    """The rows and the columns without ink between the first and the last that hold ink,
+    counted together (0 for an image without ink). A Fashion-MNIST item is one piece, or
+    two close together; a page of thumbnails, lines of text or a photo of a cat whose
+    body and head come apart convert to pieces stacked with empty lines between them.
+
+    Args:
+        x: [N, 28, 28] uint8 images.
+
+    Returns:
+        [N] float64, whole numbers; unusual when high.
+    """
+    _, rows, cols = _rows_cols(x)
+
+    def empty_inside(a):
+        span = np.where(a.any(axis=1), 28 - a.argmax(axis=1) - a[:, ::-1].argmax(axis=1), 0)
+        return span - a.sum(axis=1)
+
+    return (empty_inside(rows) + empty_inside(cols)).astype(np.float64)
+
+
 # The out-of-distribution signals the SavedModel computes, and the side on which each
 # is unusual: above (`max`) or below (`min`) the validation split's values. Each is
 # turned into a tail p-value against the validation split's own values (its `table`),
@@ -325,14 +346,16 @@ COMPONENTS = {
 OUTLIER_SCORE = "outlier_score"
 # Signals with a threshold of their own beside the outlier score (sixth round): `grain`
 # separates smooth solid shapes well on its own, and as one more term of the sum it
-# would dilute the others.
-APART = {"grain": "min"}
+# would dilute the others; so does `gaps` (eighth round) for pieces with empty lines
+# between them.
+APART = {"grain": "min", "gaps": "max"}
 # Every extra output `score` may read, with the side it flags on. Exports made before
 # the outlier score carry thresholds for the components themselves; they still apply.
 SIGNALS = {**COMPONENTS, OUTLIER_SCORE: "max", **APART}
 CONFIDENCE_SHARE = 0.07
 OUTLIER_SHARE = 0.025
 GRAIN_SHARE = 0.0075
+GAPS_SHARE = 0.005  # at most: gaps are whole numbers, so ties flag fewer
 
 
 def tail_p(values: np.ndarray, table: np.ndarray, side: str) -> np.ndarray:
@@ -363,20 +386,25 @@ def outlier_score(signals: dict[str, np.ndarray], tables: dict[str, np.ndarray])
 
 
 def thresholds(
-    confidence: np.ndarray, score: np.ndarray, grain_values: np.ndarray | None = None
+    confidence: np.ndarray,
+    score: np.ndarray,
+    grain_values: np.ndarray | None = None,
+    gaps_values: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The flag's thresholds, chosen on the validation split: the confidence below which
     CONFIDENCE_SHARE of the items lie, the outlier score above which OUTLIER_SHARE lie,
-    and (for an export with the signal) the grain below which GRAIN_SHARE lie.
+    and (for an export with the signals) the grain below which GRAIN_SHARE lie and the
+    gaps above which at most GAPS_SHARE lie.
 
     Args:
         confidence: [N] calibrated top probabilities on the validation split.
         score: [N] outlier scores on the validation split.
         grain_values: [N] `grain` on the validation split, or None (no such threshold).
+        gaps_values: [N] `gaps` on the validation split, or None (no such threshold).
 
     Returns:
-        {"min_confidence": c, "max_outlier_score": s[, "min_grain": g]}: the keys
-        `flags` reads.
+        {"min_confidence": c, "max_outlier_score": s[, "min_grain": g][, "max_gaps": n]}:
+        the keys `flags` reads.
     """
     out = {
         "min_confidence": float(np.quantile(confidence, CONFIDENCE_SHARE)),
@@ -386,6 +414,8 @@ def thresholds(
     }
     if grain_values is not None:
         out["min_grain"] = float(np.quantile(np.asarray(grain_values, np.float64), GRAIN_SHARE))
+    if gaps_values is not None:
+        out["max_gaps"] = float(np.quantile(np.asarray(gaps_values, np.float64), 1 - GAPS_SHARE))
     return out
 
 

@@ -188,6 +188,11 @@ def render(
                 if isinstance(u.get("min_grain"), (int, float))
                 else ""
             )
+            + (
+                f" or gaps above {u['max_gaps']:.0f}"
+                if isinstance(u.get("max_gaps"), (int, float))
+                else ""
+            )
             + ": flags "
             f"{_pct(u.get('test_flagged'))} of the test set; accuracy of the rows not "
             f"flagged {_pct(u.get('test_accuracy_not_flagged'))}.",

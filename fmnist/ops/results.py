@@ -113,6 +113,7 @@ class UncertainRule(_Record):
     max_feature_distance: float | None = None
     min_contrast: float | None = None
     min_grain: float | None = None
+    max_gaps: float | None = None
     shares: dict[str, float]
     validation_flagged: float
     validation_accuracy: float

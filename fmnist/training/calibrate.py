@@ -126,7 +126,10 @@ def describe(
     }
     val = served["validation"]
     limits = calibration.thresholds(
-        val["probabilities"].max(axis=1), val[calibration.OUTLIER_SCORE], val.get("grain")
+        val["probabilities"].max(axis=1),
+        val[calibration.OUTLIER_SCORE],
+        val.get("grain"),
+        val.get("gaps"),
     )
     figures = {}
     for split, y in labels.items():
@@ -150,6 +153,7 @@ def describe(
                 "confidence": calibration.CONFIDENCE_SHARE,
                 calibration.OUTLIER_SCORE: calibration.OUTLIER_SHARE,
                 **({"grain": calibration.GRAIN_SHARE} if "min_grain" in limits else {}),
+                **({"gaps": calibration.GAPS_SHARE} if "max_gaps" in limits else {}),
             },
             **{f"{split}_{k}": v for split, f in figures.items() for k, v in f.items()},
         },

@@ -13,8 +13,9 @@ input's pixel standard deviation), `extent` and `fill` (how much of the frame an
 bounding box the ink covers), `scrambled_score` (the features' projection on the
 direction from training items to their tile-scrambled copies), and `outlier_score`,
 which combines them (Fisher's method on their tail p-values against the validation
-split); and `grain` (how much of the item's inside stands out from its neighbourhood),
-which has a threshold of its own. The input and `probabilities`
+split); and `grain` (how much of the item's inside stands out from its neighbourhood)
+and `gaps` (empty rows and columns between the ink's pieces), which have thresholds of
+their own. The input and `probabilities`
 keep their name, dtype and shape.
 """
 
@@ -136,7 +137,13 @@ def _signals(images, feats, c) -> dict:
         else:
             beyond = tf.cast(tf.searchsorted(table, values[name], side="right"), tf.float32)
         score = score - tf.math.log((beyond + 1.0) / (n + 1.0))
-    return {**values, OUTLIER_SCORE: score, "grain": _grain(images, GRAIN, INK)}
+    gaps = (span(rows) - count(rows)) + (span(cols) - count(cols))  # 0 without ink
+    return {
+        **values,
+        OUTLIER_SCORE: score,
+        "grain": _grain(images, GRAIN, INK),
+        "gaps": tf.where(tf.reduce_any(ink, axis=[1, 2]), gaps, 0.0),
+    }
 
 
 def _grain(images, levels: float, ink_level: int):
