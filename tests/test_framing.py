@@ -251,6 +251,15 @@ def test_a_stands_pole_and_base_below_the_item_are_not_item():
     assert framing.locate(_stood(12)).box[3] >= 137
 
 
+def test_spurs_holds_a_stands_base_apart_only_when_asked():
+    chosen = framing.locate(_stood(5)).chosen | (_stood(5) < 128)
+    base = framing.spurs(chosen)
+    assert base is not None and base[132, 70] and base[124, 85] and not base[70, 70]
+    # On a patterned floor (hue) the item's pieces are joined by the grain: not asked.
+    kept = framing.spurs(chosen, held=False)
+    assert kept is None or not kept[132, 70]
+
+
 def _things_that_are_item() -> dict[str, np.ndarray]:
     """Items with thin or separate parts of their own (see the test below)."""
     things = {}
@@ -273,6 +282,9 @@ def _things_that_are_item() -> dict[str, np.ndarray]:
     g[60:80, 20:90] = g[60:80, 105:175] = 50
     g[80:84, 20:175] = 50
     things["a pair joined by a thin sole"] = _u8(g)
+    g = _photo(backdrop=245)  # a faint item in pieces: a part apart (within detached's
+    g[114:124, 70:100] = 50  # reach, beyond a model pixel), joined by nothing
+    things["an item in pieces"] = _u8(g)
     return things
 
 
@@ -282,6 +294,8 @@ def test_thin_or_separate_parts_of_an_item_are_not_held_apart(name):
     item, without = _located_both_ways(g)
     assert item.box == without.box, (name, item.box, without.box)
     assert np.array_equal(item.chosen, without.chosen), name
+    if name == "an item in pieces":  # the part is select's to judge, and it keeps it
+        assert item.box[3] == 124, item.box
 
 
 def _tagged(string_to: int) -> np.ndarray:

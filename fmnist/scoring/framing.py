@@ -231,7 +231,9 @@ def _found(
     hung = detached(chosen, far, strong) if DETACH else None
     if hung is not None:
         chosen &= ~hung
-    thin = spurs(chosen) if UNSPUR else None
+    # On a patterned floor (hue) the item's mask comes in pieces joined by the grain:
+    # a solid part beyond a neck there is as likely the item's own as a stand's base.
+    thin = spurs(chosen, held=not hue) if UNSPUR else None
     if thin is not None:
         chosen &= ~thin
         hung = thin if hung is None else hung | thin
@@ -490,14 +492,22 @@ def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndar
     return out
 
 
-def spurs(chosen: np.ndarray) -> np.ndarray | None:
+def spurs(chosen: np.ndarray, held: bool = True) -> np.ndarray | None:
     """What sticks out of the item thinner than the model can draw it (a hanger's hook
-    and wire arms above a shirt), bool [h, w], or None: the chosen pixels are opened
-    (about SPUR_WIDTH model pixels, see SPUR_WIDTH); the thin parts the opening takes
-    away that reach more than a model pixel beyond the opened item's box. A solid part
-    lying apart from the main one, joined to it by a neck about a model pixel wide (a
-    display stand's pole and base, see APART), is cut off with its neck. Only on work
-    images, as unwired."""
+    and wire arms above a shirt), and what such a part holds apart (a display stand's
+    pole and base). The chosen pixels are opened (about SPUR_WIDTH model pixels, see
+    SPUR_WIDTH); the thin parts the opening takes away that reach more than a model
+    pixel beyond the opened item's box go. A solid part lying apart from the main one,
+    joined to it by a neck about a model pixel wide (see APART), goes with its neck.
+    Only on work images, as unwired.
+
+    Args:
+        chosen: the item's pixels (bool [h, w]).
+        held: look for solid parts held apart (APART) too.
+
+    Returns:
+        bool [h, w], the pixels that are not item; or None when there are none.
+    """
     h, w = chosen.shape
     if min(h, w) < 8 * WIRE_MIN or not chosen.any():
         return None
@@ -512,12 +522,12 @@ def spurs(chosen: np.ndarray) -> np.ndarray | None:
     # A solid part apart from the main one, held to it by a neck (a stand's base and
     # pole): it goes, with all that joins it to the rest beyond the rest's box.
     cut = None
-    if APART:
+    if APART and held:
         neck = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k + 2, k + 2))
         solid = cv2.morphologyEx(crop, cv2.MORPH_OPEN, neck)
-        held = apart(solid, pixel) if solid.any() else None
-        if held is not None:
-            cut = _held_off(crop, solid, held)
+        parts = apart(crop, solid, pixel) if solid.any() else None
+        if parts is not None:
+            cut = _held_off(crop, solid, parts)
             crop = crop & (1 - cut)
             body &= 1 - cut
             if not body.any():
@@ -554,17 +564,20 @@ def _held_off(crop: np.ndarray, solid: np.ndarray, held: np.ndarray) -> np.ndarr
     return joined[parts].view(np.uint8)
 
 
-def apart(solid: np.ndarray, pixel: float) -> np.ndarray | None:
-    """The solid parts of an item that lie apart from its main part (a display stand's
-    base below it, its pole cut by the opening).
+def apart(item: np.ndarray, solid: np.ndarray, pixel: float) -> np.ndarray | None:
+    """The solid parts of an item held apart from its main part by a neck (a display
+    stand's base below it, its pole cut by the opening).
 
     Args:
+        item: the item's pixels (uint8 [h, w]).
         solid: the item's pixels opened (uint8 [h, w]: spurs' opening, two pixels
             wider), so that what joins its parts by a neck about a model pixel wide is cut.
         pixel: a model pixel, in work pixels.
 
     Returns:
-        uint8 [h, w], 1 on the parts (connected components of `solid`) that lie wholly
+        uint8 [h, w], 1 on the parts (connected components of `solid`) joined to the
+        largest one in `item` (a region apart is select's to judge: a faint item comes
+        in pieces) that lie wholly
         beyond the largest one's box by more than a model pixel (a gap the model
         sees; detached's DETACH_GAP is in work pixels), that are not specks
         (PART_SHARE of its area at least: a thick spot on a strap) and that select's
@@ -582,6 +595,12 @@ def apart(solid: np.ndarray, pixel: float) -> np.ndarray | None:
     beyond = np.maximum.reduce([x - (bx + bw), bx - (x + w), y - (by + bh), by - (y + h)])
     drop = (beyond > pixel) & (share >= PART_SHARE) & ~((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
     drop[main] = False
+    if not drop.any():
+        return None
+    _, regions = cv2.connectedComponents(item, connectivity=8)
+    region = np.zeros(count, np.int32)
+    region[labels] = regions  # a solid part lies in one region of the item
+    drop &= region[1:] == region[main + 1]
     if not drop.any():
         return None
     return np.concatenate([[False], drop])[labels].view(np.uint8)
