@@ -249,6 +249,12 @@ def test_a_stands_pole_and_base_below_the_item_are_not_item():
             assert without.box[3] >= 137, (pole, without.box)  # shrinks and rises
     # A pole as thick as the base is a leg of the item.
     assert framing.locate(_stood(12)).box[3] >= 137
+    # Between two legs (or sleeves) the pole goes up to the item, inside its box too.
+    g = _stood(5).astype(np.float32)
+    g[90:110, 76:94] = 245
+    g[86:110, 83:88] = 60
+    item = framing.locate(_u8(g))
+    assert item.box[3] <= 113 and item.other[100, 85] and not item.chosen[100, 85], item.box
 
 
 def test_spurs_holds_a_stands_base_apart_only_when_asked():

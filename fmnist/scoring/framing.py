@@ -527,7 +527,7 @@ def spurs(chosen: np.ndarray, held: bool = True) -> np.ndarray | None:
         solid = cv2.morphologyEx(crop, cv2.MORPH_OPEN, neck)
         parts = apart(crop, solid, pixel) if solid.any() else None
         if parts is not None:
-            cut = _held_off(crop, solid, parts)
+            cut = _held_off(crop, solid, parts, neck)
             crop = crop & (1 - cut)
             body &= 1 - cut
             if not body.any():
@@ -549,15 +549,21 @@ def spurs(chosen: np.ndarray, held: bool = True) -> np.ndarray | None:
     return spur
 
 
-def _held_off(crop: np.ndarray, solid: np.ndarray, held: np.ndarray) -> np.ndarray:
+def _held_off(
+    crop: np.ndarray, solid: np.ndarray, held: np.ndarray, kernel: np.ndarray
+) -> np.ndarray:
     """The parts `held` apart (uint8) and the item's pixels (crop, uint8) joined to
-    them outside the box of the other solid parts: a stand's base and its pole, up to
-    the item (the sliver of the item's edge that the wider opening took off may go
+    them outside the box of the other solid parts or through what the opening (kernel)
+    took away: a stand's base and its pole, up to the item, between its legs or
+    sleeves too (the sliver of the item's edge that the wider opening took off may go
     with it where the pole meets it)."""
-    a0, b0, a1, b1 = _box((solid & (1 - held)).view(bool))
+    rest = solid & (1 - held)
+    a0, b0, a1, b1 = _box(rest.view(bool))
     outside = crop.copy()
     outside[b0:b1, a0:a1] = 0
-    count, parts = cv2.connectedComponents(outside | held, connectivity=8)
+    # Inside the box too, the neck (what the opening took away) up to the rest.
+    neck = crop & (1 - cv2.dilate(rest, kernel))
+    count, parts = cv2.connectedComponents(outside | neck | held, connectivity=8)
     joined = np.zeros(count, bool)
     joined[np.unique(parts[held > 0])] = True
     joined[0] = False
