@@ -217,6 +217,93 @@ def test_a_thin_hook_above_the_item_is_not_item_but_a_part_as_thick_as_a_pixel_i
         framing.UNSPUR = True
 
 
+def _stood(pole: int = 4, base: bool = True) -> np.ndarray:
+    """The dark item on a display stand: a pole `pole` px wide from the middle of its
+    bottom edge 20 px down to a round base (an ellipse 50 x 10)."""
+    g = _photo(backdrop=245)
+    g[108:132, 85 - pole // 2 : 85 - pole // 2 + pole] = 60
+    if base:
+        cv2.ellipse(g, (85, 132), (25, 5), 0, 0, 360, 60, -1)
+    return _u8(g)
+
+
+def _located_both_ways(g: np.ndarray) -> tuple[framing.Item, framing.Item]:
+    """locate's Item with the apart rule, and without it."""
+    framing.APART = False
+    try:
+        without = framing.locate(g)
+    finally:
+        framing.APART = True
+    return framing.locate(g), without
+
+
+def test_a_stands_pole_and_base_below_the_item_are_not_item():
+    # A model pixel is 108 / 28 work pixels here: a pole up to 3 px wide is a string
+    # (detached); 5 and 6 px, grown to 7 and 8 by the 3x3 mean, need the apart rule.
+    for pole in (3, 4, 5, 6):
+        item, without = _located_both_ways(_stood(pole))
+        # The pole's top, where the 3x3 mean blurs it into the item, may stay with it.
+        assert item.box[:3] == (60, 30, 110) and 110 <= item.box[3] <= 113, (pole, item.box)
+        assert item.other[132, 70] and item.other[124, 85] and not item.chosen[132, 85]
+        if pole >= 5:  # without the rule the box spans item, pole and base: the item
+            assert without.box[3] >= 137, (pole, without.box)  # shrinks and rises
+    # A pole as thick as the base is a leg of the item.
+    assert framing.locate(_stood(12)).box[3] >= 137
+    # Between two legs (or sleeves) the pole goes up to the item, inside its box too.
+    g = _stood(5).astype(np.float32)
+    g[90:110, 76:94] = 245
+    g[86:110, 83:88] = 60
+    item = framing.locate(_u8(g))
+    assert item.box[3] <= 113 and item.other[100, 85] and not item.chosen[100, 85], item.box
+
+
+def test_spurs_holds_a_stands_base_apart_only_when_asked():
+    chosen = framing.locate(_stood(5)).chosen | (_stood(5) < 128)
+    base = framing.spurs(chosen)
+    assert base is not None and base[132, 70] and base[124, 85] and not base[70, 70]
+    # On a patterned floor (hue) the item's pieces are joined by the grain: not asked.
+    kept = framing.spurs(chosen, held=False)
+    assert kept is None or not kept[132, 70]
+
+
+def _things_that_are_item() -> dict[str, np.ndarray]:
+    """Items with thin or separate parts of their own (see the test below)."""
+    things = {}
+    for name, width in (("a bag's strap", 6), ("a one-pixel strap", 3)):
+        g = _photo(backdrop=245)  # a strap looped over the bag, as thick as a model pixel
+        cv2.ellipse(g, (85, 30), (18, 20), 0, 180, 360, 50, width)
+        things[name] = _u8(g)
+    g = np.full((150, 200), 245, np.float32)  # a sandal: a sole, a heel, thin straps
+    g[100:105, 30:170] = 50
+    g[80:105, 150:165] = 50
+    for x in (60, 90, 120):
+        cv2.line(g, (x, 100), (x + 20, 70), 50, 3)
+    cv2.line(g, (40, 100), (150, 70), 50, 2)
+    things["a sandal's thin parts"] = _u8(g)
+    g = np.full((150, 200), 245, np.float32)  # trousers: a waist and two legs apart
+    g[20:40, 70:130] = 50
+    g[40:130, 70:95] = g[40:130, 105:130] = 50
+    things["trousers' legs"] = _u8(g)
+    g = np.full((150, 200), 245, np.float32)  # a pair of sandals side by side
+    g[60:80, 20:90] = g[60:80, 105:175] = 50
+    g[80:84, 20:175] = 50
+    things["a pair joined by a thin sole"] = _u8(g)
+    g = _photo(backdrop=245)  # a faint item in pieces: a part apart (within detached's
+    g[114:124, 70:100] = 50  # reach, beyond a model pixel), joined by nothing
+    things["an item in pieces"] = _u8(g)
+    return things
+
+
+@pytest.mark.parametrize("name", list(_things_that_are_item()))
+def test_thin_or_separate_parts_of_an_item_are_not_held_apart(name):
+    g = _things_that_are_item()[name]
+    item, without = _located_both_ways(g)
+    assert item.box == without.box, (name, item.box, without.box)
+    assert np.array_equal(item.chosen, without.chosen), name
+    if name == "an item in pieces":  # the part is select's to judge, and it keeps it
+        assert item.box[3] == 124, item.box
+
+
 def _tagged(string_to: int) -> np.ndarray:
     """The item with a card tag (16 x 20, outlined, a line of print) on a thin string
     running right from its edge; the tag's near side at x = string_to."""
@@ -234,13 +321,23 @@ def test_a_tag_on_a_string_is_not_item_but_a_part_close_to_it_is():
     assert item.box[:2] == (60, 30) and item.box[3] == 110 and item.box[2] <= 113, item.box
     assert item.other[64, 148] and item.other[62, 125]  # the tag and its string
     framing.DETACH = False
-    try:  # the string joins the tag to the item: one region, the box spans both
+    try:  # a solid card on a thin string is held apart too (the stand's rule)
+        assert framing.locate(_tagged(string_to=140)).box[2] <= 113
+        framing.APART = False  # without both, the string joins the tag to the item
         assert framing.locate(_tagged(string_to=140)).box[2] >= 150
     finally:
-        framing.DETACH = True
-    # A body within DETACH_GAP of the main one is the item's own (a sandal's strap).
-    close = framing.locate(_tagged(string_to=110 + framing.DETACH_GAP - 1))
-    assert close.box[2] >= 120, close.box
+        framing.DETACH = framing.APART = True
+    # A body within DETACH_GAP of the main one is the item's own to detached (a
+    # sandal's strap); one a model pixel (70 / 28 here) or more away on a neck is not
+    # to the apart rule, one within a model pixel is the item's to both.
+    close = _tagged(string_to=110 + framing.DETACH_GAP - 1)
+    assert framing.locate(close).box[2] <= 113
+    framing.APART = False
+    try:
+        assert framing.locate(close).box[2] >= 120
+    finally:
+        framing.APART = True
+    assert framing.locate(_tagged(string_to=112)).box[2] >= 120
 
 
 def test_on_a_flat_backdrop_the_box_is_the_old_5_percent_rule():

@@ -16,7 +16,8 @@ grayscale work image of the photo:
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select), less a body
                  hung from it by a thin line, a tag on a string (detached), and
-                 the parts thinner than a model pixel sticking out, a hanger (spurs)
+                 the parts thinner than a model pixel sticking out, a hanger (spurs),
+                 and a solid part held apart by such a neck, a stand's base (apart)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
@@ -79,6 +80,12 @@ DETACH, DETACH_GAP = True, 5
 # size 2 round(width / 2) + 1, 3 pixels at least) and that reach more than a model pixel
 # beyond the rest of it are not item (spurs).
 UNSPUR, SPUR_WIDTH = True, 1.0
+# A solid part lying wholly beyond the item's main part, more than a model pixel away,
+# joined to it by nothing or only by something about a model pixel wide (a display
+# stand's base and its pole): no Fashion-MNIST item has such a part, so it is not item
+# (apart). Looked for with the spurs' opening two pixels wider, as the 3x3 mean grows
+# the mask by a pixel a side.
+APART = True
 # Colour, when the photo has it: shading changes a colour's brightness, not its hue
 # (the brightness and chromaticity distortions of Horprasert, Harwood and Davis 1999).
 # A border noisier than FUZZ allows, of one clearly coloured hue (saturation at least
@@ -224,7 +231,9 @@ def _found(
     hung = detached(chosen, far, strong) if DETACH else None
     if hung is not None:
         chosen &= ~hung
-    thin = spurs(chosen) if UNSPUR else None
+    # On a patterned floor (hue) the item's mask comes in pieces joined by the grain:
+    # a solid part beyond a neck there is as likely the item's own as a stand's base.
+    thin = spurs(chosen, held=not hue) if UNSPUR else None
     if thin is not None:
         chosen &= ~thin
         hung = thin if hung is None else hung | thin
@@ -483,12 +492,22 @@ def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndar
     return out
 
 
-def spurs(chosen: np.ndarray) -> np.ndarray | None:
+def spurs(chosen: np.ndarray, held: bool = True) -> np.ndarray | None:
     """What sticks out of the item thinner than the model can draw it (a hanger's hook
-    and wire arms above a shirt), bool [h, w], or None: the chosen pixels are opened
-    (about SPUR_WIDTH model pixels, see SPUR_WIDTH); the thin parts the opening takes
-    away that reach more than a model pixel beyond the opened item's box. Only on work
-    images, as unwired."""
+    and wire arms above a shirt), and what such a part holds apart (a display stand's
+    pole and base). The chosen pixels are opened (about SPUR_WIDTH model pixels, see
+    SPUR_WIDTH); the thin parts the opening takes away that reach more than a model
+    pixel beyond the opened item's box go. A solid part lying apart from the main one,
+    joined to it by a neck about a model pixel wide (see APART), goes with its neck.
+    Only on work images, as unwired.
+
+    Args:
+        chosen: the item's pixels (bool [h, w]).
+        held: look for solid parts held apart (APART) too.
+
+    Returns:
+        bool [h, w], the pixels that are not item; or None when there are none.
+    """
     h, w = chosen.shape
     if min(h, w) < 8 * WIRE_MIN or not chosen.any():
         return None
@@ -500,19 +519,97 @@ def spurs(chosen: np.ndarray) -> np.ndarray | None:
     body = cv2.morphologyEx(crop, cv2.MORPH_OPEN, kernel)
     if not body.any():
         return None
+    # A solid part apart from the main one, held to it by a neck (a stand's base and
+    # pole): it goes, with all that joins it to the rest beyond the rest's box.
+    cut = None
+    if APART and held:
+        neck = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k + 2, k + 2))
+        solid = cv2.morphologyEx(crop, cv2.MORPH_OPEN, neck)
+        parts = apart(crop, solid, pixel) if solid.any() else None
+        if parts is not None:
+            cut = _held_off(crop, solid, parts, neck)
+            crop = crop & (1 - cut)
+            body &= 1 - cut
+            if not body.any():
+                return None
+    spur = np.zeros_like(chosen)
+    if cut is not None:
+        spur[top:bottom, left:right] = cut.view(bool)
     x0, y0, x1, y1 = _box(body.view(bool))
     ch, cw = crop.shape
     if max(x0, y0, cw - x1, ch - y1) <= pixel:  # most items: nothing sticks out
-        return None
+        return spur if cut is not None else None
     thin = crop & (1 - cv2.dilate(body, kernel))
     _, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
     x, y, bw, bh = (stats[1:, i] for i in range(4))
     out = (x0 - x > pixel) | (y0 - y > pixel) | (x + bw - x1 > pixel) | (y + bh - y1 > pixel)
     if not out.any():
-        return None
-    spur = np.zeros_like(chosen)
-    spur[top:bottom, left:right] = np.concatenate([[False], out])[labels]
+        return spur if cut is not None else None
+    spur[top:bottom, left:right] |= np.concatenate([[False], out])[labels]
     return spur
+
+
+def _held_off(
+    crop: np.ndarray, solid: np.ndarray, held: np.ndarray, kernel: np.ndarray
+) -> np.ndarray:
+    """The parts `held` apart (uint8) and the item's pixels (crop, uint8) joined to
+    them outside the box of the other solid parts or through what the opening (kernel)
+    took away: a stand's base and its pole, up to the item, between its legs or
+    sleeves too (the sliver of the item's edge that the wider opening took off may go
+    with it where the pole meets it)."""
+    rest = solid & (1 - held)
+    a0, b0, a1, b1 = _box(rest.view(bool))
+    outside = crop.copy()
+    outside[b0:b1, a0:a1] = 0
+    # Inside the box too, the neck (what the opening took away) up to the rest.
+    neck = crop & (1 - cv2.dilate(rest, kernel))
+    count, parts = cv2.connectedComponents(outside | neck | held, connectivity=8)
+    joined = np.zeros(count, bool)
+    joined[np.unique(parts[held > 0])] = True
+    joined[0] = False
+    return joined[parts].view(np.uint8)
+
+
+def apart(item: np.ndarray, solid: np.ndarray, pixel: float) -> np.ndarray | None:
+    """The solid parts of an item held apart from its main part by a neck (a display
+    stand's base below it, its pole cut by the opening).
+
+    Args:
+        item: the item's pixels (uint8 [h, w]).
+        solid: the item's pixels opened (uint8 [h, w]: spurs' opening, two pixels
+            wider), so that what joins its parts by a neck about a model pixel wide is cut.
+        pixel: a model pixel, in work pixels.
+
+    Returns:
+        uint8 [h, w], 1 on the parts (connected components of `solid`) joined to the
+        largest one in `item` (a region apart is select's to judge: a faint item comes
+        in pieces) that lie wholly
+        beyond the largest one's box by more than a model pixel (a gap the model
+        sees; detached's DETACH_GAP is in work pixels), that are not specks
+        (PART_SHARE of its area at least: a thick spot on a strap) and that select's
+        pair rule would not keep (a second shoe); or None when there are none.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    if count < 3:  # one solid part (most items)
+        return None
+    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    boxes = stats[1:, :4]
+    share, gap = _near(area, boxes)
+    main = int(np.argmax(area))
+    x, y, w, h = boxes[main]
+    bx, by, bw, bh = boxes.T
+    beyond = np.maximum.reduce([x - (bx + bw), bx - (x + w), y - (by + bh), by - (y + h)])
+    drop = (beyond > pixel) & (share >= PART_SHARE) & ~((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
+    drop[main] = False
+    if not drop.any():
+        return None
+    _, regions = cv2.connectedComponents(item, connectivity=8)
+    region = np.zeros(count, np.int32)
+    region[labels] = regions  # a solid part lies in one region of the item
+    drop &= region[1:] == region[main + 1]
+    if not drop.any():
+        return None
+    return np.concatenate([[False], drop])[labels].view(np.uint8)
 
 
 def refit(
