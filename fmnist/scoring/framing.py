@@ -594,12 +594,10 @@ def apart(item: np.ndarray, solid: np.ndarray, pixel: float) -> np.ndarray | Non
         return None
     area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     boxes = stats[1:, :4]
-    share, gap = _near(area, boxes)
+    share, gap = _near(area, boxes)  # gap: in the largest part's size
     main = int(np.argmax(area))
-    x, y, w, h = boxes[main]
-    bx, by, bw, bh = boxes.T
-    beyond = np.maximum.reduce([x - (bx + bw), bx - (x + w), y - (by + bh), by - (y + h)])
-    drop = (beyond > pixel) & (share >= PART_SHARE) & ~((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
+    beyond = gap > pixel / boxes[main, 2:].max()
+    drop = beyond & (share >= PART_SHARE) & ~((share >= PAIR_SHARE) & (gap <= PAIR_GAP))
     drop[main] = False
     if not drop.any():
         return None
