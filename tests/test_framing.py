@@ -331,12 +331,8 @@ def test_a_tag_on_a_string_is_not_item_but_a_part_close_to_it_is():
     # sandal's strap); one a model pixel (70 / 28 here) or more away on a neck is not
     # to the apart rule, one within a model pixel is the item's to both.
     close = _tagged(string_to=110 + framing.DETACH_GAP - 1)
-    assert framing.locate(close).box[2] <= 113
-    framing.APART = False
-    try:
-        assert framing.locate(close).box[2] >= 120
-    finally:
-        framing.APART = True
+    item, without = _located_both_ways(close)
+    assert item.box[2] <= 113 and without.box[2] >= 120
     assert framing.locate(_tagged(string_to=112)).box[2] >= 120
 
 
