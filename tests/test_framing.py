@@ -486,3 +486,67 @@ def test_a_colour_jpeg_decoded_as_ycbcr_has_the_same_luminance_as_one_decoded_as
     rgb_coded = io.BytesIO()  # samples stored as RGB (Adobe transform 0): luminance only
     Image.fromarray(_floor(300, 400)).save(rgb_coded, "JPEG", quality=85, keep_rgb=True)
     assert images.decode(rgb_coded).shape == (28, 28)
+
+
+def _reflected(fade: float = 0.4, reach: int = 30) -> np.ndarray:
+    """A dark shoe-like item (a sole 60-170 wide at rows 95-100, the upper narrowing to
+    rows 50-95) standing at row 100 on a glossy floor: below it the item upside down,
+    from `fade` of its contrast to nothing over `reach` rows, a little blurred."""
+    g = np.full((150, 200), 245, np.float32)
+    for row in range(50, 100):  # the upper: wider towards the sole, a heel at the back
+        g[row, 140 - (row - 50) : 170] = 50
+    g[95:100, 60:170] = 50
+    contrast = 245 - g[100 - reach : 100][::-1]  # the rows above, upside down
+    weights = np.linspace(fade, 0, reach, dtype=np.float32)[:, None]
+    g[100 : 100 + reach] = 245 - cv2.GaussianBlur(contrast * weights, (3, 3), 0)
+    return _u8(g)
+
+
+def _located_mirrored_both_ways(g: np.ndarray) -> tuple[framing.Item, framing.Item]:
+    """locate's Item with the reflection rule, and without it."""
+    framing.UNMIRROR = False
+    try:
+        without = framing.locate(g)
+    finally:
+        framing.UNMIRROR = True
+    return framing.locate(g), without
+
+
+@pytest.mark.parametrize("fade", [0.25, 0.45, 0.6])
+def test_a_reflection_on_a_glossy_floor_is_not_item(fade):
+    item, without = _located_mirrored_both_ways(_reflected(fade, reach=40))
+    assert item.box[:2] == (60, 50) and item.box[2] == 170 and 100 <= item.box[3] <= 101
+    # Without the rule the box takes the reflection's first rows (the drop-shadow rule
+    # trims the fainter ones): the item shrinks and rises in the model's frame.
+    assert without.box[3] >= 103 + 8 * (fade > 0.5), without.box
+    assert item.other[102, 150] and not item.chosen[102, 150]
+
+
+def _things_with_a_lighter_bottom() -> dict[str, np.ndarray]:
+    """Items whose lowest rows are fainter than the rest but no mirror of it."""
+    things = {}
+    g = np.full((150, 200), 245, np.float32)  # a sneaker: a dark upper, a light sole
+    for row in range(50, 100):
+        g[row, 140 - (row - 50) : 170] = 50
+    g[95:100, 60:170] = 50
+    g[100:110, 55:172] = 170
+    things["a sneaker's light sole"] = _u8(g)
+    g = np.full((150, 200), 245, np.float32)  # a dress, its hem lighter and wider
+    for row in range(20, 130):
+        half = 15 + (row - 20) // 4
+        g[row, 100 - half : 100 + half] = 50 if row < 110 else 175
+    things["a dress's light hem"] = _u8(g)
+    g = np.full((150, 200), 245, np.float32)  # trousers, the legs' ends lighter
+    g[20:40, 70:130] = 50
+    g[40:130, 70:95] = g[40:130, 105:130] = 50
+    g[115:130, 70:95] = g[115:130, 105:130] = 170
+    things["trousers' light ends"] = _u8(g)
+    return {**things, **_things_that_are_item()}
+
+
+@pytest.mark.parametrize("name", list(_things_with_a_lighter_bottom()))
+def test_an_items_own_faint_bottom_is_not_taken_for_a_reflection(name):
+    g = _things_with_a_lighter_bottom()[name]
+    item, without = _located_mirrored_both_ways(g)
+    assert item.box == without.box, (name, item.box, without.box)
+    assert np.array_equal(item.chosen, without.chosen), name

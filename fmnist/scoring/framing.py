@@ -17,7 +17,9 @@ grayscale work image of the photo:
     -> the item: the heaviest region and the parts close to it (select), less a body
                  hung from it by a thin line, a tag on a string (detached), and
                  the parts thinner than a model pixel sticking out, a hanger (spurs),
-                 and a solid part held apart by such a neck, a stand's base (apart)
+                 and a solid part held apart by such a neck, a stand's base (apart),
+                 and the rows under it that repeat it upside down, fainter, a glossy
+                 floor's reflection (mirrored)
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
@@ -86,6 +88,14 @@ UNSPUR, SPUR_WIDTH = True, 1.0
 # (apart). Looked for with the spurs' opening two pixels wider, as the 3x3 mean grows
 # the mask by a pixel a side.
 APART = True
+# A glossy floor's reflection under the item: the rows below a line repeat the rows
+# above it upside down (a least-squares residual under MIRROR_FIT of their contrast;
+# repeating the line's own row instead leaves twice that residual and MIRROR_FIT / 2
+# more: a band of one shade is not a mirror), fainter (under MIRROR_FAINT of their
+# contrast), over MIRROR_ROWS model pixels or more. No Fashion-MNIST item repeats its
+# own lower edge upside down and fainter below it, so those rows are not item
+# (mirrored; docs/photos.md, "Ninth round: a glossy floor").
+UNMIRROR, MIRROR_FIT, MIRROR_FAINT, MIRROR_ROWS = True, 0.05, 0.65, 1.5
 # Colour, when the photo has it: shading changes a colour's brightness, not its hue
 # (the brightness and chromaticity distortions of Horprasert, Harwood and Davis 1999).
 # A border noisier than FUZZ allows, of one clearly coloured hue (saturation at least
@@ -237,6 +247,13 @@ def _found(
     if thin is not None:
         chosen &= ~thin
         hung = thin if hung is None else hung | thin
+    if UNMIRROR and not hue:
+        axis = mirrored(chosen, far)
+        if axis is not None:
+            floor = np.zeros_like(chosen)
+            floor[axis:] = chosen[axis:]
+            chosen &= ~floor
+            hung = floor if hung is None else hung | floor
     dark = float(diff[chosen].sum()) < 0
     box = unshadowed(chosen, strong & chosen) if UNSHADOW else _box(chosen)
     other = content & ~chosen
@@ -608,6 +625,52 @@ def apart(item: np.ndarray, solid: np.ndarray, pixel: float) -> np.ndarray | Non
     if not drop.any():
         return None
     return np.concatenate([[False], drop])[labels].view(np.uint8)
+
+
+def mirrored(chosen: np.ndarray, far: np.ndarray) -> int | None:
+    """Where a reflection on a glossy floor begins under the item: the row below which
+    the chosen pixels' rows repeat those above it upside down, fainter (see
+    MIRROR_FIT).
+
+    Args:
+        chosen: the item's pixels (bool [h, w]).
+        far: each pixel's contrast against the backdrop (float [h, w]).
+
+    Returns:
+        The first row of the reflection, in chosen's coordinates; or None.
+    """
+    if not chosen.any():
+        return None
+    left, top, right, bottom = _box(chosen)
+    height = bottom - top
+    least = max(2, int(np.ceil(MIRROR_ROWS * max(right - left, height) / SIZE)))
+    if height < 4 * least:
+        return None
+    rows = far[top:bottom, left:right].astype(np.float64)
+    energy = np.einsum("ij,ij->i", rows, rows)
+    # Each candidate line a: rows a.. below it mirror rows a-1, a-2, ... above it. Only
+    # the lines with fainter rows below than their mirror images above are fitted.
+    total = np.concatenate([[0.0], np.cumsum(energy)])
+    axes = np.arange(height // 2, height - least + 1)
+    faint = total[height] - total[axes] < MIRROR_FAINT**2 * (total[axes] - total[2 * axes - height])
+    axes = axes[faint]
+    if not axes.size:
+        return None
+    best, least_fit = None, MIRROR_FIT
+    for a in axes.tolist():
+        below, depth = rows[a:], height - a
+        mirror = np.einsum("ij,ij->i", below, rows[a - 1 :: -1][:depth]) ** 2
+        line = (below @ rows[a - 1]) ** 2
+        own = max(float(energy[a:].sum()), 1e-9)
+        # Each row below scaled to its mirror image, or to the line's own row (least
+        # squares): what remains, as a share of the rows' contrast.
+        fit = (own - float((mirror / np.maximum(energy[a - 1 :: -1][:depth], 1e-9)).sum())) / own
+        ahead = (own - float(line.sum()) / max(float(energy[a - 1]), 1e-9)) / own
+        if fit < least_fit and ahead >= 2 * fit + MIRROR_FIT / 2:
+            best, least_fit = a, fit
+    if best is None:
+        return None
+    return top + best
 
 
 def refit(
