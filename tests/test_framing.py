@@ -514,8 +514,9 @@ def _located_with_and_without_creases(g: np.ndarray) -> tuple[framing.Item, fram
 def test_a_creased_backdrops_folds_are_not_item():
     g = _creased()
     item, without = _located_with_and_without_creases(g)
-    # Where a fold meets the item, a stub of it as strong as the item's edge may stay.
-    assert np.abs(np.subtract(item.box, (60, 30, 110, 110))).max() <= 2, item.box
+    # Where a fold meets the item, a stub of it as strong as the item's edge may stay:
+    # within a model pixel (80 / 28 pixels) of the item's box.
+    assert np.abs(np.subtract(item.box, (60, 30, 110, 110))).max() <= 3, item.box
     assert without.box[1] == 0 and without.box[3] > 140  # without the rule: the folds join the item
     # A fold beside the item is erased, the item's own pixels are not.
     assert item.other[:, 140:].sum() > 100 and not item.other[30:110, 60:110].any()
