@@ -22,7 +22,7 @@ grayscale work image of the photo:
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
-morphology, minAreaRect, affine warps): one dependency, fast enough for the decoder
+morphology, the Hough transform, minAreaRect, affine warps): one dependency, fast enough for the decoder
 processes, with no SciPy behind it.
 """
 
