@@ -550,3 +550,55 @@ def test_an_items_own_faint_bottom_is_not_taken_for_a_reflection(name):
     item, without = _located_mirrored_both_ways(g)
     assert item.box == without.box, (name, item.box, without.box)
     assert np.array_equal(item.chosen, without.chosen), name
+
+
+def _creased(folds=((20, 0.3), (170, 2.0), (100, 1.2))) -> np.ndarray:
+    """_photo's item on a light paper backdrop (235) crossed by straight folds, each a
+    soft ridge lit on one side and shaded on the other (20 levels, 5 pixels wide),
+    through (x, 75) at the given angle (radians)."""
+    h, w = 150, 200
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    g = np.full((h, w), 235, np.float32)
+    for at, turn in folds:
+        u = ((x - at) * np.sin(turn) - (y - 75) * np.cos(turn)) / 5
+        g += 20 * u * np.exp(0.5 - 0.5 * u * u)
+    item = _u8(_photo(backdrop=245))
+    return _u8(np.where(item == 245, g, item))
+
+
+def _located_with_and_without_creases(g: np.ndarray) -> tuple[framing.Item, framing.Item]:
+    item = framing.locate(g)
+    framing.UNCREASE = False
+    try:
+        return item, framing.locate(g)
+    finally:
+        framing.UNCREASE = True
+
+
+def test_a_creased_backdrops_folds_are_not_item():
+    g = _creased()
+    item, without = _located_with_and_without_creases(g)
+    # Where a fold meets the item, a stub of it as strong as the item's edge may stay:
+    # within a model pixel (80 / 28 pixels) of the item's box.
+    assert np.abs(np.subtract(item.box, (60, 30, 110, 110))).max() <= 3, item.box
+    assert without.box[1] == 0 and without.box[3] > 140  # without the rule: the folds join the item
+    # A fold beside the item is erased, the item's own pixels are not.
+    assert item.other[:, 140:].sum() > 100 and not item.other[30:110, 60:110].any()
+    assert item.chosen[31:109, 61:109].all()
+
+
+@pytest.mark.parametrize("name", ["a plain item", *_things_that_are_item()])
+def test_an_items_own_straight_or_thin_parts_are_not_folds(name):
+    g = _u8(_photo(backdrop=245)) if name == "a plain item" else _things_that_are_item()[name]
+    item, without = _located_with_and_without_creases(g)
+    assert item.box == without.box, (name, item.box, without.box)
+    assert np.array_equal(item.chosen, without.chosen) and np.array_equal(item.other, without.other)
+
+
+def test_an_item_cut_by_the_frame_is_not_a_fold():
+    g = np.full((150, 200), 245, np.float32)  # a dress cut by the top and bottom edges,
+    g[:, 70:130] = 60  # its faint side seams straight from frame to frame
+    g[:, 68:70] = g[:, 130:132] = 225
+    g = _u8(g + np.random.default_rng(2).normal(0, 3, g.shape))  # (not a flat padding bar)
+    item, without = _located_with_and_without_creases(g)
+    assert item.box == without.box == (68, 0, 132, 150), item.box

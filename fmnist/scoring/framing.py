@@ -12,7 +12,8 @@ grayscale work image of the photo:
               or, on a patterned border of one hue (a wooden floor), that hue's
               line through black and the border's range along it, in colour (hued)
     -> content: the 3x3 mean differs from it by more than 5% (or the noise, if higher),
-                less thin lines from the frame, a hanger's wire (unwired)
+                less straight faint bands from frame to frame, a creased paper's
+                folds (creases), and thin lines from the frame, a hanger's wire (unwired)
     -> regions: connected components, weighed by their pixels above Otsu's threshold
     -> the item: the heaviest region and the parts close to it (select), less a body
                  hung from it by a thin line, a tag on a string (detached), and
@@ -23,7 +24,7 @@ grayscale work image of the photo:
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
-morphology, minAreaRect, affine warps): one dependency, fast enough for the decoder
+morphology, the Hough transform, minAreaRect, affine warps): one dependency, fast enough for the decoder
 processes, with no SciPy behind it.
 """
 
@@ -96,6 +97,14 @@ APART = True
 # own lower edge upside down and fainter below it, so those rows are not item
 # (mirrored; docs/photos.md, "Ninth round: a glossy floor").
 UNMIRROR, MIRROR_FIT, MIRROR_FAINT, MIRROR_ROWS = True, 0.05, 0.65, 1.5
+# A crease in a paper backdrop: a straight band of content crossing the photo from frame
+# to frame (content on CREASE_SHARE of the line's length at least, a line CREASE_LENGTH
+# of the shorter side long at least) that the smooth backdrop cannot follow; its faint
+# pixels (below Otsu's threshold, or CREASE_FAINT times the content threshold) within
+# CREASE_BAND of the line are not item (docs/photos.md, "Ninth round: a creased backdrop").
+UNCREASE, CREASE_LENGTH, CREASE_SHARE, CREASE_BAND, CREASE_FAINT = True, 0.25, 0.8, 2, 3.0
+# The Hough transform's CREASE_LINES strongest lines are looked at (a fold gives a few).
+CREASE_LINES = 128
 # Colour, when the photo has it: shading changes a colour's brightness, not its hue
 # (the brightness and chromaticity distortions of Horprasert, Harwood and Davis 1999).
 # A border noisier than FUZZ allows, of one clearly coloured hue (saturation at least
@@ -201,10 +210,13 @@ def _located(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None) -> I
             diff = smooth - background
             far = np.abs(diff)
     content = (far > low) & (np.abs(g - background) > EDGE)
+    folds = creases(content, far, low) if UNCREASE else None
+    if folds is not None:
+        content &= ~folds
     wires = unwired(content) if UNWIRE else None
     if wires is not None:
         content &= ~wires
-    return _found(g, background, content, diff, far, low, wires, table)
+    return _found(g, background, content, diff, far, low, wires, table, folds=folds)
 
 
 def _found(
@@ -217,10 +229,12 @@ def _found(
     wires: np.ndarray | None,
     table: tuple | None,
     hue: bool = False,
+    folds: np.ndarray | None = None,
 ) -> Item:
     """locate's item from its content mask: the regions, the chosen ones, the box. diff
     is the smoothed image less the backdrop, far each pixel's contrast (|diff|, or with
-    hue, hued's distance beyond a patterned backdrop)."""
+    hue, hued's distance beyond a patterned backdrop); folds, a creased backdrop's bands
+    taken out of the content (creases)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         content.view(np.uint8), connectivity=8
     )
@@ -229,8 +243,7 @@ def _found(
     # Otsu on the difference picks the item's own contrast out of the image: only
     # components with pixels above it can be the item; the weaker pixels around them
     # (the item's faint edge) still count for its extent.
-    otsu, _ = cv2.threshold(far.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    strong = far > max(low, otsu)
+    strong = _strong(far, low)
     if count == 2:  # one region (a clean photo): it is the item
         chosen = content
     else:
@@ -263,6 +276,8 @@ def _found(
         other |= hung
     if box != _box(chosen):  # a drop shadow: its pixels beside the item go too
         other |= chosen & ~silhouette(strong & chosen)
+    if folds is not None:  # a crease beside the item is erased, the item's faint parts on it kept
+        other |= folds & ~silhouette(chosen)
     if hue:  # the pattern (grain, a seam) beside the item is backdrop: none of it shows
         other = ~silhouette(chosen)
     return Item(background, dark, box, other, chosen, tilt(strong & chosen, box), table is not None)
@@ -453,6 +468,100 @@ def unwired(content: np.ndarray) -> np.ndarray | None:
     narrow = area <= WIRE_WIDTH * length
     wire = np.concatenate([[False], edge & long & narrow])
     return wire[labels] if wire.any() else None
+
+
+def _strong(far: np.ndarray, low: float) -> np.ndarray:
+    """The pixels of the item's own contrast (bool [h, w]): above Otsu's threshold on
+    the difference image far, and above the content threshold low."""
+    otsu, _ = cv2.threshold(far.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return far > max(low, otsu)
+
+
+def creases(content: np.ndarray, far: np.ndarray, low: float) -> np.ndarray | None:
+    """The folds of a creased paper backdrop in a content mask: straight bands that
+    cross the photo from frame to frame, fainter than the item.
+
+    A fold is a line a few pixels wide, too thin for the smooth backdrop model to
+    follow, so its shaded side is content; it runs straight across the whole photo,
+    under the item too, which no part of an item does. Candidate lines come from the
+    Hough transform of the faint content (not the item's own contrast: below Otsu's
+    threshold, or CREASE_FAINT times low) away from the item's; a line is a fold when
+    content covers CREASE_SHARE of its length across the image, at least CREASE_LENGTH
+    of the shorter side. Only work images, as unwired.
+
+    Args:
+        content: the content mask (bool [h, w]).
+        far: each pixel's contrast against the backdrop model (float32 [h, w]).
+        low: the content threshold (gray levels).
+
+    Returns:
+        bool [h, w], the faint content within CREASE_BAND pixels of a fold; or None
+        when there is none.
+    """
+    h, w = content.shape
+    n = min(h, w)
+    if n < 8 * WIRE_MIN or not (
+        content[0].any() or content[-1].any() or content[:, 0].any() or content[:, -1].any()
+    ):
+        return None  # a fold reaches the frame; most photos' content does not
+    item = (_strong(far, low) & (far > CREASE_FAINT * low)).view(np.uint8)
+    faint = content & ~item.view(bool)
+    # Votes only from faint pixels away from the item's (CREASE_BAND + 1 pixels): an
+    # item's own faint edge runs along it, straight too where the frame cuts it.
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CREASE_BAND + 3,) * 2)
+    votes = faint.view(np.uint8) & (1 - cv2.dilate(item, kernel))
+    least = CREASE_LENGTH * n
+    # The transform on every other pixel each way (a quarter of the work; a band a few
+    # pixels wide keeps its pixels), the strongest candidates (listed by votes) kept.
+    lines = cv2.HoughLines(votes[::2, ::2], 1, np.pi / 180, threshold=int(least / 2))
+    if lines is None:
+        return None
+    rho, theta = lines.reshape(-1, lines.shape[-1])[:CREASE_LINES, :2].T
+    rho = 2 * rho  # in the work image's pixels
+    # Every candidate line sampled across the image at once, a pixel a step, from the
+    # point nearest the image's centre.
+    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    off = rho[:, None] - ((w - 1) / 2 * c + (h - 1) / 2 * s)
+    half = int(np.hypot(h, w) / 2) + 1
+    t = np.arange(-half, half + 1, dtype=np.float32)
+    xs = np.rint((w - 1) / 2 + off * c - t * s).astype(np.int32)
+    ys = np.rint((h - 1) / 2 + off * s + t * c).astype(np.int32)
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    on = np.zeros(inside.shape, bool)
+    on[inside] = content[ys[inside], xs[inside]]
+    length = inside.sum(axis=1)
+    fold = (length >= least) & (on.sum(axis=1) >= CREASE_SHARE * length)
+    if not fold.any():
+        return None
+    xs, ys, c, s, inside, on = xs[fold], ys[fold], c[fold], s[fold], inside[fold], on[fold]
+    # A fold is a band: over a stretch as long as the vote asks, not content on both
+    # sides of it a twelfth of the photo away (inside a faint item it would be).
+    d = n / 12
+    wide = np.ones(inside.shape, bool)
+    for sign in (-1, 1):
+        x = np.rint(xs + sign * d * c).astype(np.int32)
+        y = np.rint(ys + sign * d * s).astype(np.int32)
+        within = inside & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        side = np.zeros(inside.shape, bool)
+        side[within] = content[y[within], x[within]]
+        wide &= side
+    fold = (on & ~wide).sum(axis=1) >= least
+    # ...and it reaches the frame at both ends (within CREASE_BAND pixels).
+    first = np.argmax(inside, axis=1)
+    last = inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)
+    rows = np.arange(len(on))[:, None]
+    reach_ends = np.arange(CREASE_BAND + 1)
+    fold &= on[rows, np.minimum(first[:, None] + reach_ends, on.shape[1] - 1)].any(axis=1)
+    fold &= on[rows, np.maximum(last[:, None] - reach_ends, 0)].any(axis=1)
+    if not fold.any():
+        return None
+    drawn = np.zeros((h, w), np.uint8)
+    for k in np.flatnonzero(fold):
+        ends = np.flatnonzero(inside[k])[[0, -1]]
+        (x0, x1), (y0, y1) = xs[k, ends], ys[k, ends]
+        cv2.line(drawn, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=2 * CREASE_BAND + 1)
+    out = faint & drawn.view(bool)
+    return out if out.any() else None
 
 
 def detached(chosen: np.ndarray, far: np.ndarray, strong: np.ndarray) -> np.ndarray | None:
@@ -686,8 +795,7 @@ def refit(
     halo = HALO * diff.size
     if flat and min(np.count_nonzero(diff > low), np.count_nonzero(diff < -low)) <= halo:
         return None  # content of one polarity only: the border's flat model holds
-    otsu, _ = cv2.threshold(far.astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    strong = far > max(low, otsu)
+    strong = _strong(far, low)
     if not strong.any():
         return None
     sign = -1.0 if float(diff[strong].sum()) < 0 else 1.0
