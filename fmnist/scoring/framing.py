@@ -298,9 +298,10 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
     Along a band the backdrop changes little, across the bands a lot. Seen along the
     columns (or the rows): the two ends of each column at the frame agree within FUZZ on
     at least BAND_AGREE of the columns where the smooth surface fitted to the border
-    (background, from backdrop) misses both by more than FUZZ, and the ends' profile
-    steps by more than FUZZ in BAND_RUNS places or more (not a wall above a table: one
-    step). Each column is then the line joining its two ends; where they disagree (an
+    (background, from backdrop) misses both by more than FUZZ, those columns lie in
+    BAND_RUNS separate stretches or more (not one item from edge to edge), and the ends'
+    profile steps by more than FUZZ in BAND_RUNS places or more (not a wall above a
+    table: one step). Each column is then the line joining its two ends; where they disagree (an
     item cut by the frame) the end nearer the surface. The sides the bands
     run along, which the lines were not fitted to, measure the noise.
 
@@ -325,8 +326,10 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
         profile = ends.mean(axis=0)
         steps = np.abs(profile[2:] - profile[:-2]) > FUZZ
         runs = int(np.count_nonzero(np.diff(steps.view(np.int8), prepend=0) == 1))
-        agree = int(np.count_nonzero(missed & (np.abs(ends[0] - ends[1]) <= FUZZ)))
-        if runs >= BAND_RUNS and agree >= BAND_AGREE * missed.sum() and agree > most:
+        agreed = missed & (np.abs(ends[0] - ends[1]) <= FUZZ)
+        apart = int(np.count_nonzero(np.diff(agreed.view(np.int8), prepend=0) == 1))
+        agree = int(np.count_nonzero(agreed))
+        if min(runs, apart) >= BAND_RUNS and agree >= BAND_AGREE * missed.sum() and agree > most:
             best, most = (a, ends, fit, across), agree
     if best is None:
         return None
