@@ -321,8 +321,14 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
     for across in (False, True):
         a, s = (smooth.T, surface.T) if across else (smooth, surface)
         ends = np.stack([a[:r].mean(axis=0), a[-r:].mean(axis=0)])
-        fit = np.stack([s[:r].mean(axis=0), s[-r:].mean(axis=0)])
+        fit = (
+            np.stack([s[:r].mean(axis=0), s[-r:].mean(axis=0)])
+            if np.ndim(background)
+            else background
+        )
         missed = (np.abs(ends - fit) > FUZZ).all(axis=0)
+        if not missed.any():  # the surface explains the border: most photos
+            continue
         profile = ends.mean(axis=0)
         steps = np.abs(profile[2:] - profile[:-2]) > FUZZ
         runs = int(np.count_nonzero(np.diff(steps.view(np.int8), prepend=0) == 1))
@@ -338,6 +344,7 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
     # Where the two ends disagree, one is an item cut by the frame: the one farther
     # from the border's smooth surface.
     apart = np.abs(ends[0] - ends[1]) > FUZZ
+    fit = np.broadcast_to(fit, ends.shape)
     nearer = np.where(np.abs(ends[0] - fit[0]) <= np.abs(ends[1] - fit[1]), ends[0], ends[1])
     ends[:, apart] = nearer[apart]
     t = ((np.arange(n, dtype=np.float32) - (r - 1) / 2) / (n - r))[:, None]
