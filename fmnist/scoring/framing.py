@@ -97,6 +97,10 @@ APART = True
 # the seams); the long thin dark lines from the frame (seams) are taken out as wires.
 HUE, HUE_RANGE, HUE_ONE, HUE_SATURATION = True, 0.5, 0.25, 0.15
 HUE_SIGMAS, HUE_FLOOR, HUE_DARK = 1.5, 4.0, 20.0
+# A backdrop of straight bands from frame to frame (a floor's planks), each its own
+# level: both ends of a column missed by the smooth surface and agreeing on BAND_AGREE
+# of such columns, in BAND_RUNS stretches or more, the ends' profile stepping in
+# BAND_RUNS places or more (banded; docs/photos.md, "Ninth round").
 BANDS, BAND_RUNS, BAND_AGREE = True, 3, 0.5
 # A marketplace's padding: PAD_MARGIN or more whole rows (or columns) at an edge within
 # PAD_FLAT gray levels of the edge's own, ending in a step of more than PAD_STEP at both ends of
