@@ -664,7 +664,7 @@ def flatlay(a, rng):
     size, canvas = _studio_size(rng)
     w, h = canvas
     across = bool(rng.integers(2))
-    length, span = (h, w) if across else (w, h)
+    length, span = (w, h) if across else (h, w)  # the floor is built down, turned if across
     along = np.arange(length, dtype=np.float32)[:, None]
     floor = np.empty((length, span, 3), np.float32)
     start = -int(rng.integers(0, 60))

@@ -471,6 +471,63 @@ def test_a_near_neutral_or_flat_backdrop_is_not_told_by_colour():
     assert not asked and item.box == (60, 30, 110, 110)
 
 
+def _planks(h=150, w=200, across=False, cut=False) -> np.ndarray:
+    """A plank floor in gray levels: planks 40 px wide down the photo (across: along
+    it), each its own tone (150-215, one much darker), a grain of 6 levels and noise of
+    4, seams 2 px wide at 45% of the tone; a dark item (50) at (60, 30)-(110, 110), its
+    middle half-transparent (cut: it runs off the bottom edge)."""
+    n = h if across else w
+    x = np.arange(n, dtype=np.float32)
+    tone = np.asarray([195, 215, 150, 205, 180], np.float32)[(x // 40).astype(int) % 5]
+    tone = np.where((x % 40) >= 38, 0.45 * tone, tone + 6 * np.sin(2 * np.pi * x / 5))
+    g = np.broadcast_to(tone[:, None] if across else tone[None], (h, w)).copy()
+    g += np.random.default_rng(0).normal(0, 4, (h, w)).astype(np.float32)
+    bottom = h if cut else 110
+    g[30:bottom, 60:110] = 50
+    g[50:90, 75:95] = (g[50:90, 75:95] + 50) / 2
+    return _u8(g)
+
+
+@pytest.mark.parametrize("across", [False, True])
+@pytest.mark.parametrize("cut", [False, True])
+def test_planks_each_of_its_own_tone_are_backdrop_band_by_band(across, cut):
+    """A plank far darker than the others is as dark as the item to a smooth backdrop;
+    each plank, from frame to frame, is its own backdrop (an item cut by the frame
+    breaks its planks' lines at one end only)."""
+    g = _planks(across=across, cut=cut)
+    smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+    bands = framing.banded(smooth, framing.backdrop(smooth)[0])
+    assert bands is not None
+    assert np.abs(bands[0][:, :30] - smooth[:, :30]).mean() < 6  # the planks left of it
+    item = framing.locate(g)
+    box = (60, 30, 110, 150 if cut else 110)
+    assert item.dark and np.abs(np.subtract(item.box, box)).max() <= 2, item.box
+    assert not item.other[50:90, 75:95].any()  # its half-transparent middle stays
+    if cut:
+        return
+    framing.BANDS = False
+    try:  # the fold rule takes some of the planks' straight edges out, not all of them
+        assert np.abs(np.subtract(framing.locate(g).box, box)).max() > 2
+        framing.UNCREASE = False  # and the smooth backdrop takes the dark plank for item
+        assert np.abs(np.subtract(framing.locate(g).box, box)).max() > 10
+    finally:
+        framing.BANDS = framing.UNCREASE = True
+
+
+def test_a_flat_graded_or_two_sided_backdrop_or_a_long_item_is_not_bands():
+    """A flat or graded backdrop, a wall above a table (one step) and an item that
+    runs from the top edge to the bottom one (two steps) on a flat backdrop keep the
+    smooth backdrop."""
+    y = np.mgrid[0:150, 0:200][0]
+    table = np.where(y < 90, 222.0, 190.0)
+    table[40:120, 60:110] = 50
+    long = np.full((150, 200), 235.0)
+    long[:, 80:120] = 60
+    for g in (_photo(), _photo(backdrop=240), table, long):
+        smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+        assert framing.banded(smooth, framing.backdrop(smooth)[0]) is None
+
+
 def test_a_colour_jpeg_decoded_as_ycbcr_has_the_same_luminance_as_one_decoded_as_l():
     """score decodes a colour JPEG's chroma (for framing.hued) in a second decode as
     YCbCr, only when the trim asks: it must line up with the gray decode, pixel for

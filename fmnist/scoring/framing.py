@@ -116,6 +116,11 @@ CREASE_LINES = 128
 # the seams); the long thin dark lines from the frame (seams) are taken out as wires.
 HUE, HUE_RANGE, HUE_ONE, HUE_SATURATION = True, 0.5, 0.25, 0.15
 HUE_SIGMAS, HUE_FLOOR, HUE_DARK = 1.5, 4.0, 20.0
+# A backdrop of straight bands from frame to frame (a floor's planks), each its own
+# level: both ends of a column missed by the smooth surface and agreeing on BAND_AGREE
+# of such columns, in BAND_RUNS stretches or more, the ends' profile stepping in
+# BAND_RUNS places or more (banded; docs/photos.md, "Ninth round").
+BANDS, BAND_RUNS, BAND_AGREE = True, 3, 0.5
 # A marketplace's padding: PAD_MARGIN or more whole rows (or columns) at an edge within
 # PAD_FLAT gray levels of the edge's own, ending in a step of more than PAD_STEP at both ends of
 # the rows, flat beyond it (its far side, PAD_MARGIN and 2 PAD_MARGIN rows on, within a
@@ -183,10 +188,15 @@ def _located(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None) -> I
     """locate's item in a photo without padding."""
     smooth = cv2.blur(g.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
     background, noise = backdrop(smooth)
+    # Straight bands from frame to frame (a floor's planks): each is its own backdrop
+    # (docs/photos.md, "Ninth round: a wooden floor, plank by plank").
+    bands = banded(smooth, background) if BANDS else None
+    if bands is not None:
+        background, noise = bands
     # A patterned backdrop (noisier than FUZZ allows) of one hue, a wooden floor: told
     # from the item by colour.
     excess = None
-    if HUE and chroma is not None and NOISE_SIGMAS * noise > FUZZ:
+    if bands is None and HUE and chroma is not None and NOISE_SIGMAS * noise > FUZZ:
         excess = hued(smooth, chroma())
     if excess is not None:
         content = excess > FUZZ
@@ -196,14 +206,14 @@ def _located(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None) -> I
         far = np.minimum(excess, 255)
         return _found(g, background, content, smooth - background, far, FUZZ, lines, None, True)
     # A wall and a table behind the item: two flat sides of a straight edge.
-    table = split(smooth, g) if SPLIT else None
+    table = split(smooth, g) if SPLIT and bands is None else None
     if table is not None:
         background, noise = table
     diff = smooth - background
     far = np.abs(diff)
     # Floor: today's 5% (FUZZ), raised only where the border is noisier than that.
     low = max(float(FUZZ), NOISE_SIGMAS * noise)
-    if REFIT and table is None:
+    if REFIT and table is None and bands is None:
         refitted = refit(smooth, diff, far, low, flat=not np.ndim(background))
         if refitted is not None:
             background = refitted
@@ -216,7 +226,9 @@ def _located(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None) -> I
     wires = unwired(content) if UNWIRE else None
     if wires is not None:
         content &= ~wires
-    return _found(g, background, content, diff, far, low, wires, table, folds=folds)
+    return _found(
+        g, background, content, diff, far, low, wires, table, bands is not None, folds=folds
+    )
 
 
 def _found(
@@ -232,9 +244,9 @@ def _found(
     folds: np.ndarray | None = None,
 ) -> Item:
     """locate's item from its content mask: the regions, the chosen ones, the box. diff
-    is the smoothed image less the backdrop, far each pixel's contrast (|diff|, or with
-    hue, hued's distance beyond a patterned backdrop); folds, a creased backdrop's bands
-    taken out of the content (creases)."""
+    is the smoothed image less the backdrop, far each pixel's contrast (|diff|, or
+    hued's distance beyond a patterned backdrop); hue: the backdrop is patterned (hued
+    or banded); folds, a creased backdrop's bands taken out of the content (creases)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         content.view(np.uint8), connectivity=8
     )
@@ -313,6 +325,69 @@ def hued(smooth: np.ndarray, chroma: np.ndarray | None) -> np.ndarray | None:
     # How far beyond the backdrop each pixel is, in gray levels: FUZZ on the limits.
     bound = max(HUE_FLOOR, HUE_SIGMAS * scatter)
     return np.maximum(np.maximum(off * (FUZZ / bound), lo - along + FUZZ), along - hi + FUZZ)
+
+
+def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The backdrop model (float32 [h, w]) and its noise (a robust sigma, gray levels)
+    of a smoothed photo whose backdrop is straight bands running from one side of the
+    frame to the other (a floor's planks, boards, stripes), or None.
+
+    Along a band the backdrop changes little, across the bands a lot. Seen along the
+    columns (or the rows): the two ends of each column at the frame agree within FUZZ on
+    at least BAND_AGREE of the columns where the smooth surface fitted to the border
+    (background, from backdrop) misses both by more than FUZZ, those columns lie in
+    BAND_RUNS separate stretches or more (not one item from edge to edge), and the ends'
+    profile steps by more than FUZZ in BAND_RUNS places or more (not a wall above a
+    table: one step). Each column is then the line joining its two ends; where they disagree (an
+    item cut by the frame) the end nearer the surface. The sides the bands
+    run along, which the lines were not fitted to, measure the noise.
+
+    Args:
+        smooth: the work image's 3x3 mean, float32 [h, w].
+        background: backdrop's model of it (float32 [h, w], or a scalar).
+
+    Returns:
+        (model, noise), or None when the border is not bands.
+    """
+    h, w = smooth.shape
+    r = RING
+    if min(h, w) < 8 * r:
+        return None
+    surface = np.broadcast_to(background, smooth.shape)
+    best, most = None, 0
+    for across in (False, True):
+        a, s = (smooth.T, surface.T) if across else (smooth, surface)
+        ends = np.stack([a[:r].mean(axis=0), a[-r:].mean(axis=0)])
+        fit = (
+            np.stack([s[:r].mean(axis=0), s[-r:].mean(axis=0)])
+            if np.ndim(background)
+            else background
+        )
+        missed = (np.abs(ends - fit) > FUZZ).all(axis=0)
+        if not missed.any():  # the surface explains the border: most photos
+            continue
+        profile = ends.mean(axis=0)
+        steps = np.abs(profile[2:] - profile[:-2]) > FUZZ
+        runs = int(np.count_nonzero(np.diff(steps.view(np.int8), prepend=0) == 1))
+        agreed = missed & (np.abs(ends[0] - ends[1]) <= FUZZ)
+        apart = int(np.count_nonzero(np.diff(agreed.view(np.int8), prepend=0) == 1))
+        agree = int(np.count_nonzero(agreed))
+        if min(runs, apart) >= BAND_RUNS and agree >= BAND_AGREE * missed.sum() and agree > most:
+            best, most = (a, ends, fit, across), agree
+    if best is None:
+        return None
+    a, ends, fit, across = best
+    n = a.shape[0]
+    # Where the two ends disagree, one is an item cut by the frame: the one farther
+    # from the border's smooth surface.
+    apart = np.abs(ends[0] - ends[1]) > FUZZ
+    fit = np.broadcast_to(fit, ends.shape)
+    nearer = np.where(np.abs(ends[0] - fit[0]) <= np.abs(ends[1] - fit[1]), ends[0], ends[1])
+    ends[:, apart] = nearer[apart]
+    t = ((np.arange(n, dtype=np.float32) - (r - 1) / 2) / (n - r))[:, None]
+    model = np.clip(ends[0] + t * (ends[1] - ends[0]), 0, 255).astype(np.float32)
+    noise = _sigma(np.concatenate([(a - model)[r:-r, :r].ravel(), (a - model)[r:-r, -r:].ravel()]))
+    return (model.T if across else model), noise
 
 
 def split(smooth: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float] | None:
