@@ -227,13 +227,13 @@ def _stood(pole: int = 4, base: bool = True) -> np.ndarray:
     return _u8(g)
 
 
-def _located_both_ways(g: np.ndarray) -> tuple[framing.Item, framing.Item]:
-    """locate's Item with the apart rule, and without it."""
-    framing.APART = False
+def _located_both_ways(g: np.ndarray, rule: str = "APART") -> tuple[framing.Item, framing.Item]:
+    """locate's Item with one of framing's rules (the name of its switch) on, and off."""
+    setattr(framing, rule, False)
     try:
         without = framing.locate(g)
     finally:
-        framing.APART = True
+        setattr(framing, rule, True)
     return framing.locate(g), without
 
 
@@ -559,19 +559,9 @@ def _reflected(fade: float = 0.4, reach: int = 30) -> np.ndarray:
     return _u8(g)
 
 
-def _located_mirrored_both_ways(g: np.ndarray) -> tuple[framing.Item, framing.Item]:
-    """locate's Item with the reflection rule, and without it."""
-    framing.UNMIRROR = False
-    try:
-        without = framing.locate(g)
-    finally:
-        framing.UNMIRROR = True
-    return framing.locate(g), without
-
-
 @pytest.mark.parametrize("fade", [0.25, 0.45, 0.6])
 def test_a_reflection_on_a_glossy_floor_is_not_item(fade):
-    item, without = _located_mirrored_both_ways(_reflected(fade, reach=40))
+    item, without = _located_both_ways(_reflected(fade, reach=40), "UNMIRROR")
     assert item.box[:2] == (60, 50) and item.box[2] == 170 and 100 <= item.box[3] <= 101
     # Without the rule the box takes the reflection's first rows (the drop-shadow rule
     # trims the fainter ones): the item shrinks and rises in the model's frame.
@@ -604,7 +594,7 @@ def _things_with_a_lighter_bottom() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", list(_things_with_a_lighter_bottom()))
 def test_an_items_own_faint_bottom_is_not_taken_for_a_reflection(name):
     g = _things_with_a_lighter_bottom()[name]
-    item, without = _located_mirrored_both_ways(g)
+    item, without = _located_both_ways(g, "UNMIRROR")
     assert item.box == without.box, (name, item.box, without.box)
     assert np.array_equal(item.chosen, without.chosen), name
 
@@ -623,18 +613,9 @@ def _creased(folds=((20, 0.3), (170, 2.0), (100, 1.2))) -> np.ndarray:
     return _u8(np.where(item == 245, g, item))
 
 
-def _located_with_and_without_creases(g: np.ndarray) -> tuple[framing.Item, framing.Item]:
-    item = framing.locate(g)
-    framing.UNCREASE = False
-    try:
-        return item, framing.locate(g)
-    finally:
-        framing.UNCREASE = True
-
-
 def test_a_creased_backdrops_folds_are_not_item():
     g = _creased()
-    item, without = _located_with_and_without_creases(g)
+    item, without = _located_both_ways(g, "UNCREASE")
     # Where a fold meets the item, a stub of it as strong as the item's edge may stay:
     # within a model pixel (80 / 28 pixels) of the item's box.
     assert np.abs(np.subtract(item.box, (60, 30, 110, 110))).max() <= 3, item.box
@@ -647,7 +628,7 @@ def test_a_creased_backdrops_folds_are_not_item():
 @pytest.mark.parametrize("name", ["a plain item", *_things_that_are_item()])
 def test_an_items_own_straight_or_thin_parts_are_not_folds(name):
     g = _u8(_photo(backdrop=245)) if name == "a plain item" else _things_that_are_item()[name]
-    item, without = _located_with_and_without_creases(g)
+    item, without = _located_both_ways(g, "UNCREASE")
     assert item.box == without.box, (name, item.box, without.box)
     assert np.array_equal(item.chosen, without.chosen) and np.array_equal(item.other, without.other)
 
@@ -657,5 +638,5 @@ def test_an_item_cut_by_the_frame_is_not_a_fold():
     g[:, 70:130] = 60  # its faint side seams straight from frame to frame
     g[:, 68:70] = g[:, 130:132] = 225
     g = _u8(g + np.random.default_rng(2).normal(0, 3, g.shape))  # (not a flat padding bar)
-    item, without = _located_with_and_without_creases(g)
+    item, without = _located_both_ways(g, "UNCREASE")
     assert item.box == without.box == (68, 0, 132, 150), item.box
