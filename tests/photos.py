@@ -258,6 +258,21 @@ def _hung(a, rng, room: int, paper: Callable) -> tuple[Image.Image, np.ndarray, 
     return _image(pixels), alpha, x, y, size
 
 
+def _dark_on_flat(a, rng, low: float, high: float) -> tuple[np.ndarray, tuple[int, int], float]:
+    """A dark item (the issue's framing) somewhere on a flat light backdrop, its gray
+    level drawn from low..high: (the pixels, float32 [h, w, 3]; the canvas; the level)."""
+    size, canvas = _studio_size(rng)
+    alpha = _alpha(a, size)
+    level = float(rng.uniform(low, high))
+    pixels = _compose(
+        _flat(canvas, (level,) * 3),
+        alpha,
+        DARK[int(rng.integers(len(DARK)))],
+        _somewhere(alpha, canvas, rng),
+    )
+    return pixels, canvas, level
+
+
 def _grid(canvas: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates scaled to 0..1: (x [1, w], y [h, 1])."""
     w, h = canvas
@@ -890,18 +905,9 @@ def watermark(a, rng):
     """A shop's watermark over the whole photo: its name or web address repeated in
     rows 60-140 px apart, turned by 20-40 degrees either way, in white or grey at 15-35%
     opacity, over a dark item on a flat light backdrop (225-250). JPEG."""
-    size, canvas = _studio_size(rng)
+    pixels, canvas, _ = _dark_on_flat(a, rng, 225, 250)
     w, h = canvas
-    alpha = _alpha(a, size)
-    level = float(rng.uniform(225, 250))
-    photo = _image(
-        _compose(
-            _flat(canvas, (level,) * 3),
-            alpha,
-            DARK[int(rng.integers(len(DARK)))],
-            _somewhere(alpha, canvas, rng),
-        )
-    )
+    photo = _image(pixels)
     side = 2 * max(w, h)
     layer = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(layer)
@@ -971,16 +977,8 @@ def window_light(a, rng):
     frame between them, laid over part of the photo with soft edges (blurred by 4-12
     px); where the sun falls, the backdrop (205-235) and the item are 10-22% brighter.
     A dark item. JPEG."""
-    size, canvas = _studio_size(rng)
+    pixels, canvas, _ = _dark_on_flat(a, rng, 205, 235)
     w, h = canvas
-    alpha = _alpha(a, size)
-    level = float(rng.uniform(205, 235))
-    pixels = _compose(
-        _flat(canvas, (level,) * 3),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        _somewhere(alpha, canvas, rng),
-    )
     across, down = int(rng.integers(2, 4)), int(rng.integers(2, 4))
     pane_w, pane_h = w * float(rng.uniform(0.15, 0.3)), h * float(rng.uniform(0.15, 0.3))
     bar = float(rng.uniform(8, 20))
@@ -1075,18 +1073,9 @@ def perspective(a, rng):
     """Shot at a slant with a phone: a dark item on a flat light backdrop (215-250) seen
     in perspective, one side of the photo 6-16% shorter than the other (top, bottom,
     left or right), the backdrop filling the corners. JPEG."""
-    size, canvas = _studio_size(rng)
+    pixels, canvas, level = _dark_on_flat(a, rng, 215, 250)
     w, h = canvas
-    level = float(rng.uniform(215, 250))
-    alpha = _alpha(a, size)
-    photo = _image(
-        _compose(
-            _flat(canvas, (level,) * 3),
-            alpha,
-            DARK[int(rng.integers(len(DARK)))],
-            _somewhere(alpha, canvas, rng),
-        )
-    )
+    photo = _image(pixels)
     k = float(rng.uniform(0.06, 0.16)) / 2
     corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64)  # where the photo's
     side = int(rng.integers(4))  # corners land: one side drawn in by k at each end
