@@ -370,9 +370,13 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
         steps = np.abs(profile[2:] - profile[:-2]) > FUZZ
         runs = int(np.count_nonzero(np.diff(steps.view(np.int8), prepend=0) == 1))
         agreed = missed & (np.abs(ends[0] - ends[1]) <= FUZZ)
-        apart = int(np.count_nonzero(np.diff(agreed.view(np.int8), prepend=0) == 1))
+        stretches = int(np.count_nonzero(np.diff(agreed.view(np.int8), prepend=0) == 1))
         agree = int(np.count_nonzero(agreed))
-        if min(runs, apart) >= BAND_RUNS and agree >= BAND_AGREE * missed.sum() and agree > most:
+        if (
+            min(runs, stretches) >= BAND_RUNS
+            and agree >= BAND_AGREE * missed.sum()
+            and agree > most
+        ):
             best, most = (a, ends, fit, across), agree
     if best is None:
         return None
@@ -380,10 +384,10 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
     n = a.shape[0]
     # Where the two ends disagree, one is an item cut by the frame: the one farther
     # from the border's smooth surface.
-    apart = np.abs(ends[0] - ends[1]) > FUZZ
+    differ = np.abs(ends[0] - ends[1]) > FUZZ
     fit = np.broadcast_to(fit, ends.shape)
     nearer = np.where(np.abs(ends[0] - fit[0]) <= np.abs(ends[1] - fit[1]), ends[0], ends[1])
-    ends[:, apart] = nearer[apart]
+    ends[:, differ] = nearer[differ]
     t = ((np.arange(n, dtype=np.float32) - (r - 1) / 2) / (n - r))[:, None]
     model = np.clip(ends[0] + t * (ends[1] - ends[0]), 0, 255).astype(np.float32)
     noise = _sigma(np.concatenate([(a - model)[r:-r, :r].ravel(), (a - model)[r:-r, -r:].ravel()]))
