@@ -24,8 +24,8 @@ grayscale work image of the photo:
     -> its box, less a drop shadow (unshadowed); a small turn measured (tilt)
 
 The library is OpenCV's headless build (connected components with stats, Otsu,
-morphology, the Hough transform, minAreaRect, affine warps): one dependency, fast enough for the decoder
-processes, with no SciPy behind it.
+morphology, the Hough transform, minAreaRect, affine warps): one dependency, fast
+enough for the decoder processes, with no SciPy behind it.
 """
 
 from __future__ import annotations
@@ -338,8 +338,8 @@ def banded(smooth: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, floa
     (background, from backdrop) misses both by more than FUZZ, those columns lie in
     BAND_RUNS separate stretches or more (not one item from edge to edge), and the ends'
     profile steps by more than FUZZ in BAND_RUNS places or more (not a wall above a
-    table: one step). Each column is then the line joining its two ends; where they disagree (an
-    item cut by the frame) the end nearer the surface. The sides the bands
+    table: one step). Each column is then the line joining its two ends; where they
+    disagree (an item cut by the frame) the end nearer the surface. The sides the bands
     run along, which the lines were not fitted to, measure the noise.
 
     Args:
