@@ -65,9 +65,10 @@ def _init_with_retry(address: str) -> None:
     """ray.init on a cluster. Over ray:// the client server starts a new server process
     for every connection, and that start failed now and then here ("Initialization
     failure from server"; its log: "SpecificServer startup failed"), then worked on the
-    next connection (seen here in test_auth.py in two runs in a row on a loaded 2-core
-    machine, then not in the next three connections). A new attempt gets a new server
-    process, so it is worth two more tries."""
+    next connection (Ray's open bug ray#63202: the server process is forked while gRPC's
+    threads run). A new attempt gets a new server process, so it is worth two more tries;
+    each failed one costs about 40 s (seen here: the head's log shows it waiting 30 s for
+    the dead process, then retrying, before the next try arrives)."""
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
             ray.init(
