@@ -640,3 +640,48 @@ def test_an_item_cut_by_the_frame_is_not_a_fold():
     g = _u8(g + np.random.default_rng(2).normal(0, 3, g.shape))  # (not a flat padding bar)
     item, without = _located_both_ways(g, "UNCREASE")
     assert item.box == without.box == (68, 0, 132, 150), item.box
+
+
+def _dotted(h=150, w=200, item=140, pitch=8, dots=True) -> np.ndarray:
+    """A pegboard at the work image's scale: a light board (220) drilled with dark holes
+    (2x2, level 70) every `pitch` pixels, a light item (level `item`) in front of it
+    that lets them show through at half their contrast, as the photo sets' items do."""
+    g = np.full((h, w), 220, np.float32)
+    if dots:
+        for y in range(3, h - 1, pitch):
+            for x in range(3, w - 1, pitch):
+                g[y : y + 2, x : x + 2] = 70
+    inside = g[30:120, 70:130]
+    g[30:120, 70:130] = item + (inside - 220) / 2  # the holes through a light item
+    return g
+
+
+def test_a_pegboards_holes_are_taken_out_also_where_they_show_through_the_item():
+    g = _u8(_dotted())
+    clean = framing.undotted(g)
+    assert clean is not None
+    board, inside = clean[5:25, 5:195], clean[35:115, 75:125]
+    assert np.ptp(board) <= 2, np.ptp(board)  # no hole left on the board
+    assert np.ptp(inside) <= 2, np.ptp(inside)  # nor through the item
+    holes = (g != _u8(_dotted(dots=False))).view(np.uint8)
+    outline = np.zeros_like(holes)
+    cv2.rectangle(outline, (70, 30), (129, 119), 1, 1)  # the median rounds its corners
+    far = cv2.dilate(holes | outline, np.ones((5, 5), np.uint8)) == 0
+    assert (clean[far] == g[far]).all()  # nothing else changes
+
+
+@pytest.mark.parametrize(
+    "name", ["a plain board", "dots on the item only", "a grid of lines", "text in a corner"]
+)
+def test_a_backdrop_without_holes_all_round_is_left_alone(name):
+    g = _dotted(dots=False)
+    if name == "dots on the item only":  # a polka-dot print
+        for y in range(34, 116, 8):
+            for x in range(74, 126, 8):
+                g[y : y + 2, x : x + 2] = 40
+    elif name == "a grid of lines":  # tiles' grout: long, not spots
+        g[::12, :] = g[:, ::12] = 150
+    elif name == "text in a corner":
+        for x in range(150, 196, 4):
+            g[135:140, x : x + 2] = 60
+    assert framing.undotted(_u8(g)) is None

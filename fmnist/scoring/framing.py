@@ -127,6 +127,13 @@ BANDS, BAND_RUNS, BAND_AGREE = True, 3, 0.5
 # quarter of the step); cut off with PAD_MARGIN more rows (the step's JPEG ringing).
 UNPAD, PAD_FLAT, PAD_STEP, PAD_MARGIN = True, 2, FUZZ / 2, 4
 
+# A backdrop drilled with a grid of small dark holes (a shop's pegboard): spots that a
+# 5x5 closing lifts by DOT_CONTRAST levels or more, of DOT_AREA work pixels at most,
+# DOT_COUNT or more of them within DOT_BAND of the frame on three of its sides. They are
+# replaced by their 5x5 median everywhere, also inside a light item through which they
+# show (undotted; docs/photos.md, "Tenth round: a pegboard").
+UNDOT, DOT_CONTRAST, DOT_AREA, DOT_COUNT, DOT_BAND = True, 16, 9, 8, 0.15
+
 
 class Item(NamedTuple):
     """Where the item is in a work image, and what is behind it."""
@@ -165,6 +172,36 @@ def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None)
 
     item = _located(g[top:bottom, left:right], cropped if chroma is not None else None)
     return _framed(item, inner, g.shape)
+
+
+def undotted(g: np.ndarray) -> np.ndarray | None:
+    """The work image (uint8 [h, w]) with a dotted backdrop's dots taken out, or None
+    when its frame is not dotted (UNDOT)."""
+    h, w = g.shape
+    if min(h, w) < 32:
+        return None
+    # Dark spots are what a closing fills (its black-hat); counted in the frame's bands
+    # first, as most photos have none there (a cheap way out before the components).
+    filled = cv2.morphologyEx(g, cv2.MORPH_CLOSE, _DOT_KERNEL)
+    off = (cv2.subtract(filled, g) >= DOT_CONTRAST).view(np.uint8)
+    by, bx = max(int(DOT_BAND * h), 1), max(int(DOT_BAND * w), 1)
+    bands = (off[:by], off[h - by :], off[:, :bx], off[:, w - bx :])
+    if sum(int(np.count_nonzero(band) >= DOT_COUNT) for band in bands) < 3:
+        return None
+    count, labels, stats, centres = cv2.connectedComponentsWithStats(off, connectivity=8)
+    small = stats[1:, cv2.CC_STAT_AREA] <= DOT_AREA
+    x, y = centres[1:, 0], centres[1:, 1]
+    near = (y < by, y >= h - by, x < bx, x >= w - bx)
+    if sum(int(np.count_nonzero(small & side) >= DOT_COUNT) for side in near) < 3:
+        return None
+    dots = np.concatenate([[False], small])[labels].view(np.uint8)
+    dots = cv2.dilate(dots, np.ones((3, 3), np.uint8)).astype(bool)
+    out = g.copy()
+    out[dots] = cv2.medianBlur(g, 5)[dots]  # the closing would leave a light item lighter
+    return out
+
+
+_DOT_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 def _framed(item: Item, inner: tuple[int, int, int, int], shape: tuple[int, int]) -> Item:

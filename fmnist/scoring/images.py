@@ -40,7 +40,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fmnist.core import storage
-from fmnist.scoring.framing import SIZE, locate, straightened
+from fmnist.scoring import framing
+from fmnist.scoring.framing import SIZE, locate, straightened, undotted
 
 # What we open, by file extension (lower-cased). Other files are ignored and counted.
 EXTENSIONS = frozenset(
@@ -309,6 +310,9 @@ def trimmed(
         return np.asarray(ycc)[..., 1:]
 
     g = np.asarray(gray)
+    clean = undotted(g) if framing.UNDOT else None
+    if clean is not None:
+        g = clean
     item = locate(g, chroma)
     dark = item.dark if invert == "auto" else invert == "always"
     left, top, right, bottom = item.box if item.box and not item.tilt else (0, 0) + gray.size
