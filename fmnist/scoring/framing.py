@@ -3,7 +3,8 @@
 A product photo's backdrop is rarely flat: a studio sweep is lit at the top and darker
 at the bottom, a vignette darkens the corners, a drop shadow falls beside the item, and
 shops put marks, stickers and text in the corners. `locate` finds the item in a small
-grayscale work image of the photo:
+grayscale work image of the photo (from which fmnist.scoring.images has first taken a
+pegboard's holes, undotted):
 
     padding: a marketplace's bars of one colour at the edges cut off (unpadded)
     -> backdrop: a quadratic surface fitted by robust least squares to the border ring,
@@ -133,6 +134,7 @@ UNPAD, PAD_FLAT, PAD_STEP, PAD_MARGIN = True, 2, FUZZ / 2, 4
 # replaced by their 5x5 median everywhere, also inside a light item through which they
 # show (undotted; docs/photos.md, "Tenth round: a pegboard").
 UNDOT, DOT_CONTRAST, DOT_AREA, DOT_COUNT, DOT_BAND = True, 16, 9, 8, 0.15
+_DOT_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 class Item(NamedTuple):
@@ -188,7 +190,7 @@ def undotted(g: np.ndarray) -> np.ndarray | None:
     bands = (off[:by], off[h - by :], off[:, :bx], off[:, w - bx :])
     if sum(int(np.count_nonzero(band) >= DOT_COUNT) for band in bands) < 3:
         return None
-    count, labels, stats, centres = cv2.connectedComponentsWithStats(off, connectivity=8)
+    _, labels, stats, centres = cv2.connectedComponentsWithStats(off, connectivity=8)
     small = stats[1:, cv2.CC_STAT_AREA] <= DOT_AREA
     x, y = centres[1:, 0], centres[1:, 1]
     near = (y < by, y >= h - by, x < bx, x >= w - bx)
@@ -199,9 +201,6 @@ def undotted(g: np.ndarray) -> np.ndarray | None:
     out = g.copy()
     out[dots] = cv2.medianBlur(g, 5)[dots]  # the closing would leave a light item lighter
     return out
-
-
-_DOT_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 def _framed(item: Item, inner: tuple[int, int, int, int], shape: tuple[int, int]) -> Item:
