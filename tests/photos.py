@@ -236,6 +236,11 @@ def _somewhere(alpha: np.ndarray, canvas: tuple[int, int], rng) -> tuple[int, in
     )
 
 
+def _dark_on(back: np.ndarray, alpha: np.ndarray, canvas: tuple[int, int], rng) -> np.ndarray:
+    """A dark item (alpha, one of DARK) somewhere on the backdrop `back`."""
+    return _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng))
+
+
 def _image(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
 
@@ -265,12 +270,7 @@ def _dark_on_flat(a, rng, low: float, high: float) -> tuple[np.ndarray, tuple[in
     size, canvas = _studio_size(rng)
     alpha = _alpha(a, size)
     level = float(rng.uniform(low, high))
-    pixels = _compose(
-        _flat(canvas, (level,) * 3),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        _somewhere(alpha, canvas, rng),
-    )
+    pixels = _dark_on(_flat(canvas, (level,) * 3), alpha, canvas, rng)
     return pixels, canvas, level
 
 
@@ -293,7 +293,7 @@ def sweep(a, rng):
     alpha = _alpha(a, size)
     back = _shade(_flat(canvas, (top,) * 3), light)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -310,7 +310,7 @@ def uneven(a, rng):
     alpha = _alpha(a, size)
     back = _shade(_flat(canvas, (int(rng.choice([255, 250, 245])),) * 3), light)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -345,12 +345,7 @@ def corner_mark(a, rng):
     size, canvas = _studio_size(rng)
     paper = int(rng.choice([255, 250, 245]))
     alpha = _alpha(a, size)
-    pixels = _compose(
-        _flat(canvas, (paper,) * 3),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        _somewhere(alpha, canvas, rng),
-    )
+    pixels = _dark_on(_flat(canvas, (paper,) * 3), alpha, canvas, rng)
     im = _image(pixels)
     draw = ImageDraw.Draw(im)
     font = ImageFont.load_default(size=int(rng.integers(14, 25)))
@@ -385,12 +380,7 @@ def rotated(a, rng):
     alpha = _alpha(a, size, angle)
     canvas = (max(canvas[0], alpha.shape[1] + 10), max(canvas[1], alpha.shape[0] + 10))
     return _jpeg(
-        _compose(
-            _flat(canvas, (int(rng.choice([255, 250, 245])),) * 3),
-            alpha,
-            DARK[int(rng.integers(len(DARK)))],
-            _somewhere(alpha, canvas, rng),
-        ),
+        _dark_on(_flat(canvas, (int(rng.choice([255, 250, 245])),) * 3), alpha, canvas, rng),
         rng,
     )
 
@@ -492,7 +482,7 @@ def vignette(a, rng):
     alpha = _alpha(a, size)
     back = _shade(_flat(canvas, (255,) * 3), light)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -511,12 +501,7 @@ def edge_text(a, rng):
     dark, 12-20 px high, 4-15 px from the edge. Flat light backdrop, JPEG."""
     size, canvas = _studio_size(rng)
     alpha = _alpha(a, size)
-    pixels = _compose(
-        _flat(canvas, (int(rng.choice([255, 250])),) * 3),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        _somewhere(alpha, canvas, rng),
-    )
+    pixels = _dark_on(_flat(canvas, (int(rng.choice([255, 250])),) * 3), alpha, canvas, rng)
     im = _image(pixels)
     font = ImageFont.load_default(size=int(rng.integers(12, 21)))
     text = EDGE_LINES[int(rng.integers(len(EDGE_LINES)))]
@@ -580,7 +565,7 @@ def spotlight(a, rng):
     back = _flat(canvas, wall) + float(rng.uniform(30, 70)) * spot[..., None]
     alpha = _alpha(a, size)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -612,7 +597,7 @@ def textured(a, rng):
     back = _flat(canvas, (base,) * 3) + float(rng.uniform(4, 12)) * tex[..., None]
     alpha = _alpha(a, size)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -699,7 +684,7 @@ def flatlay(a, rng):
     back = floor.transpose(1, 0, 2).copy() if across else floor
     alpha = _alpha(a, size)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -819,7 +804,7 @@ def tiles(a, rng):
     back = back - fall[..., None]
     alpha = _alpha(a, size)
     return _jpeg(
-        _compose(back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)),
+        _dark_on(back, alpha, canvas, rng),
         rng,
     )
 
@@ -851,9 +836,7 @@ def padded(a, rng):
     _, gy = _grid(canvas)
     back = _flat(canvas, (level,) * 3) - float(rng.uniform(0, 25)) * (1 - gy[..., None])
     alpha = _alpha(a, size)
-    photo = _compose(
-        back, alpha, DARK[int(rng.integers(len(DARK)))], _somewhere(alpha, canvas, rng)
-    )
+    photo = _dark_on(back, alpha, canvas, rng)
     side = max(w, h)
     square = _flat((side, side), BARS[int(rng.integers(len(BARS)))])
     x, y = (side - w) // 2, (side - h) // 2
@@ -1017,12 +1000,7 @@ def creased(a, rng):
         paper += float(rng.uniform(8, 25)) * u * np.exp(0.5 - 0.5 * u * u)
     alpha = _alpha(a, size)
     return _jpeg(
-        _compose(
-            np.repeat(paper[..., None], 3, axis=2),
-            alpha,
-            DARK[int(rng.integers(len(DARK)))],
-            _somewhere(alpha, canvas, rng),
-        ),
+        _dark_on(np.repeat(paper[..., None], 3, axis=2), alpha, canvas, rng),
         rng,
     )
 
@@ -1061,12 +1039,7 @@ def pegboard(a, rng):
             draw.ellipse((cx - r, cy - r + 1.5, cx + r, cy + r + 1.5), fill=rim)
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=hole)
     alpha = _alpha(a, size)
-    pixels = _compose(
-        np.asarray(board, np.float32),
-        alpha,
-        DARK[int(rng.integers(len(DARK)))],
-        _somewhere(alpha, canvas, rng),
-    )
+    pixels = _dark_on(np.asarray(board, np.float32), alpha, canvas, rng)
     return _jpeg(pixels, rng)
 
 
@@ -1134,12 +1107,7 @@ def plaid(a, rng):
     blanket = ground * (1 - cover) + stripe * cover + rng.normal(0, 3, (h, w, 3))
     alpha = _alpha(a, size)
     return _jpeg(
-        _compose(
-            blanket.astype(np.float32),
-            alpha,
-            DARK[int(rng.integers(len(DARK)))],
-            _somewhere(alpha, canvas, rng),
-        ),
+        _dark_on(blanket.astype(np.float32), alpha, canvas, rng),
         rng,
     )
 
