@@ -642,17 +642,17 @@ def test_an_item_cut_by_the_frame_is_not_a_fold():
     assert item.box == without.box == (68, 0, 132, 150), item.box
 
 
-def _dotted(h=150, w=200, item=140, pitch=8, dots=True) -> np.ndarray:
-    """A pegboard at the work image's scale: a light board (220) drilled with dark holes
-    (2x2, level 70) every `pitch` pixels, a light item (level `item`) in front of it
-    that lets them show through at half their contrast, as the photo sets' items do."""
-    g = np.full((h, w), 220, np.float32)
+def _dotted(dots=True) -> np.ndarray:
+    """A pegboard at the work image's scale (150x200): a light board (220) drilled with
+    dark holes (2x2, level 70) every 8 pixels, a light item (140) in front of it that
+    lets them show through at half their contrast, as the photo sets' items do."""
+    g = np.full((150, 200), 220, np.float32)
     if dots:
-        for y in range(3, h - 1, pitch):
-            for x in range(3, w - 1, pitch):
+        for y in range(3, 149, 8):
+            for x in range(3, 199, 8):
                 g[y : y + 2, x : x + 2] = 70
     inside = g[30:120, 70:130]
-    g[30:120, 70:130] = item + (inside - 220) / 2  # the holes through a light item
+    g[30:120, 70:130] = 140 + (inside - 220) / 2  # the holes through a light item
     return g
 
 
