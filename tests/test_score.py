@@ -17,6 +17,7 @@ import re
 import signal
 import struct
 import subprocess
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -27,7 +28,7 @@ from PIL import Image
 
 from fmnist.core import data, export
 from fmnist.core.errors import ScoreError
-from fmnist.scoring import images, outputs, score, walk
+from fmnist.scoring import backends, images, outputs, score, walk
 
 from conftest import FMNIST_JOB, cli, read_rows, run_cli
 
@@ -885,6 +886,27 @@ def test_an_interrupted_score_keeps_its_parts_and_leaves_no_output_and_no_proces
     while time.monotonic() < deadline and any(_alive(p) for p in children):
         time.sleep(0.1)
     assert not [p for p in children if _alive(p)]
+
+
+def test_leaving_ray_waits_for_the_threads_still_in_it_but_not_for_parked_ones():
+    """OnRay.__exit__ shuts Ray down only once the run's threads have ended: one still
+    inside Ray then would end the process with exit code 1 (seen in CI, above, when a
+    busy machine let Ray Data's executor outlive its own join)."""
+    before = set(threading.enumerate())
+    release = threading.Event()
+    late = threading.Thread(target=time.sleep, args=(0.5,), name="late")
+    stuck = threading.Thread(target=release.wait, name="stuck", daemon=True)
+    parked = threading.Thread(target=release.wait, name=backends.PARKED_THREADS[0], daemon=True)
+    for t in (late, stuck, parked):
+        t.start()
+    try:
+        started = time.monotonic()
+        assert backends.settle(before, 2.0) == ["stuck"]
+        assert not late.is_alive()
+        assert 1.5 < time.monotonic() - started < 10  # waited for "stuck", to its limit
+        assert parked.is_alive()  # not waited for, not named
+    finally:
+        release.set()
 
 
 # -----------------------------------------------------------------------------

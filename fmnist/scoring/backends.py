@@ -47,6 +47,10 @@ ACTOR_CPUS = 0.01
 DECODER_CPUS = 1 - ACTOR_CPUS
 # Seconds between a decoder task's reports of files decoded, for the progress line.
 REPORT_SECONDS = 0.5
+# Threads that outlive a run parked on a condition, never calling Ray again: not
+# waited for before ray.shutdown() (Ray Data's block prefetcher).
+PARKED_THREADS = ("Prefetcher",)
+SETTLE_SECONDS = 10.0  # the most OnRay.__exit__ waits for threads still in Ray
 
 Batch = tuple[list[str], list, np.ndarray, np.ndarray, dict]
 Entries = list[tuple[str, "str | None"]]
@@ -316,11 +320,18 @@ class OnRay:
         ctx.execution_options.preserve_order = True  # rows come back in path order
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        self.threads = set(threading.enumerate())
         return self
 
     def __exit__(self, *exc):
         import ray
 
+        # A thread still inside Ray when ray.shutdown() runs ends the whole process with
+        # exit code 1 ("The core worker has already been shutdown"), and one that calls
+        # Ray after it starts a new local Ray. Ray Data's executor and our progress relay
+        # end within their own joins' timeouts on an idle machine, not always on a busy
+        # one (an interrupted run exited 1 instead of 143 in CI: docs/performance.md).
+        settle(self.threads, SETTLE_SECONDS)
         ray.shutdown()
 
     def batches(
@@ -350,8 +361,11 @@ class OnRay:
             target=relay_progress, args=(tally, on_decoded, stop), name="ray-progress", daemon=True
         )
         relay.start()
+        # Closed in `finally`, as Ray Data asks of an iterator held by name: its executor
+        # stops here, not whenever the garbage collector gets to it.
+        rows = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
         try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for batch in rows:
                 ok = batch["error"] == ""
                 yield (
                     batch["path"].tolist(),
@@ -363,12 +377,13 @@ class OnRay:
         except ray.exceptions.RayError as e:
             raise RunError(f"Ray Data failed: {images.describe(e)}") from None
         finally:
+            rows.close()  # stops Ray Data's executor
             stop.set()
             relay.join(timeout=1.0)  # progress only: an interrupted run does not wait
             try:
                 ray.kill(tally)
             except (ray.exceptions.RayError, ConnectionError, ValueError):  # the cluster is gone
-                pass
+                pass  # a relay still waiting on the tally gets an error now, and ends
 
     def dataset(
         self,
@@ -431,6 +446,20 @@ class OnRay:
             # nothing written) instead of a restart that may not work.
             max_restarts=0,
         )
+
+
+def settle(before: set[threading.Thread], seconds: float) -> list[str]:
+    """Wait up to `seconds` in all for the threads started since `before` (but the
+    PARKED_THREADS) to end; the names of those still running."""
+    deadline = time.monotonic() + seconds
+    left = []
+    for t in threading.enumerate():
+        if t in before or t is threading.current_thread() or t.name in PARKED_THREADS:
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            left.append(t.name)
+    return left
 
 
 def check_fits(where: str, nodes: list[dict]) -> None:

@@ -15,6 +15,7 @@ before any scoring, with exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -308,19 +309,24 @@ def _score(
             with Progress(total, enabled=show) as progress:
                 progress.advance(done, output.failed)
                 started = time.monotonic()
-                for paths, errors, x, probs, signals in backend.batches(
-                    directory,
-                    todo,
-                    net,
-                    invert=invert,
-                    fit=fit,
-                    batch_size=batch_size,
-                    on_decoded=progress.advance,
-                ):
-                    unsure = flag.flags(probs, signals)
-                    output.write(paths, errors, probs, net.class_names, unsure)
-                    if seen:
-                        seen(paths, errors, x, probs, unsure)
+                # Closed here, not by the garbage collector: the backend's threads
+                # must have ended before the backend is left (OnRay.__exit__).
+                with contextlib.closing(
+                    backend.batches(
+                        directory,
+                        todo,
+                        net,
+                        invert=invert,
+                        fit=fit,
+                        batch_size=batch_size,
+                        on_decoded=progress.advance,
+                    )
+                ) as batches:
+                    for paths, errors, x, probs, signals in batches:
+                        unsure = flag.flags(probs, signals)
+                        output.write(paths, errors, probs, net.class_names, unsure)
+                        if seen:
+                            seen(paths, errors, x, probs, unsure)
                 seconds = time.monotonic() - started
             if sheet:
                 try:
