@@ -170,11 +170,12 @@ def test_padding_bars_are_cut_off_and_the_item_found_inside(bar, sides):
     assert item.chosen.shape == item.other.shape == g.shape
     assert not item.chosen[:, : kept[2]].any() and not item.chosen[: kept[0]].any()
     if sides == "tb":  # bars of most of the border: without the rule the photo's own
-        framing.UNPAD = False  # backdrop, unlike theirs, is taken for the item
-        try:
+        framing.UNPAD = False  # backdrop, unlike theirs, is taken for the item (the
+        try:  # bars' straight edges are a page's too: inset cuts them off as well)
+            framing.INSET = False
             assert framing.locate(g).box[:2] != item.box[:2]
         finally:
-            framing.UNPAD = True
+            framing.UNPAD = framing.INSET = True
 
 
 def test_a_flat_or_graded_backdrop_or_bars_of_its_own_level_are_not_padding():
@@ -189,6 +190,49 @@ def test_a_flat_or_graded_backdrop_or_bars_of_its_own_level_are_not_padding():
     for g in (flat, graded, sweep, same, line):
         assert framing.unpadded(g) is None
     assert framing.locate(sweep).box == (60, 30, 110, 110)
+
+
+def _page(photo_level: int, bar: int) -> np.ndarray:
+    """A shop app's screenshot: a status bar (rows 0-15, `bar`, a clock's digits in the
+    other shade), the photo (rows 16-135, `photo_level`, the dark item of _photo), a white
+    panel (rows 136-199) with two lines of text and a button (gray 120) 4 px in from the
+    sides."""
+    g = np.full((200, 160), 255, np.float32)
+    g[:16] = bar
+    g[5:11, 6:30] = 255 - bar
+    g[16:136] = photo_level
+    g[46:126, 50:100] = 50  # the item: 50 wide, 80 tall
+    g[46:126, 70] = 140
+    g[142:148, 8:70] = 20  # the item's name
+    g[152:158, 8:40] = 20  # its price
+    g[166:192, 4:156] = 120  # "Add to cart"
+    g[176:182, 60:100] = 255
+    return _u8(g)
+
+
+@pytest.mark.parametrize("photo_level, bar", [(240, 0), (245, 255), (225, 0)])
+def test_a_photo_set_in_a_page_is_cut_out_of_it(photo_level, bar):
+    g = _page(photo_level, bar)
+    top, bottom, left, right = framing.inset(g)
+    # The photo's rows, a row short of each edge (where a work row can mix both sides).
+    assert (top, bottom) == (17, 135)
+    assert (left, right) == (0, 160)
+    item = framing.locate(g)
+    assert item.dark and item.box == (50, 46, 100, 126), item.box
+    framing.INSET = False
+    try:  # the button, as strong as the item, is taken with it
+        assert framing.locate(g).box != item.box
+    finally:
+        framing.INSET = True
+
+
+def test_a_photo_whose_item_crosses_each_straight_step_is_not_cut():
+    table = np.full((150, 200), 200, np.float32)
+    table[90:] = 230  # a wall above a table's edge, the item standing across it
+    table[30:110, 60:110] = 50
+    flat = _u8(_photo(backdrop=245))
+    for g in (flat, _u8(_photo()), _u8(table)):
+        assert framing.inset(g) is None
 
 
 def _hooked(strap: bool) -> np.ndarray:

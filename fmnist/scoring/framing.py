@@ -6,7 +6,9 @@ shops put marks, stickers and text in the corners. `locate` finds the item in a 
 grayscale work image of the photo (from which fmnist.scoring.images has first taken a
 pegboard's holes, undotted):
 
-    padding: a marketplace's bars of one colour at the edges cut off (unpadded)
+    padding: a marketplace's bars of one colour at the edges cut off (unpadded), or
+             the photo cut out of a page along straight edges across it, a shop
+             app's screenshot (inset)
     -> backdrop: a quadratic surface fitted by robust least squares to the border ring,
               fitted again to all but the item when it leaves a halo (refit); or two
               planes either side of a straight edge, a wall above a table (split);
@@ -127,6 +129,12 @@ BANDS, BAND_RUNS, BAND_AGREE = True, 3, 0.5
 # the rows, flat beyond it (its far side, PAD_MARGIN and 2 PAD_MARGIN rows on, within a
 # quarter of the step); cut off with PAD_MARGIN more rows (the step's JPEG ringing).
 UNPAD, PAD_FLAT, PAD_STEP, PAD_MARGIN = True, 2, FUZZ / 2, 4
+# A photo set in a page (a shop app's screenshot: a status bar above it, a panel with the
+# name, the price and a button below): straight edges across the whole image, a step of
+# more than INSET_STEP between whole rows (or columns) each within INSET_FLAT of its own
+# level, cut it into bands; the band holding most of the contrast is the photo (inset;
+# docs/photos.md, "Eleventh round: a photo in a page").
+INSET, INSET_FLAT, INSET_STEP = True, PAD_FLAT, 2 * PAD_FLAT
 
 # A backdrop drilled with a grid of small dark holes (a shop's pegboard): spots that a
 # 5x5 closing lifts by DOT_CONTRAST levels or more, of DOT_AREA work pixels at most,
@@ -164,6 +172,8 @@ def locate(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None = None)
         The Item, in g's coordinates.
     """
     inner = unpadded(g) if UNPAD else None
+    if inner is None and INSET:
+        inner = inset(g)
     if inner is None:
         return _located(g, chroma)
     top, bottom, left, right = inner
@@ -561,6 +571,57 @@ def unpadded(g: np.ndarray) -> tuple[int, int, int, int] | None:
     if not any(cut):
         return None
     return cut[0], h - cut[1], cut[2], w - cut[3]
+
+
+def inset(g: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The photo set in a page: (top, bottom, left, right), the rows and columns of the
+    work image g (uint8 [h, w]) to keep, or None when no straight edge crosses it. An
+    edge lies between two whole rows (or columns) each within INSET_FLAT of its own
+    mid-level, at most two apart with only such rows between, their levels more than
+    INSET_STEP apart: a page's regions meet there, as a photo's backdrop and an item
+    never do along a whole row. The band between edges with the most contrast (each
+    row's distance from its own median, summed) is kept, a row short of each edge."""
+    h, w = g.shape
+    if min(h, w) < 16 * PAD_MARGIN:
+        return None
+    keep = [0, h, 0, w]
+    for axis, image in ((0, g), (1, g.T)):
+        high = image.max(axis=1).astype(np.int16)
+        low = image.min(axis=1).astype(np.int16)
+        flat = high - low <= 2 * INSET_FLAT
+        if flat.sum() < 2:
+            continue  # an item or a patterned backdrop in every row
+        level = (high + low) // 2
+        # Steps from one flat row to the next, or over a flat row between (a work row
+        # mixing both sides) that is itself no step from either.
+        step = np.abs(np.diff(level))
+        one = flat[:-1] & flat[1:] & (step > INSET_STEP)
+        two = np.zeros_like(one)
+        two[:-1] = (
+            flat[:-2]
+            & flat[1:-1]
+            & flat[2:]
+            & (np.abs(level[2:] - level[:-2]) > INSET_STEP)
+            & (step[:-1] <= INSET_STEP)
+            & (step[1:] <= INSET_STEP)
+        )
+        edges = (np.flatnonzero(one | two) + 1).tolist()  # each band's first row
+        if not edges:
+            continue
+        cuts = [0, *edges, len(flat)]
+        off = np.abs(image.astype(np.int16) - np.median(image, axis=1).astype(np.int16)[:, None])
+        contrast = np.concatenate([[0], np.cumsum(off.sum(axis=1, dtype=np.int64))])
+        bands = list(zip(cuts, cuts[1:]))
+        start, end = max(bands, key=lambda b: contrast[b[1]] - contrast[b[0]])
+        # A row short of each edge: a work row can mix both sides of it.
+        start = start + 1 if start else 0
+        end = end - 1 if end < len(flat) else end
+        if end - start < 8 * PAD_MARGIN:
+            continue  # a band this thin is no photo of an item
+        keep[2 * axis], keep[2 * axis + 1] = start, end
+    if keep == [0, h, 0, w]:
+        return None
+    return keep[0], keep[1], keep[2], keep[3]
 
 
 def unwired(content: np.ndarray) -> np.ndarray | None:
