@@ -191,9 +191,13 @@ def _backdrop(rng, w: int, h: int) -> np.ndarray:
     return np.broadcast_to((level - fall)[:, None, None] + tint, (h, w, 3)).astype(np.float32)
 
 
-def _on_backdrop(layer: Image.Image, w: int, h: int, rng):
-    """An RGBA layer somewhere on a w x h light studio backdrop, with a soft shadow
-    down and to the right. JPEG."""
+def _on_backdrop(layer: Image.Image, w: int, h: int, rng, turn: float = 0.0):
+    """An RGBA layer, turned by up to `turn` degrees either way and shrunk to fit, somewhere
+    on a w x h light studio backdrop, with a soft shadow down and to the right. JPEG."""
+    if turn:
+        layer = layer.rotate(float(rng.uniform(-turn, turn)), Image.Resampling.BICUBIC, expand=True)
+        scale = min(0.95 * w / layer.width, 0.95 * h / layer.height, 1.0)
+        layer = layer.resize((max(1, int(layer.width * scale)), max(1, int(layer.height * scale))))
     im = Image.fromarray(np.clip(_backdrop(rng, w, h), 0, 255).astype(np.uint8))
     x = int(rng.integers(0, max(1, w - layer.width)))
     y = int(rng.integers(0, max(1, h - layer.height)))
@@ -947,10 +951,7 @@ def guitar(rng):
         for sx in (-1, 1):
             px = cx + sx * neck_w * 1.3
             draw.ellipse((px - 3, y - 3, px + 3, y + 3), fill=(190, 180, 150, 255))
-    layer = layer.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BICUBIC, expand=True)
-    scale = min(0.95 * w / layer.width, 0.95 * h / layer.height, 1.0)
-    layer = layer.resize((max(1, int(layer.width * scale)), max(1, int(layer.height * scale))))
-    return _on_backdrop(layer, w, h, rng)
+    return _on_backdrop(layer, w, h, rng, turn=30)
 
 
 def sofa(rng):
@@ -1158,10 +1159,7 @@ def umbrella(rng):
         fill=handle,
         width=max(6, side // 45),
     )
-    layer = layer.rotate(float(rng.uniform(-25, 25)), Image.Resampling.BICUBIC, expand=True)
-    scale = min(0.95 * w / layer.width, 0.95 * h / layer.height, 1.0)
-    layer = layer.resize((max(1, int(layer.width * scale)), max(1, int(layer.height * scale))))
-    return _on_backdrop(layer, w, h, rng)
+    return _on_backdrop(layer, w, h, rng, turn=25)
 
 
 def headphones(rng):
@@ -1202,10 +1200,7 @@ def headphones(rng):
             box[3] - cup_h * 0.12,
         )
         draw.rounded_rectangle(inner, radius=cup_w * 0.3, fill=pad)
-    layer = layer.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BICUBIC, expand=True)
-    scale = min(0.95 * w / layer.width, 0.95 * h / layer.height, 1.0)
-    layer = layer.resize((max(1, int(layer.width * scale)), max(1, int(layer.height * scale))))
-    return _on_backdrop(layer, w, h, rng)
+    return _on_backdrop(layer, w, h, rng, turn=30)
 
 
 # Held out (see the module's docstring): not in KINDS, so development runs skip them.

@@ -1200,13 +1200,14 @@ def white_on_white(a, rng):
         ImageFilter.GaussianBlur(float(rng.uniform(6, 12)))
     )
     depth = float(rng.uniform(8, 20)) / 255.0
-    shadow = np.zeros((canvas[1], canvas[0]), np.float32)
-    sx, sy = x + dx, y + dy
-    h, w = alpha.shape
-    x0, y0 = max(sx, 0), max(sy, 0)
-    x1, y1 = min(sx + w, canvas[0]), min(sy + h, canvas[1])
-    shadow[y0:y1, x0:x1] = np.asarray(shade, np.float32)[y0 - sy : y1 - sy, x0 - sx : x1 - sx]
-    back = _shade(back, 1 - depth * shadow / 255.0)
+    # The blurred shape placed as an item is (cut off by the frame), as a 0..1 cover.
+    cast = _compose(
+        np.zeros((canvas[1], canvas[0], 1), np.float32),
+        np.asarray(shade, np.float32) / 255.0,
+        (1.0,),
+        (x + dx, y + dy),
+    )[..., 0]
+    back = _shade(back, 1 - depth * cast)
     ink = tuple(float(v) for v in rng.uniform(175, 220, 3))
     return _jpeg(_compose(back, alpha, ink, (x, y)), rng)
 

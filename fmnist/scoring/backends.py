@@ -381,9 +381,9 @@ class OnRay:
             stop.set()
             relay.join(timeout=1.0)  # progress only: an interrupted run does not wait
             try:
-                ray.kill(tally)
+                ray.kill(tally)  # a relay still waiting on the tally gets an error now, and ends
             except (ray.exceptions.RayError, ConnectionError, ValueError):  # the cluster is gone
-                pass  # a relay still waiting on the tally gets an error now, and ends
+                pass
 
     def dataset(
         self,
