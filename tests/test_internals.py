@@ -27,6 +27,17 @@ def test_click_usage_errors_are_typers_own():
         raise AssertionError("typer did not raise the vendored UsageError")
 
 
+def test_exit_handlers_run_when_asked_the_last_registered_first():
+    code = (
+        "import atexit, os\nfrom fmnist.core import internals\n"
+        "atexit.register(print, 'first')\natexit.register(print, 'second')\n"
+        "internals.run_exit_handlers()\nprint('after', flush=True)\nos._exit(0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["second", "first", "after"]
+
+
 def test_ray_single_machine_mode_sets_the_constant_ray_reads():
     code = (
         "import os, ray._private.ray_constants as c\n"

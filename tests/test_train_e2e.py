@@ -56,7 +56,7 @@ DRIVER = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('driver imported tensorflow:',\n"
     "                              'tensorflow' in sys.modules, file=sys.stderr))\n"
-    "from fmnist.cli import main\nsys.exit(main())"
+    "from fmnist.cli.main import run\nrun()"
 )
 
 

@@ -63,11 +63,17 @@ def exit_at_once(code: int) -> None:
     clean-up is done (outputs discarded, decoders and Ray stopped). TensorFlow's C++
     teardown alone takes over a second, and Ctrl-C must act within two
     (tests/test_progress.py)."""
+    for hook in list(before_exit):
+        hook(code)
+    leave_now(code)
+
+
+def leave_now(code: int) -> None:
+    """Flush the output and end the process with `code`, skipping the interpreter's
+    teardown."""
     import os
     import sys
 
-    for hook in list(before_exit):
-        hook(code)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -8,10 +8,12 @@ TensorFlow and Ray are imported inside the commands, never at module level, so t
 
 from __future__ import annotations
 
+import threading
+
 import typer
 
 from fmnist.cli import guard, models, runs, score, train
-from fmnist.cli.common import EXIT_USAGE
+from fmnist.cli.common import EXIT_USAGE, leave_now
 
 # Plain Click help: rich markup swallowed "[ensemble]" in option help, and showed flags
 # as "--dry-run <bool>".
@@ -58,3 +60,22 @@ def main() -> int:
     except typer.Abort:  # Ctrl-C while Click was prompting or parsing
         return 130
     return code or 0
+
+
+def run() -> None:
+    """The process's entry point: the `fmnist-job` script and `python -m fmnist.cli`.
+
+    The process ends as the interpreter would end it, up to its teardown: the threads
+    still running joined, the atexit handlers run (Ray's shutdown and logging's flush
+    among them), the output flushed; then it leaves with the command's exit code. In
+    the teardown, a native thread of Ray's or TensorFlow's that calls into Python aborts
+    the process (SIGABRT in place of the exit code, seen in CI: docs/performance.md,
+    "CI"). Tests call main() in their own process, which this would end."""
+    from fmnist.core.internals import run_exit_handlers
+
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    run_exit_handlers()
+    leave_now(code)

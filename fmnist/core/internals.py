@@ -21,6 +21,17 @@ def click_usage_errors() -> tuple[type, type]:
     return NoArgsIsHelpError, UsageError
 
 
+def run_exit_handlers() -> None:
+    """Run the atexit handlers now (the last registered first), as the interpreter would
+    on its way out: for a process that then leaves with os._exit, before the teardown
+    in which a native thread of Ray or TensorFlow can abort it (docs/performance.md,
+    "CI"). CPython has no public call for it: atexit._run_exitfuncs is the one that
+    Py_Finalize itself uses."""
+    import atexit
+
+    atexit._run_exitfuncs()
+
+
 def ray_single_machine_mode() -> None:
     """Make an embedded Ray bind to 127.0.0.1: its single-machine mode, switched on by a
     documented variable for the processes ray.init starts, and by the constant this
