@@ -448,6 +448,48 @@ def test_a_turned_item_is_straightened_and_an_upright_one_is_not():
         framing.STRAIGHTEN = True
 
 
+def test_a_turned_item_without_a_principal_axis_is_straightened_by_its_symmetry():
+    """A square bag has no principal axis (its second moments are equal), so the axis
+    cannot agree with its minimum box; turned back, it is mirror-symmetric again. A
+    lopsided shape (a sole turned under an upright strap) whose axis disagrees stays as
+    it is even though the turn makes it more symmetric: not symmetric enough."""
+
+    def photo(draw):
+        g = np.full((240, 240), 250, np.uint8)
+        layer = np.zeros_like(g)
+        draw(layer)
+        g[layer > 0] = 40
+        return g
+
+    def square(angle):
+        def draw(layer):
+            cv2.fillPoly(
+                layer, [cv2.boxPoints(((120, 120), (100, 100), angle)).astype(np.int32)], 255
+            )
+
+        return photo(draw)
+
+    def sandal(layer):
+        cv2.fillPoly(layer, [cv2.boxPoints(((120, 150), (170, 22), -8)).astype(np.int32)], 255)
+        cv2.rectangle(layer, (50, 100), (70, 150), 255, -1)
+        cv2.rectangle(layer, (140, 110), (165, 140), 255, -1)
+
+    try:
+        for angle in (-7, 6):
+            framing.SYMMETRY = True
+            assert abs(framing.locate(square(angle)).tilt - angle) < 1.0
+            framing.SYMMETRY = False
+            assert framing.locate(square(angle)).tilt == 0.0  # the axis alone: no turn
+        framing.SYMMETRY = True
+        assert framing.locate(square(0)).tilt == 0.0
+        lopsided = photo(sandal)
+        before, after = framing.symmetry(lopsided < 145, -7.8)
+        assert after - before > framing.SYMMETRY_GAIN and after < framing.SYMMETRIC
+        assert framing.locate(lopsided).tilt == 0.0
+    finally:
+        framing.SYMMETRY = True
+
+
 @pytest.mark.parametrize("backdrop", [110, 140, 200])
 def test_low_light_dark_item_on_grey_comes_out_light_on_black(backdrop):
     g = _photo(backdrop=backdrop)

@@ -64,6 +64,10 @@ UNSHADOW, SHADOW_SLACK = True, 0.02
 STRAIGHTEN = True
 MIN_TILT, MAX_TILT, TIGHTER = 3.0, 12.0, 0.97
 AGREE = 3.0
+# ...or, where the principal axis disagrees, the turn makes the item mirror-symmetric
+# (SYMMETRIC of its pixels mirrored in it), SYMMETRY_GAIN more of them than before
+# (docs/photos.md, "Twelfth round").
+SYMMETRY, SYMMETRIC, SYMMETRY_GAIN = True, 0.85, 0.04
 # A fitted backdrop is fitted again to all of the image that is not the item.
 REFIT, REFIT_DEGREE, HALO, STEP = True, 4, 0.01, 3
 # ...and what the polynomial misses is followed over this share of the shorter side.
@@ -1024,17 +1028,21 @@ def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
     """The turn (degrees, counter-clockwise) that would straighten an item set at a
     small angle, or 0: the minimum-area rectangle around its strong pixels, trusted only
     between MIN_TILT and MAX_TILT degrees and when it is much tighter than the upright
-    box (an irregular shape, a sandal, has a slanted minimum box of about the same area)."""
+    box (an irregular shape, a sandal, has a slanted minimum box of about the same area),
+    and then only when the principal axis turns with it or the turn makes the item more
+    nearly mirror-symmetric (`symmetry`)."""
     if not STRAIGHTEN:
         return 0.0
-    # The principal axis (second moments) must agree with the rectangle: on an upright
-    # irregular shape the two disagree, on a turned one they turn together. It is
-    # cheaper, so it goes first: most items are upright.
     mask = strong.view(np.uint8)
     m = cv2.moments(mask, binaryImage=True)
+    if m["m00"] < 20:
+        return 0.0
+    # On an upright irregular shape the principal axis (second moments) and the
+    # rectangle disagree; on a turned one they turn together. It is cheaper, so it goes
+    # first: most items are upright.
     axis = np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
     axis = (axis + 45) % 90 - 45
-    if m["m00"] < 20 or not MIN_TILT - AGREE <= abs(axis) <= MAX_TILT + AGREE:
+    if not SYMMETRY and not MIN_TILT - AGREE <= abs(axis) <= MAX_TILT + AGREE:
         return 0.0
     # The minimum-area rectangle of the points is that of their outer contours.
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -1044,7 +1052,39 @@ def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
     upright = (cols[-1] - cols[0] + 1) * (rows[-1] - rows[0] + 1)
     if not MIN_TILT <= abs(angle) <= MAX_TILT or w * h > TIGHTER * upright:
         return 0.0
-    return float(angle) if abs(axis - angle) <= AGREE else 0.0
+    if abs(axis - angle) <= AGREE:
+        return float(angle)
+    # A shirt or a bag turned a few degrees: its symmetry axis turns with it, and the
+    # principal axis of a shape with sleeves or a handle need not.
+    if SYMMETRY:
+        before, after = symmetry(strong, float(angle))
+        if after >= SYMMETRIC and after - before >= SYMMETRY_GAIN:
+            return float(angle)
+    return 0.0
+
+
+def symmetry(strong: np.ndarray, angle: float) -> tuple[float, float]:
+    """The share of the item's pixels that have a mirror image in it (about the
+    vertical through its centroid), as it is and once turned by `angle` degrees."""
+    h, w = strong.shape
+    pad = max(h, w) // 4
+    grown = cv2.copyMakeBorder(strong.view(np.uint8), pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+    m = cv2.moments(grown, binaryImage=True)
+    centre = (m["m10"] / m["m00"], m["m01"] / m["m00"])
+    turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    turned = cv2.warpAffine(grown, turn, grown.shape[::-1], flags=cv2.INTER_NEAREST)
+    return _symmetric(grown), _symmetric(turned)
+
+
+def _symmetric(mask: np.ndarray) -> float:
+    """The share of a mask's pixels whose mirror image about the vertical through its
+    centroid is in the mask too."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return 0.0
+    mirror = np.rint(2 * xs.mean() - xs).astype(np.intp)
+    inside = (mirror >= 0) & (mirror < mask.shape[1])
+    return float(np.count_nonzero(mask[ys[inside], mirror[inside]])) / len(xs)
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
