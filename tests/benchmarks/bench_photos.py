@@ -13,9 +13,10 @@ test items (each frames the same items differently), then prints:
 * accuracy per group with `--fit auto` (the default), with the conversion of the module
   given as --versus (another images.py, "before"), with `--fit whole`, and auto without
   straightening and without the drop-shadow rule (ablations), beside the accuracy of the
-  same items as plain 28x28 arrays; target: every group within 2 points (a turned item
-  within 4; below-28 excepted: detail lost below the model's resolution does not come
-  back);
+  same items as plain 28x28 arrays, and the half-width of the difference's 95% interval
+  (±95%: the same items both ways, so the paired differences' standard error); target:
+  every group within 2 points (a turned item within 4; below-28 excepted: detail lost
+  below the model's resolution does not come back);
 * with --versus, the conversion's speed against that module's, in one run, alternating
   (decode only, one core, on 28x28 PNGs and 500x500 JPEG photos): the ratio, >= 0.5x
   (--conversion-speed: only this);
@@ -99,7 +100,7 @@ def accuracy_table(
         f"\n{items:,} test items (seed {seed}); plain 28x28 arrays: {100 * plain:.2f}%", flush=True
     )
     print(
-        f"{'group':14s} {'auto':>7s} {'Δ plain':>8s} {'before':>7s} {'whole':>7s} "
+        f"{'group':14s} {'auto':>7s} {'Δ plain':>8s} {'±95%':>5s} {'before':>7s} {'whole':>7s} "
         f"{'no turn':>8s} {'no unshadow':>11s} {'items':>6s} {'s':>5s}"
     )
     groups = [g for g in photos.ALL if held_out or g not in photos.HELD_OUT]
@@ -110,8 +111,10 @@ def accuracy_table(
         made = photos.write_group(root, group, x[idx[:n]], y[idx[:n]], seed=seed)
         rels = sorted(made, key=made.get)
         truth = y[idx[:n]]
+        right = predict(np.stack([images.decode(root / r) for r in rels])) == truth
+        right_plain = predict(x[idx[:n]]) == truth
         acc = {
-            "auto": np.mean(predict(np.stack([images.decode(root / r) for r in rels])) == truth),
+            "auto": np.mean(right),
             "before": np.mean(predict(np.stack([before.decode(root / r) for r in rels])) == truth)
             if before
             else float("nan"),
@@ -126,12 +129,16 @@ def accuracy_table(
             "no unshadow": np.mean(predict(without("UNSHADOW", rels)) == truth)
             if ablations
             else float("nan"),
-            "plain": np.mean(predict(x[idx[:n]]) == truth),
+            "plain": np.mean(right_plain),
+            # Half the 95% interval of Δ plain: the same items both ways, so the
+            # standard error of the paired differences (docs/photos.md, "Noise").
+            "margin": 1.96 * np.std(right.astype(float) - right_plain, ddof=1) / np.sqrt(n),
         }
         rows.append((group, n, acc))
         name = group + ("*" if group in photos.HELD_OUT else "")
         print(
             f"{name:14s} {100 * acc['auto']:6.2f}% {100 * (acc['auto'] - acc['plain']):+7.2f} "
+            f"{100 * acc['margin']:5.2f} "
             f"{100 * acc['before']:6.2f}% {100 * acc['whole']:6.2f}% "
             f"{100 * acc['no turn']:7.2f}% {100 * acc['no unshadow']:10.2f}% {n:6d} "
             f"{time.perf_counter() - started:5.0f}",
