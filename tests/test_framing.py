@@ -271,13 +271,17 @@ def _stood(pole: int = 4, base: bool = True) -> np.ndarray:
     return _u8(g)
 
 
-def _located_both_ways(g: np.ndarray, rule: str = "APART") -> tuple[framing.Item, framing.Item]:
-    """locate's Item with one of framing's rules (the name of its switch) on, and off."""
-    setattr(framing, rule, False)
+def _located_both_ways(g: np.ndarray, *rules: str) -> tuple[framing.Item, framing.Item]:
+    """locate's Item with some of framing's rules (the names of their switches, APART
+    when none is named) on, and off."""
+    rules = rules or ("APART",)
+    for rule in rules:
+        setattr(framing, rule, False)
     try:
         without = framing.locate(g)
     finally:
-        setattr(framing, rule, True)
+        for rule in rules:
+            setattr(framing, rule, True)
     return framing.locate(g), without
 
 
@@ -591,13 +595,13 @@ def test_planks_each_of_its_own_tone_are_backdrop_band_by_band(across, cut):
     assert not item.other[50:90, 75:95].any()  # its half-transparent middle stays
     if cut:
         return
-    framing.BANDS = False
+    framing.BANDS = framing.UNARM = False  # (a flat plank from the frame is arm-like too)
     try:  # the fold rule takes some of the planks' straight edges out, not all of them
         assert np.abs(np.subtract(framing.locate(g).box, box)).max() > 2
         framing.UNCREASE = False  # and the smooth backdrop takes the dark plank for item
         assert np.abs(np.subtract(framing.locate(g).box, box)).max() > 10
     finally:
-        framing.BANDS = framing.UNCREASE = True
+        framing.BANDS = framing.UNCREASE = framing.UNARM = True
 
 
 def test_a_flat_graded_or_two_sided_backdrop_or_a_long_item_is_not_bands():
@@ -699,9 +703,33 @@ def _creased(folds=((20, 0.3), (170, 2.0), (100, 1.2))) -> np.ndarray:
     return _u8(np.where(item == 245, g, item))
 
 
+def _held(arm: float = 140.0) -> np.ndarray:
+    """A textured dark item (a shirt, 50 +- 12) held by a hand: a flat forearm of level
+    `arm` from the left edge to the item's side, the palm and fingers over its edge."""
+    rng = np.random.default_rng(3)
+    g = np.full((150, 200), 240, np.float32)
+    g[30:120, 80:140] = 50 + rng.normal(0, 12, (90, 60))
+    g[60:76, 0:84] = arm  # the forearm
+    cv2.ellipse(g, (84, 68), (11, 11), 0, 0, 360, arm, -1)  # the palm
+    for k in range(4):  # the fingers over the item
+        g[60 + 4 * k : 63 + 4 * k, 84:96] = arm
+    return _u8(g + rng.normal(0, 2, g.shape))
+
+
+def test_an_arm_holding_the_item_is_not_item():
+    item, without = _located_both_ways(_held(), "UNARM")
+    assert without.box[0] == 0  # without the rule the arm is taken, out to the frame
+    assert np.abs(np.subtract(item.box, (80, 30, 140, 120))).max() <= 2, item.box
+    # A strap of the item's own tone reaching the frame is the item's.
+    strapped, _ = _located_both_ways(_held(arm=55.0), "UNARM")
+    assert strapped.box[0] == 0, strapped.box
+
+
 def test_a_creased_backdrops_folds_are_not_item():
     g = _creased()
-    item, without = _located_both_ways(g, "UNCREASE")
+    # A fold from frame to frame, flat along its length, is also an arm's kind of band
+    # (unarmed): both rules off to see what the fold rule does.
+    item, without = _located_both_ways(g, "UNCREASE", "UNARM")
     # Where a fold meets the item, a stub of it as strong as the item's edge may stay:
     # within a model pixel (80 / 28 pixels) of the item's box.
     assert np.abs(np.subtract(item.box, (60, 30, 110, 110))).max() <= 3, item.box

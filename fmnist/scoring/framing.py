@@ -81,6 +81,9 @@ SPLIT, SPLIT_WINDOW, SPLIT_FLAT, SPLIT_BAND = True, 6, 0.25, 3
 # (WIRE_MIN pixels) long and thrice as long as wide; looked for on work images only
 # (a small image's thin parts are the item's own).
 UNWIRE, WIRE_WIDTH, WIRE_LENGTH, WIRE_MIN = True, 5, 0.08, 10
+# An arm holding the item: a flat band from the frame (unarmed; docs/photos.md,
+# "Thirteenth round").
+UNARM, ARM_FLAT, ARM_STEP, ARM_SHARE = True, 6, 25.0, 0.6
 # A body joined to the item only by lines that an opening of WIRE_WIDTH cuts (a tag on
 # a string), lying more than DETACH_GAP pixels from its main body, is a region apart
 # from it (detached).
@@ -276,6 +279,10 @@ def _located(g: np.ndarray, chroma: Callable[[], np.ndarray | None] | None) -> I
     wires = unwired(content) if UNWIRE else None
     if wires is not None:
         content &= ~wires
+    arm = unarmed(content, g) if UNARM else None
+    if arm is not None:
+        content &= ~arm
+        wires = arm if wires is None else wires | arm
     return _found(
         g, background, content, diff, far, low, wires, table, bands is not None, folds=folds
     )
@@ -648,6 +655,42 @@ def unwired(content: np.ndarray) -> np.ndarray | None:
     narrow = area <= WIRE_WIDTH * length
     wire = np.concatenate([[False], edge & long & narrow])
     return wire[labels] if wire.any() else None
+
+
+def unarmed(content: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+    """An arm holding the item up, or None: content of one flat tone (within ARM_FLAT
+    levels of where it meets the frame: skin, not a print or a weave) filled from the
+    frame, at least ARM_STEP levels from the rest of the content, and at most ARM_SHARE
+    of the content (the item is the rest)."""
+    h, w = content.shape
+    ring = np.zeros_like(content)
+    ring[0], ring[-1], ring[:, 0], ring[:, -1] = True, True, True, True
+    entry = content & ring
+    if not entry.any():
+        return None
+    gray = np.clip(g, 0, 255).astype(np.uint8)
+    count, labels = cv2.connectedComponents(entry.view(np.uint8), connectivity=8)
+    arm = np.zeros_like(content)
+    total = int(np.count_nonzero(content))
+    for k in range(1, count):
+        ys, xs = np.nonzero(labels == k)
+        if len(xs) < 3:
+            continue
+        seed = (int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+        # floodFill's mask: 1 blocks; a pixel wider than the image all round.
+        block = np.pad((~content).view(np.uint8), 1, constant_values=1)
+        flags = 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (2 << 8)
+        cv2.floodFill(gray, block, seed, 0, ARM_FLAT, ARM_FLAT, flags)
+        filled = block[1:-1, 1:-1] == 2
+        area = int(np.count_nonzero(filled))
+        if area < 3 * len(xs) or area > ARM_SHARE * total:
+            continue
+        rest = content & ~filled & ~arm
+        if not rest.any():
+            continue
+        if abs(float(np.median(g[filled])) - float(np.median(g[rest]))) >= ARM_STEP:
+            arm |= filled
+    return arm if arm.any() else None
 
 
 def _strong(far: np.ndarray, low: float) -> np.ndarray:
