@@ -414,9 +414,9 @@ MISSED = {
     "defocus": 0.03,
     "white-on-white": 0.03,
     # Development kinds since the twelfth round's end: a hand holding the item, its arm
-    # left out since the thirteenth round (-12.7 here, -35.3 before); a halftone print
+    # left out since the thirteenth round (-15.0 here, -35.3 before); a halftone print
     # (-3.0 here).
-    "in-hand": 0.137,
+    "in-hand": 0.16,
     "halftone": 0.04,
 }
 

@@ -661,8 +661,12 @@ def unarmed(content: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     """An arm holding the item up, or None: content of one flat tone (within ARM_FLAT
     levels of where it meets the frame: skin, not a print or a weave) filled from the
     frame, at least ARM_STEP levels from the rest of the content, and at most ARM_SHARE
-    of the content (the item is the rest)."""
+    of the content (the item is the rest), the rest clear of the frame but where the
+    fill entered: an item cropped tight, touching the frame itself, is not held. Work images only, as for wires: a
+    small image's content is the item's own."""
     h, w = content.shape
+    if min(h, w) < 8 * WIRE_MIN:
+        return None
     ring = np.zeros_like(content)
     ring[0], ring[-1], ring[:, 0], ring[:, -1] = True, True, True, True
     entry = content & ring
@@ -686,7 +690,7 @@ def unarmed(content: np.ndarray, g: np.ndarray) -> np.ndarray | None:
         if area < 3 * len(xs) or area > ARM_SHARE * total:
             continue
         rest = content & ~filled & ~arm
-        if not rest.any():
+        if not rest.any() or (rest & ring & (labels != k)).any():
             continue
         if abs(float(np.median(g[filled])) - float(np.median(g[rest]))) >= ARM_STEP:
             arm |= filled
