@@ -660,10 +660,10 @@ def unwired(content: np.ndarray) -> np.ndarray | None:
 def unarmed(content: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     """An arm holding the item up, or None: content of one flat tone (within ARM_FLAT
     levels of where it meets the frame: skin, not a print or a weave) filled from the
-    frame, at least ARM_STEP levels from the rest of the content, and at most ARM_SHARE
-    of the content (the item is the rest), the rest clear of the frame but where the
-    fill entered: an item cropped tight, touching the frame itself, is not held. Work images only, as for wires: a
-    small image's content is the item's own."""
+    frame, at least ARM_STEP levels from the rest of the content, at most ARM_SHARE of
+    the content (the item is the rest), and the rest clear of the frame but where the
+    fill entered (an item cropped tight, touching the frame itself, is not held). Work
+    images only, as for wires: a small image's content is the item's own."""
     h, w = content.shape
     if min(h, w) < 8 * WIRE_MIN:
         return None
@@ -672,18 +672,20 @@ def unarmed(content: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     entry = content & ring
     if not entry.any():
         return None
-    gray = np.clip(g, 0, 255).astype(np.uint8)
+    gray = np.array(g, np.uint8)  # floodFill wants a writable, contiguous image
     count, labels = cv2.connectedComponents(entry.view(np.uint8), connectivity=8)
     arm = np.zeros_like(content)
     total = int(np.count_nonzero(content))
+    # floodFill's mask: 1 blocks (all but content), a pixel wider than the image all
+    # round; the fill marks what it takes with 2.
+    outside = np.pad((~content).view(np.uint8), 1, constant_values=1)
+    flags = 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (2 << 8)
     for k in range(1, count):
         ys, xs = np.nonzero(labels == k)
         if len(xs) < 3:
             continue
         seed = (int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
-        # floodFill's mask: 1 blocks; a pixel wider than the image all round.
-        block = np.pad((~content).view(np.uint8), 1, constant_values=1)
-        flags = 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (2 << 8)
+        block = outside.copy()
         cv2.floodFill(gray, block, seed, 0, ARM_FLAT, ARM_FLAT, flags)
         filled = block[1:-1, 1:-1] == 2
         area = int(np.count_nonzero(filled))
@@ -1085,12 +1087,9 @@ def tilt(strong: np.ndarray, box: tuple[int, int, int, int]) -> float:
     if m["m00"] < 20:
         return 0.0
     # On an upright irregular shape the principal axis (second moments) and the
-    # rectangle disagree; on a turned one they turn together. It is cheaper, so it goes
-    # first: most items are upright.
+    # rectangle disagree; on a turned one they turn together.
     axis = np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))
     axis = (axis + 45) % 90 - 45
-    if not SYMMETRY and not MIN_TILT - AGREE <= abs(axis) <= MAX_TILT + AGREE:
-        return 0.0
     # The minimum-area rectangle of the points is that of their outer contours.
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     (_, _), (w, h), angle = cv2.minAreaRect(np.concatenate(contours))
